@@ -1,0 +1,29 @@
+"""satchel: server-side sessions for Python web applications."""
+
+from satchel.config import SessionConfig
+from satchel.errors import (
+    ConfigError,
+    DuplicateDriverError,
+    LockTimeout,
+    SatchelError,
+    SessionBackendError,
+    SessionTooLarge,
+    UnknownDriverError,
+)
+from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
+from satchel.hookspecs import hookimpl
+
+__all__ = [
+    "AsyncSessionHandler",
+    "ConfigError",
+    "DuplicateDriverError",
+    "LockTimeout",
+    "RequestMetadata",
+    "SatchelError",
+    "SessionBackendError",
+    "SessionConfig",
+    "SessionHandler",
+    "SessionTooLarge",
+    "UnknownDriverError",
+    "hookimpl",
+]

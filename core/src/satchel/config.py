@@ -1,0 +1,300 @@
+"""``SessionConfig``: every setting of satchel, after Laravel's ``config/session``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+import cattrs
+
+from satchel.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+T = TypeVar("T")
+
+SAME_SITE_VALUES = ("lax", "strict", "none")
+HOST_PREFIX = "__Host-"
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+# Environment variables that start with SESSION_ but belong to someone else.
+FOREIGN_ENV_NAMES = frozenset({"SESSION_MANAGER"})
+
+
+def parse_bool(value: object) -> bool:
+    """A boolean from a bool, 0/1 or one of the words true/false/1/0/yes/no/on/off."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(bool, lambda value, _: parse_bool(value))
+
+    def structure_float(value: object, _: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"expected a number, got {value!r}")
+        return float(value)
+
+    def structure_int(value: object, _: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return int(value)
+
+    def structure_str(value: object, _: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return value
+
+    converter.register_structure_hook(float, structure_float)
+    converter.register_structure_hook(int, structure_int)
+    converter.register_structure_hook(str, structure_str)
+    return converter
+
+
+converter = _make_converter()
+"""The cattrs converter for config values: strict bools, numbers and strings."""
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigError(attribute.name, f"must be greater than 0, got {value!r}")
+
+
+def _not_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ConfigError(attribute.name, f"must not be negative, got {value!r}")
+
+
+def _check_lottery(instance: object, attribute: attrs.Attribute[Any], value: tuple[int, int]) -> None:
+    chances, out_of = value
+    if out_of <= 0 or not 0 <= chances <= out_of:
+        raise ConfigError(
+            "lottery", f"must be (chances, out_of) with 0 <= chances <= out_of, got {value!r}"
+        )
+
+
+def _check_same_site(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in SAME_SITE_VALUES:
+        raise ConfigError("same_site", f"must be one of {', '.join(SAME_SITE_VALUES)}, got {value!r}")
+
+
+def _check_cookie_name(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    # RFC 6265 token characters only, so the name can never break the header.
+    if not value or any(ch in value for ch in ' \t\r\n;,="()<>@:/\\[]?{}') or not value.isascii():
+        raise ConfigError("cookie", f"is not a valid cookie name: {value!r}")
+
+
+def _lower(value: str) -> str:
+    return value.lower() if isinstance(value, str) else value
+
+
+@attrs.frozen(kw_only=True)
+class SessionConfig:
+    """Every session setting, with Laravel's names and defaults.
+
+    Attributes:
+        driver: Name of the driver that stores sessions (``file``, ``cookie``,
+            ``array``, ``null`` or any registered plugin's).
+        lifetime: Minutes of idleness after which a session expires (fractions allowed).
+        absolute_lifetime: Minutes since creation after which a session expires
+            whatever its activity; ``None`` for no such limit.
+        expire_on_close: Send a browser-session cookie (no Max-Age).
+        encrypt: Encrypt the payload (AES-GCM) before the driver sees it.
+        files: The folder the ``file`` driver keeps sessions in.
+        connection: The driver's URL or address (``redis://…``, ``host:port``, an
+            SQLAlchemy URL, ``mongodb://…``).
+        table: The database driver's table.
+        prefix: Key prefix for stores shared with other data (Redis, memcached).
+        lottery: ``(chances, out_of)``: the odds that a request runs the garbage collector.
+        cookie: The session cookie's name.
+        path: The cookie's ``Path``.
+        domain: The cookie's ``Domain``; ``None`` for a host-only cookie.
+        secure: The cookie's ``Secure`` flag; ``None`` means: when the request is https.
+        http_only: The cookie's ``HttpOnly`` flag.
+        same_site: The cookie's ``SameSite``: ``lax``, ``strict`` or ``none``.
+        partitioned: The cookie's ``Partitioned`` flag (CHIPS).
+        secret_key: Key for the cookie driver and ``encrypt``.
+        secret_key_fallbacks: Older keys, still accepted for reading.
+        block: Hold a per-session lock across each request.
+        block_lock_seconds: How long a held lock lasts before it expires by itself.
+        block_wait_seconds: How long a request waits for the lock before ``LockTimeout``.
+        merge_on_save: Re-read the stored session at save and apply only the keys changed.
+        touch_interval: Seconds between refreshes of an unchanged session's last activity.
+        options: Driver-specific settings, structured by the driver itself.
+    """
+
+    driver: str = "file"
+    lifetime: float = attrs.field(default=120.0, validator=_positive)
+    absolute_lifetime: float | None = attrs.field(default=None, validator=_positive)
+    expire_on_close: bool = False
+    encrypt: bool = False
+    files: str = "storage/sessions"
+    connection: str | None = None
+    table: str = "sessions"
+    prefix: str = "satchel:"
+    lottery: tuple[int, int] = attrs.field(default=(2, 100), validator=_check_lottery)
+    cookie: str = attrs.field(default="satchel_session", validator=_check_cookie_name)
+    path: str = "/"
+    domain: str | None = None
+    secure: bool | None = None
+    http_only: bool = True
+    same_site: str = attrs.field(default="lax", converter=_lower, validator=_check_same_site)
+    partitioned: bool = False
+    secret_key: str | None = attrs.field(default=None, repr=False)
+    secret_key_fallbacks: tuple[str, ...] = attrs.field(default=(), repr=False)
+    block: bool = False
+    block_lock_seconds: float = attrs.field(default=10.0, validator=_positive)
+    block_wait_seconds: float = attrs.field(default=10.0, validator=_not_negative)
+    merge_on_save: bool = False
+    touch_interval: float = attrs.field(default=60.0, validator=_not_negative)
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    ENV_ALIASES: ClassVar[Mapping[str, str]] = {
+        "SESSION_SECURE_COOKIE": "secure",
+        "SESSION_PARTITIONED_COOKIE": "partitioned",
+    }
+
+    def __attrs_post_init__(self) -> None:
+        if self.cookie.startswith(HOST_PREFIX):
+            if self.domain is not None:
+                raise ConfigError("domain", f"must be unset for a {HOST_PREFIX} cookie name")
+            if self.path != "/":
+                raise ConfigError("path", f'must be "/" for a {HOST_PREFIX} cookie name')
+            if self.secure is False:
+                raise ConfigError("secure", f"must not be false for a {HOST_PREFIX} cookie name")
+        if self.same_site == "none" and self.secure is False:
+            raise ConfigError("same_site", '"none" needs a Secure cookie; secure must not be false')
+        if self.encrypt and not self.secret_key:
+            raise ConfigError("secret_key", "must be set when encrypt is true")
+
+    @property
+    def lifetime_seconds(self) -> int:
+        """The idle lifetime in whole seconds (at least 1)."""
+        return max(1, round(self.lifetime * 60))
+
+    @property
+    def absolute_lifetime_seconds(self) -> int | None:
+        """The absolute lifetime in whole seconds, or ``None``."""
+        if self.absolute_lifetime is None:
+            return None
+        return max(1, round(self.absolute_lifetime * 60))
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """The config keys, in declaration order."""
+        return [field.name for field in attrs.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> SessionConfig:
+        """Build from a mapping of config keys; a bad or unknown key is a ``ConfigError`` naming it."""
+        fields = {field.name: field for field in attrs.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in mapping.items():
+            field = fields.get(key)
+            if field is None:
+                raise ConfigError(key, f"unknown key; known keys: {', '.join(fields)}")
+            try:
+                values[key] = converter.structure(raw, field.type)
+            except Exception as exc:  # cattrs raises many kinds; all mean a bad value
+                raise ConfigError(key, f"bad value {raw!r}: {_describe(exc)}") from exc
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> SessionConfig:
+        """Build from a TOML file whose top-level keys are config keys."""
+        with Path(path).open("rb") as stream:
+            try:
+                document = tomllib.load(stream)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from exc
+        return cls.from_dict(document)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SessionConfig:
+        """Build from ``SESSION_<KEY>`` environment variables (Laravel's names included)."""
+        environ = os.environ if environ is None else environ
+        fields = {field.name: field for field in attrs.fields(cls)}
+        values: dict[str, Any] = {}
+        for name, text in environ.items():
+            if not name.startswith("SESSION_") or name in FOREIGN_ENV_NAMES:
+                continue
+            key = cls.ENV_ALIASES.get(name, name[len("SESSION_") :].lower())
+            field = fields.get(key)
+            if field is None:
+                raise ConfigError(key, f"unknown key (from environment variable {name})")
+            values[key] = _parse_env_value(key, name, text, field.type)
+        return cls.from_dict(values)
+
+    def structure_options(self, options_class: type[T], *, driver: str | None = None) -> T:
+        """Structure ``options`` into a driver's attrs class; a bad option is a ``ConfigError`` naming it."""
+        known = {field.name for field in attrs.fields(options_class)}  # type: ignore[arg-type]
+        owner = driver or self.driver
+        for key in self.options:
+            if key not in known:
+                raise ConfigError(
+                    f"options.{key}",
+                    f"unknown option for driver {owner!r}; known options: {', '.join(sorted(known))}",
+                )
+        try:
+            return converter.structure(dict(self.options), options_class)
+        except cattrs.ClassValidationError as exc:
+            key, message = _first_failure(exc)
+            raise ConfigError(f"options.{key}", f"bad value for driver {owner!r}: {message}") from exc
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError("options", f"bad value for driver {owner!r}: {_describe(exc)}") from exc
+
+
+attrs.resolve_types(SessionConfig)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    return str(exc) or type(exc).__name__
+
+
+def _first_failure(exc: cattrs.ClassValidationError) -> tuple[str, str]:
+    failures, _ = exc.group_exceptions()
+    for inner, note in failures:
+        name = getattr(note, "name", "?")
+        return str(name), _describe(inner)
+    return "?", _describe(exc)
+
+
+def _parse_env_value(key: str, name: str, text: str, field_type: Any) -> Any:
+    stripped = text.strip()
+    if stripped.lower() in ("", "null", "none") and "None" in str(field_type):
+        return None
+    if key == "options":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(key, f"{name} must be a JSON object: {exc}") from exc
+    if key == "lottery":
+        parts = [part.strip() for part in stripped.split(",")]
+        if len(parts) != 2:
+            raise ConfigError(key, f"{name} must look like '2,100', got {text!r}")
+        return parts
+    if key == "secret_key_fallbacks":
+        return [part.strip() for part in stripped.split(",") if part.strip()]
+    return stripped

@@ -1,0 +1,90 @@
+"""The ``array`` driver: sessions in this process's memory (tests, single-process apps)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import attrs
+
+from satchel.config import SessionConfig
+from satchel.handler import SessionHandler
+from satchel.locking import new_lock_token, wait_for_lock
+
+
+@attrs.define
+class _Entry:
+    data: str
+    written_at: float
+
+
+class ArraySessionHandler(SessionHandler):
+    """In-memory sessions that honour the lifetime, with an in-process lock for blocking."""
+
+    def __init__(self, lifetime_seconds: int, clock: Callable[[], float] = time.time) -> None:
+        self.lifetime_seconds = lifetime_seconds
+        self.clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._mutex = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> ArraySessionHandler:
+        return cls(config.lifetime_seconds)
+
+    def read(self, session_id: str) -> str:
+        with self._mutex:
+            entry = self._entries.get(session_id)
+        if entry is None or entry.written_at < self.clock() - self.lifetime_seconds:
+            return ""
+        return entry.data
+
+    def write(self, session_id: str, data: str) -> bool:
+        with self._mutex:
+            self._entries[session_id] = _Entry(data, self.clock())
+        return True
+
+    def touch(self, session_id: str) -> bool:
+        with self._mutex:
+            entry = self._entries.get(session_id)
+            if entry is None:
+                return False
+            entry.written_at = self.clock()
+        return True
+
+    def destroy(self, session_id: str) -> bool:
+        with self._mutex:
+            self._entries.pop(session_id, None)
+        return True
+
+    def gc(self, lifetime: int) -> int:
+        cutoff = self.clock() - lifetime
+        with self._mutex:
+            expired = [key for key, entry in self._entries.items() if entry.written_at < cutoff]
+            for key in expired:
+                del self._entries[key]
+        return len(expired)
+
+    @contextmanager
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+        token = new_lock_token()
+
+        def try_acquire() -> bool:
+            now = time.monotonic()
+            with self._mutex:
+                holder = self._locks.get(session_id)
+                if holder is not None and holder[1] > now:
+                    return False
+                self._locks[session_id] = (token, now + lock_seconds)
+                return True
+
+        wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="an array session")
+        try:
+            yield
+        finally:
+            with self._mutex:
+                holder = self._locks.get(session_id)
+                if holder is not None and holder[0] == token:
+                    del self._locks[session_id]

@@ -1,0 +1,156 @@
+"""The driver contract: what every session store implements.
+
+After PHP's ``SessionHandlerInterface``: six methods over strings. Core does
+the serialising, encrypting, expiry and id hashing; a driver only stores the
+string it is handed under the key it is handed. The ``session_id`` a
+server-side driver sees is the SHA-256 hex digest of the cookie's id.
+
+Optional capabilities, detected by core with ``isinstance`` on the
+``Supports*`` protocols below:
+
+* ``touch(session_id)``: extend the expiry without rewriting the payload;
+* ``lock(session_id, lock_seconds=..., wait_seconds=...)``: a context manager
+  holding a per-session lock for session blocking, raising
+  :class:`satchel.LockTimeout` when the wait runs out;
+* ``write_with_metadata(session_id, data, metadata)``: store request
+  metadata (client address, user agent, the session's values) beside the
+  payload, as the database driver does.
+
+An async twin implements :class:`AsyncSessionHandler` with the same methods as
+coroutines (``lock`` then returns an async context manager).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+
+@attrs.frozen
+class RequestMetadata:
+    """What the web glue knows about the request that writes a session.
+
+    Attributes:
+        ip_address: The client's address, as the server saw it.
+        user_agent: The ``User-Agent`` header, if any.
+        values: The application's session values at save time (decrypted),
+            so a driver can index one of them (the database driver's ``user_id``).
+    """
+
+    ip_address: str | None = None
+    user_agent: str | None = None
+    values: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class SessionHandler(abc.ABC):
+    """A synchronous session store."""
+
+    def open(self, save_path: str, session_name: str) -> bool:
+        """Prepare the store; most drivers need nothing here."""
+        return True
+
+    def close(self) -> bool:
+        """Release what ``open`` took; most drivers need nothing here."""
+        return True
+
+    @abc.abstractmethod
+    def read(self, session_id: str) -> str:
+        """Return the stored payload, or ``""`` when there is none or it expired."""
+
+    @abc.abstractmethod
+    def write(self, session_id: str, data: str) -> bool:
+        """Store the payload string under ``session_id``."""
+
+    @abc.abstractmethod
+    def destroy(self, session_id: str) -> bool:
+        """Remove one session; removing a missing one is not an error."""
+
+    @abc.abstractmethod
+    def gc(self, lifetime: int) -> int:
+        """Remove sessions idle for more than ``lifetime`` seconds; return how many."""
+
+
+class AsyncSessionHandler(abc.ABC):
+    """The async twin of :class:`SessionHandler`, awaited by the ASGI middleware."""
+
+    async def open(self, save_path: str, session_name: str) -> bool:
+        """Prepare the store; most drivers need nothing here."""
+        return True
+
+    async def close(self) -> bool:
+        """Release what ``open`` took; most drivers need nothing here."""
+        return True
+
+    @abc.abstractmethod
+    async def read(self, session_id: str) -> str:
+        """Return the stored payload, or ``""`` when there is none or it expired."""
+
+    @abc.abstractmethod
+    async def write(self, session_id: str, data: str) -> bool:
+        """Store the payload string under ``session_id``."""
+
+    @abc.abstractmethod
+    async def destroy(self, session_id: str) -> bool:
+        """Remove one session; removing a missing one is not an error."""
+
+    @abc.abstractmethod
+    async def gc(self, lifetime: int) -> int:
+        """Remove sessions idle for more than ``lifetime`` seconds; return how many."""
+
+
+@runtime_checkable
+class SupportsTouch(Protocol):
+    """A store that can extend a session's expiry without rewriting it."""
+
+    def touch(self, session_id: str) -> bool: ...
+
+
+@runtime_checkable
+class SupportsLock(Protocol):
+    """A store that can hold a per-session lock for session blocking.
+
+    The lock expires by itself after ``lock_seconds`` (a holder that died
+    never blocks forever); waiting longer than ``wait_seconds`` raises
+    :class:`satchel.LockTimeout`. Releasing never frees a lock another holder
+    took after this one expired.
+    """
+
+    def lock(
+        self, session_id: str, *, lock_seconds: float, wait_seconds: float
+    ) -> AbstractContextManager[None]: ...
+
+
+@runtime_checkable
+class SupportsMetadata(Protocol):
+    """A store that keeps request metadata beside the payload."""
+
+    def write_with_metadata(self, session_id: str, data: str, metadata: RequestMetadata) -> bool: ...
+
+
+@runtime_checkable
+class AsyncSupportsTouch(Protocol):
+    """The async form of :class:`SupportsTouch`."""
+
+    async def touch(self, session_id: str) -> bool: ...
+
+
+@runtime_checkable
+class AsyncSupportsLock(Protocol):
+    """The async form of :class:`SupportsLock`."""
+
+    def lock(
+        self, session_id: str, *, lock_seconds: float, wait_seconds: float
+    ) -> AbstractAsyncContextManager[None]: ...
+
+
+@runtime_checkable
+class AsyncSupportsMetadata(Protocol):
+    """The async form of :class:`SupportsMetadata`."""
+
+    async def write_with_metadata(
+        self, session_id: str, data: str, metadata: RequestMetadata
+    ) -> bool: ...

@@ -1,0 +1,50 @@
+"""Session ids: issued from ``secrets``, validated strictly, hashed before storage."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+
+ID_ALPHABET = string.ascii_letters + string.digits
+ID_LENGTH = 40  # Laravel's length: 40 characters of 62 give about 238 bits
+
+
+def generate_id() -> str:
+    """A new session id: 40 random alphanumeric characters from ``secrets``."""
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def is_valid_id(value: object) -> bool:
+    """True only for a string of exactly 40 ASCII letters and digits.
+
+    Anything else (empty, short, long, ``..``, NUL, CR/LF, ``;``, non-ASCII) is
+    refused before it can reach a driver, a file path or a log line.
+    """
+    return (
+        isinstance(value, str)
+        and len(value) == ID_LENGTH
+        and value.isascii()
+        and value.isalnum()
+    )
+
+
+def storage_key(session_id: str) -> str:
+    """The key a server-side driver stores a session under: SHA-256 hex of the id.
+
+    A dump of the store therefore holds nothing that can be replayed as a
+    cookie; the digest needs no key, so every server with the same config
+    finds the same session.
+    """
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+def log_digest(session_id: str) -> str:
+    """A short digest to name a session in logs; never log the id itself."""
+    return hashlib.blake2b(session_id.encode("utf-8", "replace"), digest_size=6).hexdigest()
+
+
+def ids_equal(left: str, right: str) -> bool:
+    """Compare two secrets in constant time."""
+    return hmac.compare_digest(left.encode("utf-8"), right.encode("utf-8"))

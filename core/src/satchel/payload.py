@@ -1,0 +1,269 @@
+"""The stored payload: JSON with type tags, a format version and bookkeeping.
+
+What the application puts comes back equal: JSON's own types and datetime,
+date, time, timedelta, UUID, Decimal, bytes, tuple, set, frozenset, integers of
+any size, and attrs or dataclass instances (read back as mappings, or typed
+with ``session.get(key, type=Cls)``). Anything else is a ``TypeError`` naming
+the key. Nothing is ever pickled: decoding builds only these plain types.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+
+FORMAT_VERSION = 1
+TAG = "__t"  # a JSON object carrying this key is a tagged value
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class PayloadError(ValueError):
+    """A stored payload could not be decoded (corrupt, foreign or from a future format)."""
+
+
+def _make_value_converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+    # Values decoded from the payload are already of these types: pass them through.
+    for passthrough in (dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID, decimal.Decimal, bytes):
+        converter.register_structure_hook(passthrough, _passthrough)
+        converter.register_unstructure_hook(passthrough, lambda value: value)
+    return converter
+
+
+def _passthrough(value: Any, type_: type) -> Any:
+    if isinstance(value, type_):
+        return value
+    raise TypeError(f"expected {type_.__name__}, got {type(value).__name__}")
+
+
+value_converter = _make_value_converter()
+"""The cattrs converter that turns attrs/dataclass values into mappings and back."""
+
+
+def encode_value(value: Any, path: str) -> Any:
+    """Turn a session value into JSON-ready data with type tags; ``TypeError`` names ``path``."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        number = int(value)
+        return number if INT64_MIN <= number <= INT64_MAX else {TAG: "int", "v": str(number)}
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else {TAG: "float", "v": repr(float(value))}
+    if isinstance(value, list):
+        return [encode_value(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value) and TAG not in value:
+            return {key: encode_value(item, f"{path}.{key}") for key, item in value.items()}
+        return {
+            TAG: "dict",
+            "v": [[encode_value(key, path), encode_value(item, f"{path}[{key!r}]")] for key, item in value.items()],
+        }
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "v": [encode_value(item, f"{path}[{i}]") for i, item in enumerate(value)]}
+    if isinstance(value, (set, frozenset)):
+        items = [encode_value(item, f"{path}{{}}") for item in value]
+        items.sort(key=_canonical)  # a stable order, so an unchanged set is never seen as changed
+        return {TAG: "frozenset" if isinstance(value, frozenset) else "set", "v": items}
+    if isinstance(value, dt.datetime):
+        encoded: dict[str, Any] = {TAG: "datetime", "v": value.isoformat()}
+        zone_key = getattr(value.tzinfo, "key", None)
+        if isinstance(zone_key, str):
+            encoded["tz"] = zone_key
+        return encoded
+    if isinstance(value, dt.date):
+        return {TAG: "date", "v": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {TAG: "time", "v": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, uuid.UUID):
+        return {TAG: "uuid", "v": str(value)}
+    if isinstance(value, decimal.Decimal):
+        return {TAG: "decimal", "v": str(value)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if attrs.has(type(value)) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return {TAG: "object", "v": encode_value(value_converter.unstructure(value), path)}
+    raise TypeError(
+        f"session value {path!r} has type {type(value).__name__}, which satchel cannot store; "
+        "store JSON types, datetime, date, time, timedelta, UUID, Decimal, bytes, tuple, set, "
+        "frozenset, or attrs/dataclass instances"
+    )
+
+
+def decode_value(data: Any) -> Any:
+    """Rebuild a value from :func:`encode_value`'s output; ``PayloadError`` when it is malformed."""
+    if isinstance(data, list):
+        return [decode_value(item) for item in data]
+    if not isinstance(data, dict):
+        if isinstance(data, (str, int, float, bool)) or data is None:
+            return data
+        raise PayloadError(f"unexpected JSON value of type {type(data).__name__}")
+    tag = data.get(TAG)
+    if tag is None:
+        return {key: decode_value(item) for key, item in data.items()}
+    raw = data.get("v")
+    try:
+        return _DECODERS[tag](raw, data)
+    except KeyError:
+        raise PayloadError(f"unknown type tag {tag!r}") from None
+    except PayloadError:
+        raise
+    except (TypeError, ValueError, OverflowError, decimal.InvalidOperation) as exc:
+        raise PayloadError(f"bad {tag!r} value: {exc}") from exc
+
+
+def _decode_datetime(raw: Any, data: dict[str, Any]) -> dt.datetime:
+    value = dt.datetime.fromisoformat(raw)
+    zone_key = data.get("tz")
+    if isinstance(zone_key, str) and value.tzinfo is not None:
+        try:
+            from zoneinfo import ZoneInfo
+
+            return value.astimezone(ZoneInfo(zone_key))
+        except Exception:  # an unknown zone on this machine: keep the fixed offset
+            return value
+    return value
+
+
+def _decode_dict(raw: Any, data: dict[str, Any]) -> dict[Any, Any]:
+    return {_hashable(decode_value(key)): decode_value(item) for key, item in raw}
+
+
+def _hashable(value: Any) -> Any:
+    hash(value)  # raises TypeError for a list or dict used as a key
+    return value
+
+
+_DECODERS: dict[str, Any] = {
+    "int": lambda raw, _: int(str(raw)),
+    "float": lambda raw, _: float(str(raw)),
+    "dict": _decode_dict,
+    "tuple": lambda raw, _: tuple(decode_value(item) for item in _list(raw)),
+    "set": lambda raw, _: {_hashable(decode_value(item)) for item in _list(raw)},
+    "frozenset": lambda raw, _: frozenset(_hashable(decode_value(item)) for item in _list(raw)),
+    "datetime": _decode_datetime,
+    "date": lambda raw, _: dt.date.fromisoformat(raw),
+    "time": lambda raw, _: dt.time.fromisoformat(raw),
+    "timedelta": lambda raw, _: dt.timedelta(days=raw[0], seconds=raw[1], microseconds=raw[2]),
+    "uuid": lambda raw, _: uuid.UUID(raw),
+    "decimal": lambda raw, _: decimal.Decimal(raw),
+    "bytes": lambda raw, _: base64.b64decode(raw, validate=True),
+    "object": lambda raw, _: decode_value(raw),
+}
+
+
+def _list(raw: Any) -> list[Any]:
+    if not isinstance(raw, list):
+        raise PayloadError("expected a list")
+    return raw
+
+
+def _canonical(encoded: Any) -> str:
+    return json.dumps(encoded, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def structure_as(value: Any, type_: type[Any]) -> Any:
+    """Structure a decoded value into ``type_`` (an attrs class, a dataclass, …) with cattrs."""
+    if isinstance(value, type_):
+        return value
+    return value_converter.structure(value, type_)
+
+
+@attrs.define
+class Envelope:
+    """A decoded payload: the application's values and core's bookkeeping.
+
+    Attributes:
+        values: The application's data, decoded.
+        created: Unix time the session was created (absolute expiry counts from it).
+        last_activity: Unix time of the last write or touch (idle expiry counts from it).
+        flash_new: Keys flashed this request, kept for the next one.
+        flash_old: Keys flashed last request, forgotten at this request's save.
+        token: The CSRF token, or ``None`` until first asked for.
+    """
+
+    values: dict[str, Any]
+    created: float
+    last_activity: float
+    flash_new: list[str] = attrs.field(factory=list)
+    flash_old: list[str] = attrs.field(factory=list)
+    token: str | None = None
+
+
+def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Encode the application's data, naming the key of any value that cannot be stored."""
+    return {key: encode_value(value, key) for key, value in values.items()}
+
+
+def body_fingerprint(encoded_values: Mapping[str, Any], envelope: Envelope) -> str:
+    """A canonical string of everything but the timestamps: equal strings mean unchanged."""
+    return _canonical(
+        {"d": encoded_values, "f": [envelope.flash_new, envelope.flash_old], "t": envelope.token}
+    )
+
+
+def dumps(envelope: Envelope, encoded_values: Mapping[str, Any] | None = None) -> str:
+    """Serialise an envelope to the stored JSON string."""
+    if encoded_values is None:
+        encoded_values = encode_values(envelope.values)
+    document = {
+        "v": FORMAT_VERSION,
+        "data": encoded_values,
+        "meta": {
+            "created": envelope.created,
+            "last_activity": envelope.last_activity,
+            "flash": {"new": envelope.flash_new, "old": envelope.flash_old},
+            "token": envelope.token,
+        },
+    }
+    return json.dumps(document, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def loads(text: str) -> Envelope:
+    """Parse a stored payload; ``PayloadError`` for anything that is not one."""
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"not JSON: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("v"), int):
+        raise PayloadError("not a satchel payload")
+    version = document["v"]
+    if version != FORMAT_VERSION:
+        # Later formats add a reader here; an unknown one is never guessed at.
+        raise PayloadError(f"unsupported payload format version {version!r}")
+    try:
+        data = document["data"]
+        meta = document["meta"]
+        if not isinstance(data, dict) or not isinstance(meta, dict):
+            raise PayloadError("data and meta must be objects")
+        values = {str(key): decode_value(item) for key, item in data.items()}
+        flash = meta.get("flash") or {}
+        token = meta.get("token")
+        envelope = Envelope(
+            values=values,
+            created=float(meta["created"]),
+            last_activity=float(meta["last_activity"]),
+            flash_new=[str(key) for key in flash.get("new", [])],
+            flash_old=[str(key) for key in flash.get("old", [])],
+            token=token if isinstance(token, str) else None,
+        )
+    except PayloadError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise PayloadError(f"malformed payload: {exc}") from exc
+    if not (math.isfinite(envelope.created) and math.isfinite(envelope.last_activity)):
+        raise PayloadError("timestamps must be finite")
+    return envelope

@@ -1,0 +1,372 @@
+"""The driver conformance suite: every driver passes these tests.
+
+Subclass the classes below in a ``Test…`` class and provide the fixtures:
+
+* ``satchel_handler_factory`` (required): ``factory(config) -> SessionHandler``;
+* ``satchel_async_handler_factory`` (for :class:`AsyncHandlerConformance`):
+  ``factory(config) -> AsyncSessionHandler``, called inside the running event loop;
+* ``satchel_base_config`` (optional): a mapping of config keys the driver
+  needs (``driver``, ``connection``, ``options``, …).
+
+Set ``gc_removes_expired = False`` on the class when the store expires
+sessions itself and ``gc`` returns 0 (Redis, memcached): the suite then checks
+that an idle session is gone without counting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+from satchel.config import SessionConfig
+from satchel.errors import LockTimeout
+from satchel.handler import (
+    AsyncSessionHandler,
+    AsyncSupportsLock,
+    SessionHandler,
+    SupportsLock,
+    SupportsTouch,
+)
+from satchel.ids import generate_id, storage_key
+
+T = TypeVar("T")
+SyncFactory = Callable[[SessionConfig], SessionHandler]
+AsyncFactory = Callable[[SessionConfig], AsyncSessionHandler]
+
+NON_ASCII = "zß水🎉 — ünïcödé \u00e9\u0301 \U0001f600 \\ \" ' <>&"
+ONE_MEGABYTE = 1024 * 1024
+SHORT_LIFETIME_SECONDS = 1
+IDLE_SLEEP_SECONDS = 2.2  # past a 1-second lifetime even for stores that keep whole seconds
+
+
+def new_storage_id() -> str:
+    """A fresh storage key, shaped like the ones core hands drivers (SHA-256 hex)."""
+    return storage_key(generate_id())
+
+
+def _config(base: Mapping[str, Any], **overrides: Any) -> SessionConfig:
+    return SessionConfig.from_dict({**base, **overrides})
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+class _ConfigFixtures:
+    @pytest.fixture
+    def satchel_base_config(self) -> Mapping[str, Any]:
+        """Config keys the driver needs; override in the subclass."""
+        return {}
+
+
+class HandlerConformance(_ConfigFixtures):
+    """The contract every synchronous :class:`~satchel.SessionHandler` keeps."""
+
+    gc_removes_expired: ClassVar[bool] = True
+
+    @pytest.fixture
+    def satchel_handler_factory(self) -> SyncFactory:
+        raise NotImplementedError("provide the satchel_handler_factory fixture")  # pragma: no cover
+
+    @pytest.fixture
+    def make_handler(
+        self, satchel_handler_factory: SyncFactory, satchel_base_config: Mapping[str, Any]
+    ) -> Iterator[Callable[..., SessionHandler]]:
+        """Build a handler from the base config plus overrides; closes them all afterwards."""
+        made: list[SessionHandler] = []
+
+        def make(**overrides: Any) -> SessionHandler:
+            handler = satchel_handler_factory(_config(satchel_base_config, **overrides))
+            made.append(handler)
+            return handler
+
+        yield make
+        for handler in made:
+            handler.close()
+
+    @pytest.fixture
+    def handler(self, make_handler: Callable[..., SessionHandler]) -> SessionHandler:
+        return make_handler()
+
+    def test_open_and_close_succeed(self, handler: SessionHandler) -> None:
+        assert handler.open("", "satchel_session") is True
+        assert handler.close() is True
+
+    def test_read_of_a_missing_id_is_empty(self, handler: SessionHandler) -> None:
+        assert handler.read(new_storage_id()) == ""
+
+    def test_write_then_read_round_trips(self, handler: SessionHandler) -> None:
+        key = new_storage_id()
+        assert handler.write(key, '{"v":1,"data":{"a":1}}') is True
+        assert handler.read(key) == '{"v":1,"data":{"a":1}}'
+
+    def test_overwrite_replaces_the_payload(self, handler: SessionHandler) -> None:
+        key = new_storage_id()
+        handler.write(key, "first")
+        handler.write(key, "second, longer than the first")
+        handler.write(key, "third")
+        assert handler.read(key) == "third"
+
+    def test_destroy_removes_the_session(self, handler: SessionHandler) -> None:
+        key, other = new_storage_id(), new_storage_id()
+        handler.write(key, "doomed")
+        handler.write(other, "kept")
+        assert handler.destroy(key) is True
+        assert handler.read(key) == ""
+        assert handler.read(other) == "kept"
+
+    def test_destroy_of_a_missing_id_succeeds(self, handler: SessionHandler) -> None:
+        assert handler.destroy(new_storage_id()) is True
+
+    def test_a_megabyte_payload_round_trips(self, handler: SessionHandler) -> None:
+        key = new_storage_id()
+        data = ("0123456789abcdef" * (ONE_MEGABYTE // 16))[:ONE_MEGABYTE]
+        handler.write(key, data)
+        assert handler.read(key) == data
+
+    def test_non_ascii_payload_round_trips(self, handler: SessionHandler) -> None:
+        key = new_storage_id()
+        handler.write(key, NON_ASCII)
+        assert handler.read(key) == NON_ASCII
+
+    def test_ids_are_isolated(self, handler: SessionHandler) -> None:
+        keys = [new_storage_id() for _ in range(5)]
+        for index, key in enumerate(keys):
+            handler.write(key, f"payload {index}")
+        handler.write(keys[2], "changed")
+        assert [handler.read(key) for key in keys] == [
+            "payload 0", "payload 1", "changed", "payload 3", "payload 4"
+        ]
+
+    def test_gc_keeps_sessions_within_the_lifetime(self, handler: SessionHandler) -> None:
+        key = new_storage_id()
+        handler.write(key, "fresh")
+        assert handler.gc(3600) == 0 or handler.read(key) == "fresh"
+        assert handler.read(key) == "fresh"
+
+    def test_gc_removes_only_idle_sessions(self, make_handler: Callable[..., SessionHandler]) -> None:
+        handler = make_handler(lifetime=SHORT_LIFETIME_SECONDS / 60)
+        idle, live = new_storage_id(), new_storage_id()
+        handler.write(idle, "idle")
+        time.sleep(IDLE_SLEEP_SECONDS)
+        handler.write(live, "live")
+        removed = handler.gc(SHORT_LIFETIME_SECONDS)
+        if self.gc_removes_expired:
+            assert removed >= 1
+        else:
+            assert removed == 0
+        assert handler.read(idle) == ""
+        assert handler.read(live) == "live"
+
+    def test_threads_writing_distinct_sessions_corrupt_nothing(self, handler: SessionHandler) -> None:
+        keys = [new_storage_id() for _ in range(64)]
+
+        def work(index: int) -> None:
+            for round_ in range(5):
+                handler.write(keys[index], f"{index}:{round_}:" + "x" * (index * 97))
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(work, range(len(keys))))
+        for index, key in enumerate(keys):
+            assert handler.read(key) == f"{index}:4:" + "x" * (index * 97)
+
+
+class TouchConformance(_ConfigFixtures):
+    """For a handler with ``touch``: it extends the expiry without rewriting."""
+
+    def test_handler_supports_touch(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsTouch)
+
+    def test_touch_of_a_missing_id_is_harmless(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsTouch)
+        handler.touch(new_storage_id())
+
+    def test_touch_extends_the_expiry(self, make_handler: Callable[..., SessionHandler]) -> None:
+        handler = make_handler(lifetime=3 / 60)
+        assert isinstance(handler, SupportsTouch)
+        key = new_storage_id()
+        handler.write(key, "kept alive")
+        time.sleep(2.0)
+        assert handler.touch(key) is True
+        time.sleep(2.0)  # 4 s after the write, 2 s after the touch
+        assert handler.read(key) == "kept alive"
+
+
+class LockConformance(_ConfigFixtures):
+    """For a handler that locks: exclusion, timeouts, expiry and safe release."""
+
+    def test_handler_supports_lock(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsLock)
+
+    def test_lock_can_be_taken_again_after_release(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsLock)
+        key = new_storage_id()
+        with handler.lock(key, lock_seconds=5, wait_seconds=1):
+            pass
+        with handler.lock(key, lock_seconds=5, wait_seconds=0.5):
+            pass
+
+    def test_a_held_lock_makes_others_time_out(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsLock)
+        key = new_storage_id()
+        with handler.lock(key, lock_seconds=10, wait_seconds=1):
+            started = time.monotonic()
+            with pytest.raises(LockTimeout), handler.lock(key, lock_seconds=10, wait_seconds=0.5):
+                pass
+            assert time.monotonic() - started >= 0.4
+            # Another session's lock is independent.
+            with handler.lock(new_storage_id(), lock_seconds=10, wait_seconds=0.5):
+                pass
+
+    def test_waiter_gets_the_lock_once_released(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsLock)
+        key = new_storage_id()
+        order: list[str] = []
+        held = threading.Event()
+
+        def holder() -> None:
+            with handler.lock(key, lock_seconds=10, wait_seconds=1):
+                held.set()
+                time.sleep(0.5)
+                order.append("holder done")
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        assert held.wait(5)
+        with handler.lock(key, lock_seconds=10, wait_seconds=5):
+            order.append("waiter in")
+        thread.join()
+        assert order == ["holder done", "waiter in"]
+
+    def test_lock_of_a_dead_holder_expires(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsLock)
+        key = new_storage_id()
+        abandoned = handler.lock(key, lock_seconds=1, wait_seconds=1)
+        abandoned.__enter__()  # never exited: the holder "died"
+        with handler.lock(key, lock_seconds=5, wait_seconds=5):
+            pass
+
+    def test_expired_holder_never_releases_the_next_holders_lock(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsLock)
+        key = new_storage_id()
+        first = handler.lock(key, lock_seconds=1, wait_seconds=1)
+        first.__enter__()
+        with handler.lock(key, lock_seconds=30, wait_seconds=5):
+            first.__exit__(None, None, None)  # the late first holder lets go
+            with pytest.raises(LockTimeout), handler.lock(key, lock_seconds=5, wait_seconds=0.3):
+                pass
+
+
+class AsyncHandlerConformance(_ConfigFixtures):
+    """The contract every :class:`~satchel.AsyncSessionHandler` keeps."""
+
+    gc_removes_expired: ClassVar[bool] = True
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self) -> AsyncFactory:
+        raise NotImplementedError("provide the satchel_async_handler_factory fixture")  # pragma: no cover
+
+    @pytest.fixture
+    def run_with_handler(
+        self, satchel_async_handler_factory: AsyncFactory, satchel_base_config: Mapping[str, Any]
+    ) -> Callable[..., Any]:
+        """Run ``body(handler)`` in a fresh event loop with a handler built inside it."""
+
+        def run(body: Callable[[AsyncSessionHandler], Coroutine[Any, Any, T]], **overrides: Any) -> T:
+            async def main() -> T:
+                handler = satchel_async_handler_factory(_config(satchel_base_config, **overrides))
+                try:
+                    return await body(handler)
+                finally:
+                    await handler.close()
+
+            return _run(main())
+
+        return run
+
+    def test_async_open_and_close_succeed(self, run_with_handler: Callable[..., Any]) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            assert await handler.open("", "satchel_session") is True
+
+        run_with_handler(body)
+
+    def test_async_round_trip_overwrite_and_destroy(self, run_with_handler: Callable[..., Any]) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            key, other = new_storage_id(), new_storage_id()
+            assert await handler.read(key) == ""
+            assert await handler.write(key, "first") is True
+            await handler.write(other, "other")
+            assert await handler.read(key) == "first"
+            await handler.write(key, NON_ASCII)
+            assert await handler.read(key) == NON_ASCII
+            assert await handler.destroy(key) is True
+            assert await handler.read(key) == ""
+            assert await handler.read(other) == "other"
+            assert await handler.destroy(new_storage_id()) is True
+
+        run_with_handler(body)
+
+    def test_async_megabyte_payload(self, run_with_handler: Callable[..., Any]) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            key = new_storage_id()
+            data = "é" * ONE_MEGABYTE
+            await handler.write(key, data)
+            assert await handler.read(key) == data
+
+        run_with_handler(body)
+
+    def test_async_gc_removes_only_idle_sessions(self, run_with_handler: Callable[..., Any]) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            idle, live = new_storage_id(), new_storage_id()
+            await handler.write(idle, "idle")
+            await asyncio.sleep(IDLE_SLEEP_SECONDS)
+            await handler.write(live, "live")
+            removed = await handler.gc(SHORT_LIFETIME_SECONDS)
+            assert removed >= 1 if self.gc_removes_expired else removed == 0
+            assert await handler.read(idle) == ""
+            assert await handler.read(live) == "live"
+
+        run_with_handler(body, lifetime=SHORT_LIFETIME_SECONDS / 60)
+
+    def test_async_concurrent_writes_corrupt_nothing(self, run_with_handler: Callable[..., Any]) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            keys = [new_storage_id() for _ in range(50)]
+            await asyncio.gather(*(handler.write(key, f"v{i}" * 50) for i, key in enumerate(keys)))
+            values = await asyncio.gather(*(handler.read(key) for key in keys))
+            assert values == [f"v{i}" * 50 for i in range(len(keys))]
+
+        run_with_handler(body)
+
+
+class AsyncLockConformance(_ConfigFixtures):
+    """For an async handler that locks (use with :class:`AsyncHandlerConformance`)."""
+
+    def test_async_lock_excludes_and_times_out(self, run_with_handler: Callable[..., Any]) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            assert isinstance(handler, AsyncSupportsLock)
+            key = new_storage_id()
+            async with handler.lock(key, lock_seconds=10, wait_seconds=1):
+                with pytest.raises(LockTimeout):
+                    async with handler.lock(key, lock_seconds=10, wait_seconds=0.3):
+                        pass
+            async with handler.lock(key, lock_seconds=10, wait_seconds=0.5):
+                pass
+
+        run_with_handler(body)
+
+    def test_async_lock_of_a_dead_holder_expires(self, run_with_handler: Callable[..., Any]) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            assert isinstance(handler, AsyncSupportsLock)
+            key = new_storage_id()
+            abandoned = handler.lock(key, lock_seconds=1, wait_seconds=1)
+            await abandoned.__aenter__()
+            async with handler.lock(key, lock_seconds=5, wait_seconds=5):
+                pass
+
+        run_with_handler(body)

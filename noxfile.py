@@ -1,0 +1,114 @@
+"""Every developer task of the satchel workspace: ``nox -l`` lists them.
+
+``nox -s ci`` runs what CI runs: lint, types, every test suite and the docs build.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(
+    path.name for path in (ROOT / "plugins").iterdir() if (path / "pyproject.toml").is_file()
+)
+CORE_EXTRAS = "core[starlette,flask]"
+TEST_REQUIREMENTS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "httpx>=0.27",
+    "fastapi>=0.110",
+    "uvicorn>=0.29",
+    "playwright>=1.45",
+]
+LINT_REQUIREMENTS = ["ruff>=0.6"]
+TYPE_REQUIREMENTS = ["mypy>=1.11"]
+DOCS_REQUIREMENTS = ["mkdocs>=1.6"]
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+
+def plugin_requirement(name: str) -> str:
+    """The editable install of one plugin, with its test extra."""
+    return f"plugins/{name}[test]"
+
+
+def install_workspace(session: nox.Session, *plugins: str, extra: list[str] | None = None) -> None:
+    """Install core (with its web extras), the given plugins and the test tools, editable."""
+    editable = [CORE_EXTRAS, *(plugin_requirement(name) for name in plugins)]
+    args: list[str] = []
+    for requirement in editable:
+        args += ["-e", requirement]
+    session.install(*args, *TEST_REQUIREMENTS, *(extra or []))
+
+
+def run_pytest(session: nox.Session, *paths: str) -> None:
+    """Run pytest on the given test folders, passing through any extra arguments."""
+    session.run("pytest", *paths, *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+
+
+@nox.session
+@nox.parametrize("package", ["core", *PLUGINS])
+def tests(session: nox.Session, package: str) -> None:
+    """The tests of one distribution (``nox -s "tests(package='redis')"``)."""
+    if package == "core":
+        install_workspace(session)
+        run_pytest(session, "tests/core", "tests/web")
+    else:
+        install_workspace(session, package)
+        run_pytest(session, f"tests/{package}")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(*LINT_REQUIREMENTS)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over core and every plugin."""
+    install_workspace(session, *PLUGINS, extra=TYPE_REQUIREMENTS)
+    session.run("mypy", *type_targets())
+
+
+def type_targets() -> list[str]:
+    """The source folders mypy checks."""
+    targets = ["core/src/satchel"]
+    for name in PLUGINS:
+        targets += [str(path) for path in (ROOT / "plugins" / name / "src").iterdir() if path.is_dir()]
+    return targets
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site, failing on any warning."""
+    session.install(*DOCS_REQUIREMENTS)
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The side-by-side benchmarks in benchmarks/."""
+    install_workspace(session, *PLUGINS, extra=["-r", "benchmarks/requirements.txt"])
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """What CI runs, in one environment: lint, types, every test suite, the docs."""
+    install_workspace(
+        session, *PLUGINS, extra=[*LINT_REQUIREMENTS, *TYPE_REQUIREMENTS, *DOCS_REQUIREMENTS]
+    )
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", *type_targets())
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+    pytest_args = ["-p", "no:randomly"] if os.environ.get("CI") else []
+    run_pytest(session, "tests", *pytest_args)
