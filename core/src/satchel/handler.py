@@ -23,7 +23,7 @@ coroutines (``lock`` then returns an async context manager).
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -154,3 +154,16 @@ class AsyncSupportsMetadata(Protocol):
     async def write_with_metadata(
         self, session_id: str, data: str, metadata: RequestMetadata
     ) -> bool: ...
+
+
+@runtime_checkable
+class SupportsBatchedGc(Protocol):
+    """A store that prunes in bounded batches, so ``satchel gc`` can show progress.
+
+    ``count_expired`` gives the total to expect (or ``None`` when unknown);
+    ``gc_batches`` removes in batches and yields the number removed by each.
+    """
+
+    def count_expired(self, lifetime: int) -> int | None: ...
+
+    def gc_batches(self, lifetime: int) -> Iterator[int]: ...

@@ -1,0 +1,108 @@
+"""The ``satchel`` command (also ``python -m satchel``).
+
+Core's commands are ``drivers`` and ``gc``; plugins add theirs through the
+``register_commands`` hook (the database plugin adds ``session:table``,
+``migrate`` and ``sessions``). Every command that needs settings takes
+``--config PATH`` (a TOML file) and otherwise reads ``SESSION_*`` variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from satchel.config import SessionConfig
+from satchel.errors import SatchelError
+from satchel.plugins import installed_plugins
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Give a command the ``--config PATH`` option; read it back with :func:`config_from_args`."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="a TOML file of session settings (default: the SESSION_* environment variables)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> SessionConfig:
+    """The config named by ``--config``, or the one from ``SESSION_*`` variables."""
+    path = getattr(args, "config", None)
+    return SessionConfig.from_toml(path) if path else SessionConfig.from_env()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with core's commands and every plugin's."""
+    parser = argparse.ArgumentParser(prog="satchel", description="Server-side sessions for Python.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    drivers = subparsers.add_parser("drivers", help="list the registered drivers and failed plugins")
+    drivers.set_defaults(func=command_drivers)
+
+    gc = subparsers.add_parser("gc", help="remove expired sessions from the configured store")
+    add_config_argument(gc)
+    gc.set_defaults(func=command_gc)
+
+    installed_plugins().manager.hook.register_commands(subparsers=subparsers)
+    return parser
+
+
+def command_drivers(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print every driver with the distribution that provides it, then any failures."""
+    out = out or sys.stdout
+    loaded = installed_plugins()
+    specs = [loaded.registry.drivers[name] for name in loaded.registry.names()]
+    width = max((len(spec.name) for spec in specs), default=6)
+    print(f"{'DRIVER':<{width}}  PROVIDED BY", file=out)
+    for spec in specs:
+        twin = "  (sync + async)" if spec.async_factory else ""
+        print(f"{spec.name:<{width}}  {spec.provider}{twin}", file=out)
+    for name, message in sorted(loaded.registry.conflicts.items()):
+        print(f"conflict: {name}: {message}", file=out)
+    for failure in loaded.failures:
+        print(f"failed: {failure}", file=out)
+    return 1 if loaded.failures or loaded.registry.conflicts else 0
+
+
+def command_gc(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Remove the sessions idle for longer than the lifetime; print how many."""
+    from satchel.manager import SessionManager
+
+    out = out or sys.stdout
+    manager = SessionManager(config_from_args(args))
+    removed = manager.collect_garbage(progress=_progress_printer(out))
+    print(f"removed {removed} expired session(s) from driver {manager.config.driver!r}", file=out)
+    return 0
+
+
+def _progress_printer(out: TextIO) -> Any:
+    def progress(done: int, total: int | None) -> None:
+        if total:
+            filled = int(30 * min(done, total) / total)
+            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end="", file=out)
+        else:
+            print(f"\rremoved {done}", end="", file=out)
+        out.flush()
+
+    return progress
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``satchel`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args))
+    except SatchelError as exc:
+        print(f"satchel: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
