@@ -12,6 +12,8 @@ from satchel.errors import (
 )
 from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
 from satchel.hookspecs import hookimpl
+from satchel.manager import SessionManager
+from satchel.store import SaveOutcome, Session
 
 __all__ = [
     "AsyncSessionHandler",
@@ -20,9 +22,12 @@ __all__ = [
     "LockTimeout",
     "RequestMetadata",
     "SatchelError",
+    "SaveOutcome",
+    "Session",
     "SessionBackendError",
     "SessionConfig",
     "SessionHandler",
+    "SessionManager",
     "SessionTooLarge",
     "UnknownDriverError",
     "hookimpl",

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from satchel.config import SessionConfig
 from satchel.errors import SatchelError
+from satchel.manager import SessionManager
 from satchel.plugins import installed_plugins
 
 
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="satchel", description="Server-side sessions for Python.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    drivers = subparsers.add_parser("drivers", help="list the registered drivers and failed plugins")
+    drivers = subparsers.add_parser(
+        "drivers", help="list the registered drivers and failed plugins"
+    )
     drivers.set_defaults(func=command_drivers)
 
     gc = subparsers.add_parser("gc", help="remove expired sessions from the configured store")
@@ -68,8 +71,6 @@ def command_drivers(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def command_gc(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Remove the sessions idle for longer than the lifetime; print how many."""
-    from satchel.manager import SessionManager
-
     out = out or sys.stdout
     manager = SessionManager(config_from_args(args))
     removed = manager.collect_garbage(progress=_progress_printer(out))

@@ -83,7 +83,9 @@ def _not_negative(instance: object, attribute: attrs.Attribute[Any], value: floa
         raise ConfigError(attribute.name, f"must not be negative, got {value!r}")
 
 
-def _check_lottery(instance: object, attribute: attrs.Attribute[Any], value: tuple[int, int]) -> None:
+def _check_lottery(
+    instance: object, attribute: attrs.Attribute[Any], value: tuple[int, int]
+) -> None:
     chances, out_of = value
     if out_of <= 0 or not 0 <= chances <= out_of:
         raise ConfigError(
@@ -93,7 +95,9 @@ def _check_lottery(instance: object, attribute: attrs.Attribute[Any], value: tup
 
 def _check_same_site(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if value not in SAME_SITE_VALUES:
-        raise ConfigError("same_site", f"must be one of {', '.join(SAME_SITE_VALUES)}, got {value!r}")
+        raise ConfigError(
+            "same_site", f"must be one of {', '.join(SAME_SITE_VALUES)}, got {value!r}"
+        )
 
 
 def _check_cookie_name(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -257,11 +261,15 @@ class SessionConfig:
             return converter.structure(dict(self.options), options_class)
         except cattrs.ClassValidationError as exc:
             key, message = _first_failure(exc)
-            raise ConfigError(f"options.{key}", f"bad value for driver {owner!r}: {message}") from exc
+            raise ConfigError(
+                f"options.{key}", f"bad value for driver {owner!r}: {message}"
+            ) from exc
         except ConfigError:
             raise
         except Exception as exc:
-            raise ConfigError("options", f"bad value for driver {owner!r}: {_describe(exc)}") from exc
+            raise ConfigError(
+                "options", f"bad value for driver {owner!r}: {_describe(exc)}"
+            ) from exc
 
 
 attrs.resolve_types(SessionConfig)

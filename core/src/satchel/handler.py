@@ -128,7 +128,9 @@ class SupportsLock(Protocol):
 class SupportsMetadata(Protocol):
     """A store that keeps request metadata beside the payload."""
 
-    def write_with_metadata(self, session_id: str, data: str, metadata: RequestMetadata) -> bool: ...
+    def write_with_metadata(
+        self, session_id: str, data: str, metadata: RequestMetadata
+    ) -> bool: ...
 
 
 @runtime_checkable

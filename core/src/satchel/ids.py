@@ -23,10 +23,7 @@ def is_valid_id(value: object) -> bool:
     refused before it can reach a driver, a file path or a log line.
     """
     return (
-        isinstance(value, str)
-        and len(value) == ID_LENGTH
-        and value.isascii()
-        and value.isalnum()
+        isinstance(value, str) and len(value) == ID_LENGTH and value.isascii() and value.isalnum()
     )
 
 

@@ -18,6 +18,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import cattrs
@@ -34,7 +35,15 @@ class PayloadError(ValueError):
 def _make_value_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
     # Values decoded from the payload are already of these types: pass them through.
-    for passthrough in (dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID, decimal.Decimal, bytes):
+    for passthrough in (
+        dt.datetime,
+        dt.date,
+        dt.time,
+        dt.timedelta,
+        uuid.UUID,
+        decimal.Decimal,
+        bytes,
+    ):
         converter.register_structure_hook(passthrough, _passthrough)
         converter.register_unstructure_hook(passthrough, lambda value: value)
     return converter
@@ -68,10 +77,16 @@ def encode_value(value: Any, path: str) -> Any:
             return {key: encode_value(item, f"{path}.{key}") for key, item in value.items()}
         return {
             TAG: "dict",
-            "v": [[encode_value(key, path), encode_value(item, f"{path}[{key!r}]")] for key, item in value.items()],
+            "v": [
+                [encode_value(key, path), encode_value(item, f"{path}[{key!r}]")]
+                for key, item in value.items()
+            ],
         }
     if isinstance(value, tuple):
-        return {TAG: "tuple", "v": [encode_value(item, f"{path}[{i}]") for i, item in enumerate(value)]}
+        return {
+            TAG: "tuple",
+            "v": [encode_value(item, f"{path}[{i}]") for i, item in enumerate(value)],
+        }
     if isinstance(value, (set, frozenset)):
         items = [encode_value(item, f"{path}{{}}") for item in value]
         items.sort(key=_canonical)  # a stable order, so an unchanged set is never seen as changed
@@ -130,8 +145,6 @@ def _decode_datetime(raw: Any, data: dict[str, Any]) -> dt.datetime:
     zone_key = data.get("tz")
     if isinstance(zone_key, str) and value.tzinfo is not None:
         try:
-            from zoneinfo import ZoneInfo
-
             return value.astimezone(ZoneInfo(zone_key))
         except Exception:  # an unknown zone on this machine: keep the fixed offset
             return value
@@ -193,6 +206,9 @@ class Envelope:
         flash_new: Keys flashed this request, kept for the next one.
         flash_old: Keys flashed last request, forgotten at this request's save.
         token: The CSRF token, or ``None`` until first asked for.
+        permanent: Flask's ``session.permanent``; ``None`` follows the config.
+        client_id: The session id, kept in the payload by the cookie driver only
+            (a server-side store never holds an id).
     """
 
     values: dict[str, Any]
@@ -201,6 +217,8 @@ class Envelope:
     flash_new: list[str] = attrs.field(factory=list)
     flash_old: list[str] = attrs.field(factory=list)
     token: str | None = None
+    permanent: bool | None = None
+    client_id: str | None = None
 
 
 def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,7 +229,12 @@ def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
 def body_fingerprint(encoded_values: Mapping[str, Any], envelope: Envelope) -> str:
     """A canonical string of everything but the timestamps: equal strings mean unchanged."""
     return _canonical(
-        {"d": encoded_values, "f": [envelope.flash_new, envelope.flash_old], "t": envelope.token}
+        {
+            "d": encoded_values,
+            "f": [envelope.flash_new, envelope.flash_old],
+            "t": envelope.token,
+            "p": envelope.permanent,
+        }
     )
 
 
@@ -219,7 +242,7 @@ def dumps(envelope: Envelope, encoded_values: Mapping[str, Any] | None = None) -
     """Serialise an envelope to the stored JSON string."""
     if encoded_values is None:
         encoded_values = encode_values(envelope.values)
-    document = {
+    document: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "data": encoded_values,
         "meta": {
@@ -229,6 +252,10 @@ def dumps(envelope: Envelope, encoded_values: Mapping[str, Any] | None = None) -
             "token": envelope.token,
         },
     }
+    if envelope.permanent is not None:
+        document["meta"]["permanent"] = envelope.permanent
+    if envelope.client_id is not None:
+        document["meta"]["id"] = envelope.client_id
     return json.dumps(document, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
@@ -252,6 +279,8 @@ def loads(text: str) -> Envelope:
         values = {str(key): decode_value(item) for key, item in data.items()}
         flash = meta.get("flash") or {}
         token = meta.get("token")
+        permanent = meta.get("permanent")
+        client_id = meta.get("id")
         envelope = Envelope(
             values=values,
             created=float(meta["created"]),
@@ -259,6 +288,8 @@ def loads(text: str) -> Envelope:
             flash_new=[str(key) for key in flash.get("new", [])],
             flash_old=[str(key) for key in flash.get("old", [])],
             token=token if isinstance(token, str) else None,
+            permanent=permanent if isinstance(permanent, bool) else None,
+            client_id=client_id if isinstance(client_id, str) else None,
         )
     except PayloadError:
         raise

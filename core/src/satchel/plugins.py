@@ -62,7 +62,9 @@ def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str, s
     return str(dist.metadata["Name"]), str(dist.version)
 
 
-def load_plugins(entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> LoadedPlugins:
+def load_plugins(
+    entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+) -> LoadedPlugins:
     """Import every plugin of the group, register its hooks and collect its drivers.
 
     ``entry_points`` replaces the installed ones (the tests hand in fakes).

@@ -141,7 +141,11 @@ class HandlerConformance(_ConfigFixtures):
             handler.write(key, f"payload {index}")
         handler.write(keys[2], "changed")
         assert [handler.read(key) for key in keys] == [
-            "payload 0", "payload 1", "changed", "payload 3", "payload 4"
+            "payload 0",
+            "payload 1",
+            "changed",
+            "payload 3",
+            "payload 4",
         ]
 
     def test_gc_keeps_sessions_within_the_lifetime(self, handler: SessionHandler) -> None:
@@ -150,7 +154,9 @@ class HandlerConformance(_ConfigFixtures):
         assert handler.gc(3600) == 0 or handler.read(key) == "fresh"
         assert handler.read(key) == "fresh"
 
-    def test_gc_removes_only_idle_sessions(self, make_handler: Callable[..., SessionHandler]) -> None:
+    def test_gc_removes_only_idle_sessions(
+        self, make_handler: Callable[..., SessionHandler]
+    ) -> None:
         handler = make_handler(lifetime=SHORT_LIFETIME_SECONDS / 60)
         idle, live = new_storage_id(), new_storage_id()
         handler.write(idle, "idle")
@@ -164,7 +170,9 @@ class HandlerConformance(_ConfigFixtures):
         assert handler.read(idle) == ""
         assert handler.read(live) == "live"
 
-    def test_threads_writing_distinct_sessions_corrupt_nothing(self, handler: SessionHandler) -> None:
+    def test_threads_writing_distinct_sessions_corrupt_nothing(
+        self, handler: SessionHandler
+    ) -> None:
         keys = [new_storage_id() for _ in range(64)]
 
         def work(index: int) -> None:
@@ -252,7 +260,9 @@ class LockConformance(_ConfigFixtures):
         with handler.lock(key, lock_seconds=5, wait_seconds=5):
             pass
 
-    def test_expired_holder_never_releases_the_next_holders_lock(self, handler: SessionHandler) -> None:
+    def test_expired_holder_never_releases_the_next_holders_lock(
+        self, handler: SessionHandler
+    ) -> None:
         assert isinstance(handler, SupportsLock)
         key = new_storage_id()
         first = handler.lock(key, lock_seconds=1, wait_seconds=1)
@@ -270,7 +280,9 @@ class AsyncHandlerConformance(_ConfigFixtures):
 
     @pytest.fixture
     def satchel_async_handler_factory(self) -> AsyncFactory:
-        raise NotImplementedError("provide the satchel_async_handler_factory fixture")  # pragma: no cover
+        raise NotImplementedError(
+            "provide the satchel_async_handler_factory fixture"
+        )  # pragma: no cover
 
     @pytest.fixture
     def run_with_handler(
@@ -278,7 +290,9 @@ class AsyncHandlerConformance(_ConfigFixtures):
     ) -> Callable[..., Any]:
         """Run ``body(handler)`` in a fresh event loop with a handler built inside it."""
 
-        def run(body: Callable[[AsyncSessionHandler], Coroutine[Any, Any, T]], **overrides: Any) -> T:
+        def run(
+            body: Callable[[AsyncSessionHandler], Coroutine[Any, Any, T]], **overrides: Any
+        ) -> T:
             async def main() -> T:
                 handler = satchel_async_handler_factory(_config(satchel_base_config, **overrides))
                 try:
@@ -296,7 +310,9 @@ class AsyncHandlerConformance(_ConfigFixtures):
 
         run_with_handler(body)
 
-    def test_async_round_trip_overwrite_and_destroy(self, run_with_handler: Callable[..., Any]) -> None:
+    def test_async_round_trip_overwrite_and_destroy(
+        self, run_with_handler: Callable[..., Any]
+    ) -> None:
         async def body(handler: AsyncSessionHandler) -> None:
             key, other = new_storage_id(), new_storage_id()
             assert await handler.read(key) == ""
@@ -321,7 +337,9 @@ class AsyncHandlerConformance(_ConfigFixtures):
 
         run_with_handler(body)
 
-    def test_async_gc_removes_only_idle_sessions(self, run_with_handler: Callable[..., Any]) -> None:
+    def test_async_gc_removes_only_idle_sessions(
+        self, run_with_handler: Callable[..., Any]
+    ) -> None:
         async def body(handler: AsyncSessionHandler) -> None:
             idle, live = new_storage_id(), new_storage_id()
             await handler.write(idle, "idle")
@@ -334,7 +352,9 @@ class AsyncHandlerConformance(_ConfigFixtures):
 
         run_with_handler(body, lifetime=SHORT_LIFETIME_SECONDS / 60)
 
-    def test_async_concurrent_writes_corrupt_nothing(self, run_with_handler: Callable[..., Any]) -> None:
+    def test_async_concurrent_writes_corrupt_nothing(
+        self, run_with_handler: Callable[..., Any]
+    ) -> None:
         async def body(handler: AsyncSessionHandler) -> None:
             keys = [new_storage_id() for _ in range(50)]
             await asyncio.gather(*(handler.write(key, f"v{i}" * 50) for i, key in enumerate(keys)))
@@ -360,7 +380,9 @@ class AsyncLockConformance(_ConfigFixtures):
 
         run_with_handler(body)
 
-    def test_async_lock_of_a_dead_holder_expires(self, run_with_handler: Callable[..., Any]) -> None:
+    def test_async_lock_of_a_dead_holder_expires(
+        self, run_with_handler: Callable[..., Any]
+    ) -> None:
         async def body(handler: AsyncSessionHandler) -> None:
             assert isinstance(handler, AsyncSupportsLock)
             key = new_storage_id()

@@ -13,7 +13,8 @@ from satchel.testing.services import required_services
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "needs_real_server(name): the test needs the real server, a fake cannot honour it"
+        "markers",
+        "needs_real_server(name): the test needs the real server, a fake cannot honour it",
     )
 
 

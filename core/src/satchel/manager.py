@@ -1,0 +1,270 @@
+"""``SessionManager``: resolves the configured driver by name and makes sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from satchel.config import SessionConfig
+from satchel.crypto import Encrypter
+from satchel.errors import ConfigError
+from satchel.handler import (
+    AsyncSessionHandler,
+    AsyncSupportsLock,
+    RequestMetadata,
+    SessionHandler,
+    SupportsBatchedGc,
+    SupportsLock,
+    SupportsMetadata,
+    SupportsTouch,
+)
+from satchel.ids import is_valid_id, storage_key
+from satchel.plugins import LoadedPlugins, installed_plugins
+from satchel.registry import AsyncHandlerFactory, DriverSpec, HandlerFactory
+from satchel.store import Session
+
+Clock = Callable[[], float]
+GcProgress = Callable[[int, "int | None"], None]
+
+
+class SessionManager:
+    """Builds the configured driver on first use and makes :class:`Session` objects.
+
+    ``clock`` (a callable returning Unix seconds) decides every expiry, so
+    tests can move time without sleeping.
+    """
+
+    def __init__(
+        self,
+        config: SessionConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        plugins: LoadedPlugins | None = None,
+    ) -> None:
+        self.config = config if config is not None else SessionConfig()
+        self.clock: Clock = clock or time.time
+        self._plugins = plugins
+        self._extensions: dict[str, DriverSpec] = {}
+        self._handler: SessionHandler | None = None
+        self._async_handler: AsyncSessionHandler | None = None
+        self._mutex = threading.Lock()
+        secret = self.config.secret_key
+        self.encrypter = (
+            Encrypter(secret, self.config.secret_key_fallbacks) if secret is not None else None
+        )
+
+    # -- drivers -----------------------------------------------------------------
+
+    def extend(
+        self,
+        name: str,
+        factory: HandlerFactory,
+        async_factory: AsyncHandlerFactory | None = None,
+    ) -> None:
+        """Register a driver at run time; it wins over a plugin of the same name."""
+        with self._mutex:
+            self._extensions[name] = DriverSpec(name, factory, async_factory)
+            if name == self.config.driver:
+                self._handler = None
+                self._async_handler = None
+
+    def driver_spec(self) -> DriverSpec:
+        """The spec of the configured driver (``UnknownDriverError`` when there is none)."""
+        name = self.config.driver
+        if name in self._extensions:
+            return self._extensions[name]
+        plugins = self._plugins if self._plugins is not None else installed_plugins()
+        return plugins.registry.get(name)
+
+    def handler(self) -> SessionHandler:
+        """The configured driver's sync handler, built on first use."""
+        handler = self._handler
+        if handler is None:
+            with self._mutex:
+                if self._handler is None:
+                    self._handler = self.driver_spec().factory(self.config)
+                handler = self._handler
+        return handler
+
+    def async_handler(self) -> AsyncSessionHandler:
+        """The async twin, or the sync handler run in worker threads."""
+        handler = self._async_handler
+        if handler is None:
+            spec = self.driver_spec()
+            with self._mutex:
+                if self._async_handler is None:
+                    if spec.async_factory is not None:
+                        self._async_handler = spec.async_factory(self.config)
+                    else:
+                        sync = self._handler or spec.factory(self.config)
+                        self._handler = sync
+                        self._async_handler = ThreadedAsyncHandler(sync)
+                handler = self._async_handler
+        return handler
+
+    @property
+    def stores_in_cookie(self) -> bool:
+        """Whether the configured driver keeps the payload in the cookie itself."""
+        return bool(getattr(self.handler(), "stores_in_cookie", False))
+
+    # -- sessions ------------------------------------------------------------------
+
+    def lazy(self, cookie: str | None, *, metadata: RequestMetadata | None = None) -> Session:
+        """A session for the request's cookie value that reads nothing until first used."""
+        return Session(self, cookie, metadata=metadata)
+
+    def start(self, cookie: str | None, *, metadata: RequestMetadata | None = None) -> Session:
+        """A session read now through the sync driver.
+
+        ``None``, an unknown, expired or malformed id gives a new session with a fresh id.
+        """
+        session = self.lazy(cookie, metadata=metadata)
+        session.load()
+        return session
+
+    async def astart(
+        self, cookie: str | None, *, metadata: RequestMetadata | None = None
+    ) -> Session:
+        """A session read now through the async driver."""
+        session = self.lazy(cookie, metadata=metadata)
+        await session.aload()
+        return session
+
+    # -- locks -----------------------------------------------------------------------
+
+    def check_blocking(self) -> None:
+        """Refuse ``block = true`` with a driver that cannot lock (at start-up, not per request)."""
+        if not self.config.block:
+            return
+        if not isinstance(self.handler(), SupportsLock):
+            raise ConfigError(
+                "block", f"driver {self.config.driver!r} offers no lock for session blocking"
+            )
+
+    @contextlib.contextmanager
+    def lock(self, cookie: str | None) -> Iterator[None]:
+        """Hold the session's lock (when ``block`` and the cookie carries a valid id)."""
+        handler = self.handler()
+        if (
+            not self.config.block
+            or not is_valid_id(cookie)
+            or not isinstance(handler, SupportsLock)
+        ):
+            yield
+            return
+        assert cookie is not None
+        with handler.lock(
+            storage_key(cookie),
+            lock_seconds=self.config.block_lock_seconds,
+            wait_seconds=self.config.block_wait_seconds,
+        ):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def alock(self, cookie: str | None) -> AsyncIterator[None]:
+        """The async form of :meth:`lock`."""
+        handler = self.async_handler()
+        if (
+            not self.config.block
+            or not is_valid_id(cookie)
+            or not isinstance(handler, AsyncSupportsLock)
+        ):
+            yield
+            return
+        assert cookie is not None
+        async with handler.lock(
+            storage_key(cookie),
+            lock_seconds=self.config.block_lock_seconds,
+            wait_seconds=self.config.block_wait_seconds,
+        ):
+            yield
+
+    # -- garbage collection ------------------------------------------------------------
+
+    def lottery_wins(self) -> bool:
+        """Draw the GC lottery: ``chances`` in ``out_of``."""
+        chances, out_of = self.config.lottery
+        return secrets.randbelow(out_of) < chances
+
+    def collect_garbage(self, progress: GcProgress | None = None) -> int:
+        """Remove the sessions idle for longer than the lifetime; return how many."""
+        handler = self.handler()
+        lifetime = self.config.lifetime_seconds
+        if progress is None or not isinstance(handler, SupportsBatchedGc):
+            removed = handler.gc(lifetime)
+            if progress is not None:
+                progress(removed, removed)
+            return removed
+        total = handler.count_expired(lifetime)
+        removed = 0
+        for batch in handler.gc_batches(lifetime):
+            removed += batch
+            progress(removed, total)
+        return removed
+
+    async def acollect_garbage(self) -> int:
+        """The async form of :meth:`collect_garbage` (without progress)."""
+        return await self.async_handler().gc(self.config.lifetime_seconds)
+
+
+class ThreadedAsyncHandler(AsyncSessionHandler):
+    """Runs a sync handler's calls in worker threads, so the event loop never blocks."""
+
+    def __init__(self, handler: SessionHandler) -> None:
+        self.sync = handler
+        self.stores_in_cookie = bool(getattr(handler, "stores_in_cookie", False))
+
+    async def open(self, save_path: str, session_name: str) -> bool:
+        return await asyncio.to_thread(self.sync.open, save_path, session_name)
+
+    async def close(self) -> bool:
+        return await asyncio.to_thread(self.sync.close)
+
+    async def read(self, session_id: str) -> str:
+        return await asyncio.to_thread(self.sync.read, session_id)
+
+    async def write(self, session_id: str, data: str) -> bool:
+        return await asyncio.to_thread(self.sync.write, session_id, data)
+
+    async def destroy(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.destroy, session_id)
+
+    async def gc(self, lifetime: int) -> int:
+        return await asyncio.to_thread(self.sync.gc, lifetime)
+
+    def __getattr__(self, name: str) -> Any:
+        # Optional capabilities exist on the twin exactly when the sync handler has them.
+        if name == "touch" and isinstance(self.sync, SupportsTouch):
+            return self._touch
+        if name == "write_with_metadata" and isinstance(self.sync, SupportsMetadata):
+            return self._write_with_metadata
+        if name == "lock" and isinstance(self.sync, SupportsLock):
+            return self._lock
+        raise AttributeError(name)
+
+    async def _touch(self, session_id: str) -> bool:
+        assert isinstance(self.sync, SupportsTouch)
+        return await asyncio.to_thread(self.sync.touch, session_id)
+
+    async def _write_with_metadata(
+        self, session_id: str, data: str, metadata: RequestMetadata
+    ) -> bool:
+        assert isinstance(self.sync, SupportsMetadata)
+        return await asyncio.to_thread(self.sync.write_with_metadata, session_id, data, metadata)
+
+    @contextlib.asynccontextmanager
+    async def _lock(
+        self, session_id: str, *, lock_seconds: float, wait_seconds: float
+    ) -> AsyncIterator[None]:
+        assert isinstance(self.sync, SupportsLock)
+        manager = self.sync.lock(session_id, lock_seconds=lock_seconds, wait_seconds=wait_seconds)
+        await asyncio.to_thread(manager.__enter__)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(manager.__exit__, None, None, None)

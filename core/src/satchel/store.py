@@ -1,0 +1,670 @@
+"""``Session``: the per-request session with Laravel's API, and its load/save cycle.
+
+A session is made by :class:`satchel.SessionManager` (``start``, ``astart`` or
+``lazy``). Its data loads on first use (or eagerly with ``load``/``aload``)
+and is written by ``save``/``asave`` only when something changed, or to
+refresh the last-activity time at most once per ``touch_interval``.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import attrs
+
+from satchel import payload
+from satchel.crypto import DecryptError
+from satchel.errors import SessionTooLarge
+from satchel.handler import AsyncSupportsMetadata, RequestMetadata, SupportsMetadata
+from satchel.ids import generate_id, is_valid_id, log_digest, storage_key
+
+if TYPE_CHECKING:
+    from satchel.manager import SessionManager
+
+T = TypeVar("T")
+logger = logging.getLogger("satchel")
+
+MAX_COOKIE_BYTES = 4096  # name plus value: what browsers keep (RFC 6265bis)
+_MISSING: Any = object()
+
+
+class SaveOutcome(enum.Enum):
+    """What ``save`` did, which tells the web glue what to do with the cookie."""
+
+    NOT_LOADED = "not loaded"  # the request never used the session: nothing to do
+    UNCHANGED = "unchanged"  # loaded, nothing changed, refresh not due
+    WRITTEN = "written"  # the data changed (or the id): written through the driver
+    REFRESHED = "refreshed"  # unchanged data rewritten to slide the idle expiry
+    EMPTY = "empty"  # the session ended empty: nothing stored, any old record removed
+
+
+@attrs.define
+class _SavePlan:
+    destroy_keys: list[str]
+    write_key: str | None = None
+    data: str | None = None
+    metadata: RequestMetadata | None = None
+    outcome: SaveOutcome = SaveOutcome.UNCHANGED
+
+
+class Session(MutableMapping[str, Any]):
+    """One user's session, with Laravel's methods and the ``MutableMapping`` interface.
+
+    Dot notation (``get("user.teams")``) reaches into nested mappings in the
+    Laravel-style methods; the mapping interface (``session["key"]``) uses keys
+    as they are. Bookkeeping (flash lists, the CSRF token, timestamps) is kept
+    apart: ``all()``, iteration, ``len()`` and ``in`` see only the
+    application's data.
+    """
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        incoming: str | None,
+        *,
+        metadata: RequestMetadata | None = None,
+    ) -> None:
+        self._manager = manager
+        self._config = manager.config
+        self._incoming = incoming
+        self.metadata = metadata
+        self._loaded = False
+        self._accessed = False
+        self._stored = False  # a record for the current id exists in the store
+        self._force_write = False
+        self._loaded_fingerprint: str | None = None
+        self._pending_destroy: list[str] = []
+        self._id = ""
+        self._envelope = self._fresh_envelope()
+        self._cookie_value: str | None = None
+        self.last_outcome: SaveOutcome | None = None
+
+    # -- identity --------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session id (loads the session: strict mode may replace the incoming id)."""
+        self._ensure_loaded()
+        return self._id
+
+    @property
+    def name(self) -> str:
+        """The cookie name."""
+        return self._config.cookie
+
+    @property
+    def incoming_cookie(self) -> str | None:
+        """The cookie value the request carried, if any."""
+        return self._incoming
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the stored session has been read (or found absent)."""
+        return self._loaded
+
+    @property
+    def accessed(self) -> bool:
+        """Whether the application read or changed the session (Flask's ``accessed``)."""
+        return self._accessed
+
+    @property
+    def new(self) -> bool:
+        """True when no stored session was found for the request (Flask's ``new``)."""
+        self._ensure_loaded()
+        return not self._stored
+
+    @property
+    def modified(self) -> bool:
+        """True when the data differs from what was loaded (Flask's ``modified``)."""
+        if not self._loaded:
+            return False
+        return self._force_write or self._fingerprint() != self._loaded_fingerprint
+
+    @property
+    def permanent(self) -> bool:
+        """Flask's ``session.permanent``; defaults to ``not expire_on_close``."""
+        self._ensure_loaded()
+        if self._envelope.permanent is None:
+            return not self._config.expire_on_close
+        return self._envelope.permanent
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        self._touch()
+        self._envelope.permanent = bool(value)
+
+    @property
+    def is_empty(self) -> bool:
+        """No application data and no token."""
+        self._ensure_loaded()
+        return not self._envelope.values and self._envelope.token is None
+
+    @property
+    def created_at(self) -> float:
+        """Unix time the session was created."""
+        self._ensure_loaded()
+        return self._envelope.created
+
+    @property
+    def last_activity(self) -> float:
+        """Unix time of the session's last write."""
+        self._ensure_loaded()
+        return self._envelope.last_activity
+
+    # -- loading ---------------------------------------------------------------
+
+    def _fresh_envelope(self) -> payload.Envelope:
+        now = self._manager.clock()
+        return payload.Envelope(values={}, created=now, last_activity=now)
+
+    def _start_fresh(self) -> None:
+        self._id = generate_id()
+        self._envelope = self._fresh_envelope()
+        self._stored = False
+        self._loaded_fingerprint = None
+
+    def _load_plan(self) -> str | None:
+        """The storage key to read, or ``None`` when nothing needs reading."""
+        incoming = self._incoming
+        if incoming is None or incoming == "":
+            return None
+        if self._manager.stores_in_cookie:
+            return None  # the payload is the cookie itself
+        if not is_valid_id(incoming):
+            # Strict mode: a malformed id never reaches a driver, a path or a log.
+            logger.info("satchel: ignored a malformed session cookie")
+            return None
+        return storage_key(incoming)
+
+    def _finish_load(self, raw: str) -> None:
+        self._start_fresh()
+        incoming = self._incoming
+        if self._manager.stores_in_cookie:
+            if incoming:
+                self._adopt(self._open_cookie(incoming), key=None)
+        elif raw:
+            assert incoming is not None
+            key = storage_key(incoming)
+            text = self._open_stored(raw, key, incoming)
+            if text is not None:
+                self._adopt(text, key=key, session_id=incoming)
+        self._loaded = True
+        self._loaded_fingerprint = self._fingerprint() if self._stored else None
+
+    def _adopt(self, text: str | None, *, key: str | None, session_id: str | None = None) -> None:
+        if text is None:
+            return
+        try:
+            envelope = payload.loads(text)
+        except payload.PayloadError as exc:
+            logger.warning(
+                "satchel: the stored session %s is corrupt (%s); starting an empty session",
+                log_digest(session_id or text[:64]),
+                exc,
+            )
+            return
+        if self._expired(envelope):
+            if key is not None:
+                self._pending_destroy.append(key)
+            return
+        if self._manager.stores_in_cookie:
+            session_id = envelope.client_id if is_valid_id(envelope.client_id) else None
+            if session_id is None:
+                return
+        assert session_id is not None
+        self._id = session_id
+        self._envelope = envelope
+        self._stored = True
+
+    def _open_stored(self, raw: str, key: str, session_id: str) -> str | None:
+        encrypter = self._manager.encrypter
+        if not self._config.encrypt or encrypter is None:
+            return raw
+        try:
+            plaintext, stale_key = encrypter.decrypt(raw, key.encode("ascii"))
+        except DecryptError as exc:
+            logger.warning(
+                "satchel: the stored session %s failed to decrypt (%s); starting an empty session",
+                log_digest(session_id),
+                exc,
+            )
+            return None
+        if stale_key:
+            self._force_write = True  # re-encrypt under the current key
+        return plaintext.decode("utf-8", "replace")
+
+    def _open_cookie(self, cookie_value: str) -> str | None:
+        encrypter = self._manager.encrypter
+        assert encrypter is not None
+        try:
+            plaintext, stale_key = encrypter.decrypt(cookie_value, self._cookie_context())
+        except DecryptError:
+            logger.info("satchel: refused a session cookie that failed to authenticate")
+            return None
+        if stale_key:
+            self._force_write = True  # re-issue the cookie under the current key
+        return plaintext.decode("utf-8", "replace")
+
+    def _cookie_context(self) -> bytes:
+        return b"satchel cookie:" + self._config.cookie.encode("ascii")
+
+    def _expired(self, envelope: payload.Envelope) -> bool:
+        now = self._manager.clock()
+        if now - envelope.last_activity > self._config.lifetime_seconds:
+            return True
+        absolute = self._config.absolute_lifetime_seconds
+        return absolute is not None and now - envelope.created > absolute
+
+    def load(self) -> None:
+        """Read the session now, through the sync driver (no-op when already loaded)."""
+        if self._loaded:
+            return
+        key = self._load_plan()
+        raw = self._manager.handler().read(key) if key is not None else ""
+        self._finish_load(raw)
+
+    async def aload(self) -> None:
+        """Read the session now, through the async driver (no-op when already loaded)."""
+        if self._loaded:
+            return
+        key = self._load_plan()
+        raw = await self._manager.async_handler().read(key) if key is not None else ""
+        self._finish_load(raw)
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self.load()
+
+    def _touch(self) -> dict[str, Any]:
+        self._ensure_loaded()
+        self._accessed = True
+        return self._envelope.values
+
+    # -- saving ----------------------------------------------------------------
+
+    def _fingerprint(self) -> str:
+        return payload.body_fingerprint(
+            payload.encode_values(self._envelope.values), self._envelope
+        )
+
+    def age_flash_data(self) -> None:
+        """Forget last request's flash data and keep this request's for the next one."""
+        envelope = self._envelope
+        for key in envelope.flash_old:
+            _forget(envelope.values, key)
+        envelope.flash_old = envelope.flash_new
+        envelope.flash_new = []
+
+    def _plan_save(self) -> _SavePlan:
+        plan = _SavePlan(destroy_keys=list(self._pending_destroy))
+        if not self._loaded:
+            plan.outcome = SaveOutcome.NOT_LOADED
+            return plan
+        self.age_flash_data()
+        envelope = self._envelope
+        in_cookie = self._manager.stores_in_cookie
+        key = None if in_cookie else storage_key(self._id)
+        if not envelope.values and envelope.token is None:
+            if self._stored and key is not None:
+                plan.destroy_keys.append(key)
+            plan.outcome = SaveOutcome.EMPTY
+            return plan
+        encoded = payload.encode_values(envelope.values)  # TypeError names a bad key
+        changed = (
+            self._force_write
+            or not self._stored
+            or payload.body_fingerprint(encoded, envelope) != self._loaded_fingerprint
+        )
+        now = self._manager.clock()
+        if changed:
+            plan.outcome = SaveOutcome.WRITTEN
+        elif now - envelope.last_activity >= self._config.touch_interval:
+            plan.outcome = SaveOutcome.REFRESHED
+        else:
+            return plan
+        envelope.last_activity = now
+        envelope.client_id = self._id if in_cookie else None
+        text = payload.dumps(envelope, encoded)
+        if in_cookie:
+            self._cookie_value = self._seal_cookie(text)
+            return plan
+        plan.write_key = key
+        plan.data = self._seal_stored(text, key) if key is not None else text
+        plan.metadata = attrs.evolve(
+            self.metadata or RequestMetadata(), values=copy.deepcopy(envelope.values)
+        )
+        return plan
+
+    def _seal_stored(self, text: str, key: str) -> str:
+        encrypter = self._manager.encrypter
+        if not self._config.encrypt or encrypter is None:
+            return text
+        return encrypter.encrypt(text.encode("utf-8"), key.encode("ascii"))
+
+    def _seal_cookie(self, text: str) -> str:
+        encrypter = self._manager.encrypter
+        assert encrypter is not None
+        value = encrypter.encrypt(text.encode("utf-8"), self._cookie_context())
+        size = len(self._config.cookie) + 1 + len(value)
+        if size > MAX_COOKIE_BYTES:
+            raise SessionTooLarge(size, MAX_COOKIE_BYTES)
+        return value
+
+    def _finish_save(self, plan: _SavePlan) -> SaveOutcome:
+        self._pending_destroy.clear()
+        if plan.outcome in (SaveOutcome.WRITTEN, SaveOutcome.REFRESHED):
+            self._stored = True
+            self._force_write = False
+            self._loaded_fingerprint = self._fingerprint()
+        elif plan.outcome is SaveOutcome.EMPTY:
+            self._stored = False
+            self._loaded_fingerprint = None
+        self.last_outcome = plan.outcome
+        return plan.outcome
+
+    def save(self) -> SaveOutcome:
+        """Age flash data and write through the sync driver if anything changed."""
+        plan = self._plan_save()
+        handler = self._manager.handler()
+        for key in plan.destroy_keys:
+            handler.destroy(key)
+        if plan.write_key is not None and plan.data is not None:
+            if isinstance(handler, SupportsMetadata) and plan.metadata is not None:
+                handler.write_with_metadata(plan.write_key, plan.data, plan.metadata)
+            else:
+                handler.write(plan.write_key, plan.data)
+        return self._finish_save(plan)
+
+    async def asave(self) -> SaveOutcome:
+        """Age flash data and write through the async driver if anything changed."""
+        plan = self._plan_save()
+        handler = self._manager.async_handler()
+        for key in plan.destroy_keys:
+            await handler.destroy(key)
+        if plan.write_key is not None and plan.data is not None:
+            if isinstance(handler, AsyncSupportsMetadata) and plan.metadata is not None:
+                await handler.write_with_metadata(plan.write_key, plan.data, plan.metadata)
+            else:
+                await handler.write(plan.write_key, plan.data)
+        return self._finish_save(plan)
+
+    def cookie_value(self) -> str:
+        """What the session cookie carries: the id, or the sealed payload for the cookie driver."""
+        if self._manager.stores_in_cookie:
+            if self._cookie_value is None:
+                raise RuntimeError("the cookie driver's value exists only after save()")
+            return self._cookie_value
+        return self.id
+
+    def cookie_action(self) -> str | None:
+        """After ``save``: ``"set"`` the cookie, ``"delete"`` it, or leave it (``None``)."""
+        outcome = self.last_outcome
+        if outcome in (SaveOutcome.WRITTEN, SaveOutcome.REFRESHED):
+            return "set"
+        if outcome is SaveOutcome.EMPTY and self._incoming:
+            return "delete"
+        return None
+
+    # -- reading -----------------------------------------------------------------
+
+    @overload
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    @overload
+    def get(self, key: str, default: Any = None, *, type: type[T]) -> T: ...
+
+    def get(self, key: str, default: Any = None, *, type: type[Any] | None = None) -> Any:
+        """The value at ``key`` (dot notation); a callable ``default`` is called.
+
+        With ``type=Cls``, the value is structured into ``Cls`` (an attrs class
+        or a dataclass) with cattrs.
+        """
+        value = _lookup(self._touch(), key)
+        if value is _MISSING:
+            return default() if callable(default) else default
+        if type is not None:
+            return payload.structure_as(value, type)
+        return value
+
+    def all(self) -> dict[str, Any]:
+        """All of the application's data (a shallow copy)."""
+        return dict(self._touch())
+
+    def only(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The given top-level keys that are present."""
+        values = self._touch()
+        return {key: values[key] for key in keys if key in values}
+
+    def except_(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Everything but the given top-level keys."""
+        excluded = set(keys)
+        return {key: value for key, value in self._touch().items() if key not in excluded}
+
+    def exists(self, keys: str | Iterable[str]) -> bool:
+        """Present, even if None; with a list, all of them."""
+        values = self._touch()
+        return all(_lookup(values, key) is not _MISSING for key in _keys(keys))
+
+    def has(self, keys: str | Iterable[str]) -> bool:
+        """Present and not None; with a list, all of them."""
+        values = self._touch()
+        return all(_lookup(values, key) not in (_MISSING, None) for key in _keys(keys))
+
+    def missing(self, keys: str | Iterable[str]) -> bool:
+        """Absent or None (the seed's meaning); with a list, true when any of them is."""
+        return not self.has(keys)
+
+    # -- writing -----------------------------------------------------------------
+
+    def put(self, key: str | Mapping[str, Any], value: Any = None) -> None:
+        """Store a value at ``key`` (dot notation), or every pair of a mapping."""
+        values = self._touch()
+        pairs = key.items() if isinstance(key, Mapping) else [(key, value)]
+        for name, item in pairs:
+            if not isinstance(name, str):
+                raise TypeError(f"session keys must be strings, not {type(name).__name__}")
+            payload.encode_value(item, name)  # refuse what cannot be stored, naming the key
+            _assign(values, name, item)
+
+    def push(self, key: str, value: Any) -> None:
+        """Append ``value`` to the list at ``key`` (created when missing)."""
+        current = self.get(key, None)
+        items = list(current) if isinstance(current, (list, tuple)) else []
+        items.append(value)
+        self.put(key, items)
+
+    def pull(self, key: str, default: Any = None) -> Any:
+        """Return the value at ``key`` and remove it."""
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            return default() if callable(default) else default
+        self.forget(key)
+        return value
+
+    def forget(self, keys: str | Iterable[str]) -> None:
+        """Remove one key or several (dot notation)."""
+        values = self._touch()
+        for key in _keys(keys):
+            _forget(values, key)
+
+    def flush(self) -> None:
+        """Remove all data, flash data and the CSRF token."""
+        self._touch()
+        self._envelope.values = {}
+        self._envelope.flash_new = []
+        self._envelope.flash_old = []
+        self._envelope.token = None
+
+    def increment(self, key: str, by: int | float = 1) -> int | float:
+        """Add ``by`` to the number at ``key`` (0 when missing) and return it."""
+        current = self.get(key, 0)
+        if isinstance(current, bool) or not isinstance(current, (int, float)):
+            raise TypeError(f"session value {key!r} is not a number")
+        result = current + by
+        self.put(key, result)
+        return result
+
+    def decrement(self, key: str, by: int | float = 1) -> int | float:
+        """Subtract ``by`` from the number at ``key`` and return it."""
+        return self.increment(key, -by)
+
+    def remember(self, key: str, callback: Callable[[], T]) -> T:
+        """The value at ``key`` if not None; otherwise store and return ``callback()``."""
+        value = self.get(key)
+        if value is not None:
+            return value  # type: ignore[no-any-return]
+        value = callback()
+        self.put(key, value)
+        return value
+
+    # -- flash data ----------------------------------------------------------------
+
+    def flash(self, key: str, value: Any = True) -> None:
+        """Store a value for this request and the next one."""
+        self.put(key, value)
+        envelope = self._envelope
+        _append_unique(envelope.flash_new, [key])
+        envelope.flash_old = [name for name in envelope.flash_old if name != key]
+
+    def now(self, key: str, value: Any) -> None:
+        """Store a value for this request only."""
+        self.put(key, value)
+        _append_unique(self._envelope.flash_old, [key])
+
+    def reflash(self) -> None:
+        """Keep all current flash data for one more request."""
+        self._touch()
+        envelope = self._envelope
+        _append_unique(envelope.flash_new, envelope.flash_old)
+        envelope.flash_old = []
+
+    def keep(self, keys: str | Iterable[str]) -> None:
+        """Keep the given flash keys for one more request."""
+        self._touch()
+        names = _keys(keys)
+        envelope = self._envelope
+        _append_unique(envelope.flash_new, names)
+        envelope.flash_old = [name for name in envelope.flash_old if name not in names]
+
+    # -- identity changes ------------------------------------------------------------
+
+    def regenerate(self, destroy: bool = False) -> None:
+        """Give the session a new id (keeping its data) and a new CSRF token.
+
+        With ``destroy=True`` the old record is removed at save.
+        """
+        self.migrate(destroy)
+        self.regenerate_token()
+
+    def migrate(self, destroy: bool = False) -> None:
+        """Give the session a new id, keeping its data and token."""
+        self._touch()
+        if destroy and self._stored and not self._manager.stores_in_cookie:
+            self._pending_destroy.append(storage_key(self._id))
+        self._id = generate_id()
+        self._stored = False  # nothing is stored under the new id yet
+        self._force_write = True
+
+    def invalidate(self) -> None:
+        """Remove all data and give the session a new id (the old record is removed at save)."""
+        self.flush()
+        self.migrate(destroy=True)
+
+    def token(self) -> str:
+        """The CSRF token kept in the session, made on first use."""
+        self._touch()
+        if self._envelope.token is None:
+            self._envelope.token = generate_id()
+        return self._envelope.token
+
+    def regenerate_token(self) -> str:
+        """Replace the CSRF token and return the new one."""
+        self._touch()
+        self._envelope.token = generate_id()
+        return self._envelope.token
+
+    # -- MutableMapping ------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        return self._touch()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        values = self._touch()
+        payload.encode_value(value, key)
+        values[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._touch()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._touch()))
+
+    def __len__(self) -> int:
+        return len(self._touch())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._touch()
+
+    def clear(self) -> None:
+        """Remove all data (the same as ``flush``)."""
+        self.flush()
+
+    def __repr__(self) -> str:
+        # Never print the id: logs and tracebacks must not carry it.
+        state = "loaded" if self._loaded else "not loaded"
+        return f"<Session {state}, driver {self._config.driver!r}>"
+
+
+def _keys(keys: str | Iterable[str]) -> list[str]:
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+def _append_unique(target: list[str], names: Iterable[str]) -> None:
+    for name in names:
+        if name not in target:
+            target.append(name)
+
+
+def _lookup(values: Mapping[str, Any], key: str) -> Any:
+    """Laravel's ``Arr::get``: the literal key first, then the dotted path."""
+    if key in values:
+        return values[key]
+    current: Any = values
+    for segment in key.split("."):
+        if isinstance(current, Mapping) and segment in current:
+            current = current[segment]
+        else:
+            return _MISSING
+    return current
+
+
+def _assign(values: dict[str, Any], key: str, value: Any) -> None:
+    """Laravel's ``Arr::set``: create nested mappings along a dotted path."""
+    segments = key.split(".")
+    current = values
+    for segment in segments[:-1]:
+        child = current.get(segment)
+        if not isinstance(child, dict):
+            child = {}
+            current[segment] = child
+        current = child
+    current[segments[-1]] = value
+
+
+def _forget(values: dict[str, Any], key: str) -> None:
+    """Laravel's ``Arr::forget``: the literal key first, then the dotted path."""
+    if key in values:
+        del values[key]
+        return
+    segments = key.split(".")
+    current: Any = values
+    for segment in segments[:-1]:
+        current = current.get(segment) if isinstance(current, dict) else None
+        if current is None:
+            return
+    if isinstance(current, dict):
+        current.pop(segments[-1], None)
