@@ -1,0 +1,311 @@
+"""Turning a ``connection`` URL and the options into redis-py clients.
+
+URL forms (credentials are optional everywhere; ``rediss`` means TLS):
+
+* ``redis://[[user]:password@]host[:port][/db]`` and ``rediss://…``: one server;
+* ``unix://[[user]:password@]/path/to/redis.sock[?db=N]``: one server on a socket;
+* ``redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]``
+  (and ``rediss+sentinel://``): the master Sentinel names ``service``; the
+  credentials are the master's (``sentinel_password`` in the options for the
+  Sentinels' own);
+* ``redis+cluster://[[user]:password@]host:port[,host:port…]`` (and
+  ``rediss+cluster://``): seed nodes of a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import attrs
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.backoff
+import redis.cluster
+import redis.connection
+import redis.retry
+import redis.sentinel
+
+from satchel.errors import ConfigError
+from satchel_redis.options import RedisOptions
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PORT = 6379
+DEFAULT_SENTINEL_PORT = 26379
+RETRY_BACKOFF_SECONDS = 0.05
+SINGLE_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+@attrs.frozen
+class RedisTarget:
+    """Where the sessions live, parsed from the ``connection`` URL.
+
+    Attributes:
+        kind: ``single``, ``sentinel`` or ``cluster``.
+        url: The URL as given (it may hold a password: never show it).
+        hosts: ``(host, port)`` of the server, the Sentinels or the cluster seed nodes.
+        tls: Whether connections use TLS.
+        db: The database number (a cluster has only 0).
+        username: The server's username, if any.
+        password: The server's password, if any.
+        service: The master's name, for Sentinel.
+        address: The location without credentials, for error messages.
+    """
+
+    kind: str
+    url: str = attrs.field(repr=False)
+    hosts: tuple[tuple[str, int], ...]
+    tls: bool
+    db: int = 0
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    service: str | None = None
+    address: str = ""
+
+
+def _split_host(text: str, default_port: int) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise ValueError(f"missing host in {text!r}")
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        raise ValueError(f"bad port in {text!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port out of range in {text!r}")
+    return host, port
+
+
+def _format_hosts(hosts: tuple[tuple[str, int], ...]) -> str:
+    return ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in hosts)
+
+
+def parse_connection(url: str | None, *, cluster: bool = False) -> RedisTarget:
+    """Parse a ``connection`` URL; a malformed one is a ``ConfigError`` on ``connection``."""
+    url = url or DEFAULT_URL
+    try:
+        return _parse(url, cluster=cluster)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(
+            "connection", f"not a Redis URL the redis driver understands: {exc}"
+        ) from None
+
+
+def _parse(url: str, *, cluster: bool) -> RedisTarget:
+    scheme, sep, _ = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise ValueError(
+            "expected redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://"
+        )
+    if scheme in SINGLE_SCHEMES:
+        kwargs = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        if scheme == "unix":
+            path = kwargs.get("path")
+            if not path:
+                raise ValueError("a unix:// URL needs the socket's path")
+            hosts: tuple[tuple[str, int], ...] = ()
+            address = f"unix://{path}"
+        else:
+            host = str(kwargs.get("host", "127.0.0.1"))
+            hosts = ((host, int(kwargs.get("port", DEFAULT_PORT))),)
+            address = f"{scheme}://{_format_hosts(hosts)}"
+        db = int(kwargs.get("db", 0))
+        if cluster:
+            if scheme == "unix":
+                raise ValueError("a Redis Cluster is reached over TCP, not a unix:// socket")
+            return RedisTarget(
+                "cluster",
+                url,
+                hosts,
+                tls=scheme == "rediss",
+                username=kwargs.get("username"),
+                password=kwargs.get("password"),
+                address=f"{scheme}+cluster://{_format_hosts(hosts)}",
+            )
+        return RedisTarget(
+            "single",
+            url,
+            hosts,
+            tls=scheme == "rediss",
+            db=db,
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+            address=address + (f"/{db}" if scheme != "unix" else ""),
+        )
+    if scheme not in SENTINEL_SCHEMES + CLUSTER_SCHEMES:
+        raise ValueError(
+            f"unknown scheme {scheme!r}; expected redis, rediss, unix, redis+sentinel, "
+            "rediss+sentinel, redis+cluster or rediss+cluster"
+        )
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, _, host_list = netloc.rpartition("@")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if not userinfo:
+        username = password = None
+    is_sentinel = scheme in SENTINEL_SCHEMES
+    default_port = DEFAULT_SENTINEL_PORT if is_sentinel else DEFAULT_PORT
+    hosts = tuple(_split_host(item, default_port) for item in host_list.split(",") if item.strip())
+    if not hosts:
+        raise ValueError("no host:port given")
+    tls = scheme.startswith("rediss")
+    if not is_sentinel:
+        return RedisTarget(
+            "cluster",
+            url,
+            hosts,
+            tls=tls,
+            username=username,
+            password=password,
+            address=f"{scheme}://{_format_hosts(hosts)}",
+        )
+    segments = [unquote(segment) for segment in parts.path.split("/") if segment]
+    if not segments:
+        raise ValueError("a Sentinel URL needs the master's service name: .../service[/db]")
+    service = segments[0]
+    db = int(segments[1]) if len(segments) > 1 else 0
+    return RedisTarget(
+        "sentinel",
+        url,
+        hosts,
+        tls=tls,
+        db=db,
+        username=username,
+        password=password,
+        service=service,
+        address=f"{scheme}://{_format_hosts(hosts)}/{service}/{db}",
+    )
+
+
+def _ssl_kwargs(options: RedisOptions) -> dict[str, Any]:
+    cert_reqs = {
+        "none": ssl.CERT_NONE,
+        "optional": ssl.CERT_OPTIONAL,
+        "required": ssl.CERT_REQUIRED,
+    }[options.ssl_cert_reqs]
+    kwargs: dict[str, Any] = {
+        "ssl_cert_reqs": cert_reqs,
+        "ssl_check_hostname": options.ssl_check_hostname and cert_reqs != ssl.CERT_NONE,
+    }
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(options, name)
+        if value is not None:
+            kwargs[name] = value
+    return kwargs
+
+
+def _common_kwargs(target: RedisTarget, options: RedisOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.socket_connect_timeout,
+    }
+    if target.username is not None:
+        kwargs["username"] = target.username
+    if target.password is not None:
+        kwargs["password"] = target.password
+    if options.max_connections is not None:
+        kwargs["max_connections"] = options.max_connections
+    return kwargs
+
+
+def build_sync_client(target: RedisTarget, options: RedisOptions) -> Any:
+    """A redis-py client for ``target``: ``Redis``, ``RedisCluster`` or a Sentinel master."""
+    retry = redis.retry.Retry(redis.backoff.ConstantBackoff(RETRY_BACKOFF_SECONDS), options.retries)
+    kwargs = _common_kwargs(target, options)
+    if target.kind == "single":
+        if target.tls:
+            kwargs.update(_ssl_kwargs(options))
+        return redis.Redis.from_url(target.url, retry=retry, **kwargs)
+    if target.kind == "cluster":
+        if target.tls:
+            kwargs.update(ssl=True, **_ssl_kwargs(options))
+        nodes = [redis.cluster.ClusterNode(host, port) for host, port in target.hosts]  # type: ignore[no-untyped-call]
+        return redis.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
+    sentinel_kwargs = _sentinel_kwargs(target, options)
+    if target.tls:
+        kwargs.update(ssl=True, **_ssl_kwargs(options))
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(target.hosts), sentinel_kwargs=sentinel_kwargs, db=target.db, retry=retry, **kwargs
+    )
+    return sentinel.master_for(str(target.service))  # type: ignore[no-untyped-call]
+
+
+def build_async_client(target: RedisTarget, options: RedisOptions) -> Any:
+    """The ``redis.asyncio`` form of :func:`build_sync_client`."""
+    import redis.asyncio.retry  # noqa: PLC0415 - the asyncio retry class lives apart
+
+    retry = redis.asyncio.retry.Retry(
+        redis.backoff.ConstantBackoff(RETRY_BACKOFF_SECONDS), options.retries
+    )
+    kwargs = _common_kwargs(target, options)
+    if target.kind == "single":
+        if target.tls:
+            kwargs.update(_ssl_kwargs(options))
+        return redis.asyncio.Redis.from_url(target.url, retry=retry, **kwargs)
+    if target.kind == "cluster":
+        if target.tls:
+            kwargs.update(ssl=True, **_ssl_kwargs(options))
+        nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.hosts]
+        return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
+    sentinel_kwargs = _sentinel_kwargs(target, options)
+    if target.tls:
+        kwargs.update(ssl=True, **_ssl_kwargs(options))
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(target.hosts), sentinel_kwargs=sentinel_kwargs, db=target.db, retry=retry, **kwargs
+    )
+    return sentinel.master_for(str(target.service))
+
+
+def _sentinel_kwargs(target: RedisTarget, options: RedisOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.socket_connect_timeout,
+    }
+    if options.sentinel_username is not None:
+        kwargs["username"] = options.sentinel_username
+    if options.sentinel_password is not None:
+        kwargs["password"] = options.sentinel_password
+    if target.tls:
+        kwargs.update(ssl=True, **_ssl_kwargs(options))
+    return kwargs
+
+
+def describe_client(client: Any) -> str:
+    """Where a ready client points, without credentials, for error messages."""
+    try:
+        nodes = getattr(client, "startup_nodes", None) or getattr(
+            getattr(client, "nodes_manager", None), "startup_nodes", None
+        )
+        if nodes:
+            names = (
+                nodes.keys()
+                if isinstance(nodes, dict)
+                else [getattr(n, "name", "?") for n in nodes]
+            )
+            return "redis cluster " + ",".join(sorted(str(name) for name in names))
+        pool = getattr(client, "connection_pool", None)
+        service = getattr(pool, "service_name", None)
+        if service:
+            return f"redis sentinel service {service}"
+        kwargs = getattr(pool, "connection_kwargs", {}) or {}
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        if "host" in kwargs:
+            return f"{kwargs['host']}:{kwargs.get('port', DEFAULT_PORT)}/{kwargs.get('db', 0)}"
+    except Exception:  # noqa: S110 - describing must never fail
+        pass
+    return f"a ready {type(client).__name__} client"

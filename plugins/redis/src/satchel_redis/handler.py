@@ -1,0 +1,345 @@
+"""The ``redis`` session handlers: sync on redis-py, async on ``redis.asyncio``.
+
+One round trip per operation: ``GET`` to read, ``SET … EX`` to write,
+``EXPIRE`` to touch, ``DEL`` to destroy. Redis expires keys itself, so ``gc``
+has nothing to do. The session lock is ``SET NX PX`` with a random token,
+released by a Lua script that deletes the key only while it still holds that
+token, so a holder whose lock expired never frees the next holder's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+import redis
+import redis.exceptions
+
+from satchel.config import SessionConfig
+from satchel.errors import ConfigError, SessionBackendError
+from satchel.handler import AsyncSessionHandler, SessionHandler
+from satchel.locking import await_lock, new_lock_token, wait_for_lock
+from satchel_redis.connection import (
+    build_async_client,
+    build_sync_client,
+    describe_client,
+    parse_connection,
+)
+from satchel_redis.options import RedisOptions
+
+DRIVER = "redis"
+LOCK_INFIX = "lock:"
+T = TypeVar("T")
+
+# Delete the lock only while it still holds this holder's token: a holder whose
+# lock expired and was taken by another request must not free that request's lock.
+RELEASE_SCRIPT = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+end
+return 0
+"""
+
+# Failures of the store itself; anything else is a bug and propagates as it is.
+STORE_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+
+
+def _decode(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):  # a user's client made with decode_responses=True
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return ""  # not a payload core wrote; core treats "" as no session
+    return ""
+
+
+def _describe_error(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+class _RedisKeys:
+    """Key naming and error wrapping shared by the sync and async handlers."""
+
+    prefix: str
+    address: str
+
+    def _key(self, session_id: str) -> str:
+        return f"{self.prefix}{session_id}"
+
+    def _lock_key(self, session_id: str) -> str:
+        # Session keys are hex digests, so the "lock:" infix never meets one.
+        return f"{self.prefix}{LOCK_INFIX}{session_id}"
+
+    def _error(self, action: str, exc: BaseException) -> SessionBackendError:
+        return SessionBackendError(DRIVER, self.address, f"{action} failed: {_describe_error(exc)}")
+
+
+def _resolve_options(config: SessionConfig) -> RedisOptions:
+    return config.structure_options(RedisOptions, driver=DRIVER)
+
+
+class RedisSessionHandler(_RedisKeys, SessionHandler):
+    """Sessions in Redis (one server, Sentinel or Cluster), through a redis-py client.
+
+    Build it from a config with :meth:`from_config`, or hand it a ready client:
+    ``RedisSessionHandler(client, lifetime_seconds=7200)``. A client handed in is
+    used as it is and never closed by the driver.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        lifetime_seconds: int,
+        prefix: str = "satchel:",
+        address: str | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        if client is None:
+            raise TypeError("RedisSessionHandler needs a redis-py client")
+        self.client = client
+        self.lifetime_seconds = max(1, int(lifetime_seconds))
+        self.prefix = prefix
+        self.address = address or describe_client(client)
+        self.owns_client = owns_client
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> RedisSessionHandler:
+        """Build from ``config``: ``options.client`` if given, else a client for ``connection``."""
+        options = _resolve_options(config)
+        if options.client is not None:
+            return cls(
+                options.client, lifetime_seconds=config.lifetime_seconds, prefix=config.prefix
+            )
+        if options.async_client is not None and config.connection is None:
+            raise ConfigError(
+                "options.client",
+                "the redis driver's synchronous handler needs a redis.Redis client or a "
+                "connection URL; only options.async_client was given",
+            )
+        target = parse_connection(config.connection, cluster=options.cluster)
+        client = build_sync_client(target, options)
+        return cls(
+            client,
+            lifetime_seconds=config.lifetime_seconds,
+            prefix=config.prefix,
+            address=target.address,
+            owns_client=True,
+        )
+
+    def _call(self, action: str, command: Callable[[], T]) -> T:
+        try:
+            return command()
+        except STORE_ERRORS as exc:
+            raise self._error(action, exc) from exc
+
+    def read(self, session_id: str) -> str:
+        return _decode(self._call("GET", lambda: self.client.get(self._key(session_id))))
+
+    def write(self, session_id: str, data: str) -> bool:
+        key = self._key(session_id)
+        self._call("SET", lambda: self.client.set(key, data, ex=self.lifetime_seconds))
+        return True
+
+    def touch(self, session_id: str) -> bool:
+        key = self._key(session_id)
+        return bool(self._call("EXPIRE", lambda: self.client.expire(key, self.lifetime_seconds)))
+
+    def destroy(self, session_id: str) -> bool:
+        self._call("DEL", lambda: self.client.delete(self._key(session_id)))
+        return True
+
+    def gc(self, lifetime: int) -> int:
+        return 0  # Redis expires session keys itself
+
+    def close(self) -> bool:
+        # Only the connections of a pool the driver built; the pool reconnects on next use.
+        if self.owns_client:
+            pool = getattr(self.client, "connection_pool", None)
+            if pool is not None:
+                self._call("disconnect", pool.disconnect)
+        return True
+
+    @contextmanager
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+        """Hold the session's lock: ``SET NX PX`` with a token, released only by its holder."""
+        key = self._lock_key(session_id)
+        token = new_lock_token()
+        milliseconds = max(1, math.ceil(lock_seconds * 1000))
+
+        def try_acquire() -> bool:
+            return bool(
+                self._call("SET NX", lambda: self.client.set(key, token, nx=True, px=milliseconds))
+            )
+
+        wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a redis session")
+        try:
+            yield
+        finally:
+            self._call("lock release", lambda: self.client.eval(RELEASE_SCRIPT, 1, key, token))
+
+
+class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
+    """The async twin of :class:`RedisSessionHandler`, on a ``redis.asyncio`` client."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        lifetime_seconds: int,
+        prefix: str = "satchel:",
+        address: str | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        if client is None:
+            raise TypeError("AsyncRedisSessionHandler needs a redis.asyncio client")
+        self.client = client
+        self.lifetime_seconds = max(1, int(lifetime_seconds))
+        self.prefix = prefix
+        self.address = address or describe_client(client)
+        self.owns_client = owns_client
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> AsyncSessionHandler:
+        """Build from ``config``: ``options.async_client``, else ``options.client`` in a
+        worker thread, else a ``redis.asyncio`` client for ``connection``."""
+        options = _resolve_options(config)
+        if options.async_client is not None:
+            return cls(
+                options.async_client, lifetime_seconds=config.lifetime_seconds, prefix=config.prefix
+            )
+        if options.client is not None:
+            # Never swap the user's client for a default one: run it in a thread instead.
+            return ThreadedRedisSessionHandler(RedisSessionHandler.from_config(config))
+        target = parse_connection(config.connection, cluster=options.cluster)
+        client = build_async_client(target, options)
+        return cls(
+            client,
+            lifetime_seconds=config.lifetime_seconds,
+            prefix=config.prefix,
+            address=target.address,
+            owns_client=True,
+        )
+
+    async def _call(self, action: str, command: Callable[[], Any]) -> Any:
+        try:
+            return await command()
+        except STORE_ERRORS as exc:
+            raise self._error(action, exc) from exc
+
+    async def read(self, session_id: str) -> str:
+        return _decode(await self._call("GET", lambda: self.client.get(self._key(session_id))))
+
+    async def write(self, session_id: str, data: str) -> bool:
+        key = self._key(session_id)
+        await self._call("SET", lambda: self.client.set(key, data, ex=self.lifetime_seconds))
+        return True
+
+    async def touch(self, session_id: str) -> bool:
+        key = self._key(session_id)
+        return bool(
+            await self._call("EXPIRE", lambda: self.client.expire(key, self.lifetime_seconds))
+        )
+
+    async def destroy(self, session_id: str) -> bool:
+        await self._call("DEL", lambda: self.client.delete(self._key(session_id)))
+        return True
+
+    async def gc(self, lifetime: int) -> int:
+        return 0  # Redis expires session keys itself
+
+    async def close(self) -> bool:
+        # Only the connections of a pool the driver built; they are remade on next use.
+        if self.owns_client:
+            pool = getattr(self.client, "connection_pool", None)
+            if pool is not None:
+                await self._call("disconnect", pool.disconnect)
+            else:  # RedisCluster keeps one pool per node
+                await self._call("disconnect", self.client.aclose)
+        return True
+
+    @asynccontextmanager
+    async def lock(
+        self, session_id: str, *, lock_seconds: float, wait_seconds: float
+    ) -> AsyncIterator[None]:
+        """Hold the session's lock: ``SET NX PX`` with a token, released only by its holder."""
+        key = self._lock_key(session_id)
+        token = new_lock_token()
+        milliseconds = max(1, math.ceil(lock_seconds * 1000))
+
+        async def try_acquire() -> bool:
+            return bool(
+                await self._call(
+                    "SET NX", lambda: self.client.set(key, token, nx=True, px=milliseconds)
+                )
+            )
+
+        await await_lock(try_acquire, wait_seconds=wait_seconds, description="a redis session")
+        try:
+            yield
+        finally:
+            await self._call(
+                "lock release", lambda: self.client.eval(RELEASE_SCRIPT, 1, key, token)
+            )
+
+
+class ThreadedRedisSessionHandler(AsyncSessionHandler):
+    """The async face of a sync handler whose client the user handed in: each call
+    runs in a worker thread, so the event loop never blocks on the socket."""
+
+    def __init__(self, handler: RedisSessionHandler) -> None:
+        self.handler = handler
+
+    async def read(self, session_id: str) -> str:
+        return await asyncio.to_thread(self.handler.read, session_id)
+
+    async def write(self, session_id: str, data: str) -> bool:
+        return await asyncio.to_thread(self.handler.write, session_id, data)
+
+    async def touch(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.handler.touch, session_id)
+
+    async def destroy(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.handler.destroy, session_id)
+
+    async def gc(self, lifetime: int) -> int:
+        return 0  # Redis expires session keys itself
+
+    async def close(self) -> bool:
+        return await asyncio.to_thread(self.handler.close)
+
+    @asynccontextmanager
+    async def lock(
+        self, session_id: str, *, lock_seconds: float, wait_seconds: float
+    ) -> AsyncIterator[None]:
+        key = self.handler._lock_key(session_id)
+        token = new_lock_token()
+        milliseconds = max(1, math.ceil(lock_seconds * 1000))
+        client = self.handler.client
+
+        def set_nx() -> bool:
+            return bool(
+                self.handler._call(
+                    "SET NX", lambda: client.set(key, token, nx=True, px=milliseconds)
+                )
+            )
+
+        async def try_acquire() -> bool:
+            return await asyncio.to_thread(set_nx)
+
+        def release() -> None:
+            self.handler._call("lock release", lambda: client.eval(RELEASE_SCRIPT, 1, key, token))
+
+        await await_lock(try_acquire, wait_seconds=wait_seconds, description="a redis session")
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(release)
