@@ -186,6 +186,9 @@ class SessionConfig:
                 raise ConfigError("secure", f"must not be false for a {HOST_PREFIX} cookie name")
         if self.same_site == "none" and self.secure is False:
             raise ConfigError("same_site", '"none" needs a Secure cookie; secure must not be false')
+        if self.merge_on_save:
+            # Refused rather than silently ignored until merge on save is built.
+            raise ConfigError("merge_on_save", "is not supported yet; leave it false")
         if self.encrypt and not self.secret_key:
             raise ConfigError("secret_key", "must be set when encrypt is true")
 

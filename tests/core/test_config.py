@@ -1,0 +1,165 @@
+"""SessionConfig: defaults, constructors and error messages that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from satchel import ConfigError, SessionConfig
+
+
+def test_defaults_follow_laravel() -> None:
+    config = SessionConfig()
+    assert config.driver == "file"
+    assert config.lifetime == 120
+    assert config.lifetime_seconds == 7200
+    assert config.lottery == (2, 100)
+    assert (config.path, config.domain, config.secure) == ("/", None, None)
+    assert (config.http_only, config.same_site, config.partitioned) == (True, "lax", False)
+    assert (config.block, config.block_lock_seconds, config.block_wait_seconds) == (False, 10, 10)
+    assert config.touch_interval == 60
+    assert config.options == {}
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        SessionConfig().driver = "redis"  # type: ignore[misc]
+
+
+def test_fractional_lifetimes() -> None:
+    config = SessionConfig(lifetime=0.5, absolute_lifetime=1.5)
+    assert config.lifetime_seconds == 30
+    assert config.absolute_lifetime_seconds == 90
+
+
+def test_from_dict_structures_values() -> None:
+    config = SessionConfig.from_dict(
+        {
+            "driver": "redis",
+            "lifetime": 30,
+            "lottery": [1, 50],
+            "secure": True,
+            "options": {"db": 2},
+        }
+    )
+    assert config.lottery == (1, 50)
+    assert config.options == {"db": 2}
+    assert config.secure is True
+
+
+@pytest.mark.parametrize(
+    ("mapping", "key"),
+    [
+        ({"lifetim": 10}, "lifetim"),
+        ({"lifetime": "soon"}, "lifetime"),
+        ({"lifetime": 0}, "lifetime"),
+        ({"lifetime": True}, "lifetime"),
+        ({"http_only": "maybe"}, "http_only"),
+        ({"same_site": "sideways"}, "same_site"),
+        ({"lottery": [5, 2]}, "lottery"),
+        ({"lottery": "often"}, "lottery"),
+        ({"cookie": "bad name;"}, "cookie"),
+        ({"driver": 42}, "driver"),
+        ({"cookie": "__Host-s", "domain": "example.com"}, "domain"),
+        ({"cookie": "__Host-s", "path": "/app"}, "path"),
+        ({"cookie": "__Host-s", "secure": False}, "secure"),
+        ({"same_site": "none", "secure": False}, "same_site"),
+        ({"encrypt": True}, "secret_key"),
+    ],
+)
+def test_bad_or_unknown_keys_are_named(mapping: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_dict(mapping)
+    assert info.value.key == key
+    assert repr(key) in str(info.value)
+
+
+def test_host_prefix_is_accepted_with_its_rules() -> None:
+    config = SessionConfig(cookie="__Host-session", secure=True)
+    assert config.cookie == "__Host-session"
+
+
+def test_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "session.toml"
+    path.write_text(
+        'driver = "array"\nlifetime = 15\nlottery = [0, 1]\n[options]\nuser_key = "uid"\n'
+    )
+    config = SessionConfig.from_toml(path)
+    assert (config.driver, config.lifetime, config.lottery) == ("array", 15, (0, 1))
+    assert config.options == {"user_key": "uid"}
+
+
+def test_from_toml_names_an_unknown_key(tmp_path: Path) -> None:
+    path = tmp_path / "session.toml"
+    path.write_text("drvier = 'file'\n")
+    with pytest.raises(ConfigError, match="'drvier'"):
+        SessionConfig.from_toml(path)
+
+
+def test_from_env_reads_every_key_and_laravels_spellings() -> None:
+    config = SessionConfig.from_env(
+        {
+            "SESSION_DRIVER": "redis",
+            "SESSION_LIFETIME": "30",
+            "SESSION_ENCRYPT": "yes",
+            "SESSION_SECRET_KEY": "k" * 32,
+            "SESSION_SECRET_KEY_FALLBACKS": "old-key-0123456789,older-key-0123456789",
+            "SESSION_DOMAIN": "null",
+            "SESSION_SECURE_COOKIE": "true",
+            "SESSION_PARTITIONED_COOKIE": "1",
+            "SESSION_LOTTERY": "1, 1000",
+            "SESSION_OPTIONS": '{"sentinel": ["127.0.0.1:26379"]}',
+            "SESSION_MANAGER": "local/desktop:@/tmp/.ICE-unix/1",  # X11's, not ours
+            "PATH": "/usr/bin",
+        }
+    )
+    assert config.driver == "redis"
+    assert config.lifetime == 30
+    assert config.encrypt is True
+    assert config.secret_key_fallbacks == ("old-key-0123456789", "older-key-0123456789")
+    assert config.domain is None
+    assert config.secure is True
+    assert config.partitioned is True
+    assert config.lottery == (1, 1000)
+    assert config.options == {"sentinel": ["127.0.0.1:26379"]}
+
+
+@pytest.mark.parametrize(
+    ("environ", "key"),
+    [
+        ({"SESSION_LIFETME": "5"}, "lifetme"),
+        ({"SESSION_HTTP_ONLY": "perhaps"}, "http_only"),
+        ({"SESSION_LOTTERY": "2"}, "lottery"),
+        ({"SESSION_OPTIONS": "{not json"}, "options"),
+    ],
+)
+def test_from_env_names_the_bad_key(environ: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_env(environ)
+    assert info.value.key == key
+
+
+@attrs.frozen
+class ExampleOptions:
+    """Attributes:
+    timeout: seconds.
+    pool_size: connections.
+    """
+
+    timeout: float = 5.0
+    pool_size: int = 10
+
+
+def test_structure_options_names_unknown_and_bad_options() -> None:
+    assert SessionConfig(options={"timeout": 2}).structure_options(
+        ExampleOptions
+    ) == ExampleOptions(2.0)
+    with pytest.raises(ConfigError, match=r"options\.pool"):
+        SessionConfig(options={"pool": 3}).structure_options(ExampleOptions, driver="redis")
+    with pytest.raises(ConfigError, match=r"options\.pool_size.*'redis'"):
+        SessionConfig(options={"pool_size": "many"}).structure_options(
+            ExampleOptions, driver="redis"
+        )

@@ -1,0 +1,176 @@
+"""The driver registry and plugin loading, with fake entry points."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import types
+from collections.abc import Callable
+from typing import Any, cast
+
+import attrs
+import pytest
+
+from satchel import (
+    DuplicateDriverError,
+    SessionConfig,
+    SessionHandler,
+    SessionManager,
+    UnknownDriverError,
+    hookimpl,
+)
+from satchel.drivers import ArraySessionHandler
+from satchel.plugins import installed_plugins, load_plugins
+from satchel.registry import DriverRegistrar
+
+
+@attrs.frozen
+class FakeDistribution:
+    name: str
+    version: str
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {"Name": self.name}
+
+
+@attrs.frozen
+class FakeEntryPoint:
+    """Stands in for ``importlib.metadata.EntryPoint``: name, value, dist and load()."""
+
+    name: str
+    value: str
+    dist: FakeDistribution
+    loader: Callable[[], Any]
+
+    def load(self) -> Any:
+        return self.loader()
+
+
+def plugin_module(name: str, *drivers: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def register_drivers(register: DriverRegistrar) -> None:
+        for driver in drivers:
+            register(driver, ArraySessionHandler.from_config)
+
+    module.register_drivers = register_drivers  # type: ignore[attr-defined]
+    return module
+
+
+def entry_point(dist: str, name: str, module: types.ModuleType | Exception) -> FakeEntryPoint:
+    def loader() -> Any:
+        if isinstance(module, Exception):
+            raise module
+        return module
+
+    return FakeEntryPoint(
+        name, f"{dist.replace('-', '_')}.plugin", FakeDistribution(dist, "1.2.3"), loader
+    )
+
+
+def load(*points: FakeEntryPoint) -> Any:
+    return load_plugins(cast("list[importlib.metadata.EntryPoint]", list(points)))
+
+
+def test_installed_builtins_are_registered_through_the_entry_point() -> None:
+    registry = installed_plugins().registry
+    for name in ("file", "cookie", "array", "null"):
+        assert registry.get(name).distribution == "satchel"
+
+
+def test_drivers_are_credited_to_their_distribution() -> None:
+    loaded = load(entry_point("satchel-mongo", "mongo", plugin_module("m", "mongo")))
+    spec = loaded.registry.get("mongo")
+    assert (spec.distribution, spec.version) == ("satchel-mongo", "1.2.3")
+    assert loaded.failures == []
+
+
+def test_duplicate_names_are_refused_naming_both_distributions() -> None:
+    loaded = load(
+        entry_point("satchel-redis", "redis", plugin_module("a", "redis")),
+        entry_point("acme-redis", "redis", plugin_module("b", "redis")),
+    )
+    assert len(loaded.failures) == 1
+    message = loaded.failures[0].error
+    assert "satchel-redis 1.2.3" in message
+    assert "acme-redis 1.2.3" in message
+    with pytest.raises(DuplicateDriverError, match=r"satchel-redis.*acme-redis"):
+        loaded.registry.get("redis")
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_others_still_work() -> None:
+    loaded = load(
+        entry_point("broken-driver", "broken", ImportError("No module named 'missing_client'")),
+        entry_point("satchel-good", "good", plugin_module("g", "good")),
+    )
+    (failure,) = loaded.failures
+    assert failure.distribution == "broken-driver"
+    assert "broken = broken_driver.plugin" in failure.entry_point
+    assert "missing_client" in failure.error
+    assert "broken-driver" in str(failure)
+    assert loaded.registry.get("good").distribution == "satchel-good"
+
+
+def test_a_plugin_whose_hook_raises_is_reported() -> None:
+    module = types.ModuleType("raising")
+
+    @hookimpl
+    def register_drivers(register: DriverRegistrar) -> None:
+        raise RuntimeError("client library too old")
+
+    module.register_drivers = register_drivers  # type: ignore[attr-defined]
+    loaded = load(entry_point("satchel-old", "old", module))
+    assert "client library too old" in loaded.failures[0].error
+
+
+def test_unknown_driver_names_the_driver_and_lists_the_available_ones() -> None:
+    loaded = load(entry_point("satchel-x", "x", plugin_module("x", "alpha", "beta")))
+    with pytest.raises(UnknownDriverError) as info:
+        loaded.registry.get("gamma")
+    assert "'gamma'" in str(info.value)
+    assert "alpha, beta" in str(info.value)
+
+
+def test_disabled_plugins_are_not_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SATCHEL_DISABLE_PLUGINS", "acme-redis, other")
+    loaded = load(
+        entry_point("satchel-redis", "redis", plugin_module("a", "redis")),
+        entry_point("acme-redis", "redis", plugin_module("b", "redis")),
+    )
+    assert loaded.failures == []
+    assert loaded.registry.get("redis").distribution == "satchel-redis"
+
+
+def test_manager_resolves_by_name_lazily_so_extend_may_come_after_the_config() -> None:
+    manager = SessionManager(SessionConfig(driver="mongo"))
+    created: list[SessionConfig] = []
+
+    def factory(config: SessionConfig) -> SessionHandler:
+        created.append(config)
+        return ArraySessionHandler.from_config(config)
+
+    manager.extend("mongo", factory)
+    assert created == []  # nothing is built before first use
+    session = manager.start(None)
+    session.put("a", 1)
+    session.save()
+    assert len(created) == 1
+    assert manager.start(session.id).get("a") == 1
+    assert len(created) == 1  # built once, then reused
+
+
+def test_manager_with_an_unknown_driver_fails_on_first_use() -> None:
+    manager = SessionManager(SessionConfig(driver="nope"))
+    with pytest.raises(UnknownDriverError, match=r"'nope'.*array"):
+        manager.start(None).put("a", 1)
+
+
+def test_extend_wins_over_a_plugin_of_the_same_name() -> None:
+    manager = SessionManager(SessionConfig(driver="array"))
+
+    class Marked(ArraySessionHandler):
+        pass
+
+    manager.extend("array", Marked.from_config)
+    assert isinstance(manager.handler(), Marked)
