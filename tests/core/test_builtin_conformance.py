@@ -13,7 +13,7 @@ from satchel.testing import HandlerConformance, LockConformance, TouchConformanc
 from satchel.testing.conformance import SyncFactory
 
 
-class TestFileConformance(HandlerConformance, TouchConformance):
+class TestFileConformance(HandlerConformance, TouchConformance, LockConformance):
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         return FileSessionHandler.from_config

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from satchel.config import SessionConfig
 from satchel.errors import SessionBackendError
 from satchel.handler import SessionHandler
+from satchel.locking import new_lock_token, wait_for_lock
 
 # Core hands drivers SHA-256 hex digests; anything else that could name a path
 # outside the folder is refused here too, as a second fence.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 TEMP_PREFIX = ".tmp-"
+LOCK_PREFIX = ".lock-"
 STALE_TEMP_SECONDS = 3600
 
 
@@ -27,6 +31,11 @@ class FileSessionHandler(SessionHandler):
     Writes go to a temporary file in the same folder and are moved over the
     old one with ``os.replace``, so a reader sees the old or the new payload,
     never a partial one. The folder is created 0700 and files are 0600.
+
+    Session blocking uses a lock file per session that records its holder's
+    token and expiry; ``flock`` guards only the brief check-and-set, so a
+    holder that died or hangs loses the lock after ``lock_seconds``, and a
+    late holder never releases a lock someone else took since.
     """
 
     def __init__(self, folder: str | os.PathLike[str], lifetime_seconds: int) -> None:
@@ -78,7 +87,9 @@ class FileSessionHandler(SessionHandler):
         self._ensure_folder()
         temp_name: str | None = None
         try:
-            fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.folder)  # mode 0600
+            # The writer's pid in the name lets gc clear what a killed writer left.
+            prefix = f"{TEMP_PREFIX}{os.getpid()}-"
+            fd, temp_name = tempfile.mkstemp(prefix=prefix, dir=self.folder)  # mode 0600
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 stream.write(data)
             os.replace(temp_name, path)
@@ -117,6 +128,52 @@ class FileSessionHandler(SessionHandler):
             raise self._error(f"cannot delete a session file: {exc.strerror or exc}") from exc
         return True
 
+    @contextlib.contextmanager
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+        if not _SAFE_NAME.fullmatch(session_id):
+            raise ValueError("refusing a session id that is not a safe file name")
+        self._ensure_folder()
+        path = self.folder / f"{LOCK_PREFIX}{session_id}"
+        token = new_lock_token()
+
+        def try_acquire() -> bool:
+            return self._update_lock_file(path, token, lock_seconds, acquire=True)
+
+        wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a file session")
+        try:
+            yield
+        finally:
+            self._update_lock_file(path, token, lock_seconds, acquire=False)
+
+    def _update_lock_file(
+        self, path: Path, token: str, lock_seconds: float, *, acquire: bool
+    ) -> bool:
+        """Under a brief ``flock``: take the lock if free or expired, or release it if ours."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._error(f"cannot open a lock file: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            holder, _, expiry = os.pread(fd, 128, 0).decode("ascii", "replace").partition(" ")
+            now = time.time()
+            try:
+                held = bool(holder) and float(expiry) > now
+            except ValueError:
+                held = False  # unreadable: treat as free
+            if acquire:
+                if held and holder != token:
+                    return False
+                record = f"{token} {now + lock_seconds:.6f}".encode("ascii")
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, record, 0)
+                return True
+            if holder == token:
+                os.ftruncate(fd, 0)
+            return True
+        finally:
+            os.close(fd)  # closing drops the flock
+
     def gc(self, lifetime: int) -> int:
         now = time.time()
         removed = 0
@@ -129,9 +186,10 @@ class FileSessionHandler(SessionHandler):
                 if not entry.is_file(follow_symlinks=False):
                     continue
                 mtime = entry.stat(follow_symlinks=False).st_mtime
-                if entry.name.startswith(TEMP_PREFIX):
-                    # Left by a writer that died mid-write; never counted as a session.
-                    if mtime < now - STALE_TEMP_SECONDS:
+                if entry.name.startswith((TEMP_PREFIX, LOCK_PREFIX)):
+                    # Left by a writer that died mid-write, or a lock unused for an
+                    # hour (every acquire rewrites it); never counted as a session.
+                    if mtime < now - STALE_TEMP_SECONDS or _writer_died(entry.name):
                         os.unlink(entry.path)
                     continue
                 if entry.name.startswith(".") or not _SAFE_NAME.fullmatch(entry.name):
@@ -142,3 +200,19 @@ class FileSessionHandler(SessionHandler):
             except FileNotFoundError:
                 continue  # removed by a concurrent gc or destroy
         return removed
+
+
+def _writer_died(name: str) -> bool:
+    """True for a temporary file whose writing process no longer exists."""
+    if not name.startswith(TEMP_PREFIX):
+        return False
+    pid_text = name[len(TEMP_PREFIX) :].partition("-")[0]
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by someone else
+    return False
