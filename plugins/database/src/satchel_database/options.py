@@ -9,16 +9,6 @@ from satchel import ConfigError, SessionConfig
 DRIVER_NAME = "database"
 
 
-def _positive(instance: object, attribute: attrs.Attribute[object], value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ConfigError(f"options.{attribute.name}", f"must be greater than 0, got {value!r}")
-
-
-def _not_negative(instance: object, attribute: attrs.Attribute[object], value: int | None) -> None:
-    if value is not None and value < 0:
-        raise ConfigError(f"options.{attribute.name}", f"must not be negative, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class DatabaseOptions:
     """Settings of the ``database`` driver (``SessionConfig.options``).
@@ -44,17 +34,35 @@ class DatabaseOptions:
     """
 
     user_key: str = "user_id"
-    user_agent_max_length: int = attrs.field(default=500, validator=_positive)
-    gc_batch_size: int = attrs.field(default=5000, validator=_positive)
-    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
-    pool_size: int | None = attrs.field(default=None, validator=_positive)
-    max_overflow: int | None = attrs.field(default=None, validator=_not_negative)
-    pool_timeout: float | None = attrs.field(default=None, validator=_positive)
-    pool_recycle: int | None = attrs.field(default=3600, validator=_positive)
+    user_agent_max_length: int = 500
+    gc_batch_size: int = 5000
+    connect_timeout: float = 10.0
+    pool_size: int | None = None
+    max_overflow: int | None = None
+    pool_timeout: float | None = None
+    pool_recycle: int | None = 3600
     pool_pre_ping: bool = True
-    write_retries: int = attrs.field(default=3, validator=_not_negative)
+    write_retries: int = 3
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> DatabaseOptions:
         """The options of ``config``; an unknown or bad one is a ``ConfigError`` naming it."""
-        return config.structure_options(cls, driver=DRIVER_NAME)
+        options = config.structure_options(cls, driver=DRIVER_NAME)
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Refuse values out of range, naming the option (cattrs only checks the types)."""
+        for name in ("user_agent_max_length", "gc_batch_size", "connect_timeout"):
+            _require(name, getattr(self, name), minimum=0, inclusive=False)
+        for name in ("pool_size", "pool_timeout", "pool_recycle"):
+            _require(name, getattr(self, name), minimum=0, inclusive=False)
+        for name in ("max_overflow", "write_retries"):
+            _require(name, getattr(self, name), minimum=0, inclusive=True)
+
+
+def _require(name: str, value: float | None, *, minimum: float, inclusive: bool) -> None:
+    if value is None or value > minimum or (inclusive and value == minimum):
+        return
+    bound = "not be negative" if inclusive else f"be greater than {minimum:g}"
+    raise ConfigError(f"options.{name}", f"must {bound}, got {value!r}")

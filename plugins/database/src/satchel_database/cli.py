@@ -1,0 +1,149 @@
+"""The database driver's ``satchel`` commands: ``session:table``, ``migrate`` and ``sessions``.
+
+``satchel gc`` is core's own command; it prunes this driver's table in
+batches through ``count_expired``/``gc_batches``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from satchel import SessionConfig
+from satchel.cli import add_config_argument, config_from_args
+from satchel_database.handler import DatabaseSessionHandler
+from satchel_database.options import DRIVER_NAME
+from satchel_database.schema import DIALECTS, create_ddl, sessions_table, write_migration
+
+ID_DIGEST_CHARS = 12
+AGENT_COLUMN_CHARS = 60
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add the commands to the ``satchel`` command's sub-parsers."""
+    table = subparsers.add_parser(
+        "session:table",
+        help="write an Alembic migration for the sessions table, or print its DDL with --sql",
+        description=(
+            "Write an Alembic migration that creates the sessions table into VERSIONS "
+            "(your Alembic versions folder), or print the table's DDL with --sql DIALECT."
+        ),
+    )
+    add_config_argument(table)
+    table.add_argument("versions", nargs="?", metavar="VERSIONS", help="Alembic's versions folder")
+    table.add_argument(
+        "--sql",
+        choices=sorted(DIALECTS),
+        metavar="DIALECT",
+        help=f"print the DDL for one dialect instead ({', '.join(sorted(DIALECTS))})",
+    )
+    table.add_argument(
+        "--down-revision",
+        metavar="REV",
+        help="the revision the migration follows (default: the folder's single head)",
+    )
+    table.set_defaults(func=command_session_table)
+
+    migrate = subparsers.add_parser(
+        "migrate", help="create the sessions table if it is missing (safe to run again)"
+    )
+    add_config_argument(migrate)
+    migrate.set_defaults(func=command_migrate)
+
+    sessions = subparsers.add_parser(
+        "sessions", help="list a user's sessions, or end them all with --revoke"
+    )
+    add_config_argument(sessions)
+    sessions.add_argument("--user", required=True, metavar="ID", help="the user's id")
+    sessions.add_argument("--revoke", action="store_true", help="end every session of the user")
+    sessions.set_defaults(func=command_sessions)
+
+
+def _database_config(args: argparse.Namespace) -> SessionConfig | None:
+    config = config_from_args(args)
+    if config.driver != DRIVER_NAME:
+        print(
+            f"satchel: error: this command needs driver {DRIVER_NAME!r}; "
+            f"the config's driver is {config.driver!r}",
+            file=sys.stderr,
+        )
+        return None
+    return config
+
+
+def command_session_table(args: argparse.Namespace) -> int:
+    """Print the DDL (``--sql``) or write the Alembic migration into the versions folder."""
+    config = config_from_args(args)
+    if args.sql:
+        sys.stdout.write(create_ddl(sessions_table(config.table), args.sql))
+        return 0
+    if not args.versions:
+        print(
+            "satchel: error: give Alembic's versions folder, or --sql DIALECT to print the DDL",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        path = write_migration(Path(args.versions), config.table, down_revision=args.down_revision)
+    except (OSError, ValueError) as exc:
+        print(f"satchel: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    print("apply it with `alembic upgrade head` (or create the table directly: `satchel migrate`)")
+    return 0
+
+
+def command_migrate(args: argparse.Namespace) -> int:
+    """Create the table and its indexes unless they exist."""
+    config = _database_config(args)
+    if config is None:
+        return 2
+    handler = DatabaseSessionHandler.from_config(config)
+    try:
+        created = handler.create_table()
+    finally:
+        handler.close()
+    if created:
+        print(f"created table {config.table!r} with its indexes")
+    else:
+        print(f"table {config.table!r} already exists; nothing to do")
+    return 0
+
+
+def command_sessions(args: argparse.Namespace) -> int:
+    """List the user's sessions, or end them all with ``--revoke``."""
+    config = _database_config(args)
+    if config is None:
+        return 2
+    handler = DatabaseSessionHandler.from_config(config)
+    try:
+        if args.revoke:
+            removed = handler.destroy_user_sessions(args.user)
+            print(f"revoked {removed} session(s) of user {args.user!r}")
+            return 0
+        stored = handler.sessions_of_user(args.user)
+    finally:
+        handler.close()
+    if not stored:
+        print(f"no sessions of user {args.user!r}")
+        return 0
+    now = handler.clock()
+    print(
+        f"{'ID DIGEST':<{ID_DIGEST_CHARS + 1}}  {'IP ADDRESS':<39}  {'LAST ACTIVITY (UTC)':<19}  "
+        "STATE    USER AGENT"
+    )
+    for session in stored:
+        when = datetime.fromtimestamp(session.last_activity, timezone.utc)
+        expired = session.last_activity < now - handler.lifetime_seconds
+        agent = (session.user_agent or "-").replace("\n", " ")
+        if len(agent) > AGENT_COLUMN_CHARS:
+            agent = agent[: AGENT_COLUMN_CHARS - 1] + "…"
+        print(
+            f"{session.id[:ID_DIGEST_CHARS]}…  {session.ip_address or '-':<39}  "
+            f"{when:%Y-%m-%d %H:%M:%S}  {'expired' if expired else 'active ':<7}  {agent}"
+        )
+    print(f"{len(stored)} session(s)")
+    return 0

@@ -1,0 +1,177 @@
+"""Turning ``config.connection`` into SQLAlchemy engines, and store errors into satchel's.
+
+One URL serves both handlers. The async twin runs on SQLAlchemy's asyncio
+engine when the URL names an async driver (``+asyncpg``, ``+aiosqlite``,
+``+aiomysql``, ``+asyncmy``, ``+psycopg_async``); with a sync driver it runs the
+sync handler in worker threads. The sync handler (WSGI, the ``satchel``
+command) given an async URL uses the same database through the sync sibling
+driver in :data:`SYNC_SIBLING_DRIVERS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from satchel import ConfigError, SessionBackendError
+from satchel_database.options import DRIVER_NAME, DatabaseOptions
+
+# The sync driver that reaches the same server as an async one.
+SYNC_SIBLING_DRIVERS = {
+    "asyncpg": "psycopg",
+    "psycopg_async": "psycopg",
+    "aiosqlite": "pysqlite",
+    "aiomysql": "pymysql",
+    "asyncmy": "pymysql",
+}
+
+# The connect() argument each DBAPI takes for its connection timeout.
+_TIMEOUT_ARGUMENT = {
+    "psycopg": "connect_timeout",
+    "psycopg_async": "connect_timeout",
+    "psycopg2": "connect_timeout",
+    "pymysql": "connect_timeout",
+    "mysqldb": "connect_timeout",
+    "aiomysql": "connect_timeout",
+    "asyncmy": "connect_timeout",
+    "asyncpg": "timeout",
+    "pysqlite": "timeout",  # SQLite: how long to wait for another writer's lock
+    "aiosqlite": "timeout",
+}
+# libpq wants whole seconds and treats anything under 2 as 2.
+_WHOLE_SECOND_TIMEOUTS = frozenset({"psycopg", "psycopg_async", "psycopg2"})
+
+EXAMPLE_URLS = (
+    "sqlite:///sessions.db, postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db"
+)
+
+
+def parse_url(connection: str | None) -> sa.URL:
+    """The SQLAlchemy URL in ``config.connection``, or a ``ConfigError`` naming the key."""
+    if not connection:
+        raise ConfigError(
+            "connection", f"the database driver needs an SQLAlchemy URL, e.g. {EXAMPLE_URLS}"
+        )
+    try:
+        url = sa.make_url(connection)
+        url.get_dialect()
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise ConfigError("connection", f"not a usable SQLAlchemy URL: {exc}") from None
+    return url
+
+
+def is_async_url(url: sa.URL) -> bool:
+    """True when the URL names an asyncio driver (asyncpg, aiosqlite, aiomysql, ...)."""
+    return bool(url.get_dialect().is_async)
+
+
+def sync_url(url: sa.URL) -> sa.URL:
+    """``url`` itself for a sync driver, else the same database through the sync sibling."""
+    if not is_async_url(url):
+        return url
+    driver = url.get_driver_name()
+    sibling = SYNC_SIBLING_DRIVERS.get(driver)
+    if sibling is None:
+        raise ConfigError(
+            "connection",
+            f"the sync handler cannot use the async driver {driver!r}; "
+            f"use one of {', '.join(sorted(SYNC_SIBLING_DRIVERS))} or a sync URL",
+        )
+    return url.set(drivername=f"{url.get_backend_name()}+{sibling}")
+
+
+def display_address(url: sa.URL) -> str:
+    """The URL without user or password, for error messages and logs."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return f"sqlite:///{url.database or ':memory:'}"
+    host = url.host or "localhost"
+    port = f":{url.port}" if url.port else ""
+    return f"{backend}://{host}{port}/{url.database or ''}"
+
+
+def is_in_memory_sqlite(url: sa.URL) -> bool:
+    """True for ``sqlite://`` and ``sqlite:///:memory:``."""
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def engine_arguments(url: sa.URL, options: DatabaseOptions) -> dict[str, Any]:
+    """Keyword arguments for ``create_engine``/``create_async_engine`` from the options."""
+    arguments: dict[str, Any] = {"pool_pre_ping": options.pool_pre_ping}
+    connect_args: dict[str, Any] = {}
+    driver = url.get_driver_name()
+    timeout_argument = _TIMEOUT_ARGUMENT.get(driver)
+    if timeout_argument is not None and timeout_argument not in url.query:
+        timeout: float = options.connect_timeout
+        if driver in _WHOLE_SECOND_TIMEOUTS:
+            timeout = max(2, round(timeout))
+        connect_args[timeout_argument] = timeout
+    if is_in_memory_sqlite(url):
+        # One shared connection, or every thread would see its own empty database.
+        arguments["poolclass"] = StaticPool
+        connect_args["check_same_thread"] = False
+    else:
+        for name in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
+            value = getattr(options, name)
+            if value is not None:
+                arguments[name] = value
+    arguments["connect_args"] = connect_args
+    return arguments
+
+
+def create_sync_engine(url: sa.URL, options: DatabaseOptions) -> sa.Engine:
+    """The sync engine for ``url`` (an async URL is mapped to its sync sibling driver)."""
+    target = sync_url(url)
+    try:
+        return sa.create_engine(target, **engine_arguments(target, options))
+    except ImportError as exc:
+        raise ConfigError(
+            "connection",
+            f"the DBAPI driver for {target.drivername!r} is not installed ({exc}); "
+            "install satchel-database[postgresql], [mysql] or the driver itself",
+        ) from None
+
+
+def describe_error(exc: BaseException, url: sa.URL, table: str) -> str:
+    """One line about a store failure, with a hint when the table is missing."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    if url.password:
+        line = line.replace(str(url.password), "***")
+    message = f"{type(original).__name__}: {line}" if line else type(original).__name__
+    lowered = text.lower()
+    if table.lower() in lowered and (
+        "exist" in lowered or "no such table" in lowered or "undefined" in lowered
+    ):
+        message += "; create the table with `satchel migrate`"
+    return message
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a deadlock or serialisation failure that the server asks to retry."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    original = exc.orig
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate in ("40P01", "40001"):
+        return True
+    args: tuple[object, ...] = tuple(getattr(original, "args", ()))
+    # MySQL/MariaDB: 1213 deadlock, 1205 lock wait timeout.
+    return len(args) > 0 and args[0] in (1213, 1205)
+
+
+@contextlib.contextmanager
+def backend_errors(url: sa.URL, table: str) -> Iterator[None]:
+    """Turn SQLAlchemy and socket errors into ``SessionBackendError`` naming the store."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise SessionBackendError(
+            DRIVER_NAME, display_address(url), describe_error(exc, url, table)
+        ) from exc

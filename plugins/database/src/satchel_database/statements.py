@@ -1,0 +1,186 @@
+"""The SQL the database driver runs, built once per table and dialect.
+
+Shared by the sync handler and its asyncio twin, so both run exactly the same
+statements. Every value is a bound parameter; nothing from a request is ever
+spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.sql.dml import Delete
+
+from satchel import RequestMetadata
+from satchel_database.options import DatabaseOptions
+from satchel_database.schema import IP_ADDRESS_LENGTH, USER_ID_LENGTH
+
+PAYLOAD_COLUMNS = ("payload", "last_activity")
+METADATA_COLUMNS = ("user_id", "ip_address", "user_agent")
+
+
+@attrs.frozen
+class StoredSession:
+    """One row of the sessions table, as ``satchel sessions`` lists it.
+
+    Attributes:
+        id: The stored id (the SHA-256 digest of the cookie's id, never the id itself).
+        user_id: The user the session belongs to, if the application stored one.
+        ip_address: The client address of the last write that carried request metadata.
+        user_agent: The ``User-Agent`` of that write.
+        last_activity: Unix seconds of the last write or touch.
+    """
+
+    id: str
+    user_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+    last_activity: int
+
+
+def user_id_of(values: Mapping[str, Any], user_key: str) -> str | None:
+    """The ``user_id`` column's value: the session value ``user_key``, as text."""
+    value = values.get(user_key)
+    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
+        return None
+    text = str(value)
+    # A value that does not fit is left out rather than cut: a cut id names another user.
+    return text if 0 < len(text) <= USER_ID_LENGTH else None
+
+
+def metadata_columns(metadata: RequestMetadata, options: DatabaseOptions) -> dict[str, Any]:
+    """The ``user_id``, ``ip_address`` and ``user_agent`` columns for one write."""
+    ip_address = metadata.ip_address
+    if ip_address is not None:
+        ip_address = ip_address.strip()[:IP_ADDRESS_LENGTH] or None
+    user_agent = metadata.user_agent
+    if user_agent is not None:
+        user_agent = user_agent[: options.user_agent_max_length] or None
+    return {
+        "user_id": user_id_of(metadata.values, options.user_key),
+        "ip_address": ip_address,
+        "user_agent": user_agent,
+    }
+
+
+class SessionStatements:
+    """Statement builders for one sessions table on one dialect."""
+
+    def __init__(self, table: sa.Table, dialect_name: str, gc_batch_size: int) -> None:
+        self.table = table
+        self.dialect_name = dialect_name
+        self.gc_batch_size = gc_batch_size
+
+    @property
+    def is_mysql(self) -> bool:
+        return self.dialect_name in ("mysql", "mariadb")
+
+    def read(self, session_id: str, cutoff: int) -> sa.Select[Any]:
+        """The payload of ``session_id`` unless it has been idle since before ``cutoff``."""
+        columns = self.table.c
+        return sa.select(columns.payload).where(
+            columns.id == session_id, columns.last_activity >= cutoff
+        )
+
+    def upsert(self, values: Mapping[str, Any], update: Sequence[str]) -> sa.Executable | None:
+        """One statement that inserts ``values`` or updates the ``update`` columns.
+
+        ``None`` on a dialect without a native upsert; the handler then updates
+        and inserts in turn.
+        """
+        table = self.table
+        if self.dialect_name == "postgresql":
+            pg_statement = postgresql.insert(table).values(**values)
+            return pg_statement.on_conflict_do_update(
+                index_elements=[table.c.id],
+                set_={name: pg_statement.excluded[name] for name in update},
+            )
+        if self.dialect_name == "sqlite":
+            lite_statement = sqlite.insert(table).values(**values)
+            return lite_statement.on_conflict_do_update(
+                index_elements=[table.c.id],
+                set_={name: lite_statement.excluded[name] for name in update},
+            )
+        if self.is_mysql:
+            my_statement = mysql.insert(table).values(**values)
+            return my_statement.on_duplicate_key_update(
+                {name: my_statement.inserted[name] for name in update}
+            )
+        return None
+
+    def update(self, session_id: str, values: Mapping[str, Any]) -> sa.Update:
+        """The fallback upsert's first half: update the row if it is there."""
+        return sa.update(self.table).where(self.table.c.id == session_id).values(**values)
+
+    def insert(self, values: Mapping[str, Any]) -> sa.Insert:
+        """The fallback upsert's second half: insert a new row."""
+        return sa.insert(self.table).values(**values)
+
+    def destroy(self, session_id: str) -> Delete:
+        return sa.delete(self.table).where(self.table.c.id == session_id)
+
+    def touch(self, session_id: str, now: int, cutoff: int) -> sa.Update:
+        """Refresh ``last_activity``; an expired row is left alone, never revived."""
+        columns = self.table.c
+        return (
+            sa.update(self.table)
+            .where(columns.id == session_id, columns.last_activity >= cutoff)
+            .values(last_activity=now)
+        )
+
+    def count_expired(self, cutoff: int) -> sa.Select[Any]:
+        return (
+            sa.select(sa.func.count())
+            .select_from(self.table)
+            .where(self.table.c.last_activity < cutoff)
+        )
+
+    def gc_batch(self, cutoff: int) -> Delete:
+        """Delete at most ``gc_batch_size`` rows idle since before ``cutoff``, found by index."""
+        columns = self.table.c
+        if self.is_mysql:
+            # MySQL refuses LIMIT inside an IN subquery but has DELETE ... LIMIT.
+            return (
+                sa.delete(self.table)
+                .where(columns.last_activity < cutoff)
+                .with_dialect_options(mysql_limit=self.gc_batch_size)
+            )
+        batch = (
+            sa.select(columns.id).where(columns.last_activity < cutoff).limit(self.gc_batch_size)
+        )
+        # The outer condition is checked again on a row refreshed since the
+        # subquery looked, so a session written meanwhile is kept.
+        return sa.delete(self.table).where(columns.id.in_(batch), columns.last_activity < cutoff)
+
+    def sessions_of_user(self, user_id: str) -> sa.Select[Any]:
+        columns = self.table.c
+        return (
+            sa.select(
+                columns.id,
+                columns.user_id,
+                columns.ip_address,
+                columns.user_agent,
+                columns.last_activity,
+            )
+            .where(columns.user_id == user_id)
+            .order_by(columns.last_activity.desc())
+        )
+
+    def destroy_user_sessions(self, user_id: str) -> Delete:
+        return sa.delete(self.table).where(self.table.c.user_id == user_id)
+
+
+def stored_session(row: sa.Row[Any]) -> StoredSession:
+    """A :class:`StoredSession` from a row of :meth:`SessionStatements.sessions_of_user`."""
+    return StoredSession(
+        id=row.id,
+        user_id=row.user_id,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+        last_activity=int(row.last_activity),
+    )

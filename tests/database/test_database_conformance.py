@@ -1,0 +1,78 @@
+"""The shared conformance suite on SQLite, PostgreSQL and MySQL/MariaDB, sync and async."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+from database_support import async_url
+
+from satchel.testing import AsyncHandlerConformance, HandlerConformance, TouchConformance
+from satchel.testing.conformance import AsyncFactory, SyncFactory
+from satchel_database import (
+    AsyncDatabaseSessionHandler,
+    DatabaseSessionHandler,
+    ThreadedDatabaseSessionHandler,
+    create_async_handler,
+    create_handler,
+)
+
+
+class TestDatabaseConformance(HandlerConformance, TouchConformance):
+    @pytest.fixture
+    def satchel_handler_factory(self) -> SyncFactory:
+        def factory(config: Any) -> DatabaseSessionHandler:
+            handler = create_handler(config)
+            assert isinstance(handler, DatabaseSessionHandler)
+            return handler
+
+        return factory
+
+    @pytest.fixture
+    def satchel_base_config(
+        self, database_url: str, make_table: Callable[[str], str]
+    ) -> Mapping[str, Any]:
+        return {"driver": "database", "connection": database_url, "table": make_table(database_url)}
+
+
+class TestAsyncDatabaseConformance(AsyncHandlerConformance):
+    """The asyncio engine: aiosqlite, asyncpg, aiomysql."""
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self) -> AsyncFactory:
+        def factory(config: Any) -> Any:
+            handler = create_async_handler(config)
+            assert isinstance(handler, AsyncDatabaseSessionHandler)
+            return handler
+
+        return factory
+
+    @pytest.fixture
+    def satchel_base_config(
+        self, database_url: str, make_table: Callable[[str], str]
+    ) -> Mapping[str, Any]:
+        return {
+            "driver": "database",
+            "connection": async_url(database_url),
+            "table": make_table(database_url),
+        }
+
+
+class TestThreadedAsyncDatabaseConformance(AsyncHandlerConformance):
+    """A sync driver URL under the async twin: the sync handler in worker threads."""
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self) -> AsyncFactory:
+        def factory(config: Any) -> Any:
+            handler = create_async_handler(config)
+            assert isinstance(handler, ThreadedDatabaseSessionHandler)
+            return handler
+
+        return factory
+
+    @pytest.fixture
+    def satchel_base_config(
+        self, sqlite_url: str, make_table: Callable[[str], str]
+    ) -> Mapping[str, Any]:
+        return {"driver": "database", "connection": sqlite_url, "table": make_table(sqlite_url)}

@@ -1,0 +1,308 @@
+"""The database driver beyond the shared suite: upsert races, metadata, expiry, gc, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from database_support import async_url, drop_table, fetch_row, sync_url
+
+from satchel import ConfigError, RequestMetadata, SessionBackendError, SessionConfig
+from satchel.handler import SupportsBatchedGc, SupportsMetadata, SupportsTouch
+from satchel.testing import free_port, new_storage_id
+from satchel_database import (
+    AsyncDatabaseSessionHandler,
+    DatabaseSessionHandler,
+    create_async_handler,
+    create_handler,
+)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_config(url: str, table: str, **options: Any) -> SessionConfig:
+    return SessionConfig(
+        driver="database", connection=url, table=table, lifetime=1.0, options=options
+    )
+
+
+@pytest.fixture
+def handler_for(make_table: Callable[[str], str]) -> Any:
+    made: list[DatabaseSessionHandler] = []
+
+    def build(url: str, clock: FakeClock | None = None, **options: Any) -> DatabaseSessionHandler:
+        handler = create_handler(make_config(url, make_table(url), **options))
+        if clock is not None:
+            handler.clock = clock
+        made.append(handler)
+        return handler
+
+    yield build
+    for handler in made:
+        handler.close()
+
+
+def test_handler_has_the_optional_capabilities(database_url: str, handler_for: Any) -> None:
+    handler = handler_for(database_url)
+    assert isinstance(handler, SupportsTouch)
+    assert isinstance(handler, SupportsMetadata)
+    assert isinstance(handler, SupportsBatchedGc)
+
+
+def test_racing_first_writes_of_one_id_never_raise(database_url: str, handler_for: Any) -> None:
+    handler = handler_for(database_url, pool_size=20, max_overflow=20)
+    writers = 24
+    for _round in range(3):
+        key = new_storage_id()
+        start = threading.Barrier(writers)
+
+        def first_request(index: int, key: str = key, start: threading.Barrier = start) -> bool:
+            start.wait()
+            return handler.write(key, f"writer {index}")
+
+        with ThreadPoolExecutor(max_workers=writers) as pool:
+            results = list(pool.map(first_request, range(writers)))
+        assert results == [True] * writers
+        assert handler.read(key) in {f"writer {index}" for index in range(writers)}
+
+
+def test_async_racing_first_writes_never_raise(
+    database_url: str, make_table: Callable[[str], str]
+) -> None:
+    config = make_config(async_url(database_url), make_table(database_url))
+
+    async def main() -> None:
+        handler = create_async_handler(config)
+        assert isinstance(handler, AsyncDatabaseSessionHandler)
+        try:
+            key = new_storage_id()
+            results = await asyncio.gather(*(handler.write(key, f"w{i}") for i in range(16)))
+            assert results == [True] * 16
+            assert await handler.read(key) in {f"w{i}" for i in range(16)}
+        finally:
+            await handler.close()
+
+    asyncio.run(main())
+
+
+def test_metadata_is_stored_beside_the_payload(database_url: str, handler_for: Any) -> None:
+    handler = handler_for(database_url)
+    key = new_storage_id()
+    metadata = RequestMetadata(
+        ip_address="2001:db8::1", user_agent="Agent/1.0 " + "x" * 900, values={"user_id": 42}
+    )
+    assert handler.write_with_metadata(key, "payload", metadata) is True
+    row = fetch_row(database_url, handler.table.name, key)
+    assert row is not None
+    assert row["user_id"] == "42"
+    assert row["ip_address"] == "2001:db8::1"
+    assert isinstance(row["user_agent"], str)
+    assert row["user_agent"].startswith("Agent/1.0 ")
+    assert len(row["user_agent"]) == 500
+    assert row["payload"] == "payload"
+    # A plain write (no request at hand) keeps the metadata the last request left.
+    handler.write(key, "changed")
+    row = fetch_row(database_url, handler.table.name, key)
+    assert row is not None
+    assert (row["user_id"], row["ip_address"], row["payload"]) == ("42", "2001:db8::1", "changed")
+    # A later request of a logged-out user clears the user.
+    handler.write_with_metadata(key, "anon", RequestMetadata(ip_address="10.0.0.7"))
+    row = fetch_row(database_url, handler.table.name, key)
+    assert row is not None
+    assert (row["user_id"], row["ip_address"], row["user_agent"]) == (None, "10.0.0.7", None)
+
+
+def test_user_key_option_names_the_session_value(sqlite_url: str, handler_for: Any) -> None:
+    handler = handler_for(sqlite_url, user_key="account")
+    key = new_storage_id()
+    handler.write_with_metadata(
+        key, "p", RequestMetadata(values={"account": "acct-7", "user_id": 1})
+    )
+    row = fetch_row(sqlite_url, handler.table.name, key)
+    assert row is not None
+    assert row["user_id"] == "acct-7"
+    # Values that are no id (a mapping, a bool, an over-long string) are left out.
+    for value in ({"id": 1}, True, "u" * 300):
+        handler.write_with_metadata(key, "p", RequestMetadata(values={"account": value}))
+        row = fetch_row(sqlite_url, handler.table.name, key)
+        assert row is not None
+        assert row["user_id"] is None
+
+
+@pytest.mark.parametrize("hostile", ["' OR 1=1--", "x'; DROP TABLE sessions; --", "\\'", "%_"])
+def test_sql_metacharacters_in_ids_are_inert(
+    database_url: str, handler_for: Any, hostile: str
+) -> None:
+    handler = handler_for(database_url)
+    bystander = new_storage_id()
+    handler.write(bystander, "kept")
+    assert handler.read(hostile) == ""
+    handler.write(hostile, "hostile")
+    assert handler.read(hostile) == "hostile"
+    assert handler.touch(hostile) is True
+    handler.destroy(hostile)
+    assert handler.read(hostile) == ""
+    assert handler.read(bystander) == "kept"
+
+
+def test_reads_ignore_idle_rows_and_touch_never_revives(sqlite_url: str, handler_for: Any) -> None:
+    clock = FakeClock()
+    handler = handler_for(sqlite_url, clock=clock)
+    key = new_storage_id()
+    handler.write(key, "data")
+    clock.now += 60  # exactly the lifetime: still valid
+    assert handler.read(key) == "data"
+    clock.now += 1
+    assert handler.read(key) == ""
+    assert handler.touch(key) is False
+    assert handler.read(key) == ""
+    # The row is still there until gc: a read never deletes.
+    assert fetch_row(sqlite_url, handler.table.name, key) is not None
+
+
+def test_gc_deletes_in_batches_and_keeps_live_rows(database_url: str, handler_for: Any) -> None:
+    clock = FakeClock()
+    handler = handler_for(database_url, clock=clock, gc_batch_size=7)
+    expired = [new_storage_id() for _ in range(50)]
+    live = [new_storage_id() for _ in range(5)]
+    for key in expired:
+        handler.write(key, "old")
+    clock.now += 3600
+    for key in live:
+        handler.write(key, "new")
+    assert handler.count_expired(60) == 50
+    assert list(handler.gc_batches(60)) == [7, 7, 7, 7, 7, 7, 7, 1]
+    assert handler.count_expired(60) == 0
+    assert [handler.read(key) for key in live] == ["new"] * 5
+    assert handler.gc(60) == 0
+
+
+def test_gc_of_a_batch_multiple_stops_after_an_empty_batch(
+    sqlite_url: str, handler_for: Any
+) -> None:
+    clock = FakeClock()
+    handler = handler_for(sqlite_url, clock=clock, gc_batch_size=5)
+    for _ in range(10):
+        handler.write(new_storage_id(), "old")
+    clock.now += 3600
+    assert handler.gc(60) == 10
+
+
+def test_user_sessions_are_listed_and_revoked(database_url: str, handler_for: Any) -> None:
+    clock = FakeClock()
+    handler = handler_for(database_url, clock=clock)
+    mine = [new_storage_id() for _ in range(3)]
+    theirs = new_storage_id()
+    for offset, key in enumerate(mine):
+        clock.now += offset
+        handler.write_with_metadata(
+            key, "p", RequestMetadata("192.0.2.1", "Firefox", {"user_id": "u-1"})
+        )
+    handler.write_with_metadata(theirs, "p", RequestMetadata(values={"user_id": "u-2"}))
+    listed = handler.sessions_of_user("u-1")
+    assert [session.id for session in listed] == list(reversed(mine))
+    assert {(s.ip_address, s.user_agent, s.user_id) for s in listed} == {
+        ("192.0.2.1", "Firefox", "u-1")
+    }
+    assert handler.destroy_user_sessions("u-1") == 3
+    assert [handler.read(key) for key in mine] == ["", "", ""]
+    assert handler.read(theirs) == "p"
+
+
+def test_async_url_works_for_the_sync_handler(sqlite_url: str, handler_for: Any) -> None:
+    handler = handler_for(async_url(sqlite_url))
+    assert handler.engine.dialect.driver == "pysqlite"
+    key = new_storage_id()
+    handler.write(key, "via the sync sibling")
+    assert handler.read(key) == "via the sync sibling"
+
+
+def test_in_memory_sqlite_is_shared_by_threads() -> None:
+    handler = create_handler(make_config("sqlite://", "sessions"))
+    handler.create_table()
+    key = new_storage_id()
+    handler.write(key, "one database")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert pool.submit(handler.read, key).result() == "one database"
+
+
+def test_create_table_is_idempotent(database_url: str, table_name: str) -> None:
+    handler = create_handler(make_config(database_url, table_name))
+    try:
+        assert handler.create_table() is True
+        assert handler.create_table() is False
+        inspector = sa.inspect(sa.create_engine(sync_url(database_url)))
+        indexed = {tuple(index["column_names"]) for index in inspector.get_indexes(table_name)}
+        assert {("user_id",), ("last_activity",)} <= indexed
+    finally:
+        handler.close()
+        drop_table(database_url, table_name)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://satchel:s3cretpw@127.0.0.1:{port}/test",
+        "mysql+pymysql://satchel:s3cretpw@127.0.0.1:{port}/test",
+    ],
+)
+def test_an_unreachable_server_is_a_backend_error_without_the_password(url: str) -> None:
+    handler = create_handler(
+        make_config(url.format(port=free_port()), "sessions", connect_timeout=2)
+    )
+    with pytest.raises(SessionBackendError) as caught:
+        handler.read(new_storage_id())
+    message = str(caught.value)
+    assert caught.value.driver == "database"
+    assert "127.0.0.1" in caught.value.address
+    assert "'database'" in message
+    assert "s3cretpw" not in message
+    assert "s3cretpw" not in caught.value.address
+
+
+def test_an_unreachable_server_is_a_backend_error_for_the_async_twin() -> None:
+    url = f"postgresql+asyncpg://satchel:s3cretpw@127.0.0.1:{free_port()}/test"
+
+    async def main() -> None:
+        handler = create_async_handler(make_config(url, "sessions", connect_timeout=2))
+        with pytest.raises(SessionBackendError) as caught:
+            await handler.write(new_storage_id(), "x")
+        assert "s3cretpw" not in str(caught.value)
+        await handler.close()
+
+    asyncio.run(main())
+
+
+def test_a_missing_table_names_the_fix(database_url: str) -> None:
+    handler = create_handler(make_config(database_url, "no_such_sessions_table"))
+    try:
+        with pytest.raises(SessionBackendError, match="satchel migrate"):
+            handler.read(new_storage_id())
+    finally:
+        handler.close()
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError, match="'connection'"):
+        create_handler(SessionConfig(driver="database"))
+    with pytest.raises(ConfigError, match="'connection'"):
+        create_handler(SessionConfig(driver="database", connection="not a url"))
+    with pytest.raises(ConfigError, match=r"options\.bogus"):
+        create_handler(make_config("sqlite://", "sessions", bogus=1))
+    with pytest.raises(ConfigError, match=r"options\.gc_batch_size"):
+        create_handler(make_config("sqlite://", "sessions", gc_batch_size=0))
+    with pytest.raises(ConfigError, match="'table'"):
+        create_handler(make_config("sqlite://", "sessions; drop table users"))
