@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -154,16 +155,11 @@ def redis_cluster_url(redis_server_argv: Callable[..., list[str]]) -> Iterator[s
         yield "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)
 
 
-@pytest.fixture(scope="session")
-def redis_sentinel(
-    redis_server_argv: Callable[..., list[str]], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, object]]:
-    """One master, one replica and one Sentinel watching them, on free loopback ports."""
-    _need_redis_server()
+@contextlib.contextmanager
+def _sentinel_group(argv: Callable[..., list[str]], folder: Path) -> Iterator[dict[str, Any]]:
     master, replica, sentinel = free_port(), free_port(), free_port()
     service = "satchelmaster"
-    folder = tmp_path_factory.mktemp("sentinel")
-    config = Path(folder) / "sentinel.conf"
+    config = folder / "sentinel.conf"
     config.write_text(
         f"port {sentinel}\n"
         "bind 127.0.0.1\n"
@@ -174,13 +170,11 @@ def redis_sentinel(
     )
     with contextlib.ExitStack() as stack:
         master_process = stack.enter_context(
-            start_server_process(redis_server_argv(master), port=master, name="redis")
+            start_server_process(argv(master), port=master, name="redis")
         )
         stack.enter_context(
             start_server_process(
-                redis_server_argv(replica, "--replicaof", "127.0.0.1", str(master)),
-                port=replica,
-                name="redis",
+                argv(replica, "--replicaof", "127.0.0.1", str(master)), port=replica, name="redis"
             )
         )
         stack.enter_context(
@@ -209,6 +203,26 @@ def redis_sentinel(
             "replica_port": replica,
             "master_process": master_process,
         }
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(
+    redis_server_argv: Callable[..., list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """One master, one replica and one Sentinel watching them, on free loopback ports."""
+    _need_redis_server()
+    with _sentinel_group(redis_server_argv, tmp_path_factory.mktemp("sentinel")) as group:
+        yield group
+
+
+@pytest.fixture
+def own_redis_sentinel(
+    redis_server_argv: Callable[..., list[str]], tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    """A Sentinel group of one test's own, for a test that kills its master."""
+    _need_redis_server()
+    with _sentinel_group(redis_server_argv, tmp_path) as group:
+        yield group
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ class _RedisKeys:
 
 
 def _resolve_options(config: SessionConfig) -> RedisOptions:
-    return config.structure_options(RedisOptions, driver=DRIVER)
+    return config.structure_options(RedisOptions, driver=DRIVER).check()
 
 
 class RedisSessionHandler(_RedisKeys, SessionHandler):

@@ -11,30 +11,6 @@ from satchel.errors import ConfigError
 SSL_CERT_REQS = ("none", "optional", "required")
 
 
-def _check_positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"options.{attribute.name}", f"must be greater than 0, got {value!r}")
-
-
-def _check_not_negative(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 0:
-        raise ConfigError(f"options.{attribute.name}", f"must not be negative, got {value!r}")
-
-
-def _check_cert_reqs(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if value not in SSL_CERT_REQS:
-        raise ConfigError(
-            f"options.{attribute.name}", f"must be one of {', '.join(SSL_CERT_REQS)}, got {value!r}"
-        )
-
-
-def _check_max_connections(
-    instance: object, attribute: attrs.Attribute[Any], value: int | None
-) -> None:
-    if value is not None and value < 1:
-        raise ConfigError(f"options.{attribute.name}", f"must be at least 1, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class RedisOptions:
     """Settings of the ``redis`` driver (``SessionConfig.options``).
@@ -68,14 +44,33 @@ class RedisOptions:
     client: Any = attrs.field(default=None, repr=False)
     async_client: Any = attrs.field(default=None, repr=False)
     cluster: bool = False
-    socket_timeout: float = attrs.field(default=5.0, validator=_check_positive)
-    socket_connect_timeout: float = attrs.field(default=5.0, validator=_check_positive)
-    retries: int = attrs.field(default=1, validator=_check_not_negative)
-    max_connections: int | None = attrs.field(default=None, validator=_check_max_connections)
+    socket_timeout: float = 5.0
+    socket_connect_timeout: float = 5.0
+    retries: int = 1
+    max_connections: int | None = None
     sentinel_username: str | None = None
     sentinel_password: str | None = attrs.field(default=None, repr=False)
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    ssl_cert_reqs: str = attrs.field(default="required", validator=_check_cert_reqs)
+    ssl_cert_reqs: str = "required"
     ssl_check_hostname: bool = True
+
+    def check(self) -> RedisOptions:
+        """Refuse values no Redis connection can use; the error names the option."""
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"options.{name}", f"must be greater than 0, got {value!r}")
+        if self.retries < 0:
+            raise ConfigError("options.retries", f"must not be negative, got {self.retries!r}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ConfigError(
+                "options.max_connections", f"must be at least 1, got {self.max_connections!r}"
+            )
+        if self.ssl_cert_reqs not in SSL_CERT_REQS:
+            raise ConfigError(
+                "options.ssl_cert_reqs",
+                f"must be one of {', '.join(SSL_CERT_REQS)}, got {self.ssl_cert_reqs!r}",
+            )
+        return self

@@ -1,0 +1,294 @@
+"""The redis driver's own promises: URL forms, options, keys, expiry, round trips, registration."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from satchel import ConfigError, SessionConfig
+from satchel.handler import SupportsLock, SupportsTouch
+from satchel.plugins import load_plugins
+from satchel.testing import free_port, new_storage_id
+from satchel_redis import (
+    AsyncRedisSessionHandler,
+    RedisOptions,
+    RedisSessionHandler,
+    parse_connection,
+)
+
+# --- connection URLs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "hosts", "tls", "db", "address"),
+    [
+        ("redis://127.0.0.1:6379/0", "single", (("127.0.0.1", 6379),), False, 0,
+         "redis://127.0.0.1:6379/0"),
+        ("redis://:pw@cache.internal/4", "single", (("cache.internal", 6379),), False, 4,
+         "redis://cache.internal:6379/4"),
+        ("rediss://user:pw@cache.example.com:6380/1", "single",
+         (("cache.example.com", 6380),), True, 1, "rediss://cache.example.com:6380/1"),
+        ("unix://:pw@/run/redis/redis.sock?db=2", "single", (), False, 2,
+         "unix:///run/redis/redis.sock"),
+        ("redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26380,[::1]/mymaster/3", "sentinel",
+         (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("::1", 26379)), False, 3,
+         "redis+sentinel://10.0.0.1:26379,10.0.0.2:26380,[::1]:26379/mymaster/3"),
+        ("rediss+sentinel://s1:26379/mymaster", "sentinel", (("s1", 26379),), True, 0,
+         "rediss+sentinel://s1:26379/mymaster/0"),
+        ("redis+cluster://:pw@n1:7000,n2:7001,n3", "cluster",
+         (("n1", 7000), ("n2", 7001), ("n3", 6379)), False, 0,
+         "redis+cluster://n1:7000,n2:7001,n3:6379"),
+        ("rediss+cluster://n1:7000", "cluster", (("n1", 7000),), True, 0,
+         "rediss+cluster://n1:7000"),
+    ],
+)  # fmt: skip
+def test_connection_url_forms(
+    url: str, kind: str, hosts: tuple[tuple[str, int], ...], tls: bool, db: int, address: str
+) -> None:
+    target = parse_connection(url)
+    assert (target.kind, target.hosts, target.tls, target.db) == (kind, hosts, tls, db)
+    assert target.address == address
+    assert "pw@" not in target.address
+    assert "pw" not in repr(target)
+
+
+def test_sentinel_url_names_service_and_credentials() -> None:
+    target = parse_connection("redis+sentinel://app:s%40cret@h:26379/sessions-master/1")
+    assert target.service == "sessions-master"
+    assert (target.username, target.password) == ("app", "s@cret")
+
+
+def test_no_connection_means_the_local_default() -> None:
+    assert parse_connection(None).address == "redis://127.0.0.1:6379/0"
+
+
+def test_cluster_flag_on_a_plain_url() -> None:
+    target = parse_connection("redis://n1:7000", cluster=True)
+    assert target.kind == "cluster"
+    assert target.hosts == (("n1", 7000),)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memcached://127.0.0.1:11211",
+        "127.0.0.1:6379",
+        "redis+sentinel://127.0.0.1:26379",  # no service name
+        "redis+cluster://",
+        "redis+cluster://n1:notaport",
+        "unix://",
+    ],
+)
+def test_bad_connection_urls_are_config_errors_naming_connection(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        RedisSessionHandler.from_config(SessionConfig(driver="redis", connection=url))
+    assert caught.value.key == "connection"
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+def test_unknown_option_is_named() -> None:
+    config = SessionConfig(driver="redis", options={"sentinal_password": "x"})
+    with pytest.raises(ConfigError) as caught:
+        RedisSessionHandler.from_config(config)
+    assert caught.value.key == "options.sentinal_password"
+    assert "sentinel_password" in str(caught.value)  # the known options are listed
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"socket_timeout": 0}, "options.socket_timeout"),
+        ({"socket_timeout": "soon"}, "options.socket_timeout"),
+        ({"retries": -1}, "options.retries"),
+        ({"ssl_cert_reqs": "maybe"}, "options.ssl_cert_reqs"),
+        ({"cluster": "perhaps"}, "options.cluster"),
+        ({"max_connections": 0}, "options.max_connections"),
+    ],
+)
+def test_bad_option_values_are_named(options: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        RedisSessionHandler.from_config(SessionConfig(driver="redis", options=options))
+    assert caught.value.key == key
+    assert key.split(".")[1] in str(caught.value)
+
+
+def test_options_from_json_like_values() -> None:
+    config = SessionConfig.from_env(
+        {"SESSION_DRIVER": "redis", "SESSION_OPTIONS": '{"socket_timeout": "1.5", "cluster": "no"}'}
+    )
+    options = config.structure_options(RedisOptions, driver="redis")
+    assert options.socket_timeout == 1.5
+    assert options.cluster is False
+
+
+def test_tls_options_reach_the_connection() -> None:
+    handler = RedisSessionHandler.from_config(
+        SessionConfig(
+            driver="redis",
+            connection="rediss://cache.example.com:6380/0",
+            options={"ssl_ca_certs": "/etc/ssl/certs/ca.pem", "ssl_cert_reqs": "required"},
+        )
+    )
+    kwargs = handler.client.connection_pool.connection_kwargs
+    assert kwargs["ssl_ca_certs"] == "/etc/ssl/certs/ca.pem"
+    assert handler.client.connection_pool.connection_class is redis.SSLConnection
+
+
+def test_only_an_async_client_is_not_enough_for_the_sync_handler() -> None:
+    import redis.asyncio  # noqa: PLC0415
+
+    config = SessionConfig(driver="redis", options={"async_client": redis.asyncio.Redis()})
+    with pytest.raises(ConfigError) as caught:
+        RedisSessionHandler.from_config(config)
+    assert caught.value.key == "options.client"
+
+
+# --- behaviour on a real server ---------------------------------------------------------
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def handler(redis_url: str, unique_prefix: str) -> RedisSessionHandler:
+    return RedisSessionHandler.from_config(
+        SessionConfig(driver="redis", connection=redis_url, prefix=unique_prefix, lifetime=30)
+    )
+
+
+def test_handler_declares_touch_and_lock(handler: RedisSessionHandler) -> None:
+    assert isinstance(handler, SupportsTouch)
+    assert isinstance(handler, SupportsLock)
+
+
+def test_keys_carry_the_prefix_and_expire_after_the_lifetime(
+    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    handler.write(key, "payload")
+    assert raw.get(f"{unique_prefix}{key}") == b"payload"
+    assert raw.get(key) is None
+    assert 30 * 60 - 2 <= raw.ttl(f"{unique_prefix}{key}") <= 30 * 60
+
+
+def test_default_prefix_is_satchel(redis_url: str) -> None:
+    handler = RedisSessionHandler.from_config(SessionConfig(driver="redis", connection=redis_url))
+    assert handler.prefix == "satchel:"
+    assert handler._key("abc") == "satchel:abc"
+
+
+def test_app_cache_keys_and_flushes_of_other_prefixes_leave_sessions_alone(
+    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    handler.write(key, "the session")
+    # The application caches something under the very same id, then clears its cache prefix.
+    app_prefix = f"app-cache-{secrets.token_hex(4)}:"
+    raw.set(key, "app value")
+    raw.set(f"{app_prefix}{key}", "app value")
+    for app_key in raw.scan_iter(f"{app_prefix}*"):
+        raw.delete(app_key)
+    raw.delete(key)
+    assert handler.read(key) == "the session"
+
+
+def test_touch_extends_expiry_without_rewriting(
+    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    handler.write(key, "original")
+    raw.expire(f"{unique_prefix}{key}", 5)
+    # Someone else changes the payload: touch must not put the old one back.
+    raw.set(f"{unique_prefix}{key}", "changed elsewhere", keepttl=True)
+    assert handler.touch(key) is True
+    assert raw.ttl(f"{unique_prefix}{key}") > 30 * 60 - 3
+    assert handler.read(key) == "changed elsewhere"
+    assert handler.touch(new_storage_id()) is False
+
+
+def test_gc_returns_zero_and_deletes_nothing(
+    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    handler.write(key, "kept")
+    assert handler.gc(0) == 0
+    assert handler.read(key) == "kept"
+
+
+def test_a_value_that_is_not_utf8_reads_as_no_session(
+    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    raw.set(f"{unique_prefix}{key}", b"\xff\xfe\x80 not utf-8")
+    assert handler.read(key) == ""
+
+
+def test_lock_key_holds_a_token_with_a_millisecond_expiry(
+    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    with handler.lock(key, lock_seconds=2.5, wait_seconds=1):
+        lock_key = f"{unique_prefix}lock:{key}"
+        token = raw.get(lock_key)
+        assert token is not None
+        assert len(token) == 32
+        assert 2000 < raw.pttl(lock_key) <= 2500
+        assert raw.get(f"{unique_prefix}{key}") is None  # the lock is not the session
+    assert raw.get(lock_key) is None
+
+
+def _command_calls(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+def test_one_round_trip_per_operation(start_redis: Any, unique_prefix: str) -> None:
+    port = free_port()
+    with start_redis(port):
+        url = f"redis://127.0.0.1:{port}/0"
+        handler = RedisSessionHandler.from_config(
+            SessionConfig(driver="redis", connection=url, prefix=unique_prefix)
+        )
+        handler.read(new_storage_id())  # connect (HELLO/CLIENT SETINFO) outside the count
+        observer = redis.Redis.from_url(url)
+        key = new_storage_id()
+        steps = [
+            (lambda: handler.read(key), {"get": 1}),
+            (lambda: handler.write(key, "x"), {"set": 1}),
+            (lambda: handler.touch(key), {"expire": 1}),
+            (lambda: handler.destroy(key), {"del": 1}),
+            (lambda: handler.gc(60), {}),
+        ]
+        for step, expected in steps:
+            before = _command_calls(observer)
+            step()
+            after = _command_calls(observer)
+            delta = {
+                name: after[name] - before.get(name, 0)
+                for name in after
+                if after[name] != before.get(name, 0) and name != "info"
+            }
+            assert delta == expected
+        observer.close()
+
+
+# --- registration -------------------------------------------------------------------------
+
+
+def test_registered_through_the_entry_point_with_an_async_twin() -> None:
+    loaded = load_plugins()
+    spec = loaded.registry.get("redis")
+    assert spec.distribution == "satchel-redis"
+    assert spec.factory == RedisSessionHandler.from_config
+    assert spec.async_factory == AsyncRedisSessionHandler.from_config
+    assert not [failure for failure in loaded.failures if "redis" in failure.distribution]

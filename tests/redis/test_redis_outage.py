@@ -1,0 +1,137 @@
+"""Outages: a stopped server gives a clear error in bounded time; a restarted one just works.
+
+Also a Sentinel failover: the master dies, the replica is promoted, sessions
+written before (and replicated) are still there and new writes go to the new master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from satchel import SessionBackendError, SessionConfig
+from satchel.testing import free_port, new_storage_id
+from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
+
+TIMEOUTS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "retries": 1}
+# (retries + 1) connection attempts, each refused at once or cut off by the timeout.
+ERROR_WITHIN_SECONDS = 2 * (1.0 + 0.05) + 1.0
+
+
+def _config(port: int, prefix: str) -> SessionConfig:
+    return SessionConfig(
+        driver="redis",
+        connection=f"redis://127.0.0.1:{port}/0",
+        prefix=prefix,
+        options=TIMEOUTS,
+    )
+
+
+def test_sync_outage_is_a_clear_error_and_recovery_needs_no_restart(
+    start_redis: Any, unique_prefix: str
+) -> None:
+    port = free_port()
+    key = new_storage_id()
+    with start_redis(port):
+        handler = RedisSessionHandler.from_config(_config(port, unique_prefix))
+        handler.write(key, "before the outage")
+        assert handler.read(key) == "before the outage"
+    # The server is stopped now; the pooled connection is dead.
+    started = time.monotonic()
+    with pytest.raises(SessionBackendError) as caught:
+        handler.read(key)
+    assert time.monotonic() - started < ERROR_WITHIN_SECONDS
+    message = str(caught.value)
+    assert "'redis'" in message
+    assert f"127.0.0.1:{port}" in message
+    assert caught.value.driver == "redis"
+    with pytest.raises(SessionBackendError):
+        handler.write(key, "during the outage")
+    with start_redis(port):
+        # Same handler, same pool: the first request after the restart works.
+        assert handler.read(key) == ""  # nothing was persisted, and nothing clobbered
+        handler.write(key, "after the outage")
+        assert handler.read(key) == "after the outage"
+
+
+def test_async_outage_is_a_clear_error_and_recovery_needs_no_restart(
+    start_redis: Any, unique_prefix: str
+) -> None:
+    port = free_port()
+    key = new_storage_id()
+
+    async def main() -> None:
+        with start_redis(port):
+            handler = AsyncRedisSessionHandler.from_config(_config(port, unique_prefix))
+            await handler.write(key, "before the outage")
+            assert await handler.read(key) == "before the outage"
+        started = time.monotonic()
+        with pytest.raises(SessionBackendError) as caught:
+            await handler.read(key)
+        assert time.monotonic() - started < ERROR_WITHIN_SECONDS
+        assert f"127.0.0.1:{port}" in str(caught.value)
+        assert "'redis'" in str(caught.value)
+        with start_redis(port):
+            assert await handler.read(key) == ""
+            await handler.write(key, "after the outage")
+            assert await handler.read(key) == "after the outage"
+        await handler.close()
+
+    asyncio.run(main())
+
+
+def test_unreachable_address_never_shows_the_password(unique_prefix: str) -> None:
+    port = free_port()  # nothing listens here
+    handler = RedisSessionHandler.from_config(
+        SessionConfig(
+            driver="redis",
+            connection=f"redis://session-user:hunter2secret@127.0.0.1:{port}/3",
+            prefix=unique_prefix,
+            options=TIMEOUTS,
+        )
+    )
+    with pytest.raises(SessionBackendError) as caught:
+        handler.write(new_storage_id(), "x")
+    assert "hunter2secret" not in str(caught.value)
+    assert "hunter2secret" not in repr(caught.value)
+    assert caught.value.address == f"redis://127.0.0.1:{port}/3"
+
+
+def test_lock_on_a_dead_server_is_a_backend_error_not_a_timeout(unique_prefix: str) -> None:
+    handler = RedisSessionHandler.from_config(_config(free_port(), unique_prefix))
+    with (
+        pytest.raises(SessionBackendError),
+        handler.lock(new_storage_id(), lock_seconds=5, wait_seconds=5),
+    ):
+        pass
+
+
+def test_sentinel_failover_keeps_sessions_and_takes_new_writes(
+    own_redis_sentinel: dict[str, Any], unique_prefix: str
+) -> None:
+    group = own_redis_sentinel
+    handler = RedisSessionHandler.from_config(
+        SessionConfig(
+            driver="redis", connection=group["url"], prefix=unique_prefix, options=TIMEOUTS
+        )
+    )
+    key = new_storage_id()
+    handler.write(key, "written before the failover")
+    handler.client.wait(1, 5000)  # replicated before the master dies
+    process = group["master_process"]
+    process.terminate()
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert handler.read(key) == "written before the failover"
+            break
+        except SessionBackendError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    handler.write(key, "written after the failover")
+    assert handler.read(key) == "written after the failover"
