@@ -1,6 +1,7 @@
 """satchel: server-side sessions for Python web applications."""
 
 from satchel.config import SessionConfig
+from satchel.context import session
 from satchel.errors import (
     ConfigError,
     DuplicateDriverError,
@@ -31,4 +32,5 @@ __all__ = [
     "SessionTooLarge",
     "UnknownDriverError",
     "hookimpl",
+    "session",
 ]

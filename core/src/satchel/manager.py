@@ -137,9 +137,15 @@ class SessionManager:
 
     # -- locks -----------------------------------------------------------------------
 
-    def check_blocking(self) -> None:
-        """Refuse ``block = true`` with a driver that cannot lock (at start-up, not per request)."""
-        if not self.config.block:
+    def _blocks(self, block: bool | None) -> bool:
+        return self.config.block if block is None else block
+
+    def check_blocking(self, block: bool | None = None) -> None:
+        """Refuse ``block = true`` with a driver that cannot lock (at start-up, not per request).
+
+        ``block`` overrides the config's for one app (the middlewares' ``block`` argument).
+        """
+        if not self._blocks(block):
             return
         if not isinstance(self.handler(), SupportsLock):
             raise ConfigError(
@@ -147,14 +153,16 @@ class SessionManager:
             )
 
     @contextlib.contextmanager
-    def lock(self, cookie: str | None) -> Iterator[None]:
-        """Hold the session's lock (when ``block`` and the cookie carries a valid id)."""
+    def lock(self, cookie: str | None, *, block: bool | None = None) -> Iterator[None]:
+        """Hold the session's lock (when ``block`` and the cookie carries a valid id).
+
+        ``block`` overrides the config's for one app.
+        """
+        if not self._blocks(block):
+            yield
+            return
         handler = self.handler()
-        if (
-            not self.config.block
-            or not is_valid_id(cookie)
-            or not isinstance(handler, SupportsLock)
-        ):
+        if not is_valid_id(cookie) or not isinstance(handler, SupportsLock):
             yield
             return
         assert cookie is not None
@@ -166,14 +174,13 @@ class SessionManager:
             yield
 
     @contextlib.asynccontextmanager
-    async def alock(self, cookie: str | None) -> AsyncIterator[None]:
+    async def alock(self, cookie: str | None, *, block: bool | None = None) -> AsyncIterator[None]:
         """The async form of :meth:`lock`."""
+        if not self._blocks(block):
+            yield
+            return
         handler = self.async_handler()
-        if (
-            not self.config.block
-            or not is_valid_id(cookie)
-            or not isinstance(handler, AsyncSupportsLock)
-        ):
+        if not is_valid_id(cookie) or not isinstance(handler, AsyncSupportsLock):
             yield
             return
         assert cookie is not None

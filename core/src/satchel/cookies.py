@@ -1,0 +1,186 @@
+"""The session cookie on the wire: reading it from a ``Cookie`` header, writing ``Set-Cookie``.
+
+Every piece of web glue (ASGI, WSGI, Flask) goes through this module, so the
+attributes, the ``__Host-`` rules and the deletion header are decided in one
+place. Reading is defensive: an oversized, duplicated or garbled header
+gives "no cookie" (a fresh session), never an exception.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from satchel.config import HOST_PREFIX, SessionConfig
+from satchel.errors import ConfigError
+
+SECURE_PREFIX = "__Secure-"
+MAX_COOKIE_VALUE_BYTES = 4096  # satchel never sets a longer one, so a longer one is not ours
+MAX_COOKIE_HEADER_BYTES = 64 * 1024  # beyond any sane browser; parsing stops there
+# The instant browsers take as "already expired" when a cookie is deleted.
+EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
+_SAME_SITE_WORDS = {"lax": "Lax", "strict": "Strict", "none": "None"}
+# RFC 6265 cookie-octets: what a value may hold without quoting.
+_VALUE_CHARS = frozenset(
+    chr(code) for code in range(0x21, 0x7F) if chr(code) not in {'"', ",", ";", "\\"}
+)
+
+# RFC 6265 token characters: what a cookie name may hold.
+_NAME_CHARS = frozenset(
+    chr(code) for code in range(0x21, 0x7F) if chr(code) not in set('()<>@,;:\\"/[]?={}')
+)
+
+
+def read_cookie(header: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` request header, or ``None``.
+
+    When the name appears more than once, the first wins (browsers send the
+    most specific path first). A value that is empty, too long for satchel to
+    have set, or holds characters outside RFC 6265's cookie-octets counts as
+    absent.
+    """
+    if not header:
+        return None
+    if len(header) > MAX_COOKIE_HEADER_BYTES:
+        header = header[:MAX_COOKIE_HEADER_BYTES]
+    for part in header.split(";"):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() != name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if not value or len(value) > MAX_COOKIE_VALUE_BYTES:
+            return None
+        if not all(ch in _VALUE_CHARS for ch in value):
+            return None
+        return value
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class CookiePolicy:
+    """How the session cookie is written: its name and attributes.
+
+    Attributes:
+        name: The cookie's name.
+        path: The ``Path`` attribute.
+        domain: The ``Domain`` attribute; ``None`` for a host-only cookie.
+        secure: ``Secure``: ``True``/``False``, or ``None`` for "when the request is https".
+            Names with the ``__Host-``/``__Secure-`` prefix, and ``SameSite=None``,
+            always get ``Secure``.
+        http_only: The ``HttpOnly`` flag.
+        same_site: ``lax``, ``strict``, ``none``, or ``None`` to send no ``SameSite``.
+        partitioned: The ``Partitioned`` flag (CHIPS).
+        max_age: ``Max-Age`` in seconds for a persistent cookie.
+    """
+
+    name: str
+    path: str = "/"
+    domain: str | None = None
+    secure: bool | None = None
+    http_only: bool = True
+    same_site: str | None = "lax"
+    partitioned: bool = False
+    max_age: int = 7200
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name or not all(ch in _NAME_CHARS for ch in self.name):
+            raise ConfigError("cookie", f"is not a valid cookie name: {self.name!r}")
+        if self.same_site is not None and self.same_site.lower() not in _SAME_SITE_WORDS:
+            raise ConfigError("same_site", f"must be lax, strict or none, got {self.same_site!r}")
+        for label, text in (("path", self.path), ("domain", self.domain or "")):
+            if any(ch in text for ch in ";\r\n") or not text.isascii():
+                raise ConfigError(label, f"cannot go into a cookie attribute: {text!r}")
+        if self.name.startswith(HOST_PREFIX):
+            if self.domain is not None:
+                raise ConfigError("domain", f"must be unset for a {HOST_PREFIX} cookie name")
+            if self.path != "/":
+                raise ConfigError("path", f'must be "/" for a {HOST_PREFIX} cookie name')
+        if self.name.startswith((HOST_PREFIX, SECURE_PREFIX)) and self.secure is False:
+            raise ConfigError("secure", f"must not be false for the cookie name {self.name!r}")
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> CookiePolicy:
+        """The policy a :class:`satchel.SessionConfig` describes."""
+        return cls(
+            name=config.cookie,
+            path=config.path,
+            domain=config.domain,
+            secure=config.secure,
+            http_only=config.http_only,
+            same_site=config.same_site,
+            partitioned=config.partitioned,
+            max_age=config.lifetime_seconds,
+        )
+
+    def is_secure(self, *, https: bool) -> bool:
+        """Whether the cookie carries ``Secure`` on a request made over ``https`` or not."""
+        if self.name.startswith((HOST_PREFIX, SECURE_PREFIX)):
+            return True
+        if self.same_site is not None and self.same_site.lower() == "none":
+            return True  # browsers drop SameSite=None without Secure
+        return https if self.secure is None else self.secure
+
+    def _attributes(self, *, https: bool) -> list[str]:
+        parts = [f"Path={self.path}"]
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        if self.is_secure(https=https):
+            parts.append("Secure")
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.same_site is not None:
+            parts.append(f"SameSite={_SAME_SITE_WORDS[self.same_site.lower()]}")
+        if self.partitioned:
+            parts.append("Partitioned")
+        return parts
+
+    def set_header(self, value: str, *, https: bool, max_age: int | None) -> str:
+        """A ``Set-Cookie`` value carrying ``value``; ``max_age=None`` makes a browser-session cookie.
+
+        Only ``Max-Age`` is sent, never ``Expires``: it does not depend on the
+        server's clock agreeing with the browser's.
+        """
+        if not value or not all(ch in _VALUE_CHARS for ch in value):
+            raise ValueError("a session cookie value must be non-empty RFC 6265 cookie-octets")
+        parts = [f"{self.name}={value}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={max(0, int(max_age))}")
+        parts += self._attributes(https=https)
+        return "; ".join(parts)
+
+    def delete_header(self, *, https: bool) -> str:
+        """A ``Set-Cookie`` value that removes the cookie (same name, path, domain and flags)."""
+        parts = [f"{self.name}=", "Max-Age=0", f"Expires={EPOCH_EXPIRES}"]
+        parts += self._attributes(https=https)
+        return "; ".join(parts)
+
+
+def merge_vary(existing: str | None) -> str:
+    """A ``Vary`` value that includes ``Cookie``."""
+    if not existing or not existing.strip():
+        return "Cookie"
+    names = [item.strip().lower() for item in existing.split(",")]
+    if "cookie" in names or "*" in names:
+        return existing
+    return f"{existing}, Cookie"
+
+
+def merge_cache_control(existing: str | None) -> str:
+    """A ``Cache-Control`` value that no shared cache may store (a response setting a cookie).
+
+    ``private`` is added and ``public`` removed; ``no-store`` already says enough.
+    """
+    if not existing or not existing.strip():
+        return "private"
+    directives = [item.strip() for item in existing.split(",") if item.strip()]
+    lowered = [item.split("=", 1)[0].strip().lower() for item in directives]
+    if "no-store" in lowered or "private" in lowered:
+        kept = [item for item, name in zip(directives, lowered, strict=True) if name != "public"]
+        return ", ".join(kept)
+    kept = [
+        item
+        for item, name in zip(directives, lowered, strict=True)
+        if name not in ("public", "s-maxage")
+    ]
+    return ", ".join(["private", *kept])

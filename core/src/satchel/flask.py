@@ -1,0 +1,192 @@
+"""Flask: ``flask.session`` as a satchel :class:`~satchel.Session`.
+
+::
+
+    from flask import Flask
+    from satchel import SessionConfig, SessionManager
+    from satchel.flask import SessionInterface
+
+    app = Flask(__name__)
+    app.session_interface = SessionInterface(SessionManager(SessionConfig(driver="file")))
+
+The cookie follows Flask's own settings (``SESSION_COOKIE_NAME``,
+``_DOMAIN``, ``_PATH``, ``_HTTPONLY``, ``_SECURE``, ``_SAMESITE``,
+``_PARTITIONED``, ``APPLICATION_ROOT``, ``PERMANENT_SESSION_LIFETIME``,
+``SESSION_REFRESH_EACH_REQUEST``) and ``session.permanent``, as Flask's
+built-in session does. A setting the app leaves at Flask's default defers
+to the :class:`satchel.SessionConfig` instead, so the safer satchel defaults
+apply (``SameSite=Lax``, ``Secure`` on https, ``Max-Age`` of the idle
+lifetime). The session is lazy: a view that never touches it costs no backend
+call and sets no cookie.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import flask
+from flask.sessions import SessionInterface as FlaskSessionInterface
+from flask.sessions import SessionMixin
+from werkzeug.exceptions import ServiceUnavailable
+
+from satchel import context
+from satchel.cookies import CookiePolicy, read_cookie
+from satchel.errors import LockTimeout
+from satchel.manager import SessionManager
+from satchel.store import Session
+from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow, request_metadata
+
+if TYPE_CHECKING:
+    from flask.wrappers import Request, Response
+
+STATE_KEY = "satchel.flask"
+# Flask's defaults: a setting still equal to one of these was not chosen by the app.
+FLASK_COOKIE_NAME = "session"
+FLASK_LIFETIME = timedelta(days=31)
+
+
+class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session defines them as properties
+    """A satchel session with the attributes Flask sets and reads.
+
+    Flask's request context sets ``accessed`` whenever ``flask.session`` is
+    looked up, and apps set ``modified = True`` after changing a nested value;
+    both are honoured (a nested change is also noticed without it).
+    """
+
+    @property
+    def accessed(self) -> bool:
+        """Whether the app looked at the session during this request."""
+        return self._accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        self._accessed = bool(value)
+
+    @property
+    def modified(self) -> bool:
+        """Whether the data differs from what was loaded; ``session.modified = True`` forces a save."""
+        return super().modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        if value:
+            self._touch()
+            self._force_write = True
+
+
+class _RequestState:
+    """What one request holds until Flask tears it down: the lock and the context binding."""
+
+    def __init__(
+        self, owner: SessionInterface, session: FlaskSession, cleanup: contextlib.ExitStack
+    ) -> None:
+        self.owner = owner
+        self.session = session
+        self.cleanup = cleanup
+        self.busy = False
+        self.saved = False
+
+
+class SessionInterface(FlaskSessionInterface):
+    """Flask's session interface backed by a :class:`satchel.SessionManager`.
+
+    Args:
+        manager: The manager that makes the sessions.
+        block: Hold the per-session lock across each request of this app
+            (``None`` follows the config's ``block``). A driver that cannot lock
+            is refused here with a ``ConfigError`` naming it. A request that
+            waits too long is answered 503 with ``Retry-After``.
+    """
+
+    def __init__(self, manager: SessionManager, *, block: bool | None = None) -> None:
+        self.flow = SessionFlow(manager, block=block)
+        self.manager = manager
+        # Teardown runs even when the view or the response processing failed.
+        flask.request_tearing_down.connect(self._teardown, weak=False)
+
+    # -- cookie settings: Flask's when the app set them, satchel's otherwise ----------
+
+    def cookie_policy(self, app: flask.Flask) -> CookiePolicy:
+        """The cookie the app's Flask settings (or satchel's config, for defaults) describe."""
+        config = self.manager.config
+        settings = app.config
+        name = settings["SESSION_COOKIE_NAME"]
+        path = settings["SESSION_COOKIE_PATH"] or settings["APPLICATION_ROOT"] or "/"
+        lifetime = app.permanent_session_lifetime
+        return CookiePolicy(
+            name=config.cookie if name == FLASK_COOKIE_NAME else name,
+            path=config.path if path == "/" else path,
+            domain=settings["SESSION_COOKIE_DOMAIN"] or config.domain,
+            secure=True if settings["SESSION_COOKIE_SECURE"] else config.secure,
+            http_only=bool(settings["SESSION_COOKIE_HTTPONLY"]) and config.http_only,
+            same_site=settings["SESSION_COOKIE_SAMESITE"] or config.same_site,
+            partitioned=bool(settings.get("SESSION_COOKIE_PARTITIONED")) or config.partitioned,
+            max_age=(
+                config.lifetime_seconds
+                if lifetime == FLASK_LIFETIME
+                else int(lifetime.total_seconds())
+            ),
+        )
+
+    def get_cookie_name(self, app: flask.Flask) -> str:
+        return self.cookie_policy(app).name
+
+    # -- the request flow ----------------------------------------------------------------
+
+    def open_session(self, app: flask.Flask, request: Request) -> FlaskSession:
+        policy = self.cookie_policy(app)
+        cookie = read_cookie(request.headers.get("Cookie"), policy.name)
+        session = FlaskSession(
+            self.manager,
+            cookie,
+            metadata=request_metadata(request.remote_addr, request.headers.get("User-Agent")),
+        )
+        cleanup = contextlib.ExitStack()
+        state = _RequestState(self, session, cleanup)
+        try:
+            cleanup.enter_context(self.flow.lock(cookie))
+        except LockTimeout:
+            # Flask turns an exception raised here into a 500; a routing exception
+            # is raised by the dispatcher instead, so the client gets the 503.
+            state.busy = True
+            busy = app.response_class(
+                BUSY_BODY,
+                status=BUSY_STATUS,
+                mimetype="text/plain",
+                headers={"Retry-After": self.flow.retry_after(), "Cache-Control": "no-store"},
+            )
+            request.routing_exception = ServiceUnavailable(response=busy)
+        cleanup.callback(context.unbind, context.bind(session))
+        request.environ[STATE_KEY] = state
+        return session
+
+    def save_session(self, app: flask.Flask, session: SessionMixin, response: Response) -> None:
+        state = self._state()
+        if state is None or state.session is not session or state.busy:
+            return  # not ours, or saving without the lock could overwrite the holder's data
+        refresh = bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
+        extra = self.flow.finish(
+            session,
+            https=flask.request.is_secure,
+            policy=self.cookie_policy(app),
+            resend_on_refresh=refresh,
+        )
+        state.saved = True
+        headers = extra.apply(list(response.headers.items()))
+        response.headers.clear()
+        response.headers.extend(headers)
+
+    def _state(self) -> _RequestState | None:
+        state = flask.request.environ.get(STATE_KEY)
+        return state if isinstance(state, _RequestState) and state.owner is self else None
+
+    def _teardown(self, sender: Any, **extra: Any) -> None:
+        state = self._state()
+        if state is None:
+            return  # another app's interface, or a request this one never opened
+        del flask.request.environ[STATE_KEY]
+        state.cleanup.close()
+        if state.saved:
+            self.flow.collect_garbage(state.session)

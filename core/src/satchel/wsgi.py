@@ -1,0 +1,123 @@
+"""WSGI middleware: a satchel :class:`~satchel.Session` in ``environ["satchel.session"]``.
+
+::
+
+    from satchel import SessionConfig, SessionManager
+    from satchel.wsgi import SessionMiddleware
+
+    manager = SessionManager(SessionConfig(driver="file"))
+    application = SessionMiddleware(application, manager)
+
+The session is lazy: a request whose handler never touches it costs no
+backend call, creates nothing and sets no cookie. It is saved when the
+application calls ``start_response``, so the cookie is part of the headers
+even when the body is streamed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from satchel import context
+from satchel.cookies import read_cookie
+from satchel.errors import LockTimeout
+from satchel.manager import SessionManager
+from satchel.store import Session
+from satchel.web import BUSY_BODY, SessionFlow, SessionHeaders, request_metadata
+
+ENVIRON_KEY = "satchel.session"
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIEnviron = dict[str, Any]
+WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
+
+
+class SessionMiddleware:
+    """Gives each request a lazy session and saves it when the response starts.
+
+    Args:
+        app: The WSGI application to wrap.
+        manager: The :class:`satchel.SessionManager` that makes the sessions.
+        block: Hold the per-session lock across each request of this app
+            (``None`` follows the config's ``block``). A driver that cannot lock
+            is refused here with a ``ConfigError`` naming it.
+    """
+
+    def __init__(self, app: WSGIApp, manager: SessionManager, *, block: bool | None = None) -> None:
+        self.app = app
+        self.flow = SessionFlow(manager, block=block)
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        cookie = read_cookie(environ.get("HTTP_COOKIE"), self.flow.cookie_policy.name)
+        https = environ.get("wsgi.url_scheme") == "https"
+        session = self.flow.start(
+            cookie, request_metadata(environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
+        )
+        lock = contextlib.ExitStack()
+        try:
+            lock.enter_context(self.flow.lock(cookie))
+        except LockTimeout:
+            start_response(
+                "503 Service Unavailable",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Retry-After", self.flow.retry_after()),
+                    ("Cache-Control", "no-store"),
+                ],
+            )
+            return [BUSY_BODY]
+        cleanup = contextlib.ExitStack()
+        cleanup.callback(lock.close)  # closing twice is harmless
+        cleanup.callback(context.unbind, context.bind(session))
+        environ[ENVIRON_KEY] = session
+        saved: list[SessionHeaders] = []
+
+        def start_with_session(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            if not saved:
+                saved.append(self.flow.finish(session, https=https))
+                # The lock guards load-modify-save; the next request may go once this is saved.
+                lock.close()
+            headers = saved[0].apply(list(headers))
+            if exc_info is not None:
+                return start_response(status, headers, exc_info)
+            return start_response(status, headers)
+
+        try:
+            body = self.app(environ, start_with_session)
+        except BaseException:
+            cleanup.close()
+            raise
+        return _ClosingBody(body, cleanup, lambda: self._after(session, saved))
+
+    def _after(self, session: Session, saved: list[SessionHeaders]) -> None:
+        if saved:
+            self.flow.collect_garbage(session)
+
+
+class _ClosingBody:
+    """The application's body, with the request's cleanup run when the server closes it."""
+
+    def __init__(
+        self, body: Iterable[bytes], cleanup: contextlib.ExitStack, after: Callable[[], None]
+    ) -> None:
+        self._body = body
+        self._cleanup = cleanup
+        self._after = after
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._cleanup.close()
+            self._after()
