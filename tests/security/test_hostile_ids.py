@@ -1,0 +1,127 @@
+"""Hostile session ids and stored payloads against the session manager and the built-in drivers."""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import secrets
+import string
+from pathlib import Path
+
+import pytest
+
+from satchel import SessionConfig, SessionManager
+from satchel.drivers import ArraySessionHandler
+from satchel.ids import storage_key
+
+HOSTILE_IDS = [
+    "",
+    "abcdefg",
+    "a" * 10_240,
+    "..",
+    "../x",
+    "..\\x",
+    "%2e%2e%2f",
+    "a" * 39 + "\x00",
+    "a" * 19 + "\r\n" + "a" * 19,
+    "a" * 39 + ";",
+    "a" * 39 + " ",
+    "é" * 40,
+    "a" * 41,
+    "../../../../etc/passwd" + "a" * 18,
+]
+
+
+class RecordingArray(ArraySessionHandler):
+    """The array driver, noting every key the manager hands it."""
+
+    def __init__(self, lifetime_seconds: int) -> None:
+        super().__init__(lifetime_seconds)
+        self.keys: list[str] = []
+
+    def read(self, session_id: str) -> str:
+        self.keys.append(session_id)
+        return super().read(session_id)
+
+    def write(self, session_id: str, data: str) -> bool:
+        self.keys.append(session_id)
+        return super().write(session_id, data)
+
+
+def recording_manager() -> tuple[SessionManager, RecordingArray]:
+    handler = RecordingArray(7200)
+    manager = SessionManager(SessionConfig(driver="recording"))
+    manager.extend("recording", lambda config: handler)
+    return manager, handler
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
+def test_a_hostile_id_gives_a_fresh_session_and_never_reaches_the_driver(hostile: str) -> None:
+    manager, handler = recording_manager()
+    session = manager.start(hostile)
+    assert handler.keys == []  # not even a read
+    session.put("probe", 1)
+    session.save()
+    assert session.id != hostile
+    assert not hostile or hostile not in session.cookie_value()
+    assert handler.keys == [storage_key(session.id)]
+    assert storage_key(session.id) != hostile
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
+def test_a_hostile_id_never_makes_a_file_outside_the_folder(tmp_path: Path, hostile: str) -> None:
+    folder = tmp_path / "sessions"
+    manager = SessionManager(SessionConfig(driver="file", files=str(folder)))
+    session = manager.start(hostile)
+    session.put("probe", 1)
+    session.save()
+    names = [path.name for path in folder.iterdir()]
+    assert names == [storage_key(session.id)]
+    assert [path.name for path in tmp_path.iterdir()] == ["sessions"]
+
+
+def test_ten_thousand_unknown_ids_create_no_records() -> None:
+    manager, handler = recording_manager()
+    alphabet = string.ascii_letters + string.digits
+    for _ in range(10_000):
+        unknown = "".join(secrets.choice(alphabet) for _ in range(40))
+        session = manager.lazy(unknown)
+        session.get("anything")  # the application looks, but stores nothing
+        session.save()
+    assert handler._entries == {}
+
+
+class Exploit:
+    """A pickle that would create a file if anything ever unpickled it."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.sentinel), "pwned"))  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("encoding", ["raw", "base64", "json-string"])
+def test_a_pickle_payload_in_the_store_runs_no_code(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, encoding: str
+) -> None:
+    sentinel = tmp_path / "sentinel"
+    blob = pickle.dumps(Exploit(sentinel))
+    text = {
+        "raw": blob.decode("latin-1"),
+        "base64": base64.b64encode(blob).decode(),
+        "json-string": '{"v":1,"data":{"x":{"__t":"bytes","v":"'
+        + base64.b64encode(blob).decode()
+        + '"}}}',
+    }[encoding]
+    folder = tmp_path / "sessions"
+    manager = SessionManager(SessionConfig(driver="file", files=str(folder)))
+    session = manager.start(None)
+    session.put("a", 1)
+    session.save()
+    (folder / storage_key(session.id)).write_text(text, encoding="utf-8")
+    reloaded = manager.start(session.id)
+    assert reloaded.all() == {}
+    assert not sentinel.exists()
+    assert "corrupt" in caplog.text
+    assert session.id not in caplog.text
