@@ -130,13 +130,16 @@ def decode_value(data: Any) -> Any:
     if tag is None:
         return {key: decode_value(item) for key, item in data.items()}
     raw = data.get("v")
+    decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
+    if decoder is None:
+        raise PayloadError(f"unknown type tag {tag!r}")
     try:
-        return _DECODERS[tag](raw, data)
-    except KeyError:
-        raise PayloadError(f"unknown type tag {tag!r}") from None
+        return decoder(raw, data)
     except PayloadError:
         raise
-    except (TypeError, ValueError, OverflowError, decimal.InvalidOperation) as exc:
+    except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
+        # LookupError: a short timedelta list; AttributeError: UUID of a non-string;
+        # ArithmeticError: overflow, a bad Decimal
         raise PayloadError(f"bad {tag!r} value: {exc}") from exc
 
 
@@ -256,7 +259,13 @@ def dumps(envelope: Envelope, encoded_values: Mapping[str, Any] | None = None) -
         document["meta"]["permanent"] = envelope.permanent
     if envelope.client_id is not None:
         document["meta"]["id"] = envelope.client_id
-    return json.dumps(document, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    text = json.dumps(document, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escape it, so every driver can store it
+            text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+    return text
 
 
 def loads(text: str) -> Envelope:
@@ -293,7 +302,14 @@ def loads(text: str) -> Envelope:
         )
     except PayloadError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+    except (
+        LookupError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        ArithmeticError,  # float() of an integer too large for a float
+        RecursionError,
+    ) as exc:
         raise PayloadError(f"malformed payload: {exc}") from exc
     if not (math.isfinite(envelope.created) and math.isfinite(envelope.last_activity)):
         raise PayloadError("timestamps must be finite")

@@ -1,0 +1,346 @@
+"""The payload: what is put comes back equal (and of the same type), and decoding never runs code."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import json
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from satchel import SessionManager
+from satchel.payload import (
+    FORMAT_VERSION,
+    Envelope,
+    PayloadError,
+    decode_value,
+    dumps,
+    encode_value,
+    loads,
+)
+from satchel.store import Session
+
+NextRequest = Callable[[SessionManager, Session], Session]
+PARIS = ZoneInfo("Europe/Paris")
+UTC = dt.timezone.utc
+
+
+def assert_same(expected: Any, actual: Any, path: str = "value") -> None:
+    """Equality that also checks types, time zones, float signs and NaNs, all the way down."""
+    assert type(actual) is type(expected), f"{path}: {type(actual)} is not {type(expected)}"
+    if isinstance(expected, float):
+        if math.isnan(expected):
+            assert math.isnan(actual), path
+        else:
+            assert actual == expected, path
+            assert math.copysign(1, actual) == math.copysign(1, expected), f"{path}: sign"
+    elif isinstance(expected, decimal.Decimal):
+        assert str(actual) == str(expected), path
+    elif isinstance(expected, dt.datetime):
+        assert actual.replace(tzinfo=None) == expected.replace(tzinfo=None), f"{path}: wall"
+        assert actual.utcoffset() == expected.utcoffset(), f"{path}: offset"
+        key = getattr(expected.tzinfo, "key", None)
+        if key is not None:
+            assert getattr(actual.tzinfo, "key", None) == key, f"{path}: zone"
+        if expected.tzinfo is not None:
+            assert actual.astimezone(UTC) == expected.astimezone(UTC), f"{path}: instant"
+    elif isinstance(expected, dt.time):
+        assert actual == expected, path
+        assert actual.utcoffset() == expected.utcoffset(), f"{path}: offset"
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), path
+        for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
+            assert_same(left, right, f"{path}[{index}]")
+    elif isinstance(expected, dict):
+        assert list(actual) == list(expected), f"{path}: keys"
+        for key_expected, key_actual in zip(expected, actual, strict=True):
+            assert_same(key_expected, key_actual, f"{path} key {key_expected!r}")
+            assert_same(expected[key_expected], actual[key_actual], f"{path}[{key_expected!r}]")
+    elif isinstance(expected, (set, frozenset)):
+        assert actual == expected, path
+        by_value = {item: item for item in actual}
+        for item in expected:
+            assert_same(item, by_value[item], f"{path} item {item!r}")
+    else:
+        assert actual == expected, path
+
+
+ROUND_TRIP_VALUES = {
+    "naive-datetime": dt.datetime(2024, 2, 29, 13, 45, 7, 123456),
+    "utc-datetime": dt.datetime(2024, 2, 29, 13, 45, 7, tzinfo=UTC),
+    "zoneinfo-utc": dt.datetime(2024, 1, 1, tzinfo=ZoneInfo("UTC")),
+    "paris-summer": dt.datetime(2024, 7, 14, 22, 0, tzinfo=PARIS),
+    "paris-winter": dt.datetime(2024, 12, 24, 23, 59, 59, 999999, tzinfo=PARIS),
+    "paris-ambiguous-first": dt.datetime(2024, 10, 27, 2, 30, tzinfo=PARIS),
+    "paris-ambiguous-second": dt.datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=PARIS),
+    "fixed-offset": dt.datetime(
+        2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=-3, minutes=-30))
+    ),
+    "date": dt.date(1999, 12, 31),
+    "time": dt.time(23, 59, 59, 1),
+    "time-utc": dt.time(8, 0, tzinfo=UTC),
+    "timedelta": dt.timedelta(days=-3, seconds=5, microseconds=7),
+    "timedelta-big": dt.timedelta(days=999_999_999),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "uuid4": uuid.uuid4(),
+    "decimal": decimal.Decimal("12.50"),
+    "decimal-exp": decimal.Decimal("-1.2E+30"),
+    "decimal-nan": decimal.Decimal("NaN"),
+    "decimal-inf": decimal.Decimal("-Infinity"),
+    "bytes": bytes(range(256)),
+    "empty-bytes": b"",
+    "tuple": (1, "a", (2, 3), [4]),
+    "empty-tuple": (),
+    "set": {1, "a", (1, 2), frozenset({3})},
+    "empty-set": set(),
+    "frozenset": frozenset({"x", 1.5, b"y"}),
+    "int-64-max": 2**63 - 1,
+    "int-64-min": -(2**63),
+    "int-beyond-64": 2**64 + 1,
+    "int-negative-huge": -(10**100),
+    "nested": {"a": [1, {"b": (2, {3}), "c": {"d": [dt.date(2020, 1, 1)]}}], "e": None},
+    "non-string-keys": {1: "one", (1, 2): "pair", None: "none", 2.5: "float", False: "bool"},
+    "mixed-keys": {"a": 1, 2: "b", dt.date(2020, 1, 1): "date", uuid.UUID(int=5): "uuid"},
+    "tag-lookalike": {"__t": "int", "v": "5"},
+    "nested-tag-lookalike": [{"__t": "bytes", "v": "not base64 !"}],
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "-inf": float("-inf"),
+    "negative-zero": -0.0,
+    "float": 0.1,
+    "bool-not-int": [True, False, 1, 0],
+    "non-ascii": "héllo wörld — 日本語 🎉 \u0000 \u2028",
+    "empty-string": "",
+    "lone-surrogates": "a\ud800b\udfffc",  # a str that is not valid UTF-8 still round-trips
+    "list-of-floats": [1.0, 2.5, float("inf")],
+}
+
+
+@pytest.mark.parametrize("value", list(ROUND_TRIP_VALUES.values()), ids=list(ROUND_TRIP_VALUES))
+def test_round_trip_through_a_request(
+    manager: SessionManager, next_request: NextRequest, value: Any
+) -> None:
+    session = manager.start(None)
+    session.put("value", value)
+    session.put("nested.value", [value])
+    session = next_request(manager, session)
+    assert_same(value, session.get("value"))
+    assert_same([value], session.get("nested.value"))
+    # And once more, unchanged: an unchanged value must not look changed.
+    assert not session.modified
+    session = next_request(manager, session)
+    assert_same(value, session.get("value"))
+
+
+@pytest.mark.parametrize("value", list(ROUND_TRIP_VALUES.values()), ids=list(ROUND_TRIP_VALUES))
+def test_round_trip_through_the_file_driver(
+    file_manager: SessionManager, next_request: NextRequest, value: Any
+) -> None:
+    session = file_manager.start(None)
+    session.put("value", value)
+    session = next_request(file_manager, session)
+    assert_same(value, session.get("value"))
+
+
+def test_whole_session_round_trip_equals(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    session = manager.start(None)
+    session.put(dict(ROUND_TRIP_VALUES.items()))
+    session = next_request(manager, session)
+    for name, value in ROUND_TRIP_VALUES.items():
+        assert_same(value, session.get(name), name)
+
+
+def test_unchanged_set_is_not_seen_as_changed(manager: SessionManager) -> None:
+    session = manager.start(None)
+    session.put("s", {"b", "a", 3, (1, 2), b"x"})
+    session.save()
+    again = manager.start(session.id)
+    again.get("s")
+    assert not again.modified
+
+
+def test_encoding_is_plain_json() -> None:
+    for name, value in ROUND_TRIP_VALUES.items():
+        encoded = encode_value(value, name)
+        text = json.dumps(encoded, allow_nan=False)  # no NaN/Infinity literals, nothing exotic
+        assert_same(value, decode_value(json.loads(text)), name)
+
+
+def test_dumps_loads_envelope() -> None:
+    envelope = Envelope(
+        values={"a": {1, 2}, "b": dt.date(2020, 1, 1)},
+        created=1.5,
+        last_activity=2.5,
+        flash_new=["a"],
+        flash_old=["b"],
+        token="t" * 40,
+        permanent=False,
+    )
+    text = dumps(envelope)
+    document = json.loads(text)
+    assert document["v"] == FORMAT_VERSION
+    loaded = loads(text)
+    assert loaded == envelope
+
+
+def test_decode_value_never_builds_other_types() -> None:
+    for tag in ("pickle", "object_", "type", "eval", "__reduce__", "module"):
+        with pytest.raises(PayloadError):
+            decode_value({"__t": tag, "v": "os.system"})
+
+
+# -- properties ----------------------------------------------------------------------------
+
+zones = st.sampled_from(
+    [None, UTC, PARIS, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata"), ZoneInfo("UTC")]
+)
+datetimes = st.datetimes(
+    min_value=dt.datetime(1900, 1, 1),
+    max_value=dt.datetime(2200, 1, 1),
+    timezones=zones,
+    allow_imaginary=False,
+)
+hashable_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=10)
+    | st.binary(max_size=10)
+    | st.dates()
+    | st.times(timezones=st.sampled_from([None, UTC]))
+    | st.timedeltas()
+    | st.uuids()
+    | st.decimals(allow_nan=False)
+    | datetimes
+)
+hashables = st.recursive(
+    hashable_leaves,
+    lambda children: (
+        st.lists(children, max_size=3).map(tuple) | st.frozensets(children, max_size=3)
+    ),
+    max_leaves=6,
+)
+leaves = hashable_leaves | st.floats() | st.decimals()
+values = st.recursive(
+    leaves,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=4).map(tuple)
+        | st.sets(hashables, max_size=4)
+        | st.frozensets(hashables, max_size=4)
+        | st.dictionaries(st.text(max_size=6), children, max_size=4)
+        | st.dictionaries(hashables, children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values)
+def test_encode_decode_round_trip(value: Any) -> None:
+    encoded = encode_value(value, "k")
+    text = json.dumps(encoded, allow_nan=False, ensure_ascii=False)
+    assert_same(value, decode_value(json.loads(text)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(), st.binary()))
+def test_loads_random_input_only_raises_payload_error(text: Any) -> None:
+    try:
+        result = loads(text)
+    except PayloadError:
+        return
+    assert isinstance(result, Envelope)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["__t", "v", "int", "float", "dict", "tuple", "set", "frozenset"])
+    | st.sampled_from(["datetime", "date", "time", "timedelta", "uuid", "decimal", "bytes"])
+    | st.sampled_from(["object", "tz", "Europe/Paris", "../../etc/passwd", "2020-01-01", "AA=="]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["__t", "v", "tz", "new", "old", "a"]) | st.text(max_size=4),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=15,
+)
+tagged = st.builds(
+    lambda tag, raw, extra: {"__t": tag, "v": raw, **extra},
+    st.sampled_from(
+        [
+            "int",
+            "float",
+            "dict",
+            "tuple",
+            "set",
+            "frozenset",
+            "datetime",
+            "date",
+            "time",
+            "timedelta",
+            "uuid",
+            "decimal",
+            "bytes",
+            "object",
+            "nope",
+        ]
+    ),
+    json_values,
+    st.dictionaries(st.just("tz"), json_values, max_size=1),
+)
+meta_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "created": json_values,
+        "last_activity": json_values,
+        "flash": json_values,
+        "token": json_values,
+        "permanent": json_values,
+        "id": json_values,
+    },
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.dictionaries(st.text(max_size=4), tagged | json_values, max_size=3) | json_values,
+    meta=meta_values | json_values,
+    version=st.sampled_from([1, 1, 1, 2, "1", None, True]),
+)
+def test_loads_structured_garbage_only_raises_payload_error(
+    data: Any, meta: Any, version: Any
+) -> None:
+    document = json.dumps({"v": version, "data": data, "meta": meta})
+    try:
+        result = loads(document)
+    except PayloadError:
+        return
+    assert isinstance(result, Envelope)
+    assert math.isfinite(result.created)
+    assert math.isfinite(result.last_activity)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tagged | json_values)
+def test_decode_value_only_raises_payload_error(data: Any) -> None:
+    with contextlib.suppress(PayloadError):
+        decode_value(data)
