@@ -1,0 +1,295 @@
+"""``MongoSessionHandler``: the seed's MongoDB stub, made real (and its async twin).
+
+One document per session::
+
+    {"_id": <SHA-256 hex of the cookie id>, "payload": <str>,
+     "last_activity": <date>, "expires_at": <date>}
+
+A TTL index on ``expires_at`` lets MongoDB delete expired sessions by itself.
+Its monitor runs only every 60 seconds, so reads check ``expires_at`` too, and
+the index fires ``ttl_grace_seconds`` late: expiry is decided by the
+application's clock, and a database server whose clock runs ahead must never
+end a session early.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.collection import Collection
+from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
+
+from satchel import AsyncSessionHandler, ConfigError, SessionBackendError, SessionConfig
+from satchel import SessionHandler as _SessionHandler
+
+DRIVER_NAME = "mongo"
+TTL_INDEX_NAME = "satchel_expires_at_ttl"
+Document = dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class MongoOptions:
+    """Settings of the ``mongo`` driver (``SessionConfig.options``).
+
+    Attributes:
+        database: The database that holds the sessions collection.
+        collection: The collection of session documents.
+        timeout: Seconds to wait for a server (selection, connection, each
+            operation) before the store counts as down.
+        ttl_grace_seconds: How long after ``expires_at`` the TTL index deletes
+            a document (reads ignore it from ``expires_at`` on).
+    """
+
+    database: str = "satchel"
+    collection: str = "sessions"
+    timeout: float = 5.0
+    ttl_grace_seconds: int = 60
+
+
+def mongo_settings(config: SessionConfig) -> tuple[str, MongoOptions, dict[str, Any]]:
+    """The URL, the options and the client keyword arguments for ``config``."""
+    if not config.connection:
+        raise ConfigError("connection", "the mongo driver needs a mongodb:// URL")
+    options = config.structure_options(MongoOptions, driver=DRIVER_NAME)
+    if not options.timeout > 0:
+        raise ConfigError("options.timeout", f"must be greater than 0, got {options.timeout!r}")
+    if options.ttl_grace_seconds < 0:
+        raise ConfigError(
+            "options.ttl_grace_seconds", f"must not be negative, got {options.ttl_grace_seconds!r}"
+        )
+    milliseconds = int(options.timeout * 1000)
+    client_arguments = {
+        "serverSelectionTimeoutMS": milliseconds,
+        "connectTimeoutMS": milliseconds,
+        "socketTimeoutMS": milliseconds,
+        "tz_aware": True,
+        "appname": "satchel",
+    }
+    return config.connection, options, client_arguments
+
+
+def display_address(url: str) -> str:
+    """The URL's scheme and hosts, without user, password or options."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+class _Documents:
+    """What both handlers share: the clock, the queries and the error wrapping."""
+
+    def __init__(
+        self, lifetime_seconds: int, address: str, clock: Callable[[], float], ttl_grace: int
+    ) -> None:
+        self.lifetime_seconds = lifetime_seconds
+        self.ttl_grace = ttl_grace
+        self.address = address
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
+
+    def live(self, session_id: str) -> Document:
+        """The query for a session that has not expired yet."""
+        return {"_id": session_id, "expires_at": {"$gt": self.now()}}
+
+    def stamp(self, **fields: Any) -> Document:
+        """A ``$set`` of ``fields`` with fresh ``last_activity`` and ``expires_at``."""
+        now = self.now()
+        expires_at = now + timedelta(seconds=self.lifetime_seconds)
+        return {"$set": {**fields, "last_activity": now, "expires_at": expires_at}}
+
+    def idle_since(self, lifetime: int) -> Document:
+        return {"last_activity": {"$lt": self.now() - timedelta(seconds=lifetime)}}
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        try:
+            yield
+        except PyMongoError as exc:
+            text = str(exc).splitlines()[0][:300] if str(exc) else ""
+            message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            raise SessionBackendError(DRIVER_NAME, self.address, message) from exc
+
+
+class MongoSessionHandler(_SessionHandler):
+    """Sessions as MongoDB documents, through pymongo's ``MongoClient``."""
+
+    def __init__(
+        self,
+        collection: Collection[Document],
+        *,
+        lifetime_seconds: int,
+        address: str = "mongodb",
+        client: MongoClient[Document] | None = None,
+        clock: Callable[[], float] = time.time,
+        ttl_grace_seconds: int = 60,
+    ) -> None:
+        self.collection = collection
+        self.client = client
+        self.documents = _Documents(lifetime_seconds, address, clock, ttl_grace_seconds)
+        self._indexed = False
+
+    @classmethod
+    def from_config(
+        cls, config: SessionConfig, *, client: MongoClient[Document] | None = None
+    ) -> MongoSessionHandler:
+        """The handler for ``config``; ``client`` replaces the one built from the URL."""
+        url, options, client_arguments = mongo_settings(config)
+        if client is None:
+            try:
+                client = MongoClient(url, **client_arguments)
+            except ConfigurationError as exc:
+                raise ConfigError("connection", f"not a usable MongoDB URL: {exc}") from None
+        collection = client[options.database][options.collection]
+        return cls(
+            collection,
+            lifetime_seconds=config.lifetime_seconds,
+            address=display_address(url),
+            client=client,
+            ttl_grace_seconds=options.ttl_grace_seconds,
+        )
+
+    def _ready(self) -> Collection[Document]:
+        # Created on first use rather than in the factory, so building a
+        # handler never needs the server; create_index is idempotent.
+        if not self._indexed:
+            self.collection.create_index(
+                "expires_at", expireAfterSeconds=self.documents.ttl_grace, name=TTL_INDEX_NAME
+            )
+            self._indexed = True
+        return self.collection
+
+    def close(self) -> bool:
+        if self.client is not None:
+            self.client.close()
+        return True
+
+    def read(self, session_id: str) -> str:
+        with self.documents.errors():
+            found = self._ready().find_one(self.documents.live(session_id), {"payload": 1})
+        return str(found["payload"]) if found else ""
+
+    def write(self, session_id: str, data: str) -> bool:
+        update = self.documents.stamp(payload=data)
+        with self.documents.errors():
+            try:
+                self._ready().update_one({"_id": session_id}, update, upsert=True)
+            except DuplicateKeyError:
+                # Two first writes raced to insert; the loser updates the winner's document.
+                self._ready().update_one({"_id": session_id}, update, upsert=True)
+        return True
+
+    def touch(self, session_id: str) -> bool:
+        with self.documents.errors():
+            result = self._ready().update_one(
+                self.documents.live(session_id), self.documents.stamp()
+            )
+        return result.matched_count > 0
+
+    def destroy(self, session_id: str) -> bool:
+        with self.documents.errors():
+            self._ready().delete_one({"_id": session_id})
+        return True
+
+    def gc(self, lifetime: int) -> int:
+        # The TTL index does this continuously; gc catches what its monitor has not reached.
+        with self.documents.errors():
+            return self._ready().delete_many(self.documents.idle_since(lifetime)).deleted_count
+
+
+class AsyncMongoSessionHandler(AsyncSessionHandler):
+    """The async twin, on pymongo's ``AsyncMongoClient``."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        lifetime_seconds: int,
+        address: str = "mongodb",
+        client: AsyncMongoClient[Document] | None = None,
+        clock: Callable[[], float] = time.time,
+        ttl_grace_seconds: int = 60,
+    ) -> None:
+        self.collection = collection
+        self.client = client
+        self.documents = _Documents(lifetime_seconds, address, clock, ttl_grace_seconds)
+        self._indexed = False
+
+    @classmethod
+    def from_config(
+        cls, config: SessionConfig, *, client: AsyncMongoClient[Document] | None = None
+    ) -> AsyncMongoSessionHandler:
+        """The handler for ``config``; ``client`` replaces the one built from the URL."""
+        url, options, client_arguments = mongo_settings(config)
+        if client is None:
+            try:
+                client = AsyncMongoClient(url, **client_arguments)
+            except ConfigurationError as exc:
+                raise ConfigError("connection", f"not a usable MongoDB URL: {exc}") from None
+        collection = client[options.database][options.collection]
+        return cls(
+            collection,
+            lifetime_seconds=config.lifetime_seconds,
+            address=display_address(url),
+            client=client,
+            ttl_grace_seconds=options.ttl_grace_seconds,
+        )
+
+    async def _ready(self) -> AsyncCollection[Document]:
+        if not self._indexed:
+            await self.collection.create_index(
+                "expires_at", expireAfterSeconds=self.documents.ttl_grace, name=TTL_INDEX_NAME
+            )
+            self._indexed = True
+        return self.collection
+
+    async def close(self) -> bool:
+        if self.client is not None:
+            await self.client.close()
+        return True
+
+    async def read(self, session_id: str) -> str:
+        with self.documents.errors():
+            collection = await self._ready()
+            found: Mapping[str, Any] | None = await collection.find_one(
+                self.documents.live(session_id), {"payload": 1}
+            )
+        return str(found["payload"]) if found else ""
+
+    async def write(self, session_id: str, data: str) -> bool:
+        update = self.documents.stamp(payload=data)
+        with self.documents.errors():
+            collection = await self._ready()
+            try:
+                await collection.update_one({"_id": session_id}, update, upsert=True)
+            except DuplicateKeyError:
+                await collection.update_one({"_id": session_id}, update, upsert=True)
+        return True
+
+    async def touch(self, session_id: str) -> bool:
+        with self.documents.errors():
+            collection = await self._ready()
+            result = await collection.update_one(
+                self.documents.live(session_id), self.documents.stamp()
+            )
+        return result.matched_count > 0
+
+    async def destroy(self, session_id: str) -> bool:
+        with self.documents.errors():
+            collection = await self._ready()
+            await collection.delete_one({"_id": session_id})
+        return True
+
+    async def gc(self, lifetime: int) -> int:
+        with self.documents.errors():
+            collection = await self._ready()
+            result = await collection.delete_many(self.documents.idle_since(lifetime))
+        return result.deleted_count
