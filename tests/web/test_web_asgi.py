@@ -1,0 +1,244 @@
+"""What only the ASGI middleware does: async I/O, eager load, skip_paths, streaming, websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from conftest import (
+    SECRET,
+    AsyncSpyHandler,
+    FakeClock,
+    ManagerFactory,
+    RefusingSyncHandler,
+    SpyHandler,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+
+import satchel
+from satchel import SessionConfig, SessionManager
+from satchel.asgi import SessionMiddleware
+
+
+def cookie_of(response: httpx.Response, name: str = "satchel_session") -> str:
+    header = next(
+        value for value in response.headers.get_list("set-cookie") if value.startswith(name + "=")
+    )
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+def counter_app(manager: SessionManager, **options: Any) -> SessionMiddleware:
+    async def count(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(request.session.increment("count")))
+
+    async def untouched(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("has session" if "session" in request.scope else "no session")
+
+    routes = [Route("/count", count), Route("/static/{path:path}", untouched)]
+    routes.append(Route("/statics", untouched))
+    return SessionMiddleware(Starlette(routes=routes), manager, **options)
+
+
+def test_an_async_driver_is_awaited_and_its_sync_side_never_called(clock: FakeClock) -> None:
+    twin = AsyncSpyHandler()
+    manager = SessionManager(SessionConfig(driver="aspy", lottery=(1, 1)), clock=clock)
+    manager.extend("aspy", lambda _config: RefusingSyncHandler(), lambda _config: twin)
+    client = TestClient(counter_app(manager))
+    first = client.get("/count")
+    second = client.get("/count", headers={"Cookie": f"satchel_session={cookie_of(first)}"})
+    assert second.text == "2"
+    assert twin.calls == ["write", "gc", "read", "write", "gc"]
+
+
+def test_a_sync_driver_runs_off_the_event_loop(
+    make_manager: ManagerFactory, spy: SpyHandler
+) -> None:
+    loop_threads: list[int] = []
+
+    async def count(request: Request) -> PlainTextResponse:
+        loop_threads.append(threading.get_ident())  # an async endpoint runs on the loop
+        return PlainTextResponse(str(request.session.increment("count")))
+
+    app = SessionMiddleware(Starlette(routes=[Route("/count", count)]), make_manager())
+    # One portal thread runs the loop for the whole test, so no thread id is reused.
+    with TestClient(app) as client:
+        first = client.get("/count")
+        client.cookies.clear()
+        client.get("/count", headers={"Cookie": f"satchel_session={cookie_of(first)}"})
+    assert spy.methods() == ["write", "read", "write"]
+    assert all(call.thread not in loop_threads for call in spy.calls)
+
+
+def test_the_session_is_read_before_the_handler_only_with_a_cookie(
+    make_manager: ManagerFactory, spy: SpyHandler
+) -> None:
+    client = TestClient(counter_app(make_manager()))
+    first = client.get("/count")
+    assert spy.methods() == ["write"]  # no cookie: nothing read
+    client.cookies.clear()
+    spy.calls.clear()
+    client.get("/count", headers={"Cookie": f"satchel_session={cookie_of(first)}"})
+    assert spy.methods() == ["read", "write"]
+
+
+def test_skip_paths_never_load_a_session(make_manager: ManagerFactory, spy: SpyHandler) -> None:
+    client = TestClient(counter_app(make_manager(), skip_paths=["/static/"]))
+    cookie = cookie_of(client.get("/count"))
+    client.cookies.clear()
+    spy.calls.clear()
+    reply = client.get("/static/app.css", headers={"Cookie": f"satchel_session={cookie}"})
+    assert reply.text == "no session"
+    assert "set-cookie" not in reply.headers
+    assert spy.calls == []
+    # A prefix matches whole segments only.
+    reply = client.get("/statics", headers={"Cookie": f"satchel_session={cookie}"})
+    assert reply.text == "has session"
+    assert spy.methods() == ["read"]
+
+
+def test_streaming_response_gets_the_cookie_in_its_first_message(
+    make_manager: ManagerFactory, spy: SpyHandler
+) -> None:
+    manager = make_manager()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"].put("cart", ["apple"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for chunk in (b"one", b"two"):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[dict[str, Any]] = []
+    writes_at_start: list[int] = []
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            writes_at_start.append(spy.methods().count("write"))
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "scheme": "http"}
+    asyncio.run(SessionMiddleware(app, manager)(scope, receive, send))
+    assert [message["type"] for message in sent] == ["http.response.start"] + [
+        "http.response.body"
+    ] * 3
+    headers = dict(sent[0]["headers"])
+    assert headers[b"set-cookie"].startswith(b"satchel_session=")
+    assert headers[b"vary"] == b"Cookie"
+    assert headers[b"cache-control"] == b"private"
+    assert writes_at_start == [1]  # saved before the first byte of the body went out
+
+
+def test_existing_cache_control_and_vary_are_merged(make_manager: ManagerFactory) -> None:
+    async def page(request: Request) -> PlainTextResponse:
+        request.session.put("seen", True)
+        return PlainTextResponse(
+            "ok", headers={"Cache-Control": "public, max-age=60", "Vary": "Accept-Encoding"}
+        )
+
+    client = TestClient(SessionMiddleware(Starlette(routes=[Route("/", page)]), make_manager()))
+    reply = client.get("/")
+    assert reply.headers.get_list("cache-control") == ["private, max-age=60"]
+    assert reply.headers.get_list("vary") == ["Accept-Encoding, Cookie"]
+
+
+def test_the_helper_reaches_tasks_and_threadpool_endpoints(make_manager: ManagerFactory) -> None:
+    async def in_task(request: Request) -> PlainTextResponse:
+        request.session.put("name", "Ada")
+
+        async def read_later() -> str:
+            await asyncio.sleep(0)
+            return str(satchel.session.get("name"))
+
+        return PlainTextResponse(await asyncio.create_task(read_later()))
+
+    def in_thread(request: Request) -> PlainTextResponse:  # Starlette runs it in a worker thread
+        return PlainTextResponse(str(satchel.session.get("name")))
+
+    app = Starlette(routes=[Route("/task", in_task), Route("/thread", in_thread)])
+    client = TestClient(SessionMiddleware(app, make_manager()))
+    first = client.get("/task")
+    assert first.text == "Ada"
+    cookie = cookie_of(first)
+    client.cookies.clear()
+    assert client.get("/thread", headers={"Cookie": f"satchel_session={cookie}"}).text == "Ada"
+
+
+def test_the_helper_outside_a_request_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="outside a request"):
+        satchel.session.get("anything")
+
+
+def test_concurrent_requests_never_share_a_session(make_manager: ManagerFactory) -> None:
+    async def echo(request: Request) -> PlainTextResponse:
+        request.session.put("who", request.query_params["who"])
+        await asyncio.sleep(0.01)  # interleave with the other requests
+        return PlainTextResponse(str(satchel.session.get("who")))
+
+    app = SessionMiddleware(Starlette(routes=[Route("/", echo)]), make_manager())
+
+    async def main() -> list[tuple[str, str, str]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            replies = await asyncio.gather(
+                *(client.get("/", params={"who": str(n)}) for n in range(25))
+            )
+        return [(str(n), reply.text, cookie_of(reply)) for n, reply in enumerate(replies)]
+
+    results = asyncio.run(main())
+    assert all(sent == echoed for sent, echoed, _ in results)
+    assert len({cookie for _, _, cookie in results}) == 25
+
+
+def test_a_websocket_reads_the_session(make_manager: ManagerFactory) -> None:
+    async def set_name(request: Request) -> PlainTextResponse:
+        request.session.put("name", "Ada")
+        return PlainTextResponse("ok")
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(str(websocket.session.get("name")))
+        await websocket.close()
+
+    app = Starlette(routes=[Route("/", set_name), WebSocketRoute("/ws", socket)])
+    client = TestClient(SessionMiddleware(app, make_manager()))
+    cookie = cookie_of(client.get("/"))
+    with client.websocket_connect("/ws", headers={"Cookie": f"satchel_session={cookie}"}) as ws:
+        assert ws.receive_text() == "Ada"
+
+
+def test_lifespan_passes_through(make_manager: ManagerFactory) -> None:
+    started: list[bool] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        started.append(True)
+        yield
+
+    app = Starlette(routes=[], lifespan=lifespan)
+    with TestClient(SessionMiddleware(app, make_manager())):
+        pass
+    assert started == [True]
+
+
+def test_the_cookie_driver_through_asgi_round_trips(clock: FakeClock) -> None:
+    manager = SessionManager(SessionConfig(driver="cookie", secret_key=SECRET), clock=clock)
+    client = TestClient(counter_app(manager))
+    first = client.get("/count")
+    value = cookie_of(first)
+    client.cookies.clear()
+    second = client.get("/count", headers={"Cookie": f"satchel_session={value}"})
+    assert second.text == "2"
+    assert cookie_of(second) != value  # re-sealed with the new count
