@@ -191,6 +191,25 @@ def test_push_into_dotted_list(manager: SessionManager, next_request: NextReques
     assert session.get("fresh.list") == [1]
 
 
+@pytest.mark.parametrize("value", ["core", 3, True, {"a": 1}])
+def test_push_onto_a_non_list_raises_and_keeps_the_value(
+    manager: SessionManager, value: Any
+) -> None:
+    # Laravel errors on `$array[] = ...` for a scalar; silently replacing it would lose data.
+    session = manager.start(None)
+    session.put("teams", value)
+    with pytest.raises(TypeError, match="'teams'"):
+        session.push("teams", "docs")
+    assert session.get("teams") == value
+
+
+def test_push_onto_none_starts_a_list(manager: SessionManager) -> None:
+    session = manager.start(None)
+    session.put("teams", None)
+    session.push("teams", "docs")
+    assert session.get("teams") == ["docs"]
+
+
 def test_pull(manager: SessionManager, next_request: NextRequest) -> None:
     session = manager.start(None)
     session.put({"k": "v", "user.name": "ada", "user.id": 7, "none": None})

@@ -226,6 +226,26 @@ def test_regenerate_does_not_reset_the_absolute_limit(
     assert manager.start(session.id).all() == {}
 
 
+def test_invalidate_starts_a_new_absolute_lifetime(
+    make_recording_manager: MakeManager, clock: Any
+) -> None:
+    # After invalidate() (a logout, say) the session is a new one under a new id:
+    # its absolute limit counts from then, not from the old session's creation.
+    manager = make_recording_manager(absolute_lifetime=1)
+    session = manager.start(None)
+    session.put("user", "ada")
+    session.save()
+    clock.advance(50)
+    session = manager.start(session.id)
+    session.invalidate()
+    session.put("user", "bob")
+    session.save()
+    clock.advance(50)  # 100 s since the first session began, 50 s since the new one did
+    assert manager.start(session.id).get("user") == "bob"
+    clock.advance(11)
+    assert manager.start(session.id).all() == {}
+
+
 def test_array_driver_session_expires_by_core(manager: SessionManager, clock: Any) -> None:
     session = manager.start(None)
     session.put("k", 1)

@@ -471,9 +471,14 @@ class Session(MutableMapping[str, Any]):
             _assign(values, name, item)
 
     def push(self, key: str, value: Any) -> None:
-        """Append ``value`` to the list at ``key`` (created when missing)."""
+        """Append ``value`` to the list at ``key`` (created when missing or None).
+
+        A value that is not a list is a ``TypeError`` (as Laravel errors), never replaced.
+        """
         current = self.get(key, None)
-        items = list(current) if isinstance(current, (list, tuple)) else []
+        if current is not None and not isinstance(current, (list, tuple)):
+            raise TypeError(f"session value {key!r} is not a list")
+        items = list(current) if current is not None else []
         items.append(value)
         self.put(key, items)
 
@@ -570,9 +575,13 @@ class Session(MutableMapping[str, Any]):
         self._force_write = True
 
     def invalidate(self) -> None:
-        """Remove all data and give the session a new id (the old record is removed at save)."""
+        """Remove all data and give the session a new id (the old record is removed at save).
+
+        It is a new session: the absolute lifetime counts again from now.
+        """
         self.flush()
         self.migrate(destroy=True)
+        self._envelope.created = self._manager.clock()
 
     def token(self) -> str:
         """The CSRF token kept in the session, made on first use."""
