@@ -1,0 +1,151 @@
+"""``satchel.crypto.Encrypter``: AES-256-GCM with a context and key rotation."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from satchel.crypto import MIN_SECRET_LENGTH, DecryptError, Encrypter
+
+KEY = "current-secret-key-0123456789abcdef"
+OLD = "old-secret-key-0123456789abcdef"
+CONTEXT = b"satchel cookie:satchel_session"
+
+
+def _raw(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def _token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+@pytest.mark.parametrize("plaintext", [b"", b"hello", bytes(range(256)) * 20])
+def test_round_trip(plaintext: bytes) -> None:
+    encrypter = Encrypter(KEY)
+    token = encrypter.encrypt(plaintext, CONTEXT)
+    assert isinstance(token, str)
+    assert token.isascii()
+    assert not set(token) & set("+/=;, \r\n")  # cookie-safe
+    assert encrypter.decrypt(token, CONTEXT) == (plaintext, False)
+    if plaintext:
+        assert plaintext not in _raw(token)
+
+
+def test_every_encryption_is_different() -> None:
+    encrypter = Encrypter(KEY)
+    tokens = {encrypter.encrypt(b"same", CONTEXT) for _ in range(20)}
+    assert len(tokens) == 20  # a fresh nonce every time
+
+
+def test_same_secret_in_another_process_decrypts() -> None:
+    token = Encrypter(KEY).encrypt(b"shared", CONTEXT)
+    assert Encrypter(KEY).decrypt(token, CONTEXT) == (b"shared", False)
+
+
+def test_every_single_bit_flip_is_refused() -> None:
+    encrypter = Encrypter(KEY)
+    raw = _raw(encrypter.encrypt(b"payload!", CONTEXT))
+    for index in range(len(raw)):
+        for bit in (0x01, 0x80):
+            flipped = bytearray(raw)
+            flipped[index] ^= bit
+            with pytest.raises(DecryptError):
+                encrypter.decrypt(_token(bytes(flipped)), CONTEXT)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=0, max_size=64), st.data())
+def test_random_bit_flips_are_refused(plaintext: bytes, data: st.DataObject) -> None:
+    encrypter = Encrypter(KEY)
+    raw = bytearray(_raw(encrypter.encrypt(plaintext, CONTEXT)))
+    index = data.draw(st.integers(0, len(raw) - 1))
+    raw[index] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(DecryptError):
+        encrypter.decrypt(_token(bytes(raw)), CONTEXT)
+
+
+def test_truncation_and_extension_are_refused() -> None:
+    encrypter = Encrypter(KEY)
+    token = encrypter.encrypt(b"payload", CONTEXT)
+    raw = _raw(token)
+    for cut in (1, 2, 5, 16, len(raw) - 1, len(raw)):
+        with pytest.raises(DecryptError):
+            encrypter.decrypt(_token(raw[:-cut]), CONTEXT)
+    with pytest.raises(DecryptError):
+        encrypter.decrypt(_token(raw + b"\x00"), CONTEXT)
+    for bad in ("", "A", token[:-1], token[: len(token) // 2], "!!!!", "@" * 64):
+        with pytest.raises(DecryptError):
+            encrypter.decrypt(bad, CONTEXT)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=100))
+def test_arbitrary_text_is_a_decrypt_error(text: str) -> None:
+    with pytest.raises(DecryptError):
+        Encrypter(KEY).decrypt(text, CONTEXT)
+
+
+def test_another_key_is_refused() -> None:
+    token = Encrypter(KEY).encrypt(b"payload", CONTEXT)
+    with pytest.raises(DecryptError):
+        Encrypter("another-secret-key-0123456789").decrypt(token, CONTEXT)
+
+
+def test_another_context_is_refused() -> None:
+    encrypter = Encrypter(KEY)
+    token = encrypter.encrypt(b"payload", CONTEXT)
+    for other in (b"", b"satchel cookie:other", CONTEXT + b"x", CONTEXT[:-1]):
+        with pytest.raises(DecryptError):
+            encrypter.decrypt(token, other)
+
+
+def test_fallback_key_accepted_and_reported() -> None:
+    old_token = Encrypter(OLD).encrypt(b"from before", CONTEXT)
+    rotated = Encrypter(KEY, [OLD])
+    assert rotated.decrypt(old_token, CONTEXT) == (b"from before", True)
+    new_token = rotated.encrypt(b"now", CONTEXT)
+    assert rotated.decrypt(new_token, CONTEXT) == (b"now", False)
+    # The first key signs: the old key alone cannot read what the rotated one wrote.
+    with pytest.raises(DecryptError):
+        Encrypter(OLD).decrypt(new_token, CONTEXT)
+
+
+def test_second_fallback_accepted() -> None:
+    oldest = "oldest-secret-key-0123456789ab"
+    token = Encrypter(oldest).encrypt(b"ancient", CONTEXT)
+    assert Encrypter(KEY, [OLD, oldest]).decrypt(token, CONTEXT) == (b"ancient", True)
+    with pytest.raises(DecryptError):
+        Encrypter(KEY, [OLD]).decrypt(token, CONTEXT)
+
+
+def test_fallback_still_bound_to_the_context() -> None:
+    old_token = Encrypter(OLD).encrypt(b"from before", CONTEXT)
+    with pytest.raises(DecryptError):
+        Encrypter(KEY, [OLD]).decrypt(old_token, b"other context")
+
+
+@pytest.mark.parametrize("secret", ["", "short", "x" * (MIN_SECRET_LENGTH - 1)])
+def test_short_secret_refused(secret: str) -> None:
+    with pytest.raises(ValueError, match="secret_key"):
+        Encrypter(secret)
+
+
+def test_minimum_length_secret_accepted() -> None:
+    assert MIN_SECRET_LENGTH >= 16
+    encrypter = Encrypter("x" * MIN_SECRET_LENGTH)
+    assert encrypter.decrypt(encrypter.encrypt(b"ok", CONTEXT), CONTEXT) == (b"ok", False)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Encrypter checks only secret_key's length; a short fallback key is accepted for "
+    "reading, so a forger need only guess the weak fallback (crypto.py is outside this "
+    "task's edit scope: reported)",
+)
+def test_short_fallback_secret_refused() -> None:
+    with pytest.raises(ValueError, match="secret"):
+        Encrypter(KEY, ["short"])
