@@ -280,6 +280,14 @@ def test_all_only_except(manager: SessionManager) -> None:
     assert "new" not in session  # all() is a copy
 
 
+def test_only_and_except_take_a_single_key_like_forget(manager: SessionManager) -> None:
+    # A str is one key (as forget, has, exists and keep take it), never its characters.
+    session = manager.start(None)
+    session.put({"name": "ada", "n": 1, "a": 2})
+    assert session.only("name") == {"name": "ada"}
+    assert session.except_("name") == {"n": 1, "a": 2}
+
+
 # -- forget / flush ------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -614,3 +615,20 @@ def test_config_defaults_used_by_these_tests() -> None:
     config = SessionConfig(driver="array")
     assert config.touch_interval == 60
     assert config.lifetime_seconds == 7200
+
+
+def test_async_start_and_save(recording_manager: SessionManager, recording: Any) -> None:
+    async def scenario() -> None:
+        session = await recording_manager.astart(None)
+        session.put("k", [1])
+        assert await session.asave() is SaveOutcome.WRITTEN
+        again = await recording_manager.astart(session.cookie_value())
+        assert again.get("k") == [1]
+        assert await again.asave() is SaveOutcome.UNCHANGED
+        lazy = recording_manager.lazy(session.cookie_value())
+        assert await lazy.asave() is SaveOutcome.NOT_LOADED
+        hostile = await recording_manager.astart("../" + "a" * 37)
+        assert hostile.all() == {}
+
+    asyncio.run(scenario())
+    assert recording.names() == ["write", "read"]

@@ -434,14 +434,14 @@ class Session(MutableMapping[str, Any]):
         """All of the application's data (a shallow copy)."""
         return dict(self._touch())
 
-    def only(self, keys: Iterable[str]) -> dict[str, Any]:
+    def only(self, keys: str | Iterable[str]) -> dict[str, Any]:
         """The given top-level keys that are present."""
         values = self._touch()
-        return {key: values[key] for key in keys if key in values}
+        return {key: values[key] for key in _keys(keys) if key in values}
 
-    def except_(self, keys: Iterable[str]) -> dict[str, Any]:
+    def except_(self, keys: str | Iterable[str]) -> dict[str, Any]:
         """Everything but the given top-level keys."""
-        excluded = set(keys)
+        excluded = set(_keys(keys))
         return {key: value for key, value in self._touch().items() if key not in excluded}
 
     def exists(self, keys: str | Iterable[str]) -> bool:
