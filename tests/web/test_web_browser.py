@@ -1,0 +1,155 @@
+"""The cart example end to end in headless Chromium (Debian's ``chromium``, driven by Playwright).
+
+The app runs as ``python examples/cart/app.py`` would, on a free loopback
+port. Without ``/usr/bin/chromium`` or Playwright the test is skipped with
+the reason, unless ``SATCHEL_REQUIRE_SERVICES`` names ``chromium``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from satchel.testing.services import free_port, service_missing, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CART_APP = ROOT / "examples" / "cart" / "app.py"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+COOKIE = "satchel_session"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["file", "cookie"])
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def cart_url(driver: str, tmp_path: Path) -> Iterator[str]:
+    """The cart example served by uvicorn in a subprocess, on the given driver."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SESSION_")}
+    env["SESSION_DRIVER"] = driver
+    env["SESSION_FILES"] = str(tmp_path / "sessions")
+    env["SESSION_SECRET_KEY"] = "browser-test-secret-0123456789abcdef"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(CART_APP), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        try:
+            wait_for_port(port, timeout=20)
+        except TimeoutError:
+            process.kill()
+            _, errors = process.communicate()
+            pytest.fail(f"the cart app did not start: {errors.decode(errors='replace')}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        service_missing("chromium", f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        service_missing("chromium", "the playwright package is not installed")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def session_cookie(context: Any) -> dict[str, Any] | None:
+    found = [cookie for cookie in context.cookies() if cookie["name"] == COOKIE]
+    return found[0] if found else None
+
+
+def test_cart_in_a_real_browser(browser: Any, cart_url: str, driver: str) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+
+    page.goto(cart_url + "/")
+    page.click("#add-apple")
+    page.wait_for_url(cart_url + "/")
+    assert page.text_content("#flash") == "Item added"
+    assert page.text_content("#cart-count") == "1"
+
+    # The flash message is shown once: a reload no longer has it.
+    page.reload()
+    assert page.locator("#flash").count() == 0
+    assert page.text_content("#cart-count") == "1"
+
+    page.goto(cart_url + "/cart")
+    assert page.text_content("#cart-items") == "Apple"
+
+    before = session_cookie(context)
+    assert before is not None
+    assert before["httpOnly"] is True
+    assert before["sameSite"] == "Lax"
+    assert before["path"] == "/"
+
+    page.click("#login-link")
+    page.fill("#name", "Ada")
+    page.click("#login")
+    page.wait_for_url(cart_url + "/")
+    assert page.text_content("#user") == "Ada"
+    assert page.text_content("#flash") == "Welcome, Ada"
+    after = session_cookie(context)
+    assert after is not None
+    assert after["value"] != before["value"]  # a new id on login
+    assert page.text_content("#cart-count") == "1"  # the cart came along
+
+    page.click("#logout")
+    page.wait_for_url(cart_url + "/")
+    assert page.locator("#user").count() == 0
+    assert page.text_content("#cart-count") == "0"
+    # The logout response deleted the cookie; the page after it starts a new session
+    # (for its CSRF token), never the logged-in one.
+    fresh = session_cookie(context)
+    assert fresh is None or fresh["value"] != after["value"]
+    context.close()
+
+    replay = browser.new_context()
+    replay.add_cookies([{"name": COOKIE, "value": after["value"], "url": cart_url}])
+    replay_page = replay.new_page()
+    replay_page.goto(cart_url + "/")
+    if driver == "cookie":
+        # The documented limit of the cookie driver: nothing server-side to revoke, so
+        # a copied cookie lives until it expires.
+        assert replay_page.text_content("#user") == "Ada"
+    else:
+        # Server-side: the logged-out session is destroyed; its cookie reaches nothing.
+        assert replay_page.locator("#user").count() == 0
+        assert replay_page.text_content("#cart-count") == "0"
+    replay.close()
