@@ -1,0 +1,130 @@
+"""Parsing ``connection`` (``host:port[,host:port…]``) and building pymemcache clients."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from pymemcache.client.base import PooledClient
+from pymemcache.client.hash import HashClient
+from pymemcache.exceptions import MemcacheError
+
+from satchel.errors import ConfigError
+from satchel_memcached.options import MemcachedOptions
+
+DEFAULT_CONNECTION = "127.0.0.1:11211"
+DEFAULT_PORT = 11211
+
+
+class PoolServerError(Exception):
+    """A server of a pool failed, or is failing and was skipped; names the server."""
+
+
+class StrictHashClient(HashClient):  # type: ignore[misc]
+    """pymemcache's ``HashClient``, except that a command it would skip fails loudly.
+
+    While a server is failing (before it is taken out of the pool), ``HashClient``
+    answers commands for its keys with a default value without asking it: a read
+    would look like a missing session and a write like a refused one. Sessions
+    must fail closed, so a skipped command raises instead.
+    """
+
+    def _safely_run_func(
+        self, client: Any, func: Any, default_val: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        skipped = object()
+        host, port = client.server
+        try:
+            result = super()._safely_run_func(client, func, skipped, *args, **kwargs)
+        except (OSError, MemcacheError) as exc:  # HashClient has counted it before re-raising
+            raise PoolServerError(f"server {host}:{port}: {type(exc).__name__}: {exc}") from exc
+        if result is skipped:
+            raise PoolServerError(
+                f"server {host}:{port} is failing; it is tried again after retry_timeout "
+                "and taken out of the pool after retry_attempts failures"
+            )
+        return result
+
+
+def parse_servers(connection: str | None) -> tuple[tuple[str, int], ...]:
+    """``host:port`` pairs from ``connection``; a malformed one is a ``ConfigError``."""
+    text = connection if connection is not None else DEFAULT_CONNECTION
+    servers: list[tuple[str, int]] = []
+    for part in text.split(","):
+        item = part.strip()
+        if not item:
+            continue
+        if item.startswith("["):  # [IPv6]:port
+            host, _, rest = item[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else ""
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+        elif ":" in item:
+            host, port_text = item, ""  # a bare IPv6 address
+        else:
+            host, port_text = item, ""
+        if not host or any(ch.isspace() or ch in "/@?#" for ch in host):
+            raise ConfigError("connection", f"not a memcached host:port: {item!r}")
+        try:
+            port = int(port_text) if port_text else DEFAULT_PORT
+        except ValueError:
+            raise ConfigError("connection", f"bad port in {item!r}") from None
+        if not 0 < port < 65536:
+            raise ConfigError("connection", f"port out of range in {item!r}")
+        servers.append((host, port))
+    if not servers:
+        raise ConfigError("connection", "expected host:port or a comma-separated list of them")
+    return tuple(servers)
+
+
+def format_servers(servers: tuple[tuple[str, int], ...]) -> str:
+    """The servers as ``host:port,…`` for messages."""
+    return ",".join(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in servers
+    )
+
+
+def _tls_context(options: MemcachedOptions) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=options.tls_ca_certs)
+    if not options.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if options.tls_certfile is not None:
+        context.load_cert_chain(options.tls_certfile, options.tls_keyfile)
+    return context
+
+
+def build_client(servers: tuple[tuple[str, int], ...], options: MemcachedOptions) -> Any:
+    """A thread-safe pymemcache client: ``PooledClient`` for one server, else a hashing pool."""
+    kwargs: dict[str, Any] = {
+        "connect_timeout": options.connect_timeout,
+        "timeout": options.timeout,
+        "no_delay": True,
+        "default_noreply": False,  # every write waits for the server's answer
+    }
+    if options.max_pool_size is not None:
+        kwargs["max_pool_size"] = options.max_pool_size
+    if options.tls:
+        kwargs["tls_context"] = _tls_context(options)
+    if len(servers) == 1:
+        return PooledClient(servers[0], **kwargs)
+    return StrictHashClient(
+        list(servers),
+        use_pooling=True,
+        retry_attempts=options.retry_attempts,
+        retry_timeout=options.retry_timeout,
+        dead_timeout=options.dead_timeout,
+        ignore_exc=False,
+        **kwargs,
+    )
+
+
+def describe_client(client: Any) -> str:
+    """Where a ready client points, for error messages."""
+    server = getattr(client, "server", None)
+    if isinstance(server, tuple) and len(server) == 2:
+        return format_servers((server,))
+    clients = getattr(client, "clients", None)
+    if isinstance(clients, dict) and clients:
+        return ",".join(sorted(str(name) for name in clients))
+    return f"a ready {type(client).__name__} client"

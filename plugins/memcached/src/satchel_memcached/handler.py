@@ -1,0 +1,293 @@
+"""The ``memcached`` session handlers, on pymemcache.
+
+Keys are the prefix plus the session id, always valid memcached keys. Writes
+are one ``set`` with the lifetime as expiry (sent as an absolute Unix time when
+it passes 30 days, as memcached requires), reads one ``get``, ``touch`` the
+memcached ``touch`` command. The lock for session blocking is an ``add`` of a
+random token; its release swaps the token for a "released" marker with
+``gets``/``cas``, so a holder whose lock expired and was taken by another
+request can never free that request's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+from pymemcache.exceptions import MemcacheError
+
+from satchel.config import SessionConfig
+from satchel.errors import ConfigError, SessionBackendError
+from satchel.handler import AsyncSessionHandler, SessionHandler
+from satchel.locking import await_lock, new_lock_token, wait_for_lock
+from satchel_memcached.connection import (
+    PoolServerError,
+    build_client,
+    describe_client,
+    format_servers,
+    parse_servers,
+)
+from satchel_memcached.options import MemcachedOptions
+
+DRIVER = "memcached"
+T = TypeVar("T")
+
+MAX_KEY_BYTES = 250
+MAX_PREFIX_BYTES = 100
+# memcached reads an expiry above 30 days as an absolute Unix time.
+RELATIVE_EXPIRY_LIMIT = 30 * 24 * 60 * 60
+# memcached's clock ticks in whole seconds, so an item set to live N seconds may
+# die up to a second early; one second more keeps every TTL at least what was asked.
+CLOCK_SLACK_SECONDS = 1
+LOCK_INFIX = "lock:"
+RELEASED = b"released"
+
+# Ids that go into a key as they are: what core hands drivers (SHA-256 hex) and
+# the like. Anything else is hashed, behind a "~" no safe id contains, so a
+# hashed key can never equal a raw one.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+HASHED_MARK = "~"
+
+STORE_ERRORS: tuple[type[BaseException], ...] = (MemcacheError, OSError, PoolServerError)
+
+
+def is_valid_key(key: str) -> bool:
+    """True for a key memcached's text protocol takes: ASCII, no spaces or control
+    characters, at most 250 bytes."""
+    return 0 < len(key) <= MAX_KEY_BYTES and key.isascii() and all(32 < ord(ch) < 127 for ch in key)
+
+
+def key_id(session_id: str) -> str:
+    """The part of the key that names the session: the id itself when it is safe,
+    else a digest of it, so no id whatever can make an invalid or colliding key."""
+    if _SAFE_ID.fullmatch(session_id):
+        return session_id
+    digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return HASHED_MARK + digest
+
+
+def check_prefix(prefix: str) -> str:
+    """Refuse a prefix that could not start a valid memcached key."""
+    if not is_valid_key(prefix or "x") or len(prefix) > MAX_PREFIX_BYTES:
+        raise ConfigError(
+            "prefix",
+            f"the memcached driver needs at most {MAX_PREFIX_BYTES} printable ASCII characters "
+            f"without spaces, got {prefix!r}",
+        )
+    return prefix
+
+
+def memcached_expiry(seconds: int, now: float | None = None) -> int:
+    """The exptime to send for a TTL of ``seconds``: relative up to 30 days, absolute beyond."""
+    seconds = max(1, int(seconds))
+    if seconds > RELATIVE_EXPIRY_LIMIT:
+        return int(time.time() if now is None else now) + seconds
+    return seconds
+
+
+def _decode(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return ""  # not a payload core wrote; core treats "" as no session
+    return ""
+
+
+class MemcachedSessionHandler(SessionHandler):
+    """Sessions in memcached: one server or a consistent-hashing pool.
+
+    Build it from a config with :meth:`from_config`, or hand it a ready client:
+    ``MemcachedSessionHandler(client, lifetime_seconds=7200)``. A client handed
+    in is used as it is and never closed by the driver.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        lifetime_seconds: int,
+        prefix: str = "satchel:",
+        address: str | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        if client is None:
+            raise TypeError("MemcachedSessionHandler needs a pymemcache client")
+        self.client = client
+        self.lifetime_seconds = max(1, int(lifetime_seconds))
+        self.prefix = check_prefix(prefix)
+        self.address = address or describe_client(client)
+        self.owns_client = owns_client
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> MemcachedSessionHandler:
+        """Build from ``config``: ``options.client`` if given, else a client for ``connection``."""
+        options = config.structure_options(MemcachedOptions, driver=DRIVER).check()
+        if options.client is not None:
+            return cls(
+                options.client, lifetime_seconds=config.lifetime_seconds, prefix=config.prefix
+            )
+        servers = parse_servers(config.connection)
+        check_prefix(config.prefix)
+        return cls(
+            build_client(servers, options),
+            lifetime_seconds=config.lifetime_seconds,
+            prefix=config.prefix,
+            address=format_servers(servers),
+            owns_client=True,
+        )
+
+    def _key(self, session_id: str) -> str:
+        return self.prefix + key_id(session_id)
+
+    def _lock_key(self, session_id: str) -> str:
+        # ":" never occurs in a safe id nor after the hashed mark, so no session key meets it.
+        return self.prefix + LOCK_INFIX + key_id(session_id)
+
+    def _call(self, action: str, command: Callable[[], T]) -> T:
+        try:
+            return command()
+        except STORE_ERRORS as exc:
+            text = str(exc).strip() or type(exc).__name__
+            raise SessionBackendError(
+                DRIVER, self.address, f"{action} failed: {type(exc).__name__}: {text}"
+            ) from exc
+
+    def _expiry(self) -> int:
+        return memcached_expiry(self.lifetime_seconds + CLOCK_SLACK_SECONDS)
+
+    def read(self, session_id: str) -> str:
+        return _decode(self._call("get", lambda: self.client.get(self._key(session_id))))
+
+    def write(self, session_id: str, data: str) -> bool:
+        key = self._key(session_id)
+        payload = data.encode("utf-8")
+        stored = self._call(
+            "set", lambda: self.client.set(key, payload, expire=self._expiry(), noreply=False)
+        )
+        if not stored:
+            raise SessionBackendError(
+                DRIVER, self.address, "set failed: the server did not store it"
+            )
+        return True
+
+    def touch(self, session_id: str) -> bool:
+        key = self._key(session_id)
+        return bool(
+            self._call(
+                "touch", lambda: self.client.touch(key, expire=self._expiry(), noreply=False)
+            )
+        )
+
+    def destroy(self, session_id: str) -> bool:
+        key = self._key(session_id)
+        self._call("delete", lambda: self.client.delete(key, noreply=False))
+        return True
+
+    def gc(self, lifetime: int) -> int:
+        return 0  # memcached expires items itself
+
+    def close(self) -> bool:
+        # Only the sockets of a client the driver built; pymemcache reconnects on next use.
+        if self.owns_client:
+            self._call("close", self.client.close)
+        return True
+
+    def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
+        """One attempt to take the session's lock for ``token``."""
+        key = self._lock_key(session_id)
+        value = token.encode("ascii")
+        expire = memcached_expiry(math.ceil(lock_seconds) + CLOCK_SLACK_SECONDS)
+        if self._call("add", lambda: self.client.add(key, value, expire=expire, noreply=False)):
+            return True
+        current, cas_id = self._call("gets", lambda: self.client.gets(key))
+        if current == RELEASED and cas_id is not None:
+            # Freed by its last holder: take it over, unless someone else just did.
+            return bool(
+                self._call(
+                    "cas", lambda: self.client.cas(key, value, cas_id, expire=expire, noreply=False)
+                )
+            )
+        return False
+
+    def release_lock(self, session_id: str, token: str) -> None:
+        """Free the lock if, and only if, it still holds ``token``."""
+        key = self._lock_key(session_id)
+        current, cas_id = self._call("gets", lambda: self.client.gets(key))
+        if current == token.encode("ascii") and cas_id is not None:
+            # cas fails if the lock changed hands since the gets: then it is not ours to free.
+            self._call(
+                "cas",
+                lambda: self.client.cas(key, RELEASED, cas_id, expire=1, noreply=False),
+            )
+
+    @contextmanager
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+        """Hold the session's lock (``add`` of a token), released only by its holder."""
+        token = new_lock_token()
+        wait_for_lock(
+            lambda: self.try_lock(session_id, token, lock_seconds),
+            wait_seconds=wait_seconds,
+            description="a memcached session",
+        )
+        try:
+            yield
+        finally:
+            self.release_lock(session_id, token)
+
+
+class AsyncMemcachedSessionHandler(AsyncSessionHandler):
+    """The async twin: each call runs the sync handler in a worker thread, so the
+    event loop never blocks on a memcached socket."""
+
+    def __init__(self, handler: MemcachedSessionHandler) -> None:
+        self.handler = handler
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> AsyncMemcachedSessionHandler:
+        """Build the sync handler from ``config`` and wrap it."""
+        return cls(MemcachedSessionHandler.from_config(config))
+
+    async def read(self, session_id: str) -> str:
+        return await asyncio.to_thread(self.handler.read, session_id)
+
+    async def write(self, session_id: str, data: str) -> bool:
+        return await asyncio.to_thread(self.handler.write, session_id, data)
+
+    async def touch(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.handler.touch, session_id)
+
+    async def destroy(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.handler.destroy, session_id)
+
+    async def gc(self, lifetime: int) -> int:
+        return 0  # memcached expires items itself
+
+    async def close(self) -> bool:
+        return await asyncio.to_thread(self.handler.close)
+
+    @asynccontextmanager
+    async def lock(
+        self, session_id: str, *, lock_seconds: float, wait_seconds: float
+    ) -> AsyncIterator[None]:
+        """The async form of :meth:`MemcachedSessionHandler.lock`."""
+        token = new_lock_token()
+
+        async def try_acquire() -> bool:
+            return await asyncio.to_thread(self.handler.try_lock, session_id, token, lock_seconds)
+
+        await await_lock(try_acquire, wait_seconds=wait_seconds, description="a memcached session")
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(self.handler.release_lock, session_id, token)

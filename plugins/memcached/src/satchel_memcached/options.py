@@ -1,0 +1,63 @@
+"""The ``memcached`` driver's settings, read from ``SessionConfig.options``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from satchel.errors import ConfigError
+
+
+@attrs.frozen(kw_only=True)
+class MemcachedOptions:
+    """Settings of the ``memcached`` driver (``SessionConfig.options``).
+
+    Attributes:
+        client: A ready pymemcache client (``PooledClient``, ``HashClient``; a plain
+            ``Client`` only for single-threaded apps), used as it is instead of one
+            built from ``connection``. The driver never closes it.
+        connect_timeout: Seconds a connection attempt may take.
+        timeout: Seconds a command may take before the store counts as failed.
+        retry_attempts: Pool only: failed attempts after which a server is taken
+            out of the pool (its keys then hash to the other servers).
+        retry_timeout: Pool only: seconds before a failing server is tried again.
+        dead_timeout: Pool only: seconds a server taken out stays out before it is tried again.
+        max_pool_size: Connections kept per server; ``None`` for pymemcache's default.
+        tls: Connect with TLS.
+        tls_ca_certs: CA bundle that verifies the servers (the system's when unset).
+        tls_certfile: Client certificate, for servers that ask for one.
+        tls_keyfile: Key of the client certificate.
+        tls_verify: Check the server's certificate and host name.
+    """
+
+    client: Any = attrs.field(default=None, repr=False)
+    connect_timeout: float = 2.0
+    timeout: float = 2.0
+    retry_attempts: int = 2
+    retry_timeout: float = 1.0
+    dead_timeout: float = 30.0
+    max_pool_size: int | None = None
+    tls: bool = False
+    tls_ca_certs: str | None = None
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_verify: bool = True
+
+    def check(self) -> MemcachedOptions:
+        """Refuse values no memcached connection can use; the error names the option."""
+        for name in ("connect_timeout", "timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"options.{name}", f"must be greater than 0, got {value!r}")
+        for name in ("retry_attempts", "retry_timeout", "dead_timeout"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"options.{name}", f"must not be negative, got {value!r}")
+        if self.max_pool_size is not None and self.max_pool_size < 1:
+            raise ConfigError(
+                "options.max_pool_size", f"must be at least 1, got {self.max_pool_size!r}"
+            )
+        if self.tls_keyfile is not None and self.tls_certfile is None:
+            raise ConfigError("options.tls_certfile", "is needed when tls_keyfile is set")
+        return self

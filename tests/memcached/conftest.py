@@ -1,0 +1,95 @@
+"""Real memcached servers for the satchel-memcached tests.
+
+``memcached_connection`` is, in this order: ``SATCHEL_TEST_MEMCACHED``
+(``host:port[,host:port…]``), else a ``memcached`` started on a free loopback
+port for the run, else a skip (a failure when ``SATCHEL_REQUIRE_SERVICES``
+names ``memcached``). The pool and outage tests always start their own
+``memcached`` processes, so they can stop them. Servers started here allow
+4 MB items: the conformance suite stores payloads of one and two megabytes,
+more than memcached's default 1 MB item limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+
+import pytest
+from pymemcache.client.base import Client
+
+from satchel.testing import free_port, service_missing, start_server_process
+
+CONNECTION_ENV = "SATCHEL_TEST_MEMCACHED"
+ServerStarter = Callable[[int], AbstractContextManager[subprocess.Popen[bytes]]]
+
+
+def memcached_argv(port: int) -> list[str]:
+    """argv for a throwaway memcached on ``port``: loopback only, TCP only, 4 MB items."""
+    argv = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-I", "4m"]
+    if getattr(os, "geteuid", lambda: -1)() == 0:
+        argv += ["-u", "root"]  # memcached refuses to run as root unless told to
+    return argv
+
+
+def _need_memcached() -> None:
+    if shutil.which("memcached") is None:
+        service_missing("memcached", "'memcached' is not on PATH (apt-get install -y memcached)")
+
+
+@pytest.fixture(scope="session")
+def memcached_connection() -> Iterator[str]:
+    """The ``connection`` of the memcached the conformance suite runs on."""
+    connection = os.environ.get(CONNECTION_ENV)
+    if connection:
+        host, _, port = connection.split(",")[0].strip().rpartition(":")
+        try:
+            Client((host, int(port)), connect_timeout=3, timeout=3).version()
+        except Exception as exc:  # any failure means: not usable
+            service_missing("memcached", f"{CONNECTION_ENV}={connection!r} does not answer: {exc}")
+        yield connection
+        return
+    _need_memcached()
+    port = free_port()
+    with start_server_process(memcached_argv(port), port=port, name="memcached"):
+        yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def start_memcached() -> ServerStarter:
+    """Start a memcached on ``port`` (a context manager that stops it)."""
+    _need_memcached()
+
+    def start(port: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        return start_server_process(memcached_argv(port), port=port, name="memcached")
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def memcached_pool() -> Iterator[list[int]]:
+    """Three memcached processes on free loopback ports; yields their ports."""
+    _need_memcached()
+    ports = [free_port() for _ in range(3)]
+    with contextlib.ExitStack() as stack:
+        for port in ports:
+            stack.enter_context(
+                start_server_process(memcached_argv(port), port=port, name="memcached")
+            )
+        yield ports
+
+
+@pytest.fixture(scope="session")
+def run_prefix() -> str:
+    """A key prefix of this test run, so it never meets other data on a shared server."""
+    return f"satchel-test:{secrets.token_hex(6)}:"
+
+
+@pytest.fixture
+def unique_prefix(run_prefix: str) -> str:
+    """A prefix of one test, inside the run's."""
+    return f"{run_prefix}{secrets.token_hex(4)}:"
