@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import enum
 import json
 import math
 import uuid
@@ -158,6 +159,33 @@ def test_whole_session_round_trip_equals(
     session = next_request(manager, session)
     for name, value in ROUND_TRIP_VALUES.items():
         assert_same(value, session.get(name), name)
+
+
+class Color(str, enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Shout(str):
+    def __str__(self) -> str:
+        return "SHOUTED"
+
+
+def test_str_and_int_subclasses_keep_their_content(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    # A str-mixin enum's str() is "Color.RED"; what is stored must be its content, "red".
+    session = manager.start(None)
+    session.put({"color": Color.RED, "level": Level.HIGH, "shout": Shout("quiet")})
+    session = next_request(manager, session)
+    assert_same("red", session.get("color"))
+    assert session.get("color") == Color.RED
+    assert_same(3, session.get("level"))
+    assert session.get("level") == Level.HIGH
+    assert_same("quiet", session.get("shout"))
 
 
 def test_unchanged_set_is_not_seen_as_changed(manager: SessionManager) -> None:

@@ -64,7 +64,7 @@ def encode_value(value: Any, path: str) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)  # the content, even for a str enum or subclass
     if isinstance(value, int):
         number = int(value)
         return number if INT64_MIN <= number <= INT64_MAX else {TAG: "int", "v": str(number)}
