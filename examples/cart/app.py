@@ -5,6 +5,10 @@ Run it from the root of a checkout::
     python3 -m venv .venv && .venv/bin/pip install -e "core[starlette]" uvicorn
     .venv/bin/python examples/cart/app.py          # http://127.0.0.1:8000
 
+Both ways of reaching the session from the seed appear: ``request.session``
+(Starlette's, which is the satchel session) and the global helper
+``from satchel import session``, typed as a :class:`satchel.Session`.
+
 Sessions use the ``file`` driver (in ``storage/sessions``) unless
 ``SESSION_*`` environment variables say otherwise, e.g.
 ``SESSION_DRIVER=cookie SESSION_SECRET_KEY=…`` (see ``SessionConfig.from_env``).
@@ -22,8 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-import satchel
-from satchel import SessionConfig, SessionManager
+from satchel import SessionConfig, SessionManager, session
 from satchel.asgi import SessionMiddleware
 from satchel.ids import ids_equal
 
@@ -32,7 +35,7 @@ PRODUCTS = {"apple": ("Apple", "0.50"), "pear": ("Pear", "0.65"), "fig": ("Fig",
 
 def cart_count() -> int:
     # The global helper: any function called during the request reaches its session.
-    return len(satchel.session.get("cartItems", []))
+    return len(session.get("cartItems", []))
 
 
 async def form_of(request: Request) -> dict[str, str]:
@@ -42,13 +45,13 @@ async def form_of(request: Request) -> dict[str, str]:
 
 
 def csrf_field(request: Request) -> str:
-    return f'<input type="hidden" name="_token" value="{request.session.token()}">'
+    return f'<input type="hidden" name="_token" value="{session.token()}">'
 
 
 async def checked_form(request: Request) -> dict[str, str] | None:
     """The form, or ``None`` when its CSRF token does not match the session's."""
     form = await form_of(request)
-    if not ids_equal(form.get("_token", ""), request.session.token()):
+    if not ids_equal(form.get("_token", ""), session.token()):
         return None
     return form
 
@@ -90,8 +93,8 @@ async def add_to_cart(request: Request) -> Response:
     form = await checked_form(request)
     if form is None or form.get("product") not in PRODUCTS:
         return PlainTextResponse("Bad request", status_code=400)
-    request.session.push("cartItems", form["product"])
-    request.session.flash("status", "Item added")
+    session.push("cartItems", form["product"])
+    session.flash("status", "Item added")
     return RedirectResponse("/", status_code=303)
 
 
@@ -119,16 +122,16 @@ async def login(request: Request) -> Response:
     if form is None or not name:
         return PlainTextResponse("Bad request", status_code=400)
     # A privilege change: a new id (the old one is destroyed) against session fixation.
-    request.session.regenerate(destroy=True)
-    request.session.put("user", name[:40])
-    request.session.flash("status", f"Welcome, {name[:40]}")
+    session.regenerate(destroy=True)
+    session.put("user", name[:40])
+    session.flash("status", f"Welcome, {name[:40]}")
     return RedirectResponse("/", status_code=303)
 
 
 async def logout(request: Request) -> Response:
     if await checked_form(request) is None:
         return PlainTextResponse("Bad request", status_code=400)
-    request.session.invalidate()  # data gone, record destroyed, cookie removed
+    session.invalidate()  # data gone, record destroyed, cookie removed
     return RedirectResponse("/", status_code=303)
 
 

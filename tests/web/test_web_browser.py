@@ -76,7 +76,7 @@ def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         service_missing("chromium", f"{CHROMIUM} is not installed (apt-get install chromium)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional; skip without it
     except ImportError:
         service_missing("chromium", "the playwright package is not installed")
     with sync_playwright() as playwright:
