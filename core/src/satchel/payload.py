@@ -59,8 +59,12 @@ value_converter = _make_value_converter()
 """The cattrs converter that turns attrs/dataclass values into mappings and back."""
 
 
-def encode_value(value: Any, path: str) -> Any:
-    """Turn a session value into JSON-ready data with type tags; ``TypeError`` names ``path``."""
+def encode_value(value: Any, path: str, *, hashable: bool = False) -> Any:
+    """Turn a session value into JSON-ready data with type tags; ``TypeError`` names ``path``.
+
+    ``hashable``: the value is a set member or a dict key (inside one, an attrs or
+    dataclass instance is refused: it would read back as an unhashable mapping).
+    """
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -78,17 +82,20 @@ def encode_value(value: Any, path: str) -> Any:
         return {
             TAG: "dict",
             "v": [
-                [encode_value(key, path), encode_value(item, f"{path}[{key!r}]")]
+                [encode_value(key, path, hashable=True), encode_value(item, f"{path}[{key!r}]")]
                 for key, item in value.items()
             ],
         }
     if isinstance(value, tuple):
         return {
             TAG: "tuple",
-            "v": [encode_value(item, f"{path}[{i}]") for i, item in enumerate(value)],
+            "v": [
+                encode_value(item, f"{path}[{i}]", hashable=hashable)
+                for i, item in enumerate(value)
+            ],
         }
     if isinstance(value, (set, frozenset)):
-        items = [encode_value(item, f"{path}{{}}") for item in value]
+        items = [encode_value(item, f"{path}{{}}", hashable=True) for item in value]
         items.sort(key=_canonical)  # a stable order, so an unchanged set is never seen as changed
         return {TAG: "frozenset" if isinstance(value, frozenset) else "set", "v": items}
     if isinstance(value, dt.datetime):
@@ -110,6 +117,11 @@ def encode_value(value: Any, path: str) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
     if attrs.has(type(value)) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        if hashable:
+            raise TypeError(
+                f"session value {path!r} holds a {type(value).__name__} instance in a set or as "
+                "a dict key, which would read back as an unhashable mapping; use a tuple or a str"
+            )
         return {TAG: "object", "v": encode_value(value_converter.unstructure(value), path)}
     raise TypeError(
         f"session value {path!r} has type {type(value).__name__}, which satchel cannot store; "
