@@ -44,6 +44,18 @@ def test_cookie_driver_tampered_cookie_gives_an_empty_session(
     assert json.loads(reply.text) is None
 
 
+@pytest.mark.parametrize("garbage", ["!!!", "Zm9v" * 1000, "AQ", "a" * 4096])
+def test_cookie_driver_garbage_cookie_gives_an_empty_session(
+    harness: HarnessFactory, garbage: str
+) -> None:
+    client = harness(driver="cookie")
+    client.cookie = garbage
+    reply = client.get("/put", key="k", value="v")
+    assert reply.status == 200
+    assert client.cookie != garbage
+    assert json.loads(client.get("/get", key="k").text) == "v"
+
+
 def test_cookie_driver_truncated_cookie_gives_an_empty_session(harness: HarnessFactory) -> None:
     client = harness(driver="cookie")
     client.get("/put", key="role", value="user")

@@ -168,3 +168,22 @@ def test_the_session_is_unbound_after_the_request(make_manager: ManagerFactory) 
     assert app.test_client().get("/").text == "none"
     with pytest.raises(RuntimeError, match="outside a request"):
         satchel.session.get("x")
+
+
+def test_flask_message_flashing_works_on_the_satchel_session(make_manager: ManagerFactory) -> None:
+    app = flask.Flask(__name__)
+    app.session_interface = SessionInterface(make_manager())
+
+    @app.route("/flash")
+    def flash() -> str:
+        flask.flash("Saved", "info")
+        return "ok"
+
+    @app.route("/messages")
+    def messages() -> str:
+        return json.dumps(flask.get_flashed_messages(with_categories=True))
+
+    client = app.test_client()
+    client.get("/flash")
+    assert json.loads(client.get("/messages").text) == [["info", "Saved"]]
+    assert json.loads(client.get("/messages").text) == []
