@@ -141,11 +141,15 @@ class MongoSessionHandler(_SessionHandler):
     def from_config(
         cls, config: SessionConfig, *, client: MongoClient[Document] | None = None
     ) -> MongoSessionHandler:
-        """The handler for ``config``; ``client`` replaces the one built from the URL."""
+        """The handler for ``config``; ``client`` replaces the one built from the URL.
+
+        The handler closes only a client it built itself.
+        """
         url, options, client_arguments = mongo_settings(config)
+        owned = None  # a client handed in belongs to the caller, who closes it
         if client is None:
             try:
-                client = MongoClient(url, **client_arguments)
+                client = owned = MongoClient(url, **client_arguments)
             except ConfigurationError as exc:
                 raise ConfigError("connection", f"not a usable MongoDB URL: {exc}") from None
         collection = client[options.database][options.collection]
@@ -153,7 +157,7 @@ class MongoSessionHandler(_SessionHandler):
             collection,
             lifetime_seconds=config.lifetime_seconds,
             address=display_address(url),
-            client=client,
+            client=owned,
             ttl_grace_seconds=options.ttl_grace_seconds,
         )
 
@@ -227,11 +231,15 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
     def from_config(
         cls, config: SessionConfig, *, client: AsyncMongoClient[Document] | None = None
     ) -> AsyncMongoSessionHandler:
-        """The handler for ``config``; ``client`` replaces the one built from the URL."""
+        """The handler for ``config``; ``client`` replaces the one built from the URL.
+
+        The handler closes only a client it built itself.
+        """
         url, options, client_arguments = mongo_settings(config)
+        owned = None  # a client handed in belongs to the caller, who closes it
         if client is None:
             try:
-                client = AsyncMongoClient(url, **client_arguments)
+                client = owned = AsyncMongoClient(url, **client_arguments)
             except ConfigurationError as exc:
                 raise ConfigError("connection", f"not a usable MongoDB URL: {exc}") from None
         collection = client[options.database][options.collection]
@@ -239,7 +247,7 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
             collection,
             lifetime_seconds=config.lifetime_seconds,
             address=display_address(url),
-            client=client,
+            client=owned,
             ttl_grace_seconds=options.ttl_grace_seconds,
         )
 
