@@ -25,6 +25,7 @@ from pymemcache.client.base import Client
 from satchel.testing import free_port, service_missing, start_server_process
 
 CONNECTION_ENV = "SATCHEL_TEST_MEMCACHED"
+MIN_ITEM_SIZE = 3 * 1024 * 1024  # the suite's 2 MB payload, with room for the key
 ServerStarter = Callable[[int], AbstractContextManager[subprocess.Popen[bytes]]]
 
 
@@ -41,18 +42,39 @@ def _need_memcached() -> None:
         service_missing("memcached", "'memcached' is not on PATH (apt-get install -y memcached)")
 
 
+def _item_size_max(connection: str) -> int:
+    host, _, port = connection.split(",", maxsplit=1)[0].strip().rpartition(":")
+    client = Client((host, int(port)), connect_timeout=3, timeout=3)
+    try:
+        settings = client.stats("settings")
+    finally:
+        client.close()
+    return int(settings.get(b"item_size_max", 0))
+
+
 @pytest.fixture(scope="session")
 def memcached_connection() -> Iterator[str]:
-    """The ``connection`` of the memcached the conformance suite runs on."""
+    """The ``connection`` of the memcached the conformance suite runs on.
+
+    The suite stores payloads of one and two megabytes, so a server from
+    ``SATCHEL_TEST_MEMCACHED`` with a smaller item limit (memcached's default
+    is 1 MB) is passed over for one started here with ``-I 4m``.
+    """
     connection = os.environ.get(CONNECTION_ENV)
     if connection:
-        host, _, port = connection.split(",")[0].strip().rpartition(":")
         try:
-            Client((host, int(port)), connect_timeout=3, timeout=3).version()
+            item_limit = _item_size_max(connection)
         except Exception as exc:  # any failure means: not usable
             service_missing("memcached", f"{CONNECTION_ENV}={connection!r} does not answer: {exc}")
-        yield connection
-        return
+        if item_limit >= MIN_ITEM_SIZE:
+            yield connection
+            return
+        if shutil.which("memcached") is None:
+            service_missing(
+                "memcached",
+                f"{CONNECTION_ENV}={connection!r} allows items of {item_limit} bytes; the "
+                "suite needs 3 MB or more (start it with -I 4m)",
+            )
     _need_memcached()
     port = free_port()
     with start_server_process(memcached_argv(port), port=port, name="memcached"):

@@ -212,10 +212,15 @@ def test_one_round_trip_per_operation(start_memcached: Any, unique_prefix: str) 
         observer.close()
 
 
-def test_a_payload_over_the_item_limit_is_a_clear_error(handler: MemcachedSessionHandler) -> None:
+def test_a_payload_over_the_item_limit_is_a_clear_error(
+    handler: MemcachedSessionHandler, raw: Client
+) -> None:
+    item_limit = int(raw.stats("settings")[b"item_size_max"])
+    session_id = new_storage_id()
     with pytest.raises(SessionBackendError) as caught:
-        handler.write(new_storage_id(), "x" * (5 * 1024 * 1024))  # the servers here allow 4 MB
+        handler.write(session_id, "x" * (item_limit + 1))
     assert "'memcached'" in str(caught.value)
+    assert handler.read(session_id) == ""
 
 
 # --- pool --------------------------------------------------------------------------------------
