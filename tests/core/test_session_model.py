@@ -1,6 +1,7 @@
 """A model-based test: the session against a plain dict with Laravel's ``Arr`` semantics.
 
-Rules put/get/forget/flush/has/exists/missing/pull/push/increment run on both the
+Rules put/get/forget/flush/has/exists/missing/pull/push/increment and the flash
+methods (flash/now/reflash/keep, with Laravel's ageing at save) run on both the
 session and the model; a "save and start the next request" rule reloads the
 session through the ``array`` driver, so the model is checked across reloads.
 """
@@ -73,6 +74,12 @@ def arr_forget(array: dict[str, Any], key: str) -> None:
         current.pop(segments[-1], None)
 
 
+def _add(target: list[str], names: list[str]) -> None:
+    for name in names:
+        if name not in target:
+            target.append(name)
+
+
 class SessionModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -81,6 +88,8 @@ class SessionModel(RuleBasedStateMachine):
         self.session: Session = self.manager.start(None)
         self.model: dict[str, Any] = {}
         self.saved_id: str | None = None
+        self.flash_new: list[str] = []
+        self.flash_old: list[str] = []
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -110,6 +119,7 @@ class SessionModel(RuleBasedStateMachine):
     def flush(self) -> None:
         self.session.flush()
         self.model.clear()
+        self.flash_new, self.flash_old = [], []
 
     @rule(key=KEYS)
     def pull(self, key: str) -> None:
@@ -164,9 +174,54 @@ class SessionModel(RuleBasedStateMachine):
 
     # -- requests -------------------------------------------------------------------------------
 
+    # -- flash data (Laravel's _flash.new / _flash.old) ------------------------------------------
+
+    @rule(key=KEYS, value=json_values)
+    def flash(self, key: str, value: Any) -> None:
+        self.session.flash(key, value)
+        arr_set(self.model, key, copy.deepcopy(value))
+        _add(self.flash_new, [key])
+        self.flash_old = [name for name in self.flash_old if name != key]
+
+    @rule(key=KEYS, value=json_values)
+    def now_(self, key: str, value: Any) -> None:
+        self.session.now(key, value)
+        arr_set(self.model, key, copy.deepcopy(value))
+        _add(self.flash_old, [key])
+
+    @rule()
+    def reflash(self) -> None:
+        self.session.reflash()
+        _add(self.flash_new, self.flash_old)
+        self.flash_old = []
+
+    @rule(keys=st.lists(KEYS, max_size=3))
+    def keep(self, keys: list[str]) -> None:
+        self.session.keep(keys)
+        _add(self.flash_new, keys)
+        self.flash_old = [name for name in self.flash_old if name not in keys]
+
+    @precondition(lambda self: bool(self.flash_old))
+    @rule(data=st.data())
+    def keep_flashed(self, data: st.DataObject) -> None:
+        # keep() on keys flashed last request: the case where it matters.
+        keys = data.draw(st.lists(st.sampled_from(self.flash_old), min_size=1, max_size=2))
+        self.keep(keys)
+
+    def _save_model(self) -> None:
+        """What ``save`` does to the model: age flash data; an empty session keeps nothing."""
+        for key in self.flash_old:
+            arr_forget(self.model, key)
+        self.flash_old, self.flash_new = self.flash_new, []
+        if not self.model:
+            self.flash_old = []
+
+    # -- requests -------------------------------------------------------------------------------
+
     @rule(seconds=st.integers(0, 120))
     def next_request(self, seconds: int) -> None:
         outcome = self.session.save()
+        self._save_model()
         cookie = self.session.cookie_value()
         self.now += seconds
         self.session = self.manager.start(cookie)
@@ -182,11 +237,14 @@ class SessionModel(RuleBasedStateMachine):
     @precondition(lambda self: self.saved_id is not None)
     @rule()
     def unchanged_request_is_not_rewritten(self) -> None:
-        # Saving twice in a row: the second save has nothing new to write.
-        self.session.save()
-        self.session = self.manager.start(self.session.cookie_value())
+        # A request that only reads, after all flash data has aged out, writes nothing.
+        while self.flash_old or self.flash_new:
+            self.next_request(0)
+        self.next_request(0)
         if self.model:
+            self.session.all()
             assert self.session.save() in (SaveOutcome.UNCHANGED, SaveOutcome.REFRESHED)
+            self._save_model()
             self.session = self.manager.start(self.session.cookie_value())
 
     # -- invariants -------------------------------------------------------------------------------
