@@ -54,11 +54,18 @@ def test_fastapi_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_wsgi_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = run_snippet(snippets("wsgi.md")[0], tmp_path, monkeypatch)["app"]
     client = Client(app)
-    health = client.get("/health")
-    assert health.headers.get("Set-Cookie") is None
-    assert client.get("/add/apple").json == {"items": ["apple"], "count": 1, "status": "Item added"}
-    assert client.get("/").json == {"items": ["apple"], "count": 1, "status": "Item added"}
-    assert client.get("/").json == {"items": ["apple"], "count": 1, "status": None}
+
+    def get(path: str) -> Any:
+        # Closing the response is what a WSGI server does: it ends the request.
+        with client.get(path) as response:
+            return response.headers.get("Set-Cookie"), response.json
+
+    assert get("/health") == (None, None)
+    cookie, body = get("/add/apple")
+    assert cookie is not None
+    assert body == {"items": ["apple"], "count": 1, "status": "Item added"}
+    assert get("/")[1] == {"items": ["apple"], "count": 1, "status": "Item added"}
+    assert get("/")[1] == {"items": ["apple"], "count": 1, "status": None}
 
 
 def test_flask_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,8 +103,6 @@ class SessionInterface(FlaskSessionInterface):
     def __init__(self, manager: SessionManager, *, block: bool | None = None) -> None:
         self.flow = SessionFlow(manager, block=block)
         self.manager = manager
-        # Teardown runs even when the view or the response processing failed.
-        flask.request_tearing_down.connect(self._teardown, weak=False)
 
     # -- cookie settings: Flask's when the app set them, satchel's otherwise ----------
 
@@ -182,11 +180,22 @@ class SessionInterface(FlaskSessionInterface):
         state = flask.request.environ.get(STATE_KEY)
         return state if isinstance(state, _RequestState) and state.owner is self else None
 
-    def _teardown(self, sender: Any, **extra: Any) -> None:
-        state = self._state()
-        if state is None:
-            return  # another app's interface, or a request this one never opened
-        del flask.request.environ[STATE_KEY]
+    def _teardown(self, state: _RequestState) -> None:
         state.cleanup.close()
         if state.saved:
             self.flow.collect_garbage(state.session)
+
+
+def _on_request_tearing_down(sender: Any, **extra: Any) -> None:
+    """Release the lock and the context binding of the request being torn down.
+
+    Teardown runs even when the view or the response processing failed. One
+    module-level receiver serves every interface: the request's state names
+    its owner.
+    """
+    state = flask.request.environ.pop(STATE_KEY, None)
+    if isinstance(state, _RequestState):
+        state.owner._teardown(state)
+
+
+flask.request_tearing_down.connect(_on_request_tearing_down, weak=False)
