@@ -51,6 +51,7 @@ def collection_name() -> Iterator[str]:
         client: pymongo.MongoClient[Any] = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
         try:
             client[TEST_DATABASE].drop_collection(name)
+            client[TEST_DATABASE].drop_collection(f"{name}_locks")
         finally:
             client.close()
 

@@ -29,6 +29,14 @@ class AsyncMongomockCollection:
     def __init__(self, collection: Any) -> None:
         self._collection = collection
 
+    @property
+    def name(self) -> str:
+        return str(self._collection.name)
+
+    @property
+    def database(self) -> AsyncMongomockDatabase:
+        return AsyncMongomockDatabase(self._collection.database)
+
     def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         method = getattr(self._collection, name)
 

@@ -7,11 +7,17 @@ from typing import Any
 
 import pytest
 
-from satchel.testing import AsyncHandlerConformance, HandlerConformance, TouchConformance
+from satchel.testing import (
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    HandlerConformance,
+    LockConformance,
+    TouchConformance,
+)
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 
 
-class TestMongoConformance(HandlerConformance, TouchConformance):
+class TestMongoConformance(HandlerConformance, TouchConformance, LockConformance):
     @pytest.fixture
     def satchel_handler_factory(self, sync_factory: Any) -> SyncFactory:
         return sync_factory  # type: ignore[no-any-return]
@@ -21,7 +27,7 @@ class TestMongoConformance(HandlerConformance, TouchConformance):
         return mongo_config
 
 
-class TestAsyncMongoConformance(AsyncHandlerConformance):
+class TestAsyncMongoConformance(AsyncHandlerConformance, AsyncLockConformance):
     @pytest.fixture
     def satchel_async_handler_factory(self, async_factory: Any) -> AsyncFactory:
         return async_factory  # type: ignore[no-any-return]

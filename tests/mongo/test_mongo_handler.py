@@ -120,6 +120,17 @@ def test_racing_first_writes_of_one_id_never_raise(handler: MongoSessionHandler)
     assert handler.read(key) in {f"writer {index}" for index in range(writers)}
 
 
+def test_locks_are_documents_that_go_on_release(handler: MongoSessionHandler) -> None:
+    locks = handler.collection.database[handler.collection.name + "_locks"]
+    key = new_storage_id()
+    with handler.lock(key, lock_seconds=10, wait_seconds=1):
+        held = locks.find_one({"_id": key})
+        assert held is not None
+        assert set(held) == {"_id", "token", "expires_at"}
+        assert TTL_INDEX_NAME in locks.index_information()
+    assert locks.find_one({"_id": key}) is None
+
+
 def test_an_unreachable_server_is_a_backend_error_without_the_password() -> None:
     url = f"mongodb://satchel:s3cretpw@127.0.0.1:{free_port()}/?directConnection=true"
     config = SessionConfig(driver="mongo", connection=url, options={"timeout": 0.5})

@@ -5,6 +5,10 @@ One document per session::
     {"_id": <SHA-256 hex of the cookie id>, "payload": <str>,
      "last_activity": <date>, "expires_at": <date>}
 
+Session blocking locks are documents ``{"_id": <id>, "token", "expires_at"}``
+in ``<collection>_locks``: taking one is an upsert that matches only an
+expired lock, so a held one makes it fail with a duplicate key.
+
 A TTL index on ``expires_at`` lets MongoDB delete expired sessions by itself.
 Its monitor runs only every 60 seconds, so reads check ``expires_at`` too, and
 the index fires ``ttl_grace_seconds`` late: expiry is decided by the
@@ -15,8 +19,8 @@ end a session early.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,9 +33,11 @@ from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
 
 from satchel import AsyncSessionHandler, ConfigError, SessionBackendError, SessionConfig
 from satchel import SessionHandler as _SessionHandler
+from satchel.locking import await_lock, new_lock_token, wait_for_lock
 
 DRIVER_NAME = "mongo"
 TTL_INDEX_NAME = "satchel_expires_at_ttl"
+LOCKS_SUFFIX = "_locks"  # session locks live in "<collection>_locks"
 Document = dict[str, Any]
 
 
@@ -106,6 +112,14 @@ class _Documents:
         expires_at = now + timedelta(seconds=self.lifetime_seconds)
         return {"$set": {**fields, "last_activity": now, "expires_at": expires_at}}
 
+    def lock_query(self, session_id: str) -> Document:
+        """Matches the lock of ``session_id`` only when it has expired (or is absent)."""
+        return {"_id": session_id, "expires_at": {"$lte": self.now()}}
+
+    def lock_claim(self, token: str, lock_seconds: float) -> Document:
+        expires_at = self.now() + timedelta(seconds=lock_seconds)
+        return {"$set": {"token": token, "expires_at": expires_at}}
+
     def idle_since(self, lifetime: int) -> Document:
         return {"last_activity": {"$lt": self.now() - timedelta(seconds=lifetime)}}
 
@@ -136,6 +150,7 @@ class MongoSessionHandler(_SessionHandler):
         self.client = client
         self.documents = _Documents(lifetime_seconds, address, clock, ttl_grace_seconds)
         self._indexed = False
+        self._locks_indexed = False
 
     @classmethod
     def from_config(
@@ -208,6 +223,34 @@ class MongoSessionHandler(_SessionHandler):
         with self.documents.errors():
             return self._ready().delete_many(self.documents.idle_since(lifetime)).deleted_count
 
+    @contextmanager
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+        """Hold the session's lock; it expires by itself after ``lock_seconds``."""
+        locks = self.collection.database[self.collection.name + LOCKS_SUFFIX]
+        token = new_lock_token()
+
+        def try_acquire() -> bool:
+            if not self._locks_indexed:
+                locks.create_index(
+                    "expires_at", expireAfterSeconds=self.documents.ttl_grace, name=TTL_INDEX_NAME
+                )
+                self._locks_indexed = True
+            try:
+                claim = self.documents.lock_claim(token, lock_seconds)
+                locks.update_one(self.documents.lock_query(session_id), claim, upsert=True)
+            except DuplicateKeyError:
+                return False  # someone holds it and it has not expired
+            return True
+
+        with self.documents.errors():
+            wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a mongo session")
+        try:
+            yield
+        finally:
+            with self.documents.errors():
+                # Only our own token: a lock that expired and was taken over stays the new holder's.
+                locks.delete_one({"_id": session_id, "token": token})
+
 
 class AsyncMongoSessionHandler(AsyncSessionHandler):
     """The async twin, on pymongo's ``AsyncMongoClient``."""
@@ -226,6 +269,7 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
         self.client = client
         self.documents = _Documents(lifetime_seconds, address, clock, ttl_grace_seconds)
         self._indexed = False
+        self._locks_indexed = False
 
     @classmethod
     def from_config(
@@ -301,3 +345,32 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
             collection = await self._ready()
             result = await collection.delete_many(self.documents.idle_since(lifetime))
         return result.deleted_count
+
+    @asynccontextmanager
+    async def lock(
+        self, session_id: str, *, lock_seconds: float, wait_seconds: float
+    ) -> AsyncIterator[None]:
+        """Hold the session's lock; it expires by itself after ``lock_seconds``."""
+        locks = self.collection.database[self.collection.name + LOCKS_SUFFIX]
+        token = new_lock_token()
+
+        async def try_acquire() -> bool:
+            if not self._locks_indexed:
+                await locks.create_index(
+                    "expires_at", expireAfterSeconds=self.documents.ttl_grace, name=TTL_INDEX_NAME
+                )
+                self._locks_indexed = True
+            try:
+                claim = self.documents.lock_claim(token, lock_seconds)
+                await locks.update_one(self.documents.lock_query(session_id), claim, upsert=True)
+            except DuplicateKeyError:
+                return False
+            return True
+
+        with self.documents.errors():
+            await await_lock(try_acquire, wait_seconds=wait_seconds, description="a mongo session")
+        try:
+            yield
+        finally:
+            with self.documents.errors():
+                await locks.delete_one({"_id": session_id, "token": token})
