@@ -10,7 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import (
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+from web_support import (
     SECRET,
     AsyncSpyHandler,
     FakeClock,
@@ -18,12 +24,6 @@ from conftest import (
     RefusingSyncHandler,
     SpyHandler,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
-from starlette.testclient import TestClient
-from starlette.websockets import WebSocket
 
 import satchel
 from satchel import SessionConfig, SessionManager

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import OLD_SECRET, SECRET, Harness, HarnessFactory, ManagerFactory
+from web_support import OLD_SECRET, SECRET, Harness, HarnessFactory, ManagerFactory
 
 from satchel import SessionTooLarge
 from satchel.ids import storage_key

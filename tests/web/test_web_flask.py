@@ -8,8 +8,8 @@ from typing import Any
 
 import flask
 import pytest
-from conftest import FakeClock, Harness, ManagerFactory, SpyHandler, cookie_attributes
 from flask.sessions import SessionMixin
+from web_support import FakeClock, Harness, ManagerFactory, SpyHandler, cookie_attributes
 
 import satchel
 from satchel import ConfigError, Session

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import (
+from web_support import (
     FakeClock,
     Harness,
     HarnessFactory,

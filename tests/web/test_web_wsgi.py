@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ManagerFactory, SpyHandler
+from web_support import ManagerFactory, SpyHandler
 from werkzeug.test import Client
 
 import satchel
