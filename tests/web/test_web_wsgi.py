@@ -11,6 +11,7 @@ from web_support import ManagerFactory, SpyHandler
 from werkzeug.test import Client
 
 import satchel
+from satchel import SessionTooLarge
 from satchel.ids import generate_id
 from satchel.wsgi import SessionMiddleware
 
@@ -79,3 +80,30 @@ def test_an_error_page_started_with_exc_info_still_gets_the_session_headers(
         assert headers["Set-Cookie"].startswith("satchel_session=")
         assert headers["Cache-Control"] == "private"
     assert calls[1][2] is not None  # exc_info passed on
+
+
+def test_a_failed_save_is_not_retried_by_the_error_page(make_manager: ManagerFactory) -> None:
+    failures: list[SessionTooLarge] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["satchel.session"].put("blob", "x" * 5000)
+        try:
+            start_response("200 OK", [])
+        except SessionTooLarge as exc:
+            failures.append(exc)
+            start_response("500 Internal Server Error", [], sys.exc_info())
+            return [b"too large"]
+        return [b"ok"]
+
+    calls: list[tuple[str, dict[str, str]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        calls.append((status, dict(headers)))
+        return lambda data: None
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}
+    body = SessionMiddleware(app, make_manager(driver="cookie"))(environ, start_response)
+    assert list(body) == [b"too large"]
+    body.close()  # type: ignore[attr-defined]
+    assert len(failures) == 1
+    assert calls == [("500 Internal Server Error", {})]

@@ -127,8 +127,14 @@ class SessionMiddleware:
     async def _run_http(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
         https = scope.get("scheme") == "https"
 
+        started = False
+
         async def send_with_session(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            nonlocal started
+            if message["type"] == "http.response.start" and not started:
+                # Set first: should saving fail (SessionTooLarge), an error response
+                # sent next must not age the flash data a second time.
+                started = True
                 extra = await self.flow.afinish(session, https=https)
                 headers = [
                     (name.decode("latin-1"), value.decode("latin-1"))

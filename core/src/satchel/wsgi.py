@@ -80,7 +80,10 @@ class SessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
             if not saved:
-                saved.append(self.flow.finish(session, https=https))
+                # A placeholder first: should saving fail (SessionTooLarge), an error page
+                # started next must not age the flash data a second time.
+                saved.append(SessionHeaders())
+                saved[0] = self.flow.finish(session, https=https)
                 # The lock guards load-modify-save; the next request may go once this is saved.
                 lock.close()
             headers = saved[0].apply(list(headers))
