@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from satchel_database.schema import sessions_table
+from satchel_database.schema import locks_table, sessions_table
 
 ASYNC_DRIVERS = {
     "postgresql": "asyncpg",
@@ -42,6 +42,7 @@ def async_url(url: str) -> str:
 def drop_table(url: str, name: str) -> None:
     engine = sa.create_engine(sync_url(url), poolclass=sa.pool.NullPool)
     try:
+        locks_table(name).drop(engine, checkfirst=True)
         sessions_table(name).drop(engine, checkfirst=True)
     finally:
         engine.dispose()

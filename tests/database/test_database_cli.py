@@ -65,6 +65,7 @@ def test_migrate_creates_the_table_once(
     assert main(["migrate", "--config", str(config_file)]) == 0
     assert "already exists" in capsys.readouterr().out
     assert {("user_id",), ("last_activity",)} <= indexed_columns(database_url, table_name)
+    assert table_exists(database_url, f"{table_name}_locks")
 
 
 def test_migrate_reads_session_environment_variables(
@@ -149,6 +150,7 @@ def test_session_table_prints_the_ddl(dialect: str, capsys: pytest.CaptureFixtur
     assert "CREATE INDEX ix_sessions_user_id ON sessions (user_id)" in out
     assert "CREATE INDEX ix_sessions_last_activity ON sessions (last_activity)" in out
     assert ("LONGTEXT" in out) == (dialect in ("mysql", "mariadb"))
+    assert "CREATE TABLE sessions_locks" in out  # session blocking's lock table
 
 
 def test_session_table_without_a_target_explains(capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,23 +178,29 @@ def test_the_written_migration_runs_under_alembic(
     try:
         assert main(["session:table", "--config", str(first), str(versions)]) == 0
         assert main(["session:table", "--config", str(second), str(versions)]) == 0
-        written = sorted(versions.glob("*.py"), key=lambda path: path.stat().st_mtime_ns)
+        written = {path.name.split("_")[0]: path.read_text() for path in versions.glob("*.py")}
         assert len(written) == 2
-        assert "down_revision = None" in written[0].read_text()
-        first_revision = written[0].name.split("_")[0]
-        assert f"down_revision = '{first_revision}'" in written[1].read_text()
+        (base,) = [rev for rev, text in written.items() if "down_revision = None" in text]
+        (follower,) = [rev for rev in written if rev != base]
+        assert f"'{table_name}'" in written[base]
+        assert f"'{second_table}'" in written[follower]
+        assert f"down_revision = '{base}'" in written[follower]
 
         command.upgrade(config, "head")
         assert table_exists(database_url, table_name)
+        assert table_exists(database_url, f"{table_name}_locks")
         assert {("user_id",), ("last_activity",)} <= indexed_columns(database_url, table_name)
         handler = handler_of(first)
         key = new_storage_id()
         handler.write(key, "é" * 70_000)  # over 64 KiB: LONGTEXT on MySQL
         assert handler.read(key) == "é" * 70_000
+        with handler.lock(key, lock_seconds=5, wait_seconds=1):
+            pass
         handler.close()
 
         command.downgrade(config, "base")
         assert not table_exists(database_url, table_name)
+        assert not table_exists(database_url, f"{table_name}_locks")
         assert not table_exists(database_url, second_table)
     finally:
         drop_table(database_url, table_name)

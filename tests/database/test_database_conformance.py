@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from database_support import async_url
 
-from satchel.testing import AsyncHandlerConformance, HandlerConformance, TouchConformance
+from satchel.testing import (
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    HandlerConformance,
+    LockConformance,
+    TouchConformance,
+)
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_database import (
     AsyncDatabaseSessionHandler,
@@ -19,7 +25,7 @@ from satchel_database import (
 )
 
 
-class TestDatabaseConformance(HandlerConformance, TouchConformance):
+class TestDatabaseConformance(HandlerConformance, TouchConformance, LockConformance):
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         def factory(config: Any) -> DatabaseSessionHandler:
@@ -36,7 +42,7 @@ class TestDatabaseConformance(HandlerConformance, TouchConformance):
         return {"driver": "database", "connection": database_url, "table": make_table(database_url)}
 
 
-class TestAsyncDatabaseConformance(AsyncHandlerConformance):
+class TestAsyncDatabaseConformance(AsyncHandlerConformance, AsyncLockConformance):
     """The asyncio engine: aiosqlite, asyncpg, aiomysql."""
 
     @pytest.fixture
@@ -59,7 +65,7 @@ class TestAsyncDatabaseConformance(AsyncHandlerConformance):
         }
 
 
-class TestThreadedAsyncDatabaseConformance(AsyncHandlerConformance):
+class TestThreadedAsyncDatabaseConformance(AsyncHandlerConformance, AsyncLockConformance):
     """A sync driver URL under the async twin: the sync handler in worker threads."""
 
     @pytest.fixture

@@ -239,6 +239,28 @@ def test_in_memory_sqlite_is_shared_by_threads() -> None:
         assert pool.submit(handler.read, key).result() == "one database"
 
 
+def test_the_lock_table_is_made_on_first_lock_and_holds_one_row(
+    database_url: str, handler_for: Any
+) -> None:
+    handler = handler_for(database_url)  # a sessions table migrated without its lock table
+    locks = f"{handler.table.name}_locks"
+    engine = sa.create_engine(sync_url(database_url), poolclass=sa.pool.NullPool)
+    try:
+        assert not sa.inspect(engine).has_table(locks)
+        key = new_storage_id()
+        with handler.lock(key, lock_seconds=30, wait_seconds=1):
+            with engine.connect() as connection:
+                rows = connection.execute(
+                    sa.text(f"SELECT id, token, expires_at FROM {locks}")
+                ).all()
+            assert [row.id for row in rows] == [key]
+            assert rows[0].expires_at > handler.clock() * 1000 + 25_000
+        with engine.connect() as connection:
+            assert connection.execute(sa.text(f"SELECT count(*) FROM {locks}")).scalar() == 0
+    finally:
+        engine.dispose()
+
+
 def test_create_table_is_idempotent(database_url: str, table_name: str) -> None:
     handler = create_handler(make_config(database_url, table_name))
     try:

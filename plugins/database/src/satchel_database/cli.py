@@ -16,7 +16,13 @@ from satchel import SessionConfig
 from satchel.cli import add_config_argument, config_from_args
 from satchel_database.handler import DatabaseSessionHandler
 from satchel_database.options import DRIVER_NAME
-from satchel_database.schema import DIALECTS, create_ddl, sessions_table, write_migration
+from satchel_database.schema import (
+    DIALECTS,
+    create_ddl,
+    locks_table,
+    sessions_table,
+    write_migration,
+)
 
 ID_DIGEST_CHARS = 12
 AGENT_COLUMN_CHARS = 60
@@ -78,7 +84,8 @@ def command_session_table(args: argparse.Namespace) -> int:
     """Print the DDL (``--sql``) or write the Alembic migration into the versions folder."""
     config = config_from_args(args)
     if args.sql:
-        sys.stdout.write(create_ddl(sessions_table(config.table), args.sql))
+        tables = (sessions_table(config.table), locks_table(config.table))
+        sys.stdout.write(create_ddl(*tables, dialect_name=args.sql))
         return 0
     if not args.versions:
         print(

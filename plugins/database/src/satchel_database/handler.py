@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from satchel import AsyncSessionHandler, ConfigError, RequestMetadata, SessionConfig
 from satchel import SessionHandler as _SessionHandler
+from satchel.locking import await_lock, new_lock_token, wait_for_lock
 from satchel_database.connection import (
     backend_errors,
     create_sync_engine,
@@ -29,7 +30,7 @@ from satchel_database.connection import (
     parse_url,
 )
 from satchel_database.options import DatabaseOptions
-from satchel_database.schema import sessions_table
+from satchel_database.schema import locks_table, sessions_table
 from satchel_database.statements import (
     METADATA_COLUMNS,
     PAYLOAD_COLUMNS,
@@ -47,9 +48,54 @@ T = TypeVar("T")
 
 def _table(config: SessionConfig) -> sa.Table:
     try:
+        locks_table(config.table)  # its name must be valid too
         return sessions_table(config.table)
     except ValueError as exc:
         raise ConfigError("table", str(exc)) from None
+
+
+def _lock_deadline(clock: Clock, lock_seconds: float) -> tuple[int, int]:
+    """Now and the lock's expiry, in Unix milliseconds."""
+    now = int(clock() * 1000)
+    return now, now + max(1, int(lock_seconds * 1000))
+
+
+class HeldLock:
+    """A context manager: ``acquire`` on enter, ``release`` on exit.
+
+    A class rather than a generator, so a lock that is entered and then
+    abandoned is never released from a finaliser: like a holder that died, it
+    simply expires.
+    """
+
+    def __init__(self, acquire: Callable[[], None], release: Callable[[], None]) -> None:
+        self._acquire = acquire
+        self._release = release
+
+    def __enter__(self) -> None:
+        self._acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()
+
+
+class AsyncHeldLock:
+    """An async context manager: ``acquire`` on enter, ``release`` on exit.
+
+    The async form of :class:`HeldLock`.
+    """
+
+    def __init__(
+        self, acquire: Callable[[], Awaitable[None]], release: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._acquire = acquire
+        self._release = release
+
+    async def __aenter__(self) -> None:
+        await self._acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._release()
 
 
 class DatabaseSessionHandler(_SessionHandler):
@@ -75,9 +121,11 @@ class DatabaseSessionHandler(_SessionHandler):
         self.lifetime_seconds = lifetime_seconds
         self.options = options or DatabaseOptions()
         self.clock = clock
+        self.locks = locks_table(self.table.name)
         self.statements = SessionStatements(
-            self.table, engine.dialect.name, self.options.gc_batch_size
+            self.table, self.locks, engine.dialect.name, self.options.gc_batch_size
         )
+        self._locks_ready = False
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> DatabaseSessionHandler:
@@ -200,17 +248,74 @@ class DatabaseSessionHandler(_SessionHandler):
             return int(connection.execute(self.statements.destroy_user_sessions(user_id)).rowcount)
 
     def create_table(self) -> bool:
-        """Create the table and its indexes if missing; True when it was created now."""
+        """Create the table, its indexes and the lock table if missing.
+
+        True when the sessions table was created now.
+        """
         with self._errors(), self.engine.begin() as connection:
+            self.locks.create(connection, checkfirst=True)
             if sa.inspect(connection).has_table(self.table.name):
                 return False
             self.table.create(connection, checkfirst=True)
         return True
 
     def drop_table(self) -> None:
-        """Drop the table if it exists (tests and tear-downs)."""
+        """Drop the table and the lock table if they exist (tests and tear-downs)."""
         with self._errors(), self.engine.begin() as connection:
+            self.locks.drop(connection, checkfirst=True)
             self.table.drop(connection, checkfirst=True)
+
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> HeldLock:
+        """Hold the session's lock (a row of the lock table) for session blocking.
+
+        The lock expires by itself after ``lock_seconds``; waiting longer than
+        ``wait_seconds`` raises ``LockTimeout``.
+        """
+        token = new_lock_token()
+
+        def acquire() -> None:
+            with self._errors():
+                wait_for_lock(
+                    lambda: self.claim_lock(session_id, token, lock_seconds),
+                    wait_seconds=wait_seconds,
+                    description="a database session",
+                )
+
+        return HeldLock(acquire, lambda: self.release_lock(session_id, token))
+
+    def claim_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
+        """One attempt to take the lock for ``token``; True when it holds it now."""
+        if not self._locks_ready:
+            # A table migrated before locks existed gets its lock table on first use.
+            self.locks.create(self.engine, checkfirst=True)
+            self._locks_ready = True
+        now, expires_at = _lock_deadline(self.clock, lock_seconds)
+        statement = self.statements.claim_lock(session_id, token, expires_at, now)
+        try:
+            with self.engine.begin() as connection:
+                if statement is not None:
+                    connection.execute(statement)
+                else:
+                    try:
+                        with connection.begin_nested():
+                            connection.execute(
+                                self.statements.insert_lock(session_id, token, expires_at)
+                            )
+                    except IntegrityError:
+                        connection.execute(
+                            self.statements.take_over_lock(session_id, token, expires_at, now)
+                        )
+                holder = connection.execute(self.statements.lock_holder(session_id)).scalar()
+        except DBAPIError as exc:
+            if is_retryable(exc):
+                return False  # lost a race for the row; the waiter tries again
+            raise
+        return bool(holder == token)
+
+    def release_lock(self, session_id: str, token: str) -> None:
+        """Let go of the lock if ``token`` still holds it (never another holder's)."""
+        with self._errors(), self.engine.begin() as connection:
+            connection.execute(self.statements.release_lock(session_id, token))
 
 
 class AsyncDatabaseSessionHandler(AsyncSessionHandler):
@@ -230,9 +335,11 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
         self.lifetime_seconds = lifetime_seconds
         self.options = options or DatabaseOptions()
         self.clock = clock
+        self.locks = locks_table(self.table.name)
         self.statements = SessionStatements(
-            self.table, engine.dialect.name, self.options.gc_batch_size
+            self.table, self.locks, engine.dialect.name, self.options.gc_batch_size
         )
+        self._locks_ready = False
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncDatabaseSessionHandler:
@@ -364,9 +471,13 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
                 return int(result.rowcount)
 
     async def create_table(self) -> bool:
-        """Create the table and its indexes if missing; True when it was created now."""
+        """Create the table, its indexes and the lock table if missing.
+
+        True when the sessions table was created now.
+        """
         with self._errors():
             async with self.engine.begin() as connection:
+                await connection.run_sync(self.locks.create, checkfirst=True)
                 exists = await connection.run_sync(
                     lambda sync: sa.inspect(sync).has_table(self.table.name)
                 )
@@ -376,10 +487,61 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
         return True
 
     async def drop_table(self) -> None:
-        """Drop the table if it exists (tests and tear-downs)."""
+        """Drop the table and the lock table if they exist (tests and tear-downs)."""
         with self._errors():
             async with self.engine.begin() as connection:
+                await connection.run_sync(self.locks.drop, checkfirst=True)
                 await connection.run_sync(self.table.drop, checkfirst=True)
+
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncHeldLock:
+        """Hold the session's lock (a row of the lock table) for session blocking."""
+        token = new_lock_token()
+
+        async def acquire() -> None:
+            with self._errors():
+                await await_lock(
+                    lambda: self.claim_lock(session_id, token, lock_seconds),
+                    wait_seconds=wait_seconds,
+                    description="a database session",
+                )
+
+        return AsyncHeldLock(acquire, lambda: self.release_lock(session_id, token))
+
+    async def claim_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
+        """One attempt to take the lock for ``token``; True when it holds it now."""
+        if not self._locks_ready:
+            async with self.engine.begin() as connection:
+                await connection.run_sync(self.locks.create, checkfirst=True)
+            self._locks_ready = True
+        now, expires_at = _lock_deadline(self.clock, lock_seconds)
+        statement = self.statements.claim_lock(session_id, token, expires_at, now)
+        try:
+            async with self.engine.begin() as connection:
+                if statement is not None:
+                    await connection.execute(statement)
+                else:
+                    try:
+                        async with connection.begin_nested():
+                            await connection.execute(
+                                self.statements.insert_lock(session_id, token, expires_at)
+                            )
+                    except IntegrityError:
+                        await connection.execute(
+                            self.statements.take_over_lock(session_id, token, expires_at, now)
+                        )
+                result = await connection.execute(self.statements.lock_holder(session_id))
+                holder = result.scalar()
+        except DBAPIError as exc:
+            if is_retryable(exc):
+                return False
+            raise
+        return bool(holder == token)
+
+    async def release_lock(self, session_id: str, token: str) -> None:
+        """Let go of the lock if ``token`` still holds it (never another holder's)."""
+        with self._errors():
+            async with self.engine.begin() as connection:
+                await connection.execute(self.statements.release_lock(session_id, token))
 
 
 class ThreadedDatabaseSessionHandler(AsyncSessionHandler):
@@ -426,6 +588,22 @@ class ThreadedDatabaseSessionHandler(AsyncSessionHandler):
     async def destroy_user_sessions(self, user_id: str) -> int:
         """End every session of ``user_id``; return how many."""
         return await self._call(self.handler.destroy_user_sessions, user_id)
+
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncHeldLock:
+        """The sync handler's lock, each attempt in a worker thread."""
+        token = new_lock_token()
+
+        async def acquire() -> None:
+            with self.handler._errors():
+                await await_lock(
+                    lambda: self._call(self.handler.claim_lock, session_id, token, lock_seconds),
+                    wait_seconds=wait_seconds,
+                    description="a database session",
+                )
+
+        return AsyncHeldLock(
+            acquire, lambda: self._call(self.handler.release_lock, session_id, token)
+        )
 
 
 def create_handler(config: SessionConfig) -> DatabaseSessionHandler:

@@ -4,6 +4,11 @@ The table is Laravel's: ``id`` string primary key, ``user_id`` nullable and
 indexed, ``ip_address`` string(45), ``user_agent`` text, ``payload`` text and
 ``last_activity`` integer (Unix seconds) indexed. On MySQL/MariaDB the payload
 is ``LONGTEXT`` (as Laravel's ``longText``): plain ``TEXT`` stops at 64 KiB.
+
+Session blocking (``block = true``) keeps its locks in a second, small table,
+``<table>_locks``: ``id``, the holder's random ``token`` and ``expires_at``
+(Unix milliseconds), so a holder that died never blocks for longer than its
+``lock_seconds``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from sqlalchemy.dialects import mysql, registry
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+LOCKS_SUFFIX = "_locks"
+TOKEN_LENGTH = 64
 ID_LENGTH = 255  # Laravel's string(); core stores a 64-character SHA-256 hex digest
 USER_ID_LENGTH = 255  # text, so integer and UUID user ids both fit
 IP_ADDRESS_LENGTH = 45  # the longest textual IPv6 address (IPv4-mapped)
@@ -65,17 +72,37 @@ def sessions_table(name: str = "sessions", metadata: sa.MetaData | None = None) 
     )
 
 
-def create_ddl(table: sa.Table, dialect_name: str) -> str:
-    """The ``CREATE TABLE`` and ``CREATE INDEX`` statements for one dialect."""
+def locks_table_name(table: str) -> str:
+    """The name of the lock table beside the sessions table ``table``."""
+    return check_table_name(f"{table}{LOCKS_SUFFIX}")
+
+
+def locks_table(sessions: str = "sessions", metadata: sa.MetaData | None = None) -> sa.Table:
+    """The lock table for the sessions table named ``sessions``."""
+    return sa.Table(
+        locks_table_name(sessions),
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column("id", sa.String(ID_LENGTH), primary_key=True),
+        sa.Column("token", sa.String(TOKEN_LENGTH), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        mysql_charset="utf8mb4",
+        mysql_engine="InnoDB",
+    )
+
+
+def create_ddl(*tables: sa.Table, dialect_name: str) -> str:
+    """The ``CREATE TABLE`` and ``CREATE INDEX`` statements of ``tables`` for one dialect."""
     try:
         dialect = DIALECTS[dialect_name]
     except KeyError:
         raise ValueError(
             f"unknown SQL dialect {dialect_name!r}; choose one of {', '.join(DIALECTS)}"
         ) from None
-    compiled = [str(CreateTable(table).compile(dialect=dialect))]
-    for index in sorted(table.indexes, key=lambda index: str(index.name)):
-        compiled.append(str(CreateIndex(index).compile(dialect=dialect)))
+    compiled: list[str] = []
+    for table in tables:
+        compiled.append(str(CreateTable(table).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda index: str(index.name)):
+            compiled.append(str(CreateIndex(index).compile(dialect=dialect)))
     statements = [
         "\n".join(line.rstrip() for line in text.strip().splitlines()) for text in compiled
     ]
@@ -83,7 +110,7 @@ def create_ddl(table: sa.Table, dialect_name: str) -> str:
 
 
 MIGRATION_TEMPLATE = '''\
-"""Create the {table} table for satchel's database session driver.
+"""Create the {table} table (and {locks} for session blocking) for satchel's database driver.
 
 Revision ID: {revision}
 Revises: {down_revision_text}
@@ -121,9 +148,19 @@ def upgrade() -> None:
     )
     op.create_index({user_index!r}, {table!r}, ["user_id"])
     op.create_index({activity_index!r}, {table!r}, ["last_activity"])
+    # Session blocking (block = true): one row per held lock, with its holder and expiry.
+    op.create_table(
+        {locks!r},
+        sa.Column("id", sa.String({id_length}), primary_key=True),
+        sa.Column("token", sa.String({token_length}), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        mysql_charset="utf8mb4",
+        mysql_engine="InnoDB",
+    )
 
 
 def downgrade() -> None:
+    op.drop_table({locks!r})
     op.drop_index({activity_index!r}, table_name={table!r})
     op.drop_index({user_index!r}, table_name={table!r})
     op.drop_table({table!r})
@@ -162,7 +199,7 @@ def write_migration(
     detect_head: bool = True,
     now: datetime | None = None,
 ) -> Path:
-    """Write an Alembic migration creating ``table`` into the ``versions`` folder.
+    """Write an Alembic migration creating ``table`` and its lock table into ``versions``.
 
     Unless ``down_revision`` is given, the new migration follows the folder's
     single head; a folder with several heads is an error (name one).
@@ -181,6 +218,8 @@ def write_migration(
     created = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
     text = MIGRATION_TEMPLATE.format(
         table=table,
+        locks=locks_table_name(table),
+        token_length=TOKEN_LENGTH,
         revision=revision,
         down_revision=down_revision,
         down_revision_text=down_revision or "",

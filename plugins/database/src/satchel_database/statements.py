@@ -69,10 +69,13 @@ def metadata_columns(metadata: RequestMetadata, options: DatabaseOptions) -> dic
 
 
 class SessionStatements:
-    """Statement builders for one sessions table on one dialect."""
+    """Statement builders for one sessions table (and its lock table) on one dialect."""
 
-    def __init__(self, table: sa.Table, dialect_name: str, gc_batch_size: int) -> None:
+    def __init__(
+        self, table: sa.Table, locks: sa.Table, dialect_name: str, gc_batch_size: int
+    ) -> None:
         self.table = table
+        self.locks = locks
         self.dialect_name = dialect_name
         self.gc_batch_size = gc_batch_size
 
@@ -173,6 +176,73 @@ class SessionStatements:
 
     def destroy_user_sessions(self, user_id: str) -> Delete:
         return sa.delete(self.table).where(self.table.c.user_id == user_id)
+
+    def claim_lock(
+        self, session_id: str, token: str, expires_at: int, now: int
+    ) -> sa.Executable | None:
+        """Insert the lock, or take it over only if it expired by ``now`` (milliseconds).
+
+        Whether it worked is read back with :meth:`lock_holder` in the same
+        transaction. ``None`` on a dialect without a native upsert.
+        """
+        locks = self.locks
+        values = {"id": session_id, "token": token, "expires_at": expires_at}
+        if self.dialect_name == "postgresql":
+            pg_statement = postgresql.insert(locks).values(**values)
+            return pg_statement.on_conflict_do_update(
+                index_elements=[locks.c.id],
+                set_={
+                    "token": pg_statement.excluded.token,
+                    "expires_at": pg_statement.excluded.expires_at,
+                },
+                where=locks.c.expires_at <= now,
+            )
+        if self.dialect_name == "sqlite":
+            lite_statement = sqlite.insert(locks).values(**values)
+            return lite_statement.on_conflict_do_update(
+                index_elements=[locks.c.id],
+                set_={
+                    "token": lite_statement.excluded.token,
+                    "expires_at": lite_statement.excluded.expires_at,
+                },
+                where=locks.c.expires_at <= now,
+            )
+        if self.is_mysql:
+            my_statement = mysql.insert(locks).values(**values)
+            expired = locks.c.expires_at <= now
+            # MySQL applies these in order: token first, while expires_at is still the old one.
+            claim: sa.Executable = my_statement.on_duplicate_key_update(
+                [
+                    ("token", sa.case((expired, my_statement.inserted.token), else_=locks.c.token)),
+                    (
+                        "expires_at",
+                        sa.case(
+                            (expired, my_statement.inserted.expires_at), else_=locks.c.expires_at
+                        ),
+                    ),
+                ]
+            )
+            return claim
+        return None
+
+    def insert_lock(self, session_id: str, token: str, expires_at: int) -> sa.Insert:
+        return sa.insert(self.locks).values(id=session_id, token=token, expires_at=expires_at)
+
+    def take_over_lock(self, session_id: str, token: str, expires_at: int, now: int) -> sa.Update:
+        locks = self.locks
+        return (
+            sa.update(locks)
+            .where(locks.c.id == session_id, locks.c.expires_at <= now)
+            .values(token=token, expires_at=expires_at)
+        )
+
+    def lock_holder(self, session_id: str) -> sa.Select[Any]:
+        return sa.select(self.locks.c.token).where(self.locks.c.id == session_id)
+
+    def release_lock(self, session_id: str, token: str) -> Delete:
+        """Delete the lock only if ``token`` still holds it."""
+        locks = self.locks
+        return sa.delete(locks).where(locks.c.id == session_id, locks.c.token == token)
 
 
 def stored_session(row: sa.Row[Any]) -> StoredSession:

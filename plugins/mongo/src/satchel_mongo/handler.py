@@ -19,8 +19,8 @@ end a session early.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,6 +86,38 @@ def display_address(url: str) -> str:
     """The URL's scheme and hosts, without user, password or options."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+class HeldLock:
+    """``acquire`` on enter, ``release`` on exit.
+
+    A class rather than a generator, so a lock entered and then abandoned is
+    never released by a finaliser: like a holder that died, it just expires.
+    """
+
+    def __init__(self, acquire: Callable[[], None], release: Callable[[], None]) -> None:
+        self._acquire, self._release = acquire, release
+
+    def __enter__(self) -> None:
+        self._acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()
+
+
+class AsyncHeldLock:
+    """The async form of :class:`HeldLock`."""
+
+    def __init__(
+        self, acquire: Callable[[], Awaitable[None]], release: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._acquire, self._release = acquire, release
+
+    async def __aenter__(self) -> None:
+        await self._acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._release()
 
 
 class _Documents:
@@ -223,8 +255,7 @@ class MongoSessionHandler(_SessionHandler):
         with self.documents.errors():
             return self._ready().delete_many(self.documents.idle_since(lifetime)).deleted_count
 
-    @contextmanager
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> HeldLock:
         """Hold the session's lock; it expires by itself after ``lock_seconds``."""
         locks = self.collection.database[self.collection.name + LOCKS_SUFFIX]
         token = new_lock_token()
@@ -242,14 +273,16 @@ class MongoSessionHandler(_SessionHandler):
                 return False  # someone holds it and it has not expired
             return True
 
-        with self.documents.errors():
-            wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a mongo session")
-        try:
-            yield
-        finally:
+        def acquire() -> None:
+            with self.documents.errors():
+                wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a mongo session")
+
+        def release() -> None:
             with self.documents.errors():
                 # Only our own token: a lock that expired and was taken over stays the new holder's.
                 locks.delete_one({"_id": session_id, "token": token})
+
+        return HeldLock(acquire, release)
 
 
 class AsyncMongoSessionHandler(AsyncSessionHandler):
@@ -346,10 +379,7 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
             result = await collection.delete_many(self.documents.idle_since(lifetime))
         return result.deleted_count
 
-    @asynccontextmanager
-    async def lock(
-        self, session_id: str, *, lock_seconds: float, wait_seconds: float
-    ) -> AsyncIterator[None]:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncHeldLock:
         """Hold the session's lock; it expires by itself after ``lock_seconds``."""
         locks = self.collection.database[self.collection.name + LOCKS_SUFFIX]
         token = new_lock_token()
@@ -367,10 +397,14 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
                 return False
             return True
 
-        with self.documents.errors():
-            await await_lock(try_acquire, wait_seconds=wait_seconds, description="a mongo session")
-        try:
-            yield
-        finally:
+        async def acquire() -> None:
+            with self.documents.errors():
+                await await_lock(
+                    try_acquire, wait_seconds=wait_seconds, description="a mongo session"
+                )
+
+        async def release() -> None:
             with self.documents.errors():
                 await locks.delete_one({"_id": session_id, "token": token})
+
+        return AsyncHeldLock(acquire, release)
