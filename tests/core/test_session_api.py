@@ -134,11 +134,6 @@ def test_get_typed_dataclass_after_reload(
     assert typed.lines == ("flat 2", "floor 3")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Laravel's Arr::get indexes into lists (get('user.teams.0')); satchel's dot "
-    "notation only descends into mappings. DESIGN.md is silent; reported as a divergence.",
-)
 def test_get_dot_notation_indexes_lists_like_laravel(manager: SessionManager) -> None:
     session = manager.start(None)
     session.put("user.teams", ["core", "docs"])

@@ -158,12 +158,6 @@ def test_activity_keeps_a_session_alive_past_its_idle_lifetime(
     assert manager.start(session.cookie_value()).all() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with touch_interval (default 60 s) >= lifetime (30 s), an unchanged but active "
-    "session is never refreshed and idles out while in use; DESIGN.md calls lifetime "
-    "'minutes of idleness' but also says refresh at most once per touch_interval",
-)
 def test_activity_keeps_a_short_lived_session_alive_with_default_touch_interval(
     make_recording_manager: MakeManager, clock: Any
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import cattrs
 
+from satchel.crypto import MIN_SECRET_LENGTH
 from satchel.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -189,6 +190,14 @@ class SessionConfig:
         if self.merge_on_save:
             # Refused rather than silently ignored until merge on save is built.
             raise ConfigError("merge_on_save", "is not supported yet; leave it false")
+        for key, secrets in (
+            ("secret_key", [self.secret_key]),
+            ("secret_key_fallbacks", self.secret_key_fallbacks),
+        ):
+            if any(secret is not None and len(secret) < MIN_SECRET_LENGTH for secret in secrets):
+                raise ConfigError(
+                    key, f"every secret must be at least {MIN_SECRET_LENGTH} characters long"
+                )
         if self.encrypt and not self.secret_key:
             raise ConfigError("secret_key", "must be set when encrypt is true")
 

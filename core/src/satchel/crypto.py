@@ -41,8 +41,14 @@ class Encrypter:
     """Encrypts under the current key; decrypts under the current key or a fallback."""
 
     def __init__(self, secret_key: str, fallbacks: Sequence[str] = ()) -> None:
-        if len(secret_key) < MIN_SECRET_LENGTH:
-            raise ValueError(f"secret_key must be at least {MIN_SECRET_LENGTH} characters long")
+        # A weak fallback would let a forger in as surely as a weak current key.
+        for name, secret in [("secret_key", secret_key)] + [
+            ("secret_key_fallbacks", fallback) for fallback in fallbacks
+        ]:
+            if len(secret) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"{name}: every secret must be at least {MIN_SECRET_LENGTH} characters long"
+                )
         self._ciphers = [AESGCM(derive_key(secret)) for secret in (secret_key, *fallbacks)]
 
     def encrypt(self, plaintext: bytes, context: bytes) -> str:

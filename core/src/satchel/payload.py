@@ -224,6 +224,8 @@ class Envelope:
         permanent: Flask's ``session.permanent``; ``None`` follows the config.
         client_id: The session id, kept in the payload by the cookie driver only
             (a server-side store never holds an id).
+        stored_data: The canonical JSON of the values as read from the store
+            (set by :func:`loads`; not part of the payload itself).
     """
 
     values: dict[str, Any]
@@ -234,6 +236,7 @@ class Envelope:
     token: str | None = None
     permanent: bool | None = None
     client_id: str | None = None
+    stored_data: str | None = attrs.field(default=None, eq=False, repr=False)
 
 
 def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,43 +244,48 @@ def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: encode_value(value, key) for key, value in values.items()}
 
 
-def body_fingerprint(encoded_values: Mapping[str, Any], envelope: Envelope) -> str:
-    """A canonical string of everything but the timestamps: equal strings mean unchanged."""
-    return _canonical(
-        {
-            "d": encoded_values,
-            "f": [envelope.flash_new, envelope.flash_old],
-            "t": envelope.token,
-            "p": envelope.permanent,
-        }
+def data_json(encoded_values: Mapping[str, Any]) -> str:
+    """The canonical JSON text of encoded values (sorted keys), as stored and as compared."""
+    text = json.dumps(
+        encoded_values, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False
     )
-
-
-def dumps(envelope: Envelope, encoded_values: Mapping[str, Any] | None = None) -> str:
-    """Serialise an envelope to the stored JSON string."""
-    if encoded_values is None:
-        encoded_values = encode_values(envelope.values)
-    document: dict[str, Any] = {
-        "v": FORMAT_VERSION,
-        "data": encoded_values,
-        "meta": {
-            "created": envelope.created,
-            "last_activity": envelope.last_activity,
-            "flash": {"new": envelope.flash_new, "old": envelope.flash_old},
-            "token": envelope.token,
-        },
-    }
-    if envelope.permanent is not None:
-        document["meta"]["permanent"] = envelope.permanent
-    if envelope.client_id is not None:
-        document["meta"]["id"] = envelope.client_id
-    text = json.dumps(document, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: escape it, so every driver can store it
-            text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+            text = json.dumps(
+                encoded_values, sort_keys=True, separators=(",", ":"), allow_nan=False
+            )
     return text
+
+
+def body_fingerprint(data_text: str, envelope: Envelope) -> str:
+    """Everything but the timestamps, as one string: equal strings mean unchanged."""
+    bookkeeping = [envelope.flash_new, envelope.flash_old, envelope.token, envelope.permanent]
+    return data_text + "\n" + json.dumps(bookkeeping, separators=(",", ":"))
+
+
+def dumps(envelope: Envelope, data_text: str | None = None) -> str:
+    """Serialise an envelope to the stored JSON string.
+
+    ``data_text`` is the values' :func:`data_json`, when the caller has it already.
+    """
+    if data_text is None:
+        data_text = data_json(encode_values(envelope.values))
+    meta: dict[str, Any] = {
+        "created": envelope.created,
+        "last_activity": envelope.last_activity,
+        "flash": {"new": envelope.flash_new, "old": envelope.flash_old},
+        "token": envelope.token,
+    }
+    if envelope.permanent is not None:
+        meta["permanent"] = envelope.permanent
+    if envelope.client_id is not None:
+        meta["id"] = envelope.client_id
+    meta_text = json.dumps(meta, separators=(",", ":"), allow_nan=False)
+    # The data is serialised once, canonically, and spliced in: the same text
+    # serves for the change check and for storage.
+    return f'{{"v":{FORMAT_VERSION},"data":{data_text},"meta":{meta_text}}}'
 
 
 def loads(text: str) -> Envelope:
@@ -325,4 +333,5 @@ def loads(text: str) -> Envelope:
         raise PayloadError(f"malformed payload: {exc}") from exc
     if not (math.isfinite(envelope.created) and math.isfinite(envelope.last_activity)):
         raise PayloadError("timestamps must be finite")
+    envelope.stored_data = data_json(data)
     return envelope

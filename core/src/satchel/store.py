@@ -49,6 +49,7 @@ class _SavePlan:
     data: str | None = None
     metadata: RequestMetadata | None = None
     outcome: SaveOutcome = SaveOutcome.UNCHANGED
+    fingerprint: str | None = None
 
 
 class Session(MutableMapping[str, Any]):
@@ -193,7 +194,11 @@ class Session(MutableMapping[str, Any]):
             if text is not None:
                 self._adopt(text, key=key, session_id=incoming)
         self._loaded = True
-        self._loaded_fingerprint = self._fingerprint() if self._stored else None
+        stored_data = self._envelope.stored_data
+        if self._stored and stored_data is not None:
+            self._loaded_fingerprint = payload.body_fingerprint(stored_data, self._envelope)
+        else:
+            self._loaded_fingerprint = None
 
     def _adopt(self, text: str | None, *, key: str | None, session_id: str | None = None) -> None:
         if text is None:
@@ -287,9 +292,13 @@ class Session(MutableMapping[str, Any]):
     # -- saving ----------------------------------------------------------------
 
     def _fingerprint(self) -> str:
-        return payload.body_fingerprint(
-            payload.encode_values(self._envelope.values), self._envelope
-        )
+        data_text = payload.data_json(payload.encode_values(self._envelope.values))
+        return payload.body_fingerprint(data_text, self._envelope)
+
+    def _refresh_interval(self) -> float:
+        # Never longer than half the idle lifetime, or an active session whose
+        # data never changes would idle out while in use.
+        return min(self._config.touch_interval, self._config.lifetime_seconds / 2)
 
     def age_flash_data(self) -> None:
         """Forget last request's flash data and keep this request's for the next one."""
@@ -299,13 +308,15 @@ class Session(MutableMapping[str, Any]):
         envelope.flash_old = envelope.flash_new
         envelope.flash_new = []
 
-    def _plan_save(self) -> _SavePlan:
+    def _plan_save(self, *, wants_metadata: bool) -> _SavePlan:
         plan = _SavePlan(destroy_keys=list(self._pending_destroy))
         if not self._loaded:
             plan.outcome = SaveOutcome.NOT_LOADED
             return plan
-        self.age_flash_data()
         envelope = self._envelope
+        # Aging changes the values only when it forgets last request's flash keys.
+        aging_forgets = bool(envelope.flash_old)
+        self.age_flash_data()
         in_cookie = self._manager.stores_in_cookie
         key = None if in_cookie else storage_key(self._id)
         if not envelope.values and envelope.token is None:
@@ -313,30 +324,37 @@ class Session(MutableMapping[str, Any]):
                 plan.destroy_keys.append(key)
             plan.outcome = SaveOutcome.EMPTY
             return plan
-        encoded = payload.encode_values(envelope.values)  # TypeError names a bad key
+        untouched = not self._accessed and self._stored and envelope.stored_data is not None
+        if untouched and not aging_forgets:
+            # Loaded but never used, with no flash data to age: the stored text is current.
+            data_text = envelope.stored_data
+        else:
+            # TypeError names a key whose value cannot be stored.
+            data_text = payload.data_json(payload.encode_values(envelope.values))
+        assert data_text is not None
+        plan.fingerprint = payload.body_fingerprint(data_text, envelope)
         changed = (
-            self._force_write
-            or not self._stored
-            or payload.body_fingerprint(encoded, envelope) != self._loaded_fingerprint
+            self._force_write or not self._stored or plan.fingerprint != self._loaded_fingerprint
         )
         now = self._manager.clock()
         if changed:
             plan.outcome = SaveOutcome.WRITTEN
-        elif now - envelope.last_activity >= self._config.touch_interval:
+        elif now - envelope.last_activity >= self._refresh_interval():
             plan.outcome = SaveOutcome.REFRESHED
         else:
             return plan
         envelope.last_activity = now
         envelope.client_id = self._id if in_cookie else None
-        text = payload.dumps(envelope, encoded)
+        text = payload.dumps(envelope, data_text)
         if in_cookie:
             self._cookie_value = self._seal_cookie(text)
             return plan
         plan.write_key = key
         plan.data = self._seal_stored(text, key) if key is not None else text
-        plan.metadata = attrs.evolve(
-            self.metadata or RequestMetadata(), values=copy.deepcopy(envelope.values)
-        )
+        if wants_metadata:
+            plan.metadata = attrs.evolve(
+                self.metadata or RequestMetadata(), values=copy.deepcopy(envelope.values)
+            )
         return plan
 
     def _seal_stored(self, text: str, key: str) -> str:
@@ -359,7 +377,7 @@ class Session(MutableMapping[str, Any]):
         if plan.outcome in (SaveOutcome.WRITTEN, SaveOutcome.REFRESHED):
             self._stored = True
             self._force_write = False
-            self._loaded_fingerprint = self._fingerprint()
+            self._loaded_fingerprint = plan.fingerprint
         elif plan.outcome is SaveOutcome.EMPTY:
             self._stored = False
             self._loaded_fingerprint = None
@@ -368,8 +386,8 @@ class Session(MutableMapping[str, Any]):
 
     def save(self) -> SaveOutcome:
         """Age flash data and write through the sync driver if anything changed."""
-        plan = self._plan_save()
         handler = self._manager.handler()
+        plan = self._plan_save(wants_metadata=isinstance(handler, SupportsMetadata))
         for key in plan.destroy_keys:
             handler.destroy(key)
         if plan.write_key is not None and plan.data is not None:
@@ -381,8 +399,8 @@ class Session(MutableMapping[str, Any]):
 
     async def asave(self) -> SaveOutcome:
         """Age flash data and write through the async driver if anything changed."""
-        plan = self._plan_save()
         handler = self._manager.async_handler()
+        plan = self._plan_save(wants_metadata=isinstance(handler, AsyncSupportsMetadata))
         for key in plan.destroy_keys:
             await handler.destroy(key)
         if plan.write_key is not None and plan.data is not None:
@@ -646,6 +664,10 @@ def _lookup(values: Mapping[str, Any], key: str) -> Any:
     for segment in key.split("."):
         if isinstance(current, Mapping) and segment in current:
             current = current[segment]
+        elif (
+            isinstance(current, (list, tuple)) and segment.isdigit() and int(segment) < len(current)
+        ):
+            current = current[int(segment)]  # Laravel's Arr::get indexes lists too
         else:
             return _MISSING
     return current
