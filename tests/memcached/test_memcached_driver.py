@@ -407,3 +407,11 @@ def test_registered_through_the_entry_point_with_an_async_twin() -> None:
     assert spec.factory == MemcachedSessionHandler.from_config
     assert spec.async_factory == AsyncMemcachedSessionHandler.from_config
     assert not [failure for failure in loaded.failures if "memcached" in failure.distribution]
+
+
+def test_something_that_is_not_a_client_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        MemcachedSessionHandler.from_config(
+            SessionConfig(driver="memcached", options={"client": "127.0.0.1:11211"})
+        )
+    assert caught.value.key == "options.client"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from satchel import ConfigError, SessionConfig
+from satchel import ConfigError, SessionBackendError, SessionConfig
 from satchel.handler import SupportsLock, SupportsTouch
 from satchel.plugins import load_plugins
 from satchel.testing import free_port, new_storage_id
@@ -292,3 +292,27 @@ def test_registered_through_the_entry_point_with_an_async_twin() -> None:
     assert spec.factory == RedisSessionHandler.from_config
     assert spec.async_factory == AsyncRedisSessionHandler.from_config
     assert not [failure for failure in loaded.failures if "redis" in failure.distribution]
+
+
+@pytest.mark.parametrize("name", ["client", "async_client"])
+def test_something_that_is_not_a_client_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        RedisSessionHandler.from_config(
+            SessionConfig(
+                driver="redis", connection="redis://127.0.0.1/0", options={name: "redis://x"}
+            )
+        )
+    assert caught.value.key == f"options.{name}"
+
+
+def test_a_ready_client_that_fails_is_named_by_its_address(unique_prefix: str) -> None:
+    port = free_port()  # nothing listens here
+    client = redis.Redis(port=port, socket_connect_timeout=1, password="hunter2secret")
+    handler = RedisSessionHandler.from_config(
+        SessionConfig(driver="redis", prefix=unique_prefix, options={"client": client})
+    )
+    with pytest.raises(SessionBackendError) as caught:
+        handler.read(new_storage_id())
+    assert f"localhost:{port}" in str(caught.value)
+    assert "hunter2secret" not in str(caught.value)
+    assert handler.client is client  # used as it is, never replaced

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,3 +123,23 @@ class TestAsyncRedisSentinelConformance(AsyncHandlerConformance, AsyncLockConfor
     ) -> Mapping[str, Any]:
         return {"driver": "redis", "connection": redis_sentinel["url"], "prefix": unique_prefix,
                 "options": QUICK}  # fmt: skip
+
+
+def test_async_cluster_handler_survives_a_burst_of_first_commands(
+    redis_cluster_url: str, unique_prefix: str
+) -> None:
+    """redis.asyncio's RedisCluster can drop commands sent concurrently before it
+    has discovered the slots; the handler discovers them first."""
+    config = SessionConfig(
+        driver="redis", connection=redis_cluster_url, prefix=unique_prefix, options=QUICK
+    )
+
+    async def burst() -> None:
+        handler = AsyncRedisSessionHandler.from_config(config)
+        keys = [new_storage_id() for _ in range(60)]
+        await asyncio.gather(*(handler.write(key, key) for key in keys))
+        assert await asyncio.gather(*(handler.read(key) for key in keys)) == keys
+        await handler.close()
+
+    for _ in range(8):  # each with a fresh client, as each app process starts
+        asyncio.run(burst())

@@ -46,6 +46,13 @@ class MemcachedOptions:
 
     def check(self) -> MemcachedOptions:
         """Refuse values no memcached connection can use; the error names the option."""
+        commands = ("get", "set", "touch", "add", "gets", "cas", "delete")
+        if self.client is not None and not all(
+            callable(getattr(self.client, command, None)) for command in commands
+        ):
+            raise ConfigError(
+                "options.client", f"expected a pymemcache client, got {type(self.client).__name__}"
+            )
         for name in ("connect_timeout", "timeout"):
             value = getattr(self, name)
             if not value > 0:

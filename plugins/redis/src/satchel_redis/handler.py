@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import redis
+import redis.asyncio.cluster
 import redis.exceptions
 
 from satchel.config import SessionConfig
@@ -168,23 +169,32 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
                 self._call("disconnect", pool.disconnect)
         return True
 
+    def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
+        """One attempt to take the session's lock for ``token`` (``SET NX PX``)."""
+        key = self._lock_key(session_id)
+        milliseconds = max(1, math.ceil(lock_seconds * 1000))
+        return bool(
+            self._call("SET NX", lambda: self.client.set(key, token, nx=True, px=milliseconds))
+        )
+
+    def release_lock(self, session_id: str, token: str) -> None:
+        """Free the lock if, and only if, it still holds ``token`` (one Lua call)."""
+        key = self._lock_key(session_id)
+        self._call("lock release", lambda: self.client.eval(RELEASE_SCRIPT, 1, key, token))
+
     @contextmanager
     def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
         """Hold the session's lock: ``SET NX PX`` with a token, released only by its holder."""
-        key = self._lock_key(session_id)
         token = new_lock_token()
-        milliseconds = max(1, math.ceil(lock_seconds * 1000))
-
-        def try_acquire() -> bool:
-            return bool(
-                self._call("SET NX", lambda: self.client.set(key, token, nx=True, px=milliseconds))
-            )
-
-        wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a redis session")
+        wait_for_lock(
+            lambda: self.try_lock(session_id, token, lock_seconds),
+            wait_seconds=wait_seconds,
+            description="a redis session",
+        )
         try:
             yield
         finally:
-            self._call("lock release", lambda: self.client.eval(RELEASE_SCRIPT, 1, key, token))
+            self.release_lock(session_id, token)
 
 
 class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
@@ -206,6 +216,8 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         self.prefix = prefix
         self.address = address or describe_client(client)
         self.owns_client = owns_client
+        self._needs_initialize = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self._init_lock: asyncio.Lock | None = None
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncSessionHandler:
@@ -231,9 +243,23 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
 
     async def _call(self, action: str, command: Callable[[], Any]) -> Any:
         try:
+            if self._needs_initialize:
+                await self._initialize()
             return await command()
         except STORE_ERRORS as exc:
             raise self._error(action, exc) from exc
+
+    async def _initialize(self) -> None:
+        # redis.asyncio's RedisCluster, when its very first commands run
+        # concurrently, can lose some of them ("Connection closed", a None
+        # writer) while it discovers the slots; discovering them once before
+        # any command is sent avoids that.
+        if self._init_lock is None:
+            self._init_lock = asyncio.Lock()
+        async with self._init_lock:
+            if self._needs_initialize:
+                await self.client.initialize()
+                self._needs_initialize = False
 
     async def read(self, session_id: str) -> str:
         return _decode(await self._call("GET", lambda: self.client.get(self._key(session_id))))
@@ -264,6 +290,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
                 await self._call("disconnect", pool.disconnect)
             else:  # RedisCluster keeps one pool per node
                 await self._call("disconnect", self.client.aclose)
+                self._needs_initialize = True
         return True
 
     @asynccontextmanager
@@ -320,26 +347,14 @@ class ThreadedRedisSessionHandler(AsyncSessionHandler):
     async def lock(
         self, session_id: str, *, lock_seconds: float, wait_seconds: float
     ) -> AsyncIterator[None]:
-        key = self.handler._lock_key(session_id)
+        """The sync handler's lock, each Redis call in a worker thread."""
         token = new_lock_token()
-        milliseconds = max(1, math.ceil(lock_seconds * 1000))
-        client = self.handler.client
-
-        def set_nx() -> bool:
-            return bool(
-                self.handler._call(
-                    "SET NX", lambda: client.set(key, token, nx=True, px=milliseconds)
-                )
-            )
 
         async def try_acquire() -> bool:
-            return await asyncio.to_thread(set_nx)
-
-        def release() -> None:
-            self.handler._call("lock release", lambda: client.eval(RELEASE_SCRIPT, 1, key, token))
+            return await asyncio.to_thread(self.handler.try_lock, session_id, token, lock_seconds)
 
         await await_lock(try_acquire, wait_seconds=wait_seconds, description="a redis session")
         try:
             yield
         finally:
-            await asyncio.to_thread(release)
+            await asyncio.to_thread(self.handler.release_lock, session_id, token)

@@ -58,6 +58,15 @@ class RedisOptions:
 
     def check(self) -> RedisOptions:
         """Refuse values no Redis connection can use; the error names the option."""
+        for name in ("client", "async_client"):
+            value = getattr(self, name)
+            if value is not None and not all(
+                callable(getattr(value, command, None))
+                for command in ("get", "set", "expire", "eval")
+            ):
+                raise ConfigError(
+                    f"options.{name}", f"expected a redis-py client, got {type(value).__name__}"
+                )
         for name in ("socket_timeout", "socket_connect_timeout"):
             value = getattr(self, name)
             if not value > 0:
