@@ -11,9 +11,22 @@ ID_ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 40  # Laravel's length: 40 characters of 62 give about 238 bits
 
 
+_UNBIASED_LIMIT = 256 - 256 % len(ID_ALPHABET)  # 248: bytes below it map evenly onto 62 symbols
+
+
 def generate_id() -> str:
-    """A new session id: 40 random alphanumeric characters from ``secrets``."""
-    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+    """A new session id: 40 random alphanumeric characters from ``secrets``.
+
+    Random bytes are mapped onto the 62 symbols with rejection sampling (bytes
+    of 248 and above are dropped), so every symbol is equally likely; it costs
+    one ``token_bytes`` call instead of forty ``choice`` calls.
+    """
+    symbols: list[str] = []
+    while len(symbols) < ID_LENGTH:
+        for byte in secrets.token_bytes(ID_LENGTH + 8):
+            if byte < _UNBIASED_LIMIT:
+                symbols.append(ID_ALPHABET[byte % len(ID_ALPHABET)])
+    return "".join(symbols[:ID_LENGTH])
 
 
 def is_valid_id(value: object) -> bool:

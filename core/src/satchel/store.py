@@ -163,7 +163,7 @@ class Session(MutableMapping[str, Any]):
         return payload.Envelope(values={}, created=now, last_activity=now)
 
     def _start_fresh(self) -> None:
-        self._id = generate_id()
+        self._id = ""  # issued below only if no stored session is adopted
         self._envelope = self._fresh_envelope()
         self._stored = False
         self._loaded_fingerprint = None
@@ -193,6 +193,8 @@ class Session(MutableMapping[str, Any]):
             text = self._open_stored(raw, key, incoming)
             if text is not None:
                 self._adopt(text, key=key, session_id=incoming)
+        if not self._stored:
+            self._id = generate_id()
         self._loaded = True
         stored_data = self._envelope.stored_data
         if self._stored and stored_data is not None:
