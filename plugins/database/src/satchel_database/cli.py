@@ -84,7 +84,11 @@ def command_session_table(args: argparse.Namespace) -> int:
     """Print the DDL (``--sql``) or write the Alembic migration into the versions folder."""
     config = config_from_args(args)
     if args.sql:
-        tables = (sessions_table(config.table), locks_table(config.table))
+        try:
+            tables = (sessions_table(config.table), locks_table(config.table))
+        except ValueError as exc:
+            print(f"satchel: error: {exc}", file=sys.stderr)
+            return 1
         sys.stdout.write(create_ddl(*tables, dialect_name=args.sql))
         return 0
     if not args.versions:

@@ -36,15 +36,16 @@ DIALECTS: dict[str, Dialect] = {
     "sqlite": registry.load("sqlite")(),
 }
 
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+MAX_TABLE_NAME = 63  # PostgreSQL's identifier limit
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_table_name(name: str) -> str:
     """``name`` if it is a plain identifier; table names end up in DDL and file names."""
-    if not _TABLE_NAME.fullmatch(name):
+    if not _TABLE_NAME.fullmatch(name) or len(name) > MAX_TABLE_NAME:
         raise ValueError(
             f"table name {name!r} must be letters, digits and underscores, "
-            "not starting with a digit, at most 63 characters"
+            f"not starting with a digit, at most {MAX_TABLE_NAME} characters"
         )
     return name
 
@@ -57,6 +58,11 @@ def payload_type() -> sa.types.TypeEngine[str]:
 def sessions_table(name: str = "sessions", metadata: sa.MetaData | None = None) -> sa.Table:
     """The sessions table named ``name``, in ``metadata`` (a fresh one by default)."""
     check_table_name(name)
+    if len(name) > MAX_TABLE_NAME - len(LOCKS_SUFFIX):
+        raise ValueError(
+            f"table name {name!r} is too long: at most {MAX_TABLE_NAME - len(LOCKS_SUFFIX)} "
+            f"characters, so its lock table {name + LOCKS_SUFFIX!r} fits in {MAX_TABLE_NAME}"
+        )
     return sa.Table(
         name,
         metadata if metadata is not None else sa.MetaData(),
@@ -204,7 +210,7 @@ def write_migration(
     Unless ``down_revision`` is given, the new migration follows the folder's
     single head; a folder with several heads is an error (name one).
     """
-    check_table_name(table)
+    sessions_table(table)  # validates the name, lock table included
     if not versions.is_dir():
         raise FileNotFoundError(f"{versions} is not a folder (give Alembic's versions folder)")
     if down_revision is None and detect_head:
