@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from database_support import async_url, drop_table, fetch_row, sync_url
 
-from satchel import ConfigError, RequestMetadata, SessionBackendError, SessionConfig
+from satchel import ConfigError, LockTimeout, RequestMetadata, SessionBackendError, SessionConfig
 from satchel.handler import SupportsBatchedGc, SupportsMetadata, SupportsTouch
 from satchel.testing import free_port, new_storage_id
 from satchel_database import (
@@ -96,6 +96,38 @@ def test_async_racing_first_writes_never_raise(
             await handler.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("server", ["postgres_url", "mysql_url"])
+def test_dialects_without_a_native_upsert_fall_back_safely(
+    server: str, request: pytest.FixtureRequest, handler_for: Any
+) -> None:
+    """Update, insert, update again (and the same for locks) when there is no upsert."""
+    handler = handler_for(request.getfixturevalue(server), pool_size=20, max_overflow=20)
+    handler.statements.dialect_name = "some-other-dialect"
+    assert handler.statements.upsert({"id": "x"}, ("payload",)) is None
+    key = new_storage_id()
+    start = threading.Barrier(12)
+
+    def first_request(index: int) -> bool:
+        start.wait()
+        return handler.write(key, f"writer {index}")
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        assert list(pool.map(first_request, range(12))) == [True] * 12
+    assert handler.read(key).startswith("writer ")
+    handler.write_with_metadata(key, "again", RequestMetadata("192.0.2.9", "ua", {"user_id": 3}))
+    assert handler.read(key) == "again"
+    with (
+        handler.lock(key, lock_seconds=10, wait_seconds=1),
+        pytest.raises(LockTimeout),
+        handler.lock(key, lock_seconds=10, wait_seconds=0.2),
+    ):
+        pass
+    expired = handler.lock(key, lock_seconds=0.2, wait_seconds=1)
+    expired.__enter__()
+    with handler.lock(key, lock_seconds=10, wait_seconds=2):  # takes over the expired lock
+        pass
 
 
 def test_metadata_is_stored_beside_the_payload(database_url: str, handler_for: Any) -> None:

@@ -12,14 +12,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from satchel import AsyncSessionHandler, ConfigError, RequestMetadata, SessionConfig
-from satchel import SessionHandler as _SessionHandler
+from satchel import AsyncSessionHandler, ConfigError, RequestMetadata, SessionConfig, SessionHandler
 from satchel.locking import await_lock, new_lock_token, wait_for_lock
 from satchel_database.connection import (
     backend_errors,
@@ -98,13 +98,13 @@ class AsyncHeldLock:
         await self._release()
 
 
-class DatabaseSessionHandler(_SessionHandler):
+class DatabaseSessionHandler(SessionHandler):
     """Sessions in an SQL table through a SQLAlchemy engine.
 
-    Besides the contract it can ``touch``, store request metadata
-    (``write_with_metadata``), prune in batches for ``satchel gc``
-    (``count_expired``/``gc_batches``), list and end a user's sessions, and
-    create its table.
+    Besides the contract it can ``touch``, ``lock`` (session blocking), store
+    request metadata (``write_with_metadata``), prune in batches for
+    ``satchel gc`` (``count_expired``/``gc_batches``), list and end a user's
+    sessions, and create its tables.
     """
 
     def __init__(
@@ -138,7 +138,7 @@ class DatabaseSessionHandler(_SessionHandler):
     def _now(self) -> int:
         return int(self.clock())
 
-    def _errors(self) -> Any:
+    def _errors(self) -> AbstractContextManager[None]:
         return backend_errors(self.engine.url, self.table.name)
 
     def close(self) -> bool:
@@ -362,7 +362,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
     def _now(self) -> int:
         return int(self.clock())
 
-    def _errors(self) -> Any:
+    def _errors(self) -> AbstractContextManager[None]:
         return backend_errors(self.engine.url, self.table.name)
 
     async def close(self) -> bool:

@@ -31,8 +31,13 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.collection import Collection
 from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
 
-from satchel import AsyncSessionHandler, ConfigError, SessionBackendError, SessionConfig
-from satchel import SessionHandler as _SessionHandler
+from satchel import (
+    AsyncSessionHandler,
+    ConfigError,
+    SessionBackendError,
+    SessionConfig,
+    SessionHandler,
+)
 from satchel.locking import await_lock, new_lock_token, wait_for_lock
 
 DRIVER_NAME = "mongo"
@@ -165,7 +170,7 @@ class _Documents:
             raise SessionBackendError(DRIVER_NAME, self.address, message) from exc
 
 
-class MongoSessionHandler(_SessionHandler):
+class MongoSessionHandler(SessionHandler):
     """Sessions as MongoDB documents, through pymongo's ``MongoClient``."""
 
     def __init__(
