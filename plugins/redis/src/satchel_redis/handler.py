@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
@@ -197,8 +198,35 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
             self.release_lock(session_id, token)
 
 
+class _LoopClient:
+    """A ``redis.asyncio`` client and what it needs before its first command."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        # redis.asyncio's RedisCluster, when its very first commands run
+        # concurrently, can lose some of them ("Connection closed", a None
+        # writer) while it discovers the slots; they are discovered once first.
+        self.needs_initialize = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self.init_lock = asyncio.Lock()
+
+    async def ready(self) -> Any:
+        if self.needs_initialize:
+            async with self.init_lock:
+                if self.needs_initialize:
+                    await self.client.initialize()
+                    self.needs_initialize = False
+        return self.client
+
+
 class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
-    """The async twin of :class:`RedisSessionHandler`, on a ``redis.asyncio`` client."""
+    """The async twin of :class:`RedisSessionHandler`, on a ``redis.asyncio`` client.
+
+    asyncio connections belong to the event loop that opened them. A client
+    the driver built from ``connection`` is therefore made once per event loop
+    (an app whose loop is restarted, or a test client that runs a loop per
+    request, keeps working); a client handed in is used as it is, in the loop
+    its owner runs it in.
+    """
 
     def __init__(
         self,
@@ -208,6 +236,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         prefix: str = "satchel:",
         address: str | None = None,
         owns_client: bool = False,
+        client_factory: Callable[[], Any] | None = None,
     ) -> None:
         if client is None:
             raise TypeError("AsyncRedisSessionHandler needs a redis.asyncio client")
@@ -216,8 +245,12 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         self.prefix = prefix
         self.address = address or describe_client(client)
         self.owns_client = owns_client
-        self._needs_initialize = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        self._init_lock: asyncio.Lock | None = None
+        self._client_factory = client_factory
+        self._given = _LoopClient(client)
+        self._given_claimed = False
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncSessionHandler:
@@ -232,90 +265,103 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
             # Never swap the user's client for a default one: run it in a thread instead.
             return ThreadedRedisSessionHandler(RedisSessionHandler.from_config(config))
         target = parse_connection(config.connection, cluster=options.cluster)
-        client = build_async_client(target, options)
         return cls(
-            client,
+            build_async_client(target, options),
             lifetime_seconds=config.lifetime_seconds,
             prefix=config.prefix,
             address=target.address,
             owns_client=True,
+            client_factory=lambda: build_async_client(target, options),
         )
 
-    async def _call(self, action: str, command: Callable[[], Any]) -> Any:
+    def _loop_client(self) -> _LoopClient:
+        if self._client_factory is None:
+            return self._given
+        loop = asyncio.get_running_loop()
+        entry = self._per_loop.get(loop)
+        if entry is None:
+            # The first loop gets the client made with the handler; later ones their own.
+            if self._given_claimed:
+                entry = _LoopClient(self._client_factory())
+            else:
+                entry, self._given_claimed = self._given, True
+            self._per_loop[loop] = entry
+        self.client = entry.client
+        return entry
+
+    async def _call(self, action: str, command: Callable[[Any], Awaitable[T]]) -> T:
         try:
-            if self._needs_initialize:
-                await self._initialize()
-            return await command()
+            client = await self._loop_client().ready()
+            return await command(client)
         except STORE_ERRORS as exc:
             raise self._error(action, exc) from exc
 
-    async def _initialize(self) -> None:
-        # redis.asyncio's RedisCluster, when its very first commands run
-        # concurrently, can lose some of them ("Connection closed", a None
-        # writer) while it discovers the slots; discovering them once before
-        # any command is sent avoids that.
-        if self._init_lock is None:
-            self._init_lock = asyncio.Lock()
-        async with self._init_lock:
-            if self._needs_initialize:
-                await self.client.initialize()
-                self._needs_initialize = False
-
     async def read(self, session_id: str) -> str:
-        return _decode(await self._call("GET", lambda: self.client.get(self._key(session_id))))
+        key = self._key(session_id)
+        return _decode(await self._call("GET", lambda client: client.get(key)))
 
     async def write(self, session_id: str, data: str) -> bool:
         key = self._key(session_id)
-        await self._call("SET", lambda: self.client.set(key, data, ex=self.lifetime_seconds))
+        await self._call("SET", lambda client: client.set(key, data, ex=self.lifetime_seconds))
         return True
 
     async def touch(self, session_id: str) -> bool:
         key = self._key(session_id)
         return bool(
-            await self._call("EXPIRE", lambda: self.client.expire(key, self.lifetime_seconds))
+            await self._call("EXPIRE", lambda client: client.expire(key, self.lifetime_seconds))
         )
 
     async def destroy(self, session_id: str) -> bool:
-        await self._call("DEL", lambda: self.client.delete(self._key(session_id)))
+        key = self._key(session_id)
+        await self._call("DEL", lambda client: client.delete(key))
         return True
 
     async def gc(self, lifetime: int) -> int:
         return 0  # Redis expires session keys itself
 
     async def close(self) -> bool:
-        # Only the connections of a pool the driver built; they are remade on next use.
+        # Only the connections of a client the driver built, in the running loop;
+        # they are remade on next use.
         if self.owns_client:
-            pool = getattr(self.client, "connection_pool", None)
+            entry = self._loop_client()
+            pool = getattr(entry.client, "connection_pool", None)
             if pool is not None:
-                await self._call("disconnect", pool.disconnect)
+                await self._call("disconnect", lambda _: pool.disconnect())
             else:  # RedisCluster keeps one pool per node
-                await self._call("disconnect", self.client.aclose)
-                self._needs_initialize = True
+                await self._call("disconnect", lambda client: client.aclose())
+                entry.needs_initialize = True
         return True
+
+    async def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
+        """One attempt to take the session's lock for ``token`` (``SET NX PX``)."""
+        key = self._lock_key(session_id)
+        milliseconds = max(1, math.ceil(lock_seconds * 1000))
+        return bool(
+            await self._call(
+                "SET NX", lambda client: client.set(key, token, nx=True, px=milliseconds)
+            )
+        )
+
+    async def release_lock(self, session_id: str, token: str) -> None:
+        """Free the lock if, and only if, it still holds ``token`` (one Lua call)."""
+        key = self._lock_key(session_id)
+        await self._call("lock release", lambda client: client.eval(RELEASE_SCRIPT, 1, key, token))
 
     @asynccontextmanager
     async def lock(
         self, session_id: str, *, lock_seconds: float, wait_seconds: float
     ) -> AsyncIterator[None]:
         """Hold the session's lock: ``SET NX PX`` with a token, released only by its holder."""
-        key = self._lock_key(session_id)
         token = new_lock_token()
-        milliseconds = max(1, math.ceil(lock_seconds * 1000))
-
-        async def try_acquire() -> bool:
-            return bool(
-                await self._call(
-                    "SET NX", lambda: self.client.set(key, token, nx=True, px=milliseconds)
-                )
-            )
-
-        await await_lock(try_acquire, wait_seconds=wait_seconds, description="a redis session")
+        await await_lock(
+            lambda: self.try_lock(session_id, token, lock_seconds),
+            wait_seconds=wait_seconds,
+            description="a redis session",
+        )
         try:
             yield
         finally:
-            await self._call(
-                "lock release", lambda: self.client.eval(RELEASE_SCRIPT, 1, key, token)
-            )
+            await self.release_lock(session_id, token)
 
 
 class ThreadedRedisSessionHandler(AsyncSessionHandler):
