@@ -9,11 +9,18 @@ from typing import Any
 import pytest
 
 from satchel.drivers import ArraySessionHandler, FileSessionHandler, NullSessionHandler
-from satchel.testing import HandlerConformance, LockConformance, TouchConformance
+from satchel.testing import (
+    HandlerConformance,
+    LockConformance,
+    TouchConformance,
+    WriteExistingConformance,
+)
 from satchel.testing.conformance import SyncFactory
 
 
-class TestFileConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestFileConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         return FileSessionHandler.from_config
@@ -23,7 +30,9 @@ class TestFileConformance(HandlerConformance, TouchConformance, LockConformance)
         return {"driver": "file", "files": str(tmp_path / "sessions")}
 
 
-class TestArrayConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestArrayConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     # One handler per config, like the manager keeps one per app.
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:

@@ -14,7 +14,13 @@ Optional capabilities, detected by core with ``isinstance`` on the
   :class:`satchel.LockTimeout` when the wait runs out;
 * ``write_with_metadata(session_id, data, metadata)``: store request
   metadata (client address, user agent, the session's values) beside the
-  payload, as the database driver does.
+  payload, as the database driver does;
+* ``write_existing(session_id, data, metadata)``: write only if a record
+  still exists, atomically, and say whether it did. Core saves a session it
+  loaded from the store this way, so a request that started before another
+  one ended the session (logout, ``regenerate(destroy=True)``) can never
+  bring it back. Without it, core reads the record first (one more round
+  trip, and a small race window).
 
 An async twin implements :class:`AsyncSessionHandler` with the same methods as
 coroutines (``lock`` then returns an async context manager).
@@ -134,6 +140,20 @@ class SupportsMetadata(Protocol):
 
 
 @runtime_checkable
+class SupportsWriteExisting(Protocol):
+    """A store that can write a session only if its record still exists (atomically).
+
+    Returns False, writing nothing, when the record is gone (destroyed or
+    expired). ``metadata`` is handed over as to ``write_with_metadata``, for
+    the drivers that keep it.
+    """
+
+    def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool: ...
+
+
+@runtime_checkable
 class AsyncSupportsTouch(Protocol):
     """The async form of :class:`SupportsTouch`."""
 
@@ -147,6 +167,15 @@ class AsyncSupportsLock(Protocol):
     def lock(
         self, session_id: str, *, lock_seconds: float, wait_seconds: float
     ) -> AbstractAsyncContextManager[None]: ...
+
+
+@runtime_checkable
+class AsyncSupportsWriteExisting(Protocol):
+    """The async form of :class:`SupportsWriteExisting`."""
+
+    async def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool: ...
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ from satchel.handler import (
     SupportsLock,
     SupportsMetadata,
     SupportsTouch,
+    SupportsWriteExisting,
 )
 from satchel.ids import is_valid_id, storage_key
 from satchel.plugins import LoadedPlugins, installed_plugins
@@ -252,7 +253,15 @@ class ThreadedAsyncHandler(AsyncSessionHandler):
             return self._write_with_metadata
         if name == "lock" and isinstance(self.sync, SupportsLock):
             return self._lock
+        if name == "write_existing" and isinstance(self.sync, SupportsWriteExisting):
+            return self._write_existing
         raise AttributeError(name)
+
+    async def _write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        assert isinstance(self.sync, SupportsWriteExisting)
+        return await asyncio.to_thread(self.sync.write_existing, session_id, data, metadata)
 
     async def _touch(self, session_id: str) -> bool:
         assert isinstance(self.sync, SupportsTouch)

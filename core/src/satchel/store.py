@@ -19,7 +19,15 @@ import attrs
 from satchel import payload
 from satchel.crypto import DecryptError
 from satchel.errors import SessionTooLarge
-from satchel.handler import AsyncSupportsMetadata, RequestMetadata, SupportsMetadata
+from satchel.handler import (
+    AsyncSessionHandler,
+    AsyncSupportsMetadata,
+    AsyncSupportsWriteExisting,
+    RequestMetadata,
+    SessionHandler,
+    SupportsMetadata,
+    SupportsWriteExisting,
+)
 from satchel.ids import generate_id, is_valid_id, log_digest, storage_key
 
 if TYPE_CHECKING:
@@ -40,6 +48,7 @@ class SaveOutcome(enum.Enum):
     WRITTEN = "written"  # the data changed (or the id): written through the driver
     REFRESHED = "refreshed"  # unchanged data rewritten to slide the idle expiry
     EMPTY = "empty"  # the session ended empty: nothing stored, any old record removed
+    ENDED = "ended"  # another request ended the session meanwhile: nothing written
 
 
 @attrs.define
@@ -50,6 +59,7 @@ class _SavePlan:
     metadata: RequestMetadata | None = None
     outcome: SaveOutcome = SaveOutcome.UNCHANGED
     fingerprint: str | None = None
+    existing: bool = False  # the record was loaded from the store: write only if it still exists
 
 
 class Session(MutableMapping[str, Any]):
@@ -352,6 +362,7 @@ class Session(MutableMapping[str, Any]):
             self._cookie_value = self._seal_cookie(text)
             return plan
         plan.write_key = key
+        plan.existing = self._stored
         plan.data = self._seal_stored(text, key) if key is not None else text
         if wants_metadata:
             plan.metadata = attrs.evolve(
@@ -376,6 +387,15 @@ class Session(MutableMapping[str, Any]):
 
     def _finish_save(self, plan: _SavePlan) -> SaveOutcome:
         self._pending_destroy.clear()
+        if plan.outcome is SaveOutcome.ENDED:
+            # Logged out or regenerated elsewhere while this request ran: writing
+            # would bring the old session back (Rack CVE-2025-46336).
+            logger.info(
+                "satchel: session %s ended during the request; its changes were not saved",
+                log_digest(self._id),
+            )
+            self._stored = False
+            self._loaded_fingerprint = None
         if plan.outcome in (SaveOutcome.WRITTEN, SaveOutcome.REFRESHED):
             self._stored = True
             self._force_write = False
@@ -390,26 +410,38 @@ class Session(MutableMapping[str, Any]):
         """Age flash data and write through the sync driver if anything changed."""
         handler = self._manager.handler()
         plan = self._plan_save(wants_metadata=isinstance(handler, SupportsMetadata))
-        for key in plan.destroy_keys:
-            handler.destroy(key)
-        if plan.write_key is not None and plan.data is not None:
-            if isinstance(handler, SupportsMetadata) and plan.metadata is not None:
-                handler.write_with_metadata(plan.write_key, plan.data, plan.metadata)
+        for ended_key in plan.destroy_keys:
+            handler.destroy(ended_key)
+        key, data, metadata = plan.write_key, plan.data, plan.metadata
+        if key is not None and data is not None:
+            if not plan.existing:
+                _write(handler, key, data, metadata)
+            elif isinstance(handler, SupportsWriteExisting):
+                if not handler.write_existing(key, data, metadata):
+                    plan.outcome = SaveOutcome.ENDED
+            elif handler.read(key) == "":  # no atomic form: check, then write
+                plan.outcome = SaveOutcome.ENDED
             else:
-                handler.write(plan.write_key, plan.data)
+                _write(handler, key, data, metadata)
         return self._finish_save(plan)
 
     async def asave(self) -> SaveOutcome:
         """Age flash data and write through the async driver if anything changed."""
         handler = self._manager.async_handler()
         plan = self._plan_save(wants_metadata=isinstance(handler, AsyncSupportsMetadata))
-        for key in plan.destroy_keys:
-            await handler.destroy(key)
-        if plan.write_key is not None and plan.data is not None:
-            if isinstance(handler, AsyncSupportsMetadata) and plan.metadata is not None:
-                await handler.write_with_metadata(plan.write_key, plan.data, plan.metadata)
+        for ended_key in plan.destroy_keys:
+            await handler.destroy(ended_key)
+        key, data, metadata = plan.write_key, plan.data, plan.metadata
+        if key is not None and data is not None:
+            if not plan.existing:
+                await _awrite(handler, key, data, metadata)
+            elif isinstance(handler, AsyncSupportsWriteExisting):
+                if not await handler.write_existing(key, data, metadata):
+                    plan.outcome = SaveOutcome.ENDED
+            elif await handler.read(key) == "":
+                plan.outcome = SaveOutcome.ENDED
             else:
-                await handler.write(plan.write_key, plan.data)
+                await _awrite(handler, key, data, metadata)
         return self._finish_save(plan)
 
     def cookie_value(self) -> str:
@@ -646,6 +678,22 @@ class Session(MutableMapping[str, Any]):
         # Never print the id: logs and tracebacks must not carry it.
         state = "loaded" if self._loaded else "not loaded"
         return f"<Session {state}, driver {self._config.driver!r}>"
+
+
+def _write(handler: SessionHandler, key: str, data: str, metadata: RequestMetadata | None) -> None:
+    if metadata is not None and isinstance(handler, SupportsMetadata):
+        handler.write_with_metadata(key, data, metadata)
+    else:
+        handler.write(key, data)
+
+
+async def _awrite(
+    handler: AsyncSessionHandler, key: str, data: str, metadata: RequestMetadata | None
+) -> None:
+    if metadata is not None and isinstance(handler, AsyncSupportsMetadata):
+        await handler.write_with_metadata(key, data, metadata)
+    else:
+        await handler.write(key, data)
 
 
 def _keys(keys: str | Iterable[str]) -> list[str]:

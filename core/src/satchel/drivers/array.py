@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import attrs
 
 from satchel.config import SessionConfig
-from satchel.handler import SessionHandler
+from satchel.handler import RequestMetadata, SessionHandler
 from satchel.locking import new_lock_token, wait_for_lock
 
 
@@ -43,6 +43,16 @@ class ArraySessionHandler(SessionHandler):
 
     def write(self, session_id: str, data: str) -> bool:
         with self._mutex:
+            self._entries[session_id] = _Entry(data, self.clock())
+        return True
+
+    def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        with self._mutex:
+            entry = self._entries.get(session_id)
+            if entry is None or entry.written_at < self.clock() - self.lifetime_seconds:
+                return False
             self._entries[session_id] = _Entry(data, self.clock())
         return True
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from satchel.config import SessionConfig
 from satchel.errors import SessionBackendError
-from satchel.handler import SessionHandler
+from satchel.handler import RequestMetadata, SessionHandler
 from satchel.locking import new_lock_token, wait_for_lock
 
 # Core hands drivers SHA-256 hex digests; anything else that could name a path
@@ -105,6 +105,21 @@ class FileSessionHandler(SessionHandler):
                 with contextlib.suppress(OSError):
                     os.unlink(temp_name)
         return True
+
+    def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        # Check, then replace: a destroy landing in the microseconds between the
+        # two could still be undone; session blocking (``block``) closes that gap.
+        path = self._path(session_id)
+        if path is None:
+            return False
+        try:
+            if path.stat().st_mtime < time.time() - self.lifetime_seconds:
+                return False
+        except FileNotFoundError:
+            return False
+        return self.write(session_id, data)
 
     def touch(self, session_id: str) -> bool:
         path = self._path(session_id)

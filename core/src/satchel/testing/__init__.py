@@ -16,7 +16,8 @@ A driver package runs the suite against its handler with a few lines::
 
 Add :class:`AsyncHandlerConformance` for an async twin,
 :class:`LockConformance` / :class:`AsyncLockConformance` for a driver that
-can lock, and :class:`TouchConformance` for one that can ``touch``.
+can lock, :class:`TouchConformance` for one that can ``touch`` and
+:class:`WriteExistingConformance` for one with ``write_existing``.
 """
 
 from satchel.testing.conformance import (
@@ -25,6 +26,7 @@ from satchel.testing.conformance import (
     HandlerConformance,
     LockConformance,
     TouchConformance,
+    WriteExistingConformance,
     new_storage_id,
 )
 from satchel.testing.services import (
@@ -41,6 +43,7 @@ __all__ = [
     "HandlerConformance",
     "LockConformance",
     "TouchConformance",
+    "WriteExistingConformance",
     "free_port",
     "new_storage_id",
     "required_services",

@@ -32,6 +32,7 @@ from satchel.handler import (
     SessionHandler,
     SupportsLock,
     SupportsTouch,
+    SupportsWriteExisting,
 )
 from satchel.ids import generate_id, storage_key
 
@@ -204,6 +205,34 @@ class TouchConformance(_ConfigFixtures):
         assert handler.touch(key) is True
         time.sleep(2.0)  # 4 s after the write, 2 s after the touch
         assert handler.read(key) == "kept alive"
+
+
+class WriteExistingConformance(_ConfigFixtures):
+    """For a handler with ``write_existing``: it writes only over a record that still exists."""
+
+    def test_handler_supports_write_existing(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsWriteExisting)
+
+    def test_write_existing_updates_a_live_record(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsWriteExisting)
+        key = new_storage_id()
+        handler.write(key, "first")
+        assert handler.write_existing(key, "second") is True
+        assert handler.read(key) == "second"
+
+    def test_write_existing_never_creates_a_record(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsWriteExisting)
+        key = new_storage_id()
+        assert handler.write_existing(key, "resurrected?") is False
+        assert handler.read(key) == ""
+
+    def test_write_existing_after_destroy_writes_nothing(self, handler: SessionHandler) -> None:
+        assert isinstance(handler, SupportsWriteExisting)
+        key = new_storage_id()
+        handler.write(key, "logged in")
+        handler.destroy(key)
+        assert handler.write_existing(key, "logged in, again?") is False
+        assert handler.read(key) == ""
 
 
 class LockConformance(_ConfigFixtures):
