@@ -97,6 +97,15 @@ class SpyHandler(ArraySessionHandler):
         self.metadata.append(metadata)
         return self.write(session_id, data)
 
+    def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        # Saving a session loaded from the store: still a write, only conditional.
+        self._record("write")
+        if metadata is not None:
+            self.metadata.append(metadata)
+        return super().write_existing(session_id, data, metadata)
+
     def destroy(self, session_id: str) -> bool:
         self._record("destroy")
         return super().destroy(session_id)

@@ -187,9 +187,6 @@ class SessionConfig:
                 raise ConfigError("secure", f"must not be false for a {HOST_PREFIX} cookie name")
         if self.same_site == "none" and self.secure is False:
             raise ConfigError("same_site", '"none" needs a Secure cookie; secure must not be false')
-        if self.merge_on_save:
-            # Refused rather than silently ignored until merge on save is built.
-            raise ConfigError("merge_on_save", "is not supported yet; leave it false")
         for key, secrets in (
             ("secret_key", [self.secret_key]),
             ("secret_key_fallbacks", self.secret_key_fallbacks),

@@ -8,11 +8,12 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from satchel.config import SessionConfig
 from satchel.crypto import Encrypter
-from satchel.errors import ConfigError
+from satchel.errors import ConfigError, LockTimeout
 from satchel.handler import (
     AsyncSessionHandler,
     AsyncSupportsLock,
@@ -25,6 +26,7 @@ from satchel.handler import (
     SupportsWriteExisting,
 )
 from satchel.ids import is_valid_id, storage_key
+from satchel.locking import await_lock
 from satchel.plugins import LoadedPlugins, installed_plugins
 from satchel.registry import AsyncHandlerFactory, DriverSpec, HandlerFactory
 from satchel.store import Session
@@ -88,7 +90,7 @@ class SessionManager:
         if handler is None:
             with self._mutex:
                 if self._handler is None:
-                    self._handler = self.driver_spec().factory(self.config)
+                    self._handler = self._checked(self.driver_spec().factory(self.config))
                 handler = self._handler
         return handler
 
@@ -100,12 +102,27 @@ class SessionManager:
             with self._mutex:
                 if self._async_handler is None:
                     if spec.async_factory is not None:
-                        self._async_handler = spec.async_factory(self.config)
+                        twin = spec.async_factory(self.config)
+                        if self.config.merge_on_save and not isinstance(twin, AsyncSupportsLock):
+                            raise ConfigError(
+                                "merge_on_save",
+                                f"driver {self.config.driver!r} offers no async lock to merge under",
+                            )
+                        self._async_handler = twin
                     else:
-                        sync = self._handler or spec.factory(self.config)
+                        sync = self._handler or self._checked(spec.factory(self.config))
                         self._handler = sync
                         self._async_handler = ThreadedAsyncHandler(sync)
                 handler = self._async_handler
+        return handler
+
+    def _checked(self, handler: SessionHandler) -> SessionHandler:
+        # Merging re-reads and writes under the driver's lock; without one it
+        # would lose the very writes it exists to keep.
+        if self.config.merge_on_save and not isinstance(handler, SupportsLock):
+            raise ConfigError(
+                "merge_on_save", f"driver {self.config.driver!r} offers no lock to merge under"
+            )
         return handler
 
     @property
@@ -277,10 +294,27 @@ class ThreadedAsyncHandler(AsyncSessionHandler):
     async def _lock(
         self, session_id: str, *, lock_seconds: float, wait_seconds: float
     ) -> AsyncIterator[None]:
-        assert isinstance(self.sync, SupportsLock)
-        manager = self.sync.lock(session_id, lock_seconds=lock_seconds, wait_seconds=wait_seconds)
-        await asyncio.to_thread(manager.__enter__)
+        sync = self.sync
+        assert isinstance(sync, SupportsLock)
+        holder: list[AbstractContextManager[None]] = []
+
+        def try_once() -> bool:
+            # Each attempt waits zero seconds, so no worker thread sits blocked
+            # while another request holds the lock: with a small thread pool,
+            # blocked waiters would starve the holder's own I/O.
+            attempt = sync.lock(session_id, lock_seconds=lock_seconds, wait_seconds=0)
+            try:
+                attempt.__enter__()
+            except LockTimeout:
+                return False
+            holder.append(attempt)
+            return True
+
+        async def try_acquire() -> bool:
+            return await asyncio.to_thread(try_once)
+
+        await await_lock(try_acquire, wait_seconds=wait_seconds, description="a session")
         try:
             yield
         finally:
-            await asyncio.to_thread(manager.__exit__, None, None, None)
+            await asyncio.to_thread(holder[0].__exit__, None, None, None)

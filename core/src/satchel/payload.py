@@ -96,7 +96,9 @@ def encode_value(value: Any, path: str, *, hashable: bool = False) -> Any:
         }
     if isinstance(value, (set, frozenset)):
         items = [encode_value(item, f"{path}{{}}", hashable=True) for item in value]
-        items.sort(key=_canonical)  # a stable order, so an unchanged set is never seen as changed
+        items.sort(
+            key=canonical_json
+        )  # a stable order, so an unchanged set is never seen as changed
         return {TAG: "frozenset" if isinstance(value, frozenset) else "set", "v": items}
     if isinstance(value, dt.datetime):
         encoded: dict[str, Any] = {TAG: "datetime", "v": value.isoformat()}
@@ -199,7 +201,8 @@ def _list(raw: Any) -> list[Any]:
     return raw
 
 
-def _canonical(encoded: Any) -> str:
+def canonical_json(encoded: Any) -> str:
+    """One encoded value as canonical JSON (sorted keys): equal text means an equal value."""
     return json.dumps(encoded, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -21,10 +22,12 @@ from satchel.crypto import DecryptError
 from satchel.errors import SessionTooLarge
 from satchel.handler import (
     AsyncSessionHandler,
+    AsyncSupportsLock,
     AsyncSupportsMetadata,
     AsyncSupportsWriteExisting,
     RequestMetadata,
     SessionHandler,
+    SupportsLock,
     SupportsMetadata,
     SupportsWriteExisting,
 )
@@ -60,6 +63,8 @@ class _SavePlan:
     outcome: SaveOutcome = SaveOutcome.UNCHANGED
     fingerprint: str | None = None
     existing: bool = False  # the record was loaded from the store: write only if it still exists
+    merge: bool = False  # re-read at save and apply only this request's changes
+    data_text: str | None = None
 
 
 class Session(MutableMapping[str, Any]):
@@ -88,6 +93,7 @@ class Session(MutableMapping[str, Any]):
         self._stored = False  # a record for the current id exists in the store
         self._force_write = False
         self._loaded_fingerprint: str | None = None
+        self._loaded_bookkeeping: tuple[str | None, bool | None] = (None, None)
         self._pending_destroy: list[str] = []
         self._id = ""
         self._envelope = self._fresh_envelope()
@@ -207,6 +213,7 @@ class Session(MutableMapping[str, Any]):
             self._id = generate_id()
         self._loaded = True
         stored_data = self._envelope.stored_data
+        self._loaded_bookkeeping = (self._envelope.token, self._envelope.permanent)
         if self._stored and stored_data is not None:
             self._loaded_fingerprint = payload.body_fingerprint(stored_data, self._envelope)
         else:
@@ -363,6 +370,13 @@ class Session(MutableMapping[str, Any]):
             return plan
         plan.write_key = key
         plan.existing = self._stored
+        plan.data_text = data_text
+        plan.merge = (
+            self._config.merge_on_save
+            and plan.existing
+            and plan.outcome is SaveOutcome.WRITTEN
+            and envelope.stored_data is not None
+        )
         plan.data = self._seal_stored(text, key) if key is not None else text
         if wants_metadata:
             plan.metadata = attrs.evolve(
@@ -400,6 +414,8 @@ class Session(MutableMapping[str, Any]):
             self._stored = True
             self._force_write = False
             self._loaded_fingerprint = plan.fingerprint
+            self._envelope.stored_data = plan.data_text
+            self._loaded_bookkeeping = (self._envelope.token, self._envelope.permanent)
         elif plan.outcome is SaveOutcome.EMPTY:
             self._stored = False
             self._loaded_fingerprint = None
@@ -413,7 +429,20 @@ class Session(MutableMapping[str, Any]):
         for ended_key in plan.destroy_keys:
             handler.destroy(ended_key)
         key, data, metadata = plan.write_key, plan.data, plan.metadata
-        if key is not None and data is not None:
+        if plan.merge and key is not None and isinstance(handler, SupportsLock):
+            config = self._config
+            with handler.lock(
+                key, lock_seconds=config.block_lock_seconds, wait_seconds=config.block_wait_seconds
+            ):
+                data = self._merge(plan, handler.read(key))
+                if data is None:
+                    plan.outcome = SaveOutcome.ENDED
+                elif isinstance(handler, SupportsWriteExisting):
+                    if not handler.write_existing(key, data, metadata):
+                        plan.outcome = SaveOutcome.ENDED
+                else:
+                    _write(handler, key, data, metadata)
+        elif key is not None and data is not None:
             if not plan.existing:
                 _write(handler, key, data, metadata)
             elif isinstance(handler, SupportsWriteExisting):
@@ -432,7 +461,20 @@ class Session(MutableMapping[str, Any]):
         for ended_key in plan.destroy_keys:
             await handler.destroy(ended_key)
         key, data, metadata = plan.write_key, plan.data, plan.metadata
-        if key is not None and data is not None:
+        if plan.merge and key is not None and isinstance(handler, AsyncSupportsLock):
+            config = self._config
+            async with handler.lock(
+                key, lock_seconds=config.block_lock_seconds, wait_seconds=config.block_wait_seconds
+            ):
+                data = self._merge(plan, await handler.read(key))
+                if data is None:
+                    plan.outcome = SaveOutcome.ENDED
+                elif isinstance(handler, AsyncSupportsWriteExisting):
+                    if not await handler.write_existing(key, data, metadata):
+                        plan.outcome = SaveOutcome.ENDED
+                else:
+                    await _awrite(handler, key, data, metadata)
+        elif key is not None and data is not None:
             if not plan.existing:
                 await _awrite(handler, key, data, metadata)
             elif isinstance(handler, AsyncSupportsWriteExisting):
@@ -443,6 +485,56 @@ class Session(MutableMapping[str, Any]):
             else:
                 await _awrite(handler, key, data, metadata)
         return self._finish_save(plan)
+
+    def _merge(self, plan: _SavePlan, raw: str) -> str | None:
+        """This request's changes applied over what is stored now (``None``: the session ended).
+
+        Only the top-level keys this request set, changed or forgot are
+        applied, so concurrent requests that touch different keys keep each
+        other's writes. Runs under the driver's lock.
+        """
+        if raw == "":
+            return None
+        key = storage_key(self._id)
+        text = self._open_stored(raw, key, self._id)
+        try:
+            theirs = payload.loads(text) if text is not None else None
+        except payload.PayloadError:
+            theirs = None
+        if theirs is None:
+            return plan.data  # unreadable: this request's whole session replaces it
+        if self._expired(theirs):
+            return None
+        ours = self._envelope
+        loaded = json.loads(ours.stored_data or "{}")
+        encoded = payload.encode_values(ours.values)
+        for name, value in encoded.items():
+            if name not in loaded or payload.canonical_json(value) != payload.canonical_json(
+                loaded[name]
+            ):
+                theirs.values[name] = ours.values[name]
+        for name in loaded:
+            if name not in encoded:
+                theirs.values.pop(name, None)
+        loaded_token, loaded_permanent = self._loaded_bookkeeping
+        if ours.token != loaded_token:
+            theirs.token = ours.token
+        if ours.permanent != loaded_permanent:
+            theirs.permanent = ours.permanent
+        present = theirs.values.keys()
+        theirs.flash_new = [
+            n for n in dict.fromkeys(theirs.flash_new + ours.flash_new) if n in present
+        ]
+        theirs.flash_old = [
+            n for n in dict.fromkeys(theirs.flash_old + ours.flash_old) if n in present
+        ]
+        theirs.created = min(theirs.created, ours.created)
+        theirs.last_activity = ours.last_activity
+        data_text = payload.data_json(payload.encode_values(theirs.values))
+        plan.data_text = data_text
+        plan.fingerprint = payload.body_fingerprint(data_text, theirs)
+        self._envelope = theirs
+        return self._seal_stored(payload.dumps(theirs, data_text), key)
 
     def cookie_value(self) -> str:
         """What the session cookie carries: the id, or the sealed payload for the cookie driver."""

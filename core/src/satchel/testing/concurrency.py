@@ -1,0 +1,225 @@
+"""Many requests of one session at once, through the real middlewares.
+
+For proving that a driver's lock (``block = true``) or ``merge_on_save`` keeps
+every write when one user's requests overlap — Laravel's most reported
+session bug. Each request reads, waits ``hold_seconds`` (widening the
+read-modify-write window, as a slow handler would), then writes::
+
+    from satchel.testing.concurrency import concurrent_increments
+    assert concurrent_increments(manager, via="wsgi", block=True) == 40
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from satchel.asgi import Message, Receive, Scope, Send
+from satchel.asgi import SessionMiddleware as AsgiSessionMiddleware
+from satchel.manager import SessionManager
+from satchel.store import Session
+from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
+
+Via = Literal["wsgi", "asgi"]
+REQUESTS = 40
+
+
+def seed_session(manager: SessionManager, values: Mapping[str, Any]) -> str:
+    """Store a session holding ``values``; return its cookie value."""
+    session = manager.start(None)
+    session.put(dict(values))
+    session.save()
+    return session.cookie_value()
+
+
+def _wsgi_environ(cookie_header: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_COOKIE": cookie_header,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+def run_wsgi(
+    manager: SessionManager,
+    work: Callable[[Session, int], None],
+    *,
+    cookie: str,
+    requests: int = REQUESTS,
+    block: bool | None = None,
+) -> list[int]:
+    """``requests`` concurrent WSGI requests carrying ``cookie``; returns their status codes."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        work(environ["satchel.session"], environ["satchel.test.index"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = WsgiSessionMiddleware(app, manager, block=block)
+    cookie_header = f"{manager.config.cookie}={cookie}"
+
+    def one(index: int) -> int:
+        environ = _wsgi_environ(cookie_header)
+        environ["satchel.test.index"] = index
+        status: list[str] = []
+
+        def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status.append(line)
+            return lambda data: None
+
+        body = middleware(environ, start_response)
+        try:
+            for _ in body:
+                pass
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return int(status[0].split()[0])
+
+    with ThreadPoolExecutor(max_workers=requests) as pool:
+        return list(pool.map(one, range(requests)))
+
+
+def run_asgi(
+    manager: SessionManager,
+    work: Callable[[Session, int], Any],
+    *,
+    cookie: str,
+    requests: int = REQUESTS,
+    block: bool | None = None,
+) -> list[int]:
+    """``requests`` concurrent ASGI requests carrying ``cookie``; returns their status codes.
+
+    ``work(session, index)`` may return an awaitable, awaited inside the request.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        result = work(scope["session"], scope["satchel.test.index"])
+        if asyncio.iscoroutine(result):
+            await result
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = AsgiSessionMiddleware(app, manager, block=block)
+    cookie_header = f"{manager.config.cookie}={cookie}".encode("latin-1")
+
+    async def one(index: int) -> int:
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver"), (b"cookie", cookie_header)],
+            "client": ("127.0.0.1", 40000 + index),
+            "server": ("testserver", 80),
+            "satchel.test.index": index,
+        }
+        statuses: list[int] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await middleware(scope, receive, send)
+        return statuses[0]
+
+    async def everything() -> list[int]:
+        return list(await asyncio.gather(*(one(index) for index in range(requests))))
+
+    return asyncio.run(everything())
+
+
+def concurrent_increments(
+    manager: SessionManager,
+    *,
+    via: Via,
+    requests: int = REQUESTS,
+    block: bool | None = True,
+    hold_seconds: float = 0.01,
+) -> int:
+    """Every request increments one counter at once; returns the final count.
+
+    With a working lock it equals ``requests``; without one, overlapping
+    requests overwrite each other and it comes out lower.
+    """
+    cookie = seed_session(manager, {"counter": 0})
+
+    def increment(session: Session, index: int) -> None:
+        value = session.get("counter")
+        time.sleep(hold_seconds)
+        session.put("counter", value + 1)
+
+    async def aincrement(session: Session, index: int) -> None:
+        value = session.get("counter")
+        await asyncio.sleep(hold_seconds)
+        session.put("counter", value + 1)
+
+    if via == "wsgi":
+        statuses = run_wsgi(manager, increment, cookie=cookie, requests=requests, block=block)
+    else:
+        statuses = run_asgi(manager, aincrement, cookie=cookie, requests=requests, block=block)
+    if set(statuses) != {200}:
+        raise AssertionError(f"not every request succeeded: {sorted(statuses)}")
+    counter = manager.start(cookie).get("counter")
+    assert isinstance(counter, int)
+    return counter
+
+
+def concurrent_distinct_keys(
+    manager: SessionManager,
+    *,
+    via: Via,
+    requests: int = REQUESTS,
+    hold_seconds: float = 0.01,
+) -> set[str]:
+    """Every request sets its own key at once (no blocking); returns the keys stored after.
+
+    With ``merge_on_save`` all ``requests`` keys survive; without it, the last
+    writer's session replaces the others'.
+    """
+    cookie = seed_session(manager, {"seed": True})
+
+    def set_key(session: Session, index: int) -> None:
+        session.get("seed")
+        time.sleep(hold_seconds)
+        session.put(f"key{index}", index)
+
+    async def aset_key(session: Session, index: int) -> None:
+        session.get("seed")
+        await asyncio.sleep(hold_seconds)
+        session.put(f"key{index}", index)
+
+    if via == "wsgi":
+        statuses = run_wsgi(manager, set_key, cookie=cookie, requests=requests, block=False)
+    else:
+        statuses = run_asgi(manager, aset_key, cookie=cookie, requests=requests, block=False)
+    if set(statuses) != {200}:
+        raise AssertionError(f"not every request succeeded: {sorted(statuses)}")
+    return {name for name in manager.start(cookie).all() if name.startswith("key")}
