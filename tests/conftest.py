@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def satchel_loggers_enabled() -> Iterator[None]:
+def satchel_loggers_enabled() -> None:
     """Undo ``logging.config.fileConfig`` (Alembic's env.py calls it) disabling satchel's loggers.
 
     Tests that read satchel's warnings with ``caplog`` would otherwise pass or
@@ -18,4 +17,3 @@ def satchel_loggers_enabled() -> Iterator[None]:
     for name in ("satchel", *logging.root.manager.loggerDict):
         if name.startswith("satchel"):
             logging.getLogger(name).disabled = False
-    yield
