@@ -14,12 +14,15 @@ from satchel.testing import (
     HandlerConformance,
     LockConformance,
     TouchConformance,
+    WriteExistingConformance,
 )
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_memcached import AsyncMemcachedSessionHandler, MemcachedSessionHandler
 
 
-class TestMemcachedConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestMemcachedConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture
@@ -51,7 +54,9 @@ def _pool_connection(ports: list[int]) -> str:
     return ",".join(f"127.0.0.1:{port}" for port in ports)
 
 
-class TestMemcachedPoolConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestMemcachedPoolConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture
@@ -81,7 +86,9 @@ class TestAsyncMemcachedPoolConformance(AsyncHandlerConformance, AsyncLockConfor
                 "prefix": unique_prefix}  # fmt: skip
 
 
-class TestReadyClientConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestReadyClientConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     """A pymemcache client the application built itself, handed in as ``options.client``."""
 
     gc_removes_expired = False

@@ -200,6 +200,7 @@ def test_one_round_trip_per_operation(start_memcached: Any, unique_prefix: str) 
         steps = [
             (lambda: handler.read(session_id), {"cmd_get": 1}),
             (lambda: handler.write(session_id, "x"), {"cmd_set": 1}),
+            (lambda: handler.write_existing(session_id, "y"), {"cmd_set": 1}),
             (lambda: handler.touch(session_id), {"cmd_touch": 1}),
             (lambda: handler.destroy(session_id), {"delete_hits": 1}),
             (lambda: handler.gc(60), {}),
@@ -415,3 +416,25 @@ def test_something_that_is_not_a_client_is_refused() -> None:
             SessionConfig(driver="memcached", options={"client": "127.0.0.1:11211"})
         )
     assert caught.value.key == "options.client"
+
+
+def test_async_write_existing_never_brings_back_a_destroyed_session(
+    memcached_connection: str, unique_prefix: str
+) -> None:
+    config = SessionConfig(
+        driver="memcached", connection=memcached_connection, prefix=unique_prefix
+    )
+
+    async def main() -> None:
+        handler = AsyncMemcachedSessionHandler.from_config(config)
+        key = new_storage_id()
+        assert await handler.write_existing(key, "never was") is False
+        assert await handler.read(key) == ""
+        await handler.write(key, "logged in")
+        assert await handler.write_existing(key, "updated ünï") is True
+        assert await handler.read(key) == "updated ünï"
+        await handler.destroy(key)
+        assert await handler.write_existing(key, "again?") is False
+        assert await handler.read(key) == ""
+
+    asyncio.run(main())

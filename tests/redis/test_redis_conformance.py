@@ -15,12 +15,15 @@ from satchel.testing import (
     HandlerConformance,
     LockConformance,
     TouchConformance,
+    WriteExistingConformance,
 )
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 
 
-class TestRedisConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestRedisConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture
@@ -44,7 +47,9 @@ class TestAsyncRedisConformance(AsyncHandlerConformance, AsyncLockConformance):
         return {"driver": "redis", "connection": redis_url, "prefix": unique_prefix}
 
 
-class TestReadyClientConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestReadyClientConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     """A client the application built itself, handed in as ``options.client``."""
 
     gc_removes_expired = False

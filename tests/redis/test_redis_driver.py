@@ -265,6 +265,7 @@ def test_one_round_trip_per_operation(start_redis: Any, unique_prefix: str) -> N
         steps = [
             (lambda: handler.read(key), {"get": 1}),
             (lambda: handler.write(key, "x"), {"set": 1}),
+            (lambda: handler.write_existing(key, "y"), {"set": 1}),
             (lambda: handler.touch(key), {"expire": 1}),
             (lambda: handler.destroy(key), {"del": 1}),
             (lambda: handler.gc(60), {}),
@@ -316,3 +317,36 @@ def test_a_ready_client_that_fails_is_named_by_its_address(unique_prefix: str) -
     assert f"localhost:{port}" in str(caught.value)
     assert "hunter2secret" not in str(caught.value)
     assert handler.client is client  # used as it is, never replaced
+
+
+def test_async_write_existing_never_brings_back_a_destroyed_session(
+    redis_url: str, unique_prefix: str
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    config = SessionConfig(driver="redis", connection=redis_url, prefix=unique_prefix)
+
+    async def main() -> None:
+        handler = AsyncRedisSessionHandler.from_config(config)
+        key = new_storage_id()
+        assert await handler.write_existing(key, "never was") is False
+        assert await handler.read(key) == ""
+        await handler.write(key, "logged in")
+        assert await handler.write_existing(key, "updated") is True
+        assert await handler.read(key) == "updated"
+        await handler.destroy(key)
+        assert await handler.write_existing(key, "again?") is False
+        assert await handler.read(key) == ""
+        await handler.close()
+
+    asyncio.run(main())
+
+
+def test_write_existing_keeps_the_lifetime_ttl(
+    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    handler.write(key, "v1")
+    raw.expire(f"{unique_prefix}{key}", 5)
+    assert handler.write_existing(key, "v2") is True
+    assert raw.ttl(f"{unique_prefix}{key}") > 30 * 60 - 3

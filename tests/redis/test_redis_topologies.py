@@ -16,6 +16,7 @@ from satchel.testing import (
     HandlerConformance,
     LockConformance,
     TouchConformance,
+    WriteExistingConformance,
     new_storage_id,
 )
 from satchel.testing.conformance import AsyncFactory, SyncFactory
@@ -24,7 +25,9 @@ from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 QUICK = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
 
 
-class TestRedisClusterConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestRedisClusterConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture
@@ -84,7 +87,9 @@ def test_cluster_flag_turns_a_redis_url_into_a_cluster_client(
     assert handler.read(key) == "via one seed node"
 
 
-class TestRedisSentinelConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestRedisSentinelConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture

@@ -1,7 +1,8 @@
 """The ``memcached`` session handlers, on pymemcache.
 
 Keys are the prefix plus the session id, always valid memcached keys. Writes
-are one ``set`` with the lifetime as expiry (sent as an absolute Unix time when
+are one ``set`` (``replace`` to write only over a record that still exists)
+with the lifetime as expiry (sent as an absolute Unix time when
 it passes 30 days, as memcached requires), reads one ``get``, ``touch`` the
 memcached ``touch`` command. The lock for session blocking is an ``add`` of a
 random token; its release swaps the token for a "released" marker with
@@ -24,7 +25,7 @@ from pymemcache.exceptions import MemcacheError
 
 from satchel.config import SessionConfig
 from satchel.errors import ConfigError, SessionBackendError
-from satchel.handler import AsyncSessionHandler, SessionHandler
+from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
 from satchel.locking import await_lock, new_lock_token, wait_for_lock
 from satchel_memcached.connection import (
     PoolServerError,
@@ -181,6 +182,20 @@ class MemcachedSessionHandler(SessionHandler):
             )
         return True
 
+    def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a record that still exists (memcached's ``replace``): one
+        atomic round trip, so a session destroyed by another request is never brought back."""
+        key = self._key(session_id)
+        payload = data.encode("utf-8")
+        return bool(
+            self._call(
+                "replace",
+                lambda: self.client.replace(key, payload, expire=self._expiry(), noreply=False),
+            )
+        )
+
     def touch(self, session_id: str) -> bool:
         key = self._key(session_id)
         return bool(
@@ -263,6 +278,11 @@ class AsyncMemcachedSessionHandler(AsyncSessionHandler):
 
     async def write(self, session_id: str, data: str) -> bool:
         return await asyncio.to_thread(self.handler.write, session_id, data)
+
+    async def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        return await asyncio.to_thread(self.handler.write_existing, session_id, data, metadata)
 
     async def touch(self, session_id: str) -> bool:
         return await asyncio.to_thread(self.handler.touch, session_id)

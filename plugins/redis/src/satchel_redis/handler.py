@@ -1,6 +1,7 @@
 """The ``redis`` session handlers: sync on redis-py, async on ``redis.asyncio``.
 
-One round trip per operation: ``GET`` to read, ``SET … EX`` to write,
+One round trip per operation: ``GET`` to read, ``SET … EX`` to write (``SET
+… EX … XX`` to write only over a record that still exists),
 ``EXPIRE`` to touch, ``DEL`` to destroy. Redis expires keys itself, so ``gc``
 has nothing to do. The session lock is ``SET NX PX`` with a random token,
 released by a Lua script that deletes the key only while it still holds that
@@ -22,7 +23,7 @@ import redis.exceptions
 
 from satchel.config import SessionConfig
 from satchel.errors import ConfigError, SessionBackendError
-from satchel.handler import AsyncSessionHandler, SessionHandler
+from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
 from satchel.locking import await_lock, new_lock_token, wait_for_lock
 from satchel_redis.connection import (
     build_async_client,
@@ -150,6 +151,17 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
         key = self._key(session_id)
         self._call("SET", lambda: self.client.set(key, data, ex=self.lifetime_seconds))
         return True
+
+    def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a record that still exists (``SET … EX … XX``): one atomic
+        round trip, so a session destroyed by another request is never brought back."""
+        key = self._key(session_id)
+        stored = self._call(
+            "SET XX", lambda: self.client.set(key, data, ex=self.lifetime_seconds, xx=True)
+        )
+        return bool(stored)
 
     def touch(self, session_id: str) -> bool:
         key = self._key(session_id)
@@ -305,6 +317,16 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         await self._call("SET", lambda client: client.set(key, data, ex=self.lifetime_seconds))
         return True
 
+    async def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a record that still exists (``SET … EX … XX``)."""
+        key = self._key(session_id)
+        stored = await self._call(
+            "SET XX", lambda client: client.set(key, data, ex=self.lifetime_seconds, xx=True)
+        )
+        return bool(stored)
+
     async def touch(self, session_id: str) -> bool:
         key = self._key(session_id)
         return bool(
@@ -376,6 +398,11 @@ class ThreadedRedisSessionHandler(AsyncSessionHandler):
 
     async def write(self, session_id: str, data: str) -> bool:
         return await asyncio.to_thread(self.handler.write, session_id, data)
+
+    async def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        return await asyncio.to_thread(self.handler.write_existing, session_id, data, metadata)
 
     async def touch(self, session_id: str) -> bool:
         return await asyncio.to_thread(self.handler.touch, session_id)
