@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.sentinel
 
 from satchel import SessionConfig
 from satchel.testing import (
@@ -148,3 +149,42 @@ def test_async_cluster_handler_survives_a_burst_of_first_commands(
 
     for _ in range(8):  # each with a fresh client, as each app process starts
         asyncio.run(burst())
+
+
+def _exercise(handler: RedisSessionHandler) -> None:
+    key = new_storage_id()
+    assert handler.read(key) == ""
+    handler.write(key, "kept")
+    assert handler.write_existing(key, "updated") is True
+    assert handler.touch(key) is True
+    with handler.lock(key, lock_seconds=5, wait_seconds=1):
+        assert handler.read(key) == "updated"
+    handler.destroy(key)
+    assert handler.read(key) == ""
+
+
+def test_a_ready_cluster_client_is_used_as_it_is(
+    redis_cluster_url: str, unique_prefix: str
+) -> None:
+    host, port = redis_cluster_url.removeprefix("redis+cluster://").split(",")[0].split(":")
+    client = redis.RedisCluster(host=host, port=int(port))
+    handler = RedisSessionHandler.from_config(
+        SessionConfig(driver="redis", prefix=unique_prefix, options={"client": client})
+    )
+    assert handler.client is client
+    assert handler.address.startswith("redis cluster ")
+    _exercise(handler)
+    client.close()
+
+
+def test_a_ready_sentinel_master_is_used_as_it_is(
+    redis_sentinel: dict[str, Any], unique_prefix: str
+) -> None:
+    sentinel = redis.sentinel.Sentinel([("127.0.0.1", redis_sentinel["sentinel_port"])])
+    master = sentinel.master_for(redis_sentinel["service"], socket_timeout=2)
+    handler = RedisSessionHandler.from_config(
+        SessionConfig(driver="redis", prefix=unique_prefix, options={"client": master})
+    )
+    assert handler.client is master
+    assert redis_sentinel["service"] in handler.address
+    _exercise(handler)
