@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -438,3 +439,25 @@ def test_async_write_existing_never_brings_back_a_destroyed_session(
         assert await handler.read(key) == ""
 
     asyncio.run(main())
+
+
+def test_a_server_that_stops_answering_fails_within_the_timeout(
+    start_memcached: Any, unique_prefix: str
+) -> None:
+    port = free_port()
+    config = SessionConfig(
+        driver="memcached", connection=f"127.0.0.1:{port}", prefix=unique_prefix, options=QUICK
+    )
+    session_id = new_storage_id()
+    with start_memcached(port) as process:
+        handler = MemcachedSessionHandler.from_config(config)
+        handler.write(session_id, "before")
+        process.send_signal(signal.SIGSTOP)  # alive, connected, silent
+        try:
+            started = time.monotonic()
+            with pytest.raises(SessionBackendError):
+                handler.read(session_id)
+            assert 0.9 <= time.monotonic() - started < ERROR_WITHIN_SECONDS
+        finally:
+            process.send_signal(signal.SIGCONT)
+        assert handler.read(session_id) == "before"

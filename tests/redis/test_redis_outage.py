@@ -7,6 +7,7 @@ written before (and replicated) are still there and new writes go to the new mas
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from typing import Any
 
@@ -135,3 +136,24 @@ def test_sentinel_failover_keeps_sessions_and_takes_new_writes(
             time.sleep(0.2)
     handler.write(key, "written after the failover")
     assert handler.read(key) == "written after the failover"
+
+
+def test_a_server_that_stops_answering_fails_within_the_socket_timeout(
+    start_redis: Any, unique_prefix: str
+) -> None:
+    port = free_port()
+    key = new_storage_id()
+    with start_redis(port) as process:
+        handler = RedisSessionHandler.from_config(_config(port, unique_prefix))
+        handler.write(key, "before")
+        process.send_signal(signal.SIGSTOP)  # alive, connected, silent
+        try:
+            started = time.monotonic()
+            with pytest.raises(SessionBackendError) as caught:
+                handler.read(key)
+            elapsed = time.monotonic() - started
+            assert 0.9 <= elapsed < ERROR_WITHIN_SECONDS
+            assert "Timeout" in str(caught.value)
+        finally:
+            process.send_signal(signal.SIGCONT)
+        assert handler.read(key) == "before"
