@@ -144,7 +144,12 @@ class SessionStatements:
         )
 
     def gc_batch(self, cutoff: int) -> Delete:
-        """Delete at most ``gc_batch_size`` rows idle since before ``cutoff``, found by index."""
+        """Delete at most ``gc_batch_size`` rows idle since before ``cutoff``, found by index.
+
+        The oldest rows go first, found through the ``last_activity`` index,
+        and each is deleted through the primary key, so a batch costs the same
+        however large the table is.
+        """
         columns = self.table.c
         if self.is_mysql:
             # MySQL refuses LIMIT inside an IN subquery but has DELETE ... LIMIT.
@@ -154,11 +159,20 @@ class SessionStatements:
                 .with_dialect_options(mysql_limit=self.gc_batch_size)
             )
         batch = (
-            sa.select(columns.id).where(columns.last_activity < cutoff).limit(self.gc_batch_size)
+            sa.select(columns.id)
+            .where(columns.last_activity < cutoff)
+            .order_by(columns.last_activity)
+            .limit(self.gc_batch_size)
         )
+        if self.dialect_name == "postgresql":
+            # id = ANY(ARRAY(...)): with IN (...) PostgreSQL estimates that most
+            # of the table matches and scans all of it for every batch.
+            matches = columns.id == sa.any_(sa.func.array(batch.scalar_subquery()))
+        else:
+            matches = columns.id.in_(batch)
         # The outer condition is checked again on a row refreshed since the
         # subquery looked, so a session written meanwhile is kept.
-        return sa.delete(self.table).where(columns.id.in_(batch), columns.last_activity < cutoff)
+        return sa.delete(self.table).where(matches, columns.last_activity < cutoff)
 
     def sessions_of_user(self, user_id: str) -> sa.Select[Any]:
         columns = self.table.c
