@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
@@ -24,6 +25,7 @@ FORMAT_BYTE = b"\x01"
 NONCE_BYTES = 12
 TAG_BYTES = 16
 MIN_SECRET_LENGTH = 16
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class DecryptError(ValueError):
@@ -62,6 +64,10 @@ class Encrypter:
 
     def decrypt(self, token: str, context: bytes) -> tuple[bytes, bool]:
         """Return the plaintext and whether it was read under a fallback key."""
+        # Only the exact form ``encrypt`` produces: URL-safe base64 without
+        # padding. Re-encoded variants of a genuine value are refused too.
+        if not _TOKEN.fullmatch(token):
+            raise DecryptError("not URL-safe base64 without padding")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError) as exc:
