@@ -31,7 +31,9 @@ BACKENDS = ("sqlite", "postgresql", "mysql")
 
 def _reachable(url: str) -> str | None:
     """None when ``url`` answers ``SELECT 1``, else why not."""
-    engine = sa.create_engine(sync_url(url), poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(
+        sync_url(url), poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 5}
+    )
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
