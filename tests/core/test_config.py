@@ -163,3 +163,24 @@ def test_structure_options_names_unknown_and_bad_options() -> None:
         SessionConfig(options={"pool_size": "many"}).structure_options(
             ExampleOptions, driver="redis"
         )
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise ConfigError(attribute.name, "must be at least 1")
+
+
+@attrs.frozen
+class ValidatedOptions:
+    """Attributes:
+    pool_size: connections, validated by attrs.
+    """
+
+    pool_size: int = attrs.field(default=10, validator=_at_least_one)
+
+
+def test_a_validator_error_inside_options_still_names_the_option() -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig(options={"pool_size": 0}).structure_options(ValidatedOptions, driver="db")
+    assert info.value.key == "options.pool_size"
+    assert "at least 1" in str(info.value)

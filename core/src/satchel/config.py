@@ -291,10 +291,15 @@ def _describe(exc: BaseException) -> str:
 
 
 def _first_failure(exc: cattrs.ClassValidationError) -> tuple[str, str]:
-    failures, _ = exc.group_exceptions()
+    """The option that failed and why: a field's own error, or a validator's ``ConfigError``."""
+    failures, others = exc.group_exceptions()
     for inner, note in failures:
-        name = getattr(note, "name", "?")
-        return str(name), _describe(inner)
+        return str(getattr(note, "name", "?")), _describe(inner)
+    for inner in others:
+        # An attrs validator raised while the class was built: its ConfigError names the field.
+        if isinstance(inner, ConfigError):
+            return inner.key.removeprefix("options."), inner.reason
+        return "?", _describe(inner)
     return "?", _describe(exc)
 
 

@@ -12,6 +12,7 @@ class ConfigError(SatchelError, ValueError):
 
     def __init__(self, key: str, message: str) -> None:
         self.key = key
+        self.reason = message
         super().__init__(f"session config key {key!r}: {message}")
 
 
