@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nox
@@ -82,7 +81,9 @@ def type_targets() -> list[str]:
     """The source folders mypy checks."""
     targets = ["core/src/satchel"]
     for name in PLUGINS:
-        targets += [str(path) for path in (ROOT / "plugins" / name / "src").iterdir() if path.is_dir()]
+        targets += [
+            str(path) for path in (ROOT / "plugins" / name / "src").iterdir() if path.is_dir()
+        ]
     return targets
 
 
@@ -110,5 +111,4 @@ def ci(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", *type_targets())
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
-    pytest_args = ["-p", "no:randomly"] if os.environ.get("CI") else []
-    run_pytest(session, "tests", *pytest_args)
+    run_pytest(session, "tests")
