@@ -10,7 +10,7 @@ as a ratio of each peer's (below 1.0: satchel is faster).
   starsessions (RedisStore, autoload) and Starlette's own signed-cookie
   ``SessionMiddleware`` (no store at all: a floor, not a like-for-like peer).
 
-Run: ``nox -s bench`` or ``python -m benchmarks peers`` (needs ``redis-server`` on PATH).
+Run: ``nox -s bench`` or ``python benchmarks/peers.py`` (needs ``redis-server`` on PATH).
 """
 
 from __future__ import annotations
