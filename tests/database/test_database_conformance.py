@@ -11,9 +11,11 @@ from database_support import async_url
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
     TouchConformance,
+    WriteExistingConformance,
 )
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_database import (
@@ -25,7 +27,9 @@ from satchel_database import (
 )
 
 
-class TestDatabaseConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestDatabaseConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         def factory(config: Any) -> DatabaseSessionHandler:
@@ -42,7 +46,9 @@ class TestDatabaseConformance(HandlerConformance, TouchConformance, LockConforma
         return {"driver": "database", "connection": database_url, "table": make_table(database_url)}
 
 
-class TestAsyncDatabaseConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestAsyncDatabaseConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     """The asyncio engine: aiosqlite, asyncpg, aiomysql."""
 
     @pytest.fixture
@@ -65,7 +71,9 @@ class TestAsyncDatabaseConformance(AsyncHandlerConformance, AsyncLockConformance
         }
 
 
-class TestThreadedAsyncDatabaseConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestThreadedAsyncDatabaseConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     """A sync driver URL under the async twin: the sync handler in worker threads."""
 
     @pytest.fixture

@@ -13,7 +13,12 @@ import sqlalchemy as sa
 from database_support import async_url, drop_table, fetch_row, sync_url
 
 from satchel import ConfigError, LockTimeout, RequestMetadata, SessionBackendError, SessionConfig
-from satchel.handler import SupportsBatchedGc, SupportsMetadata, SupportsTouch
+from satchel.handler import (
+    SupportsBatchedGc,
+    SupportsMetadata,
+    SupportsTouch,
+    SupportsWriteExisting,
+)
 from satchel.testing import free_port, new_storage_id
 from satchel_database import (
     AsyncDatabaseSessionHandler,
@@ -60,6 +65,7 @@ def test_handler_has_the_optional_capabilities(database_url: str, handler_for: A
     assert isinstance(handler, SupportsTouch)
     assert isinstance(handler, SupportsMetadata)
     assert isinstance(handler, SupportsBatchedGc)
+    assert isinstance(handler, SupportsWriteExisting)
 
 
 def test_racing_first_writes_of_one_id_never_raise(database_url: str, handler_for: Any) -> None:
@@ -174,7 +180,12 @@ def test_user_key_option_names_the_session_value(sqlite_url: str, handler_for: A
         assert row["user_id"] is None
 
 
-@pytest.mark.parametrize("hostile", ["' OR 1=1--", "x'; DROP TABLE sessions; --", "\\'", "%_"])
+SQL_METACHARACTERS = ["' OR 1=1--", "x'; DROP TABLE sessions; --", "\\'", "%_"]
+# Shaped like the SHA-256 digests core hands drivers (64 characters), metacharacters first.
+DIGEST_SHAPED = [(text + "0" * 64)[:64] for text in SQL_METACHARACTERS]
+
+
+@pytest.mark.parametrize("hostile", SQL_METACHARACTERS + DIGEST_SHAPED)
 def test_sql_metacharacters_in_ids_are_inert(
     database_url: str, handler_for: Any, hostile: str
 ) -> None:
@@ -182,12 +193,105 @@ def test_sql_metacharacters_in_ids_are_inert(
     bystander = new_storage_id()
     handler.write(bystander, "kept")
     assert handler.read(hostile) == ""
+    # An injected ``OR 1=1`` would update the bystander's row and report it.
+    assert handler.write_existing(hostile, "hostile") is False
+    assert handler.touch(hostile) is False
+    assert handler.read(bystander) == "kept"
     handler.write(hostile, "hostile")
     assert handler.read(hostile) == "hostile"
+    assert handler.write_existing(hostile, "hostile, again") is True
+    assert handler.read(hostile) == "hostile, again"
     assert handler.touch(hostile) is True
+    with handler.lock(hostile, lock_seconds=5, wait_seconds=1):
+        # Only the hostile id is locked; the bystander's lock is free.
+        with pytest.raises(LockTimeout), handler.lock(hostile, lock_seconds=5, wait_seconds=0.2):
+            pass
+        with handler.lock(bystander, lock_seconds=5, wait_seconds=0.2):
+            pass
     handler.destroy(hostile)
     assert handler.read(hostile) == ""
     assert handler.read(bystander) == "kept"
+    assert fetch_row(database_url, handler.table.name, bystander) is not None
+
+
+def test_write_existing_never_revives_an_idle_row(database_url: str, handler_for: Any) -> None:
+    clock = FakeClock()
+    handler = handler_for(database_url, clock=clock)
+    key = new_storage_id()
+    handler.write(key, "data")
+    clock.now += 60  # exactly the lifetime: still live
+    assert handler.write_existing(key, "still live") is True
+    clock.now += 61  # idle past the lifetime since that write
+    assert handler.write_existing(key, "revived?") is False
+    row = fetch_row(database_url, handler.table.name, key)
+    assert row is not None  # gc has not run: the idle row is there, untouched
+    assert (row["payload"], row["last_activity"]) == ("still live", 1_800_000_060)
+
+
+def test_write_existing_of_an_unchanged_row_reports_it_exists(
+    database_url: str, handler_for: Any
+) -> None:
+    """MySQL/MariaDB count *changed* rows unless the client asks for found rows.
+
+    SQLAlchemy's pymysql and aiomysql dialects connect with ``CLIENT_FOUND_ROWS``;
+    were that lost, an identical save within one second would report the
+    session gone and drop the request's changes.
+    """
+    clock = FakeClock()
+    handler = handler_for(database_url, clock=clock)
+    key = new_storage_id()
+    handler.write(key, "same")
+    assert handler.write_existing(key, "same") is True  # same payload, same second
+    assert handler.touch(key) is True
+
+
+def test_async_write_existing_of_an_unchanged_or_idle_row(
+    database_url: str, make_table: Callable[[str], str]
+) -> None:
+    config = make_config(async_url(database_url), make_table(database_url))
+    clock = FakeClock()
+
+    async def main() -> None:
+        handler = create_async_handler(config)
+        assert isinstance(handler, AsyncDatabaseSessionHandler)
+        handler.clock = clock
+        try:
+            key = new_storage_id()
+            await handler.write(key, "same")
+            assert await handler.write_existing(key, "same") is True
+            clock.now += 61
+            assert await handler.write_existing(key, "revived?") is False
+            clock.now -= 61
+            assert await handler.read(key) == "same"
+        finally:
+            await handler.close()
+
+    asyncio.run(main())
+
+
+def test_write_existing_sets_metadata_only_when_given(database_url: str, handler_for: Any) -> None:
+    handler = handler_for(database_url)
+    key = new_storage_id()
+    handler.write_with_metadata(key, "p1", RequestMetadata("192.0.2.1", "A/1", {"user_id": 7}))
+    assert handler.write_existing(key, "p2") is True
+    row = fetch_row(database_url, handler.table.name, key)
+    assert row is not None
+    assert (row["payload"], row["user_id"], row["ip_address"], row["user_agent"]) == (
+        "p2",
+        "7",
+        "192.0.2.1",
+        "A/1",
+    )
+    metadata = RequestMetadata("198.51.100.2", "B/2", {"user_id": "u-8"})
+    assert handler.write_existing(key, "p3", metadata) is True
+    row = fetch_row(database_url, handler.table.name, key)
+    assert row is not None
+    assert (row["payload"], row["user_id"], row["ip_address"], row["user_agent"]) == (
+        "p3",
+        "u-8",
+        "198.51.100.2",
+        "B/2",
+    )
 
 
 def test_reads_ignore_idle_rows_and_touch_never_revives(sqlite_url: str, handler_for: Any) -> None:

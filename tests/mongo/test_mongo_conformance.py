@@ -10,14 +10,18 @@ import pytest
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
     TouchConformance,
+    WriteExistingConformance,
 )
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 
 
-class TestMongoConformance(HandlerConformance, TouchConformance, LockConformance):
+class TestMongoConformance(
+    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
+):
     @pytest.fixture
     def satchel_handler_factory(self, sync_factory: Any) -> SyncFactory:
         return sync_factory  # type: ignore[no-any-return]
@@ -27,7 +31,9 @@ class TestMongoConformance(HandlerConformance, TouchConformance, LockConformance
         return mongo_config
 
 
-class TestAsyncMongoConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestAsyncMongoConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     @pytest.fixture
     def satchel_async_handler_factory(self, async_factory: Any) -> AsyncFactory:
         return async_factory  # type: ignore[no-any-return]

@@ -16,7 +16,7 @@ import pymongo
 import pytest
 from mongo_support import TEST_DATABASE, real_server_url
 
-from satchel import ConfigError, SessionBackendError, SessionConfig
+from satchel import ConfigError, LockTimeout, SessionBackendError, SessionConfig
 from satchel.handler import SupportsTouch
 from satchel.testing import free_port, new_storage_id
 from satchel_mongo import AsyncMongoSessionHandler, MongoSessionHandler
@@ -82,6 +82,48 @@ def test_reads_check_expiry_themselves(sync_factory: Any, mongo_config: dict[str
     assert handler.collection.count_documents({"_id": key}) == 1
 
 
+def test_write_existing_never_revives_an_expired_document(
+    sync_factory: Any, mongo_config: dict[str, Any]
+) -> None:
+    clock = FakeClock(time.time())
+    handler = sync_factory(SessionConfig.from_dict({**mongo_config, "lifetime": 1}))
+    handler.documents.clock = clock
+    key = new_storage_id()
+    handler.write(key, "data")
+    clock.now += 59
+    assert handler.write_existing(key, "still live") is True
+    assert handler.write_existing(key, "still live") is True  # an unchanged document counts
+    clock.now += 61
+    assert handler.write_existing(key, "revived?") is False
+    document = handler.collection.find_one({"_id": key})
+    assert document is not None  # still stored (the TTL monitor has not run), untouched
+    assert document["payload"] == "still live"
+    assert handler.write_existing(new_storage_id(), "created?") is False
+    assert handler.collection.count_documents({}) == 1  # never an upsert
+
+
+def test_async_write_existing_never_revives_an_expired_document(
+    async_factory: Any, mongo_config: dict[str, Any]
+) -> None:
+    clock = FakeClock(time.time())
+
+    async def main() -> None:
+        handler = async_factory(SessionConfig.from_dict({**mongo_config, "lifetime": 1}))
+        handler.documents.clock = clock
+        try:
+            key = new_storage_id()
+            await handler.write(key, "data")
+            assert await handler.write_existing(key, "still live") is True
+            clock.now += 61
+            assert await handler.write_existing(key, "revived?") is False
+            clock.now -= 61
+            assert await handler.read(key) == "still live"
+        finally:
+            await handler.close()
+
+    asyncio.run(main())
+
+
 def test_touch_extends_expires_at(sync_factory: Any, mongo_config: dict[str, Any]) -> None:
     clock = FakeClock(time.time())
     handler = sync_factory(SessionConfig.from_dict({**mongo_config, "lifetime": 1}))
@@ -99,8 +141,16 @@ def test_odd_ids_are_plain_strings(handler: MongoSessionHandler, hostile: str) -
     bystander = new_storage_id()
     handler.write(bystander, "kept")
     assert handler.read(hostile) == ""
+    assert handler.write_existing(hostile, "odd") is False
     handler.write(hostile, "odd")
     assert handler.read(hostile) == "odd"
+    assert handler.write_existing(hostile, "odder") is True
+    assert handler.read(hostile) == "odder"
+    with handler.lock(hostile, lock_seconds=5, wait_seconds=1):
+        with pytest.raises(LockTimeout), handler.lock(hostile, lock_seconds=5, wait_seconds=0.2):
+            pass
+        with handler.lock(bystander, lock_seconds=5, wait_seconds=0.2):
+            pass
     handler.destroy(hostile)
     assert handler.read(hostile) == ""
     assert handler.read(bystander) == "kept"

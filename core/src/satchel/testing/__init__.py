@@ -17,12 +17,14 @@ A driver package runs the suite against its handler with a few lines::
 Add :class:`AsyncHandlerConformance` for an async twin,
 :class:`LockConformance` / :class:`AsyncLockConformance` for a driver that
 can lock, :class:`TouchConformance` for one that can ``touch`` and
-:class:`WriteExistingConformance` for one with ``write_existing``.
+:class:`WriteExistingConformance` / :class:`AsyncWriteExistingConformance`
+for one with ``write_existing``.
 """
 
 from satchel.testing.conformance import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
     TouchConformance,
@@ -40,6 +42,7 @@ from satchel.testing.services import (
 __all__ = [
     "AsyncHandlerConformance",
     "AsyncLockConformance",
+    "AsyncWriteExistingConformance",
     "HandlerConformance",
     "LockConformance",
     "TouchConformance",

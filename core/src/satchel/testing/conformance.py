@@ -29,6 +29,7 @@ from satchel.errors import LockTimeout
 from satchel.handler import (
     AsyncSessionHandler,
     AsyncSupportsLock,
+    AsyncSupportsWriteExisting,
     SessionHandler,
     SupportsLock,
     SupportsTouch,
@@ -233,6 +234,28 @@ class WriteExistingConformance(_ConfigFixtures):
         handler.destroy(key)
         assert handler.write_existing(key, "logged in, again?") is False
         assert handler.read(key) == ""
+
+
+class AsyncWriteExistingConformance(_ConfigFixtures):
+    """For an async handler with ``write_existing`` (use with :class:`AsyncHandlerConformance`)."""
+
+    def test_async_write_existing_writes_only_over_a_live_record(
+        self, run_with_handler: Callable[..., Any]
+    ) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            assert isinstance(handler, AsyncSupportsWriteExisting)
+            live, missing, ended = new_storage_id(), new_storage_id(), new_storage_id()
+            await handler.write(live, "first")
+            assert await handler.write_existing(live, "second") is True
+            assert await handler.read(live) == "second"
+            assert await handler.write_existing(missing, "resurrected?") is False
+            assert await handler.read(missing) == ""
+            await handler.write(ended, "logged in")
+            await handler.destroy(ended)
+            assert await handler.write_existing(ended, "logged in, again?") is False
+            assert await handler.read(ended) == ""
+
+        run_with_handler(body)
 
 
 class LockConformance(_ConfigFixtures):

@@ -60,6 +60,16 @@ def _lock_deadline(clock: Clock, lock_seconds: float) -> tuple[int, int]:
     return now, now + max(1, int(lock_seconds * 1000))
 
 
+def _existing_values(
+    data: str, now: int, metadata: RequestMetadata | None, options: DatabaseOptions
+) -> dict[str, Any]:
+    """The columns ``write_existing`` sets: as ``write`` or, given metadata, ``write_with_metadata``."""
+    values: dict[str, Any] = {"payload": data, "last_activity": now}
+    if metadata is not None:
+        values.update(metadata_columns(metadata, options))
+    return values
+
+
 class HeldLock:
     """A context manager: ``acquire`` on enter, ``release`` on exit.
 
@@ -102,7 +112,8 @@ class DatabaseSessionHandler(SessionHandler):
     """Sessions in an SQL table through a SQLAlchemy engine.
 
     Besides the contract it can ``touch``, ``lock`` (session blocking), store
-    request metadata (``write_with_metadata``), prune in batches for
+    request metadata (``write_with_metadata``), write only over a live row
+    (``write_existing``, so a logout is never undone by a slower request), prune in batches for
     ``satchel gc`` (``count_expired``/``gc_batches``), list and end a user's
     sessions, and create its tables.
     """
@@ -167,6 +178,26 @@ class DatabaseSessionHandler(SessionHandler):
         }
         self._upsert(session_id, values, PAYLOAD_COLUMNS + METADATA_COLUMNS)
         return True
+
+    def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a row that still lives; False (nothing written) when it is gone.
+
+        One ``UPDATE ... WHERE id = :id AND last_activity >= :cutoff``, so a
+        request that loaded the session before a logout or a
+        ``regenerate(destroy=True)`` cannot bring it back when it saves.
+        """
+        now = self._now()
+        statement = self.statements.update_live(
+            session_id,
+            _existing_values(data, now, metadata, self.options),
+            now - self.lifetime_seconds,
+        )
+        with self._errors(), self.engine.begin() as connection:
+            # rowcount counts matched rows: MySQL/MariaDB drivers are connected
+            # with CLIENT_FOUND_ROWS by SQLAlchemy, so an unchanged row counts too.
+            return bool(connection.execute(statement).rowcount)
 
     def _upsert(self, session_id: str, values: Mapping[str, Any], update: tuple[str, ...]) -> None:
         statement = self.statements.upsert(values, update)
@@ -395,6 +426,20 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
         await self._upsert(session_id, values, PAYLOAD_COLUMNS + METADATA_COLUMNS)
         return True
 
+    async def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a row that still lives; False (nothing written) when it is gone."""
+        now = self._now()
+        statement = self.statements.update_live(
+            session_id,
+            _existing_values(data, now, metadata, self.options),
+            now - self.lifetime_seconds,
+        )
+        with self._errors():
+            async with self.engine.begin() as connection:
+                return bool((await connection.execute(statement)).rowcount)
+
     async def _upsert(
         self, session_id: str, values: Mapping[str, Any], update: tuple[str, ...]
     ) -> None:
@@ -571,6 +616,12 @@ class ThreadedDatabaseSessionHandler(AsyncSessionHandler):
     ) -> bool:
         """Write the payload with the request metadata, in a worker thread."""
         return await self._call(self.handler.write_with_metadata, session_id, data, metadata)
+
+    async def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a row that still lives, in a worker thread."""
+        return await self._call(self.handler.write_existing, session_id, data, metadata)
 
     async def touch(self, session_id: str) -> bool:
         return await self._call(self.handler.touch, session_id)

@@ -120,6 +120,19 @@ class SessionStatements:
         """The fallback upsert's first half: update the row if it is there."""
         return sa.update(self.table).where(self.table.c.id == session_id).values(**values)
 
+    def update_live(self, session_id: str, values: Mapping[str, Any], cutoff: int) -> sa.Update:
+        """Update the row of ``session_id`` only while it lives (active since ``cutoff``).
+
+        ``write_existing``: a destroyed or idle row matches nothing, so a late
+        save can never bring an ended session back.
+        """
+        columns = self.table.c
+        return (
+            sa.update(self.table)
+            .where(columns.id == session_id, columns.last_activity >= cutoff)
+            .values(**values)
+        )
+
     def insert(self, values: Mapping[str, Any]) -> sa.Insert:
         """The fallback upsert's second half: insert a new row."""
         return sa.insert(self.table).values(**values)

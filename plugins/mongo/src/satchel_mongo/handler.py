@@ -9,6 +9,10 @@ Session blocking locks are documents ``{"_id": <id>, "token", "expires_at"}``
 in ``<collection>_locks``: taking one is an upsert that matches only an
 expired lock, so a held one makes it fail with a duplicate key.
 
+A save of a session loaded from the store goes through ``write_existing``: an
+``update_one`` matching only a live document, never an upsert, so a logout
+cannot be undone by a slower request.
+
 A TTL index on ``expires_at`` lets MongoDB delete expired sessions by itself.
 Its monitor runs only every 60 seconds, so reads check ``expires_at`` too, and
 the index fires ``ttl_grace_seconds`` late: expiry is decided by the
@@ -34,6 +38,7 @@ from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
 from satchel import (
     AsyncSessionHandler,
     ConfigError,
+    RequestMetadata,
     SessionBackendError,
     SessionConfig,
     SessionHandler,
@@ -243,6 +248,21 @@ class MongoSessionHandler(SessionHandler):
                 self._ready().update_one({"_id": session_id}, update, upsert=True)
         return True
 
+    def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a document that has not expired; False (nothing written) otherwise.
+
+        One ``update_one`` without upsert, so a request that loaded the
+        session before a logout or a ``regenerate(destroy=True)`` cannot bring
+        it back when it saves. The mongo driver keeps no request metadata.
+        """
+        with self.documents.errors():
+            result = self._ready().update_one(
+                self.documents.live(session_id), self.documents.stamp(payload=data)
+            )
+        return result.matched_count == 1
+
     def touch(self, session_id: str) -> bool:
         with self.documents.errors():
             result = self._ready().update_one(
@@ -363,6 +383,17 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
             except DuplicateKeyError:
                 await collection.update_one({"_id": session_id}, update, upsert=True)
         return True
+
+    async def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a document that has not expired; False (nothing written) otherwise."""
+        with self.documents.errors():
+            collection = await self._ready()
+            result = await collection.update_one(
+                self.documents.live(session_id), self.documents.stamp(payload=data)
+            )
+        return result.matched_count == 1
 
     async def touch(self, session_id: str) -> bool:
         with self.documents.errors():
