@@ -6,6 +6,10 @@ One round trip per operation: ``GET`` to read, ``SET … EX`` to write (``SET
 has nothing to do. The session lock is ``SET NX PX`` with a random token,
 released by a Lua script that deletes the key only while it still holds that
 token, so a holder whose lock expired never frees the next holder's lock.
+
+Behind Sentinel, a master set up with ``min-replicas-to-write`` refuses writes
+(``NOREPLICAS``) as soon as a Sentinel promotes its replica; the handler then
+asks the Sentinels for the new master and sends the refused command there.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.exceptions
+import redis.sentinel
 
 from satchel.config import SessionConfig
 from satchel.errors import ConfigError, SessionBackendError
@@ -48,6 +54,13 @@ return 0
 
 # Failures of the store itself; anything else is a bug and propagates as it is.
 STORE_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+# What a master configured with min-replicas-to-write answers once its replica is
+# gone, as when a Sentinel has just promoted that replica. The write was refused.
+NO_REPLICAS = "NOREPLICAS"
+
+
+def _refused_for_lack_of_replicas(exc: BaseException) -> bool:
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(NO_REPLICAS)
 
 
 def _decode(value: object) -> str:
@@ -140,9 +153,31 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
 
     def _call(self, action: str, command: Callable[[], T]) -> T:
         try:
-            return command()
+            try:
+                return command()
+            except redis.exceptions.ResponseError as exc:
+                if not self._follow_new_master(exc):
+                    raise
+                return command()  # refused, so not applied: safe to send again
         except STORE_ERRORS as exc:
             raise self._error(action, exc) from exc
+
+    def _follow_new_master(self, exc: BaseException) -> bool:
+        """After ``NOREPLICAS`` from a Sentinel-managed master, ask the Sentinels again.
+
+        The idle connections (the one just refused among them) are dropped, so
+        the command, sent once more, goes to whichever master the Sentinels name
+        now. Without this a failover reaches the client only when the old master
+        is demoted (READONLY), seconds later. True when the command may be resent.
+        """
+        pool = getattr(self.client, "connection_pool", None)
+        if not _refused_for_lack_of_replicas(exc) or not isinstance(
+            pool, redis.sentinel.SentinelConnectionPool
+        ):
+            return False
+        pool.get_master_address()  # type: ignore[no-untyped-call]
+        pool.disconnect(inuse_connections=False)
+        return True
 
     def read(self, session_id: str) -> str:
         return _decode(self._call("GET", lambda: self.client.get(self._key(session_id))))
@@ -304,9 +339,27 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
     async def _call(self, action: str, command: Callable[[Any], Awaitable[T]]) -> T:
         try:
             client = await self._loop_client().ready()
-            return await command(client)
+            try:
+                return await command(client)
+            except redis.exceptions.ResponseError as exc:
+                if not await self._follow_new_master(client, exc):
+                    raise
+                return await command(client)  # refused, so not applied: safe to send again
         except STORE_ERRORS as exc:
             raise self._error(action, exc) from exc
+
+    async def _follow_new_master(self, client: Any, exc: BaseException) -> bool:
+        """The async form of :meth:`RedisSessionHandler._follow_new_master`."""
+        pool = getattr(client, "connection_pool", None)
+        if not _refused_for_lack_of_replicas(exc) or not isinstance(
+            pool, redis.asyncio.sentinel.SentinelConnectionPool
+        ):
+            return False
+        await pool.get_master_address()  # type: ignore[no-untyped-call]
+        # redis.asyncio keeps a released connection to the old master (the sync
+        # pool drops it): drop every idle one.
+        await pool.disconnect(inuse_connections=False)
+        return True
 
     async def read(self, session_id: str) -> str:
         key = self._key(session_id)
