@@ -11,6 +11,7 @@ from pymemcache.client.base import PooledClient
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
     TouchConformance,
@@ -36,7 +37,9 @@ class TestMemcachedConformance(
         return {"driver": "memcached", "connection": memcached_connection, "prefix": unique_prefix}
 
 
-class TestAsyncMemcachedConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestAsyncMemcachedConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture
@@ -71,7 +74,9 @@ class TestMemcachedPoolConformance(
                 "prefix": unique_prefix}  # fmt: skip
 
 
-class TestAsyncMemcachedPoolConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestAsyncMemcachedPoolConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture

@@ -12,6 +12,7 @@ import redis.asyncio
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
     TouchConformance,
@@ -35,7 +36,9 @@ class TestRedisConformance(
         return {"driver": "redis", "connection": redis_url, "prefix": unique_prefix}
 
 
-class TestAsyncRedisConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestAsyncRedisConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture
@@ -71,7 +74,9 @@ class TestReadyClientConformance(
         return {"driver": "redis", "prefix": unique_prefix, "options": {"client": user_client}}
 
 
-class TestReadyClientInThreadConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestReadyClientInThreadConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     """Only a sync ``options.client``: the async twin runs that very client in a thread."""
 
     gc_removes_expired = False
@@ -89,7 +94,9 @@ class TestReadyClientInThreadConformance(AsyncHandlerConformance, AsyncLockConfo
         client.close()
 
 
-class TestReadyAsyncClientConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestReadyAsyncClientConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     """A ``redis.asyncio`` client handed in as ``options.async_client``."""
 
     gc_removes_expired = False

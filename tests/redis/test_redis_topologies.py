@@ -14,6 +14,7 @@ from satchel import SessionConfig
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
     TouchConformance,
@@ -57,7 +58,9 @@ class TestRedisClusterConformance(
         assert all(handler.read(key) == "spread" for key in keys)
 
 
-class TestAsyncRedisClusterConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestAsyncRedisClusterConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture
@@ -116,7 +119,9 @@ class TestRedisSentinelConformance(
         assert replica.get(f"{unique_prefix}{key}") == b"replicated"
 
 
-class TestAsyncRedisSentinelConformance(AsyncHandlerConformance, AsyncLockConformance):
+class TestAsyncRedisSentinelConformance(
+    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+):
     gc_removes_expired = False
 
     @pytest.fixture
