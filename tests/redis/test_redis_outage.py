@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+import redis
 
 from satchel import SessionBackendError, SessionConfig
 from satchel.testing import free_port, new_storage_id
@@ -157,3 +158,47 @@ def test_a_server_that_stops_answering_fails_within_the_socket_timeout(
         finally:
             process.send_signal(signal.SIGCONT)
         assert handler.read(key) == "before"
+
+
+def test_a_refused_write_is_a_clear_error(start_redis: Any, unique_prefix: str) -> None:
+    """NOREPLICAS from a master with no Sentinel in front: an error naming it, never a retry loop."""
+    port = free_port()
+    with start_redis(port):
+        redis.Redis(port=port).config_set("min-replicas-to-write", 1)  # it has none
+        handler = RedisSessionHandler.from_config(_config(port, unique_prefix))
+        key = new_storage_id()
+        with pytest.raises(SessionBackendError, match="NOREPLICAS"):
+            handler.write(key, "refused")
+        assert handler.read(key) == ""
+
+
+def test_noreplicas_behind_sentinel_without_a_failover_is_a_clear_error(
+    redis_sentinel: dict[str, Any], unique_prefix: str
+) -> None:
+    """The Sentinels still name the same master: the one resend is refused too, and the
+    error says why (the driver follows NOREPLICAS only to a master the Sentinels name)."""
+    group = redis_sentinel
+    master = redis.Redis(port=group["master_port"])
+    config = SessionConfig(
+        driver="redis", connection=group["url"], prefix=unique_prefix, options=TIMEOUTS
+    )
+    handler = RedisSessionHandler.from_config(config)
+    key = new_storage_id()
+    handler.write(key, "before")
+    master.config_set("min-replicas-to-write", 2)  # it has one
+    try:
+        with pytest.raises(SessionBackendError, match="NOREPLICAS"):
+            handler.write(key, "refused")
+
+        async def async_write() -> None:
+            twin = AsyncRedisSessionHandler.from_config(config)
+            try:
+                await twin.write(key, "refused")
+            finally:
+                await twin.close()
+
+        with pytest.raises(SessionBackendError, match="NOREPLICAS"):
+            asyncio.run(async_write())
+    finally:
+        master.config_set("min-replicas-to-write", 0)
+    assert handler.read(key) == "before"
