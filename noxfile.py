@@ -22,6 +22,13 @@ TEST_REQUIREMENTS = [
     "uvicorn>=0.29",
     "playwright>=1.45",
 ]
+CORE_TEST_FOLDERS = [
+    "tests/core",
+    "tests/conformance",
+    "tests/web",
+    "tests/security",
+    "tests/reliability",
+]
 LINT_REQUIREMENTS = ["ruff>=0.6"]
 TYPE_REQUIREMENTS = ["mypy>=1.11"]
 DOCS_REQUIREMENTS = ["mkdocs>=1.6"]
@@ -56,10 +63,21 @@ def tests(session: nox.Session, package: str) -> None:
     """The tests of one distribution (``nox -s "tests(package='redis')"``)."""
     if package == "core":
         install_workspace(session)
-        run_pytest(session, "tests/core", "tests/web")
+        plugin_reliability = [f"--ignore={path}" for path in map(reliability_tests, PLUGINS)]
+        run_pytest(
+            session,
+            *CORE_TEST_FOLDERS,
+            *plugin_reliability,
+        )
     else:
         install_workspace(session, package)
-        run_pytest(session, f"tests/{package}")
+        extra = reliability_tests(package)
+        run_pytest(session, f"tests/{package}", *([extra] if (ROOT / extra).exists() else []))
+
+
+def reliability_tests(plugin: str) -> str:
+    """The plugin's module in tests/reliability (concurrency, resurrection, faults)."""
+    return f"tests/reliability/test_{plugin}_reliability.py"
 
 
 @nox.session
