@@ -494,10 +494,11 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 def _master_port(group: dict[str, Any]) -> int | None:
-    with contextlib.suppress(redis.RedisError):
-        address = redis.Redis(port=group["sentinel_port"], decode_responses=True).execute_command(
-            "SENTINEL", "get-master-addr-by-name", group["service"]
-        )
+    with (
+        contextlib.suppress(redis.RedisError),
+        redis.Redis(port=group["sentinel_port"], decode_responses=True) as sentinel,
+    ):
+        address = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", group["service"])
         if address:
             return int(address[1])
     return None
@@ -529,15 +530,15 @@ def _start_load(
     before_failover = seed(manager, {"user_id": 7})
     handler.client.wait(1, 5000)  # replicated before the fault
     if guarded:
-        redis.Redis(port=group["master_port"]).config_set("min-replicas-to-write", 1)
+        with redis.Redis(port=group["master_port"]) as master:
+            master.config_set("min-replicas-to-write", 1)
     return manager, handler, before_failover
 
 
 def _fail_over(group: dict[str, Any], how: str) -> None:
     if how == "failover":
-        redis.Redis(port=group["sentinel_port"]).execute_command(
-            "SENTINEL", "FAILOVER", group["service"]
-        )
+        with redis.Redis(port=group["sentinel_port"]) as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", group["service"])
     else:
         group["master_process"].send_signal(signal.SIGKILL)
         group["master_process"].wait(timeout=10)
@@ -692,6 +693,7 @@ def test_async_twin_follows_a_guarded_failover(sentinel_group: dict[str, Any], p
         finally:
             stop.set()
             await asyncio.gather(*users)
+            await manager.async_handler().close()  # this loop's connections
 
     recovered_at = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert all(ok for _, started, ok in log if started >= recovered_at)
