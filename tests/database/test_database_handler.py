@@ -26,6 +26,7 @@ from satchel_database import (
     create_async_handler,
     create_handler,
 )
+from satchel_database.connection import is_retryable
 
 
 class FakeClock:
@@ -464,3 +465,17 @@ def test_config_errors_name_the_key() -> None:
         create_handler(make_config("sqlite://", "sessions", gc_batch_size=0))
     with pytest.raises(ConfigError, match="'table'"):
         create_handler(make_config("sqlite://", "sessions; drop table users"))
+
+
+def test_a_deadlock_behind_a_lost_savepoint_is_retried() -> None:
+    """MySQL/MariaDB: a deadlock inside a savepoint rolls back the whole transaction,
+    so the savepoint's rollback fails; the deadlock behind it still asks for a retry."""
+    lost_savepoint = sa.exc.OperationalError(
+        "ROLLBACK TO SAVEPOINT sa_savepoint_1", {}, Exception(1305, "SAVEPOINT does not exist")
+    )
+    assert not is_retryable(lost_savepoint)
+    # Raised while the deadlock was being handled, as SQLAlchemy's savepoint rollback does.
+    lost_savepoint.__context__ = sa.exc.OperationalError(
+        "INSERT", {}, Exception(1213, "Deadlock found")
+    )
+    assert is_retryable(lost_savepoint)

@@ -154,7 +154,23 @@ def describe_error(exc: BaseException, url: sa.URL, table: str) -> str:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """True for a deadlock or serialisation failure that the server asks to retry."""
+    """True for a deadlock or serialisation failure that the server asks to retry.
+
+    The error may be the context of the one raised: on MySQL/MariaDB a
+    deadlock inside a savepoint rolls back the whole transaction, so rolling
+    back to the savepoint then fails with "SAVEPOINT ... does not exist".
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if _is_retryable_error(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _is_retryable_error(exc: BaseException) -> bool:
     if not isinstance(exc, DBAPIError):
         return False
     original = exc.orig
