@@ -105,12 +105,15 @@ def _unreachable(url: str) -> str | None:
 
 
 _found: dict[str, str] = {}
+_missing: dict[str, str] = {}
 
 
 def server_url(backend: str) -> str:
     """The sync URL of the PostgreSQL or MySQL/MariaDB server (skip or fail without one)."""
     if backend in _found:
         return _found[backend]
+    if backend in _missing:  # probe an absent server once per run, not once per test
+        service_missing(SERVICE[backend], _missing[backend])
     configured = os.environ.get(URL_ENV[backend])
     candidates = (configured,) if configured else DEFAULT_URLS[backend]
     reasons = []
@@ -126,7 +129,8 @@ def server_url(backend: str) -> str:
         if configured
         else f"the default local server (set ${URL_ENV[backend]})"
     )
-    service_missing(SERVICE[backend], f"{where} did not answer: {'; '.join(reasons)}")
+    _missing[backend] = f"{where} did not answer: {'; '.join(reasons)}"
+    service_missing(SERVICE[backend], _missing[backend])
 
 
 @pytest.fixture(params=DATABASES)
