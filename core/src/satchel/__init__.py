@@ -15,6 +15,7 @@ from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
 from satchel.hookspecs import hookimpl
 from satchel.manager import SessionManager
 from satchel.store import SaveOutcome, Session
+from satchel.threaded import ThreadedAsyncHandler
 
 __all__ = [
     "AsyncSessionHandler",
@@ -30,6 +31,7 @@ __all__ = [
     "SessionHandler",
     "SessionManager",
     "SessionTooLarge",
+    "ThreadedAsyncHandler",
     "UnknownDriverError",
     "hookimpl",
     "session",

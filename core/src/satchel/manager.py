@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager
-from typing import Any
 
 from satchel.config import SessionConfig
 from satchel.crypto import Encrypter
-from satchel.errors import ConfigError, LockTimeout
+from satchel.errors import ConfigError
 from satchel.handler import (
     AsyncSessionHandler,
     AsyncSupportsLock,
@@ -21,15 +18,12 @@ from satchel.handler import (
     SessionHandler,
     SupportsBatchedGc,
     SupportsLock,
-    SupportsMetadata,
-    SupportsTouch,
-    SupportsWriteExisting,
 )
 from satchel.ids import is_valid_id, storage_key
-from satchel.locking import await_lock
 from satchel.plugins import LoadedPlugins, installed_plugins
 from satchel.registry import AsyncHandlerFactory, DriverSpec, HandlerFactory
 from satchel.store import Session
+from satchel.threaded import ThreadedAsyncHandler
 
 Clock = Callable[[], float]
 GcProgress = Callable[[int, "int | None"], None]
@@ -235,86 +229,3 @@ class SessionManager:
     async def acollect_garbage(self) -> int:
         """The async form of :meth:`collect_garbage` (without progress)."""
         return await self.async_handler().gc(self.config.lifetime_seconds)
-
-
-class ThreadedAsyncHandler(AsyncSessionHandler):
-    """Runs a sync handler's calls in worker threads, so the event loop never blocks."""
-
-    def __init__(self, handler: SessionHandler) -> None:
-        self.sync = handler
-        self.stores_in_cookie = bool(getattr(handler, "stores_in_cookie", False))
-
-    async def open(self, save_path: str, session_name: str) -> bool:
-        return await asyncio.to_thread(self.sync.open, save_path, session_name)
-
-    async def close(self) -> bool:
-        return await asyncio.to_thread(self.sync.close)
-
-    async def read(self, session_id: str) -> str:
-        return await asyncio.to_thread(self.sync.read, session_id)
-
-    async def write(self, session_id: str, data: str) -> bool:
-        return await asyncio.to_thread(self.sync.write, session_id, data)
-
-    async def destroy(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.sync.destroy, session_id)
-
-    async def gc(self, lifetime: int) -> int:
-        return await asyncio.to_thread(self.sync.gc, lifetime)
-
-    def __getattr__(self, name: str) -> Any:
-        # Optional capabilities exist on the twin exactly when the sync handler has them.
-        if name == "touch" and isinstance(self.sync, SupportsTouch):
-            return self._touch
-        if name == "write_with_metadata" and isinstance(self.sync, SupportsMetadata):
-            return self._write_with_metadata
-        if name == "lock" and isinstance(self.sync, SupportsLock):
-            return self._lock
-        if name == "write_existing" and isinstance(self.sync, SupportsWriteExisting):
-            return self._write_existing
-        raise AttributeError(name)
-
-    async def _write_existing(
-        self, session_id: str, data: str, metadata: RequestMetadata | None = None
-    ) -> bool:
-        assert isinstance(self.sync, SupportsWriteExisting)
-        return await asyncio.to_thread(self.sync.write_existing, session_id, data, metadata)
-
-    async def _touch(self, session_id: str) -> bool:
-        assert isinstance(self.sync, SupportsTouch)
-        return await asyncio.to_thread(self.sync.touch, session_id)
-
-    async def _write_with_metadata(
-        self, session_id: str, data: str, metadata: RequestMetadata
-    ) -> bool:
-        assert isinstance(self.sync, SupportsMetadata)
-        return await asyncio.to_thread(self.sync.write_with_metadata, session_id, data, metadata)
-
-    @contextlib.asynccontextmanager
-    async def _lock(
-        self, session_id: str, *, lock_seconds: float, wait_seconds: float
-    ) -> AsyncIterator[None]:
-        sync = self.sync
-        assert isinstance(sync, SupportsLock)
-        holder: list[AbstractContextManager[None]] = []
-
-        def try_once() -> bool:
-            # Each attempt waits zero seconds, so no worker thread sits blocked
-            # while another request holds the lock: with a small thread pool,
-            # blocked waiters would starve the holder's own I/O.
-            attempt = sync.lock(session_id, lock_seconds=lock_seconds, wait_seconds=0)
-            try:
-                attempt.__enter__()
-            except LockTimeout:
-                return False
-            holder.append(attempt)
-            return True
-
-        async def try_acquire() -> bool:
-            return await asyncio.to_thread(try_once)
-
-        await await_lock(try_acquire, wait_seconds=wait_seconds, description="a session")
-        try:
-            yield
-        finally:
-            await asyncio.to_thread(holder[0].__exit__, None, None, None)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from satchel import AsyncSessionHandler, ConfigError, RequestMetadata, SessionConfig, SessionHandler
 from satchel.locking import await_lock, new_lock_token, wait_for_lock
+from satchel.threaded import ThreadedAsyncHandler
 from satchel_database.connection import (
     backend_errors,
     create_sync_engine,
@@ -589,72 +590,22 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
                 await connection.execute(self.statements.release_lock(session_id, token))
 
 
-class ThreadedDatabaseSessionHandler(AsyncSessionHandler):
+class ThreadedDatabaseSessionHandler(ThreadedAsyncHandler):
     """The async twin for a sync driver URL: the sync handler, run in worker threads."""
 
-    def __init__(self, handler: DatabaseSessionHandler) -> None:
-        self.handler = handler
+    handler: DatabaseSessionHandler
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> ThreadedDatabaseSessionHandler:
         return cls(DatabaseSessionHandler.from_config(config))
 
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(function, *args)
-
-    async def close(self) -> bool:
-        return await self._call(self.handler.close)
-
-    async def read(self, session_id: str) -> str:
-        return await self._call(self.handler.read, session_id)
-
-    async def write(self, session_id: str, data: str) -> bool:
-        return await self._call(self.handler.write, session_id, data)
-
-    async def write_with_metadata(
-        self, session_id: str, data: str, metadata: RequestMetadata
-    ) -> bool:
-        """Write the payload with the request metadata, in a worker thread."""
-        return await self._call(self.handler.write_with_metadata, session_id, data, metadata)
-
-    async def write_existing(
-        self, session_id: str, data: str, metadata: RequestMetadata | None = None
-    ) -> bool:
-        """Write only over a row that still lives, in a worker thread."""
-        return await self._call(self.handler.write_existing, session_id, data, metadata)
-
-    async def touch(self, session_id: str) -> bool:
-        return await self._call(self.handler.touch, session_id)
-
-    async def destroy(self, session_id: str) -> bool:
-        return await self._call(self.handler.destroy, session_id)
-
-    async def gc(self, lifetime: int) -> int:
-        return await self._call(self.handler.gc, lifetime)
-
     async def sessions_of_user(self, user_id: str) -> list[StoredSession]:
         """Every stored session of ``user_id``, most recently active first."""
-        return await self._call(self.handler.sessions_of_user, user_id)
+        return await asyncio.to_thread(self.handler.sessions_of_user, user_id)
 
     async def destroy_user_sessions(self, user_id: str) -> int:
         """End every session of ``user_id``; return how many."""
-        return await self._call(self.handler.destroy_user_sessions, user_id)
-
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncHeldLock:
-        """The sync handler's lock, each attempt in a worker thread."""
-        token = new_lock_token()
-
-        async def acquire() -> None:
-            with self.handler._errors():
-                await await_lock(
-                    lambda: self._call(self.handler.claim_lock, session_id, token, lock_seconds),
-                    wait_seconds=wait_seconds,
-                    description="a database session",
-                )
-
-        return AsyncHeldLock(
-            acquire, lambda: self._call(self.handler.release_lock, session_id, token)
-        )
+        return await asyncio.to_thread(self.handler.destroy_user_sessions, user_id)
 
 
 def create_handler(config: SessionConfig) -> DatabaseSessionHandler:

@@ -12,21 +12,21 @@ request can never free that request's lock.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pymemcache.exceptions import MemcacheError
 
 from satchel.config import SessionConfig
 from satchel.errors import ConfigError, SessionBackendError
-from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
-from satchel.locking import await_lock, new_lock_token, wait_for_lock
+from satchel.handler import RequestMetadata, SessionHandler
+from satchel.locking import new_lock_token, wait_for_lock
+from satchel.threaded import ThreadedAsyncHandler
 from satchel_memcached.connection import (
     PoolServerError,
     build_client,
@@ -261,53 +261,13 @@ class MemcachedSessionHandler(SessionHandler):
             self.release_lock(session_id, token)
 
 
-class AsyncMemcachedSessionHandler(AsyncSessionHandler):
-    """The async twin: each call runs the sync handler in a worker thread, so the
-    event loop never blocks on a memcached socket."""
+class AsyncMemcachedSessionHandler(ThreadedAsyncHandler):
+    """The async twin: pymemcache has no asyncio client, so each call runs the
+    sync handler in a worker thread and the event loop never blocks on a socket."""
 
-    def __init__(self, handler: MemcachedSessionHandler) -> None:
-        self.handler = handler
+    handler: MemcachedSessionHandler
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncMemcachedSessionHandler:
         """Build the sync handler from ``config`` and wrap it."""
         return cls(MemcachedSessionHandler.from_config(config))
-
-    async def read(self, session_id: str) -> str:
-        return await asyncio.to_thread(self.handler.read, session_id)
-
-    async def write(self, session_id: str, data: str) -> bool:
-        return await asyncio.to_thread(self.handler.write, session_id, data)
-
-    async def write_existing(
-        self, session_id: str, data: str, metadata: RequestMetadata | None = None
-    ) -> bool:
-        return await asyncio.to_thread(self.handler.write_existing, session_id, data, metadata)
-
-    async def touch(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.handler.touch, session_id)
-
-    async def destroy(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.handler.destroy, session_id)
-
-    async def gc(self, lifetime: int) -> int:
-        return 0  # memcached expires items itself
-
-    async def close(self) -> bool:
-        return await asyncio.to_thread(self.handler.close)
-
-    @asynccontextmanager
-    async def lock(
-        self, session_id: str, *, lock_seconds: float, wait_seconds: float
-    ) -> AsyncIterator[None]:
-        """The async form of :meth:`MemcachedSessionHandler.lock`."""
-        token = new_lock_token()
-
-        async def try_acquire() -> bool:
-            return await asyncio.to_thread(self.handler.try_lock, session_id, token, lock_seconds)
-
-        await await_lock(try_acquire, wait_seconds=wait_seconds, description="a memcached session")
-        try:
-            yield
-        finally:
-            await asyncio.to_thread(self.handler.release_lock, session_id, token)

@@ -31,6 +31,7 @@ from satchel.config import SessionConfig
 from satchel.errors import ConfigError, SessionBackendError
 from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
 from satchel.locking import await_lock, new_lock_token, wait_for_lock
+from satchel.threaded import ThreadedAsyncHandler
 from satchel_redis.connection import (
     build_async_client,
     build_sync_client,
@@ -439,48 +440,8 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
             await self.release_lock(session_id, token)
 
 
-class ThreadedRedisSessionHandler(AsyncSessionHandler):
+class ThreadedRedisSessionHandler(ThreadedAsyncHandler):
     """The async face of a sync handler whose client the user handed in: each call
     runs in a worker thread, so the event loop never blocks on the socket."""
 
-    def __init__(self, handler: RedisSessionHandler) -> None:
-        self.handler = handler
-
-    async def read(self, session_id: str) -> str:
-        return await asyncio.to_thread(self.handler.read, session_id)
-
-    async def write(self, session_id: str, data: str) -> bool:
-        return await asyncio.to_thread(self.handler.write, session_id, data)
-
-    async def write_existing(
-        self, session_id: str, data: str, metadata: RequestMetadata | None = None
-    ) -> bool:
-        return await asyncio.to_thread(self.handler.write_existing, session_id, data, metadata)
-
-    async def touch(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.handler.touch, session_id)
-
-    async def destroy(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.handler.destroy, session_id)
-
-    async def gc(self, lifetime: int) -> int:
-        return 0  # Redis expires session keys itself
-
-    async def close(self) -> bool:
-        return await asyncio.to_thread(self.handler.close)
-
-    @asynccontextmanager
-    async def lock(
-        self, session_id: str, *, lock_seconds: float, wait_seconds: float
-    ) -> AsyncIterator[None]:
-        """The sync handler's lock, each Redis call in a worker thread."""
-        token = new_lock_token()
-
-        async def try_acquire() -> bool:
-            return await asyncio.to_thread(self.handler.try_lock, session_id, token, lock_seconds)
-
-        await await_lock(try_acquire, wait_seconds=wait_seconds, description="a redis session")
-        try:
-            yield
-        finally:
-            await asyncio.to_thread(self.handler.release_lock, session_id, token)
+    handler: RedisSessionHandler
