@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from database_support import drop_table, sync_url
+from fixtures.database_support import drop_table, sync_url
 
 from satchel import RequestMetadata, SessionConfig
 from satchel.cli import main

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from database_support import async_url
+from fixtures.database_support import async_url
 
 from satchel.testing import (
     AsyncHandlerConformance,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from database_support import async_url, drop_table, fetch_row, sync_url
+from fixtures.database_support import async_url, drop_table, fetch_row, sync_url
 
 from satchel import ConfigError, LockTimeout, RequestMetadata, SessionBackendError, SessionConfig
 from satchel.handler import (

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from database_support import async_url, fetch_row
+from fixtures.database_support import async_url, fetch_row
 
 from satchel import SessionConfig, SessionManager
 from satchel.asgi import SessionMiddleware as AsgiSessionMiddleware

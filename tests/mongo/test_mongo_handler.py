@@ -14,7 +14,7 @@ from typing import Any
 
 import pymongo
 import pytest
-from mongo_support import TEST_DATABASE, real_server_url
+from fixtures.mongo_support import TEST_DATABASE, real_server_url
 
 from satchel import ConfigError, LockTimeout, SessionBackendError, SessionConfig
 from satchel.handler import SupportsTouch
