@@ -1,379 +1,99 @@
 """Issue 6 on the redis driver: no lost updates, no resurrected logouts, a failover under load.
 
-The same tests as ``test_concurrency_builtin.py`` and ``test_resurrection.py``,
-on real ``redis-server`` processes: 40 overlapping requests of one session
-through the WSGI middleware (sync handler) and the ASGI middleware (the
-``redis.asyncio`` twin), on one server and on a three-master Cluster; the
-controls without ``block`` or ``merge_on_save`` lose writes, so the tests can
-fail. Then a Sentinel failover while threads keep making requests.
+``satchel.testing.reliability``'s suite (as in ``test_concurrency_builtin.py``
+and ``test_resurrection.py``) on real ``redis-server`` processes: 40
+overlapping requests of one session through the WSGI middleware (sync
+handler) and the ASGI middleware (the ``redis.asyncio`` twin), on one server
+and on a three-master Cluster; the controls without ``block`` or
+``merge_on_save`` lose writes, so the tests can fail. Then a Sentinel
+failover while threads keep making requests.
 
-Servers: ``SATCHEL_TEST_REDIS_URL`` or a ``redis-server`` started here; the
-Cluster and the Sentinel group are always started here (they are stopped or
-failed over). A missing ``redis-server`` skips, or fails when
-``SATCHEL_REQUIRE_SERVICES`` names ``redis``.
+Servers (``tests/fixtures/redis_servers.py``): ``SATCHEL_TEST_REDIS_URL`` or a
+``redis-server`` started for the run; the Cluster and the Sentinel group are
+always started there (they are stopped or failed over). A missing
+``redis-server`` skips, or fails when ``SATCHEL_REQUIRE_SERVICES`` names ``redis``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import os
-import secrets
-import shutil
+import functools
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 import pytest
 import redis
 
-from satchel import SaveOutcome, Session, SessionConfig, SessionManager
-from satchel.testing import free_port, service_missing, start_server_process
-from satchel.testing.concurrency import concurrent_distinct_keys, concurrent_increments
-from satchel.testing.services import port_open
+from satchel import SaveOutcome, SessionConfig, SessionManager
+from satchel.testing import (
+    AsyncResurrectionConformance,
+    ConcurrencyConformance,
+    ResurrectionConformance,
+)
+from satchel.testing.concurrency import call_wsgi, seed_session, wsgi_environ
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 
-URL_ENV = "SATCHEL_TEST_REDIS_URL"
-REQUESTS = 40
-VIAS = ["wsgi", "asgi"]
 QUICK = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
 
 
-# -- servers -------------------------------------------------------------------------
+def manager_for(
+    connection: str, prefix: str, clock: Callable[[], float] | None = None, **config: Any
+) -> SessionManager:
+    settings = {
+        "driver": "redis",
+        "connection": connection,
+        "prefix": prefix,
+        "lottery": [0, 1],
+        "options": QUICK,
+        **config,
+    }
+    return SessionManager(SessionConfig.from_dict(settings), clock=clock)
 
 
-def _need_redis_server() -> None:
-    if shutil.which("redis-server") is None:
-        service_missing("redis", "'redis-server' is not on PATH")
+class RedisManagers:
+    url_fixture: ClassVar[str]
+
+    @pytest.fixture
+    def satchel_manager_factory(
+        self, request: pytest.FixtureRequest, unique_prefix: str
+    ) -> Callable[..., SessionManager]:
+        url = str(request.getfixturevalue(self.url_fixture))
+        return functools.partial(manager_for, url, unique_prefix)
 
 
-def _server_argv(port: int, folder: Path, *extra: str) -> list[str]:
-    return [
-        "redis-server",
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(folder),
-        *extra,
-    ]  # fmt: skip
+class TestOneServer(
+    RedisManagers, ResurrectionConformance, AsyncResurrectionConformance, ConcurrencyConformance
+):
+    """``satchel.testing.reliability``'s suite on one ``redis-server``."""
 
+    url_fixture = "redis_url"
+    handler_type = RedisSessionHandler
+    async_handler_type = AsyncRedisSessionHandler
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(redis.RedisError):
-            if predicate():
-                return
-        if time.monotonic() > deadline:
-            service_missing("redis", f"{what} did not happen within {timeout:g} seconds")
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get(URL_ENV)
-    if url:
+    def stored_state(self, manager: SessionManager) -> object:
+        """Every key under the test's prefix."""
+        client = redis.Redis.from_url(manager.config.connection)
         try:
-            redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-        except redis.RedisError as exc:
-            service_missing("redis", f"{URL_ENV}={url!r} does not answer: {exc}")
-        yield url
-        return
-    _need_redis_server()
-    port = free_port()
-    argv = _server_argv(port, tmp_path_factory.mktemp("redis"))
-    with start_server_process(argv, port=port, name="redis"):
-        yield f"redis://127.0.0.1:{port}/0"
+            return set(client.scan_iter(match=f"{manager.config.prefix}*"))
+        finally:
+            client.close()
 
 
-def _cluster_port() -> int:
-    for _ in range(200):
-        port = free_port()
-        if port + 10000 < 65536 and not port_open(port + 10000):  # the cluster bus port
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
+class TestCluster(RedisManagers, ConcurrencyConformance):
+    """The 40 overlapping requests on a three-master Cluster."""
 
+    url_fixture = "redis_cluster_url"
 
-def _cluster_ok(port: int) -> bool:
-    info = redis.Redis(port=port, decode_responses=True).execute_command("CLUSTER INFO")
-    text = info if isinstance(info, str) else "\n".join(f"{k}:{v}" for k, v in dict(info).items())
-    return "cluster_state:ok" in text
-
-
-@pytest.fixture(scope="module")
-def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _need_redis_server()
-    if shutil.which("redis-cli") is None:
-        service_missing("redis", "'redis-cli' is not on PATH (needed to create a cluster)")
-    ports = [_cluster_port() for _ in range(3)]
-    with contextlib.ExitStack() as stack:
-        for port in ports:
-            argv = _server_argv(
-                port,
-                tmp_path_factory.mktemp(f"cluster-{port}"),
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", f"nodes-{port}.conf",
-                "--cluster-node-timeout", "2000",
-            )  # fmt: skip
-            stack.enter_context(start_server_process(argv, port=port, name="redis"))
-        create_argv = [
-            "redis-cli", "--cluster", "create",
-            *(f"127.0.0.1:{port}" for port in ports),
-            "--cluster-replicas", "0", "--cluster-yes",
-        ]  # fmt: skip
-        created = subprocess.run(
-            create_argv,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if created.returncode != 0:
-            service_missing("redis", f"redis-cli --cluster create failed: {created.stdout[-500:]}")
-        _wait(lambda: all(_cluster_ok(port) for port in ports), 30, "the cluster reaching ok")
-        yield "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)
-
-
-@pytest.fixture
-def sentinel_group(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A master, a replica and one Sentinel of this test's own (it fails the master over)."""
-    _need_redis_server()
-    master, replica, sentinel = free_port(), free_port(), free_port()
-    service = "satchelmaster"
-    config = tmp_path / "sentinel.conf"
-    config.write_text(
-        f"port {sentinel}\n"
-        "bind 127.0.0.1\n"
-        f"dir {tmp_path}\n"
-        f"sentinel monitor {service} 127.0.0.1 {master} 1\n"
-        f"sentinel down-after-milliseconds {service} 1000\n"
-        f"sentinel failover-timeout {service} 5000\n"
-    )
-    with contextlib.ExitStack() as stack:
-        master_process = stack.enter_context(
-            start_server_process(
-                # No 5-second wait before the replica's first sync.
-                _server_argv(master, tmp_path, "--repl-diskless-sync-delay", "0"),
-                port=master,
-                name="redis",
-            )
-        )
-        replica_argv = _server_argv(replica, tmp_path, "--replicaof", "127.0.0.1", str(master))
-        stack.enter_context(start_server_process(replica_argv, port=replica, name="redis"))
-        stack.enter_context(
-            start_server_process(
-                ["redis-server", str(config), "--sentinel"], port=sentinel, name="redis"
-            )
-        )
-
-        def replica_linked() -> bool:
-            info = redis.Redis(port=replica).info("replication")
-            return bool(info.get("master_link_status") == "up")
-
-        def sentinel_sees_the_replica() -> bool:
-            replicas = redis.Redis(port=sentinel, decode_responses=True).execute_command(
-                "SENTINEL", "replicas", service
-            )
-            return bool(replicas)
-
-        _wait(replica_linked, 30, "the replica linking to its master")
-        _wait(sentinel_sees_the_replica, 30, "the Sentinel finding the replica")
-        yield {
-            "url": f"redis+sentinel://127.0.0.1:{sentinel}/{service}/0",
-            "service": service,
-            "sentinel_port": sentinel,
-            "master_port": master,
-            "replica_port": replica,
-            "master_process": master_process,
-        }
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"satchel-reliability:{secrets.token_hex(6)}:"
-
-
-def manager_for(connection: str, prefix: str, **config: Any) -> SessionManager:
-    return SessionManager(
-        SessionConfig.from_dict(
-            {
-                "driver": "redis",
-                "connection": connection,
-                "prefix": prefix,
-                "lottery": [0, 1],
-                "options": QUICK,
-                **config,
-            }
-        )
-    )
-
-
-# -- 40 overlapping requests ------------------------------------------------------------
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_blocking_keeps_every_increment(redis_url: str, prefix: str, via: str) -> None:
-    manager = manager_for(redis_url, prefix, block=True)
-    assert isinstance(manager.handler(), RedisSessionHandler)
-    assert isinstance(manager.async_handler(), AsyncRedisSessionHandler)
-    assert concurrent_increments(manager, via=via, requests=REQUESTS) == REQUESTS  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_without_blocking_increments_are_lost(redis_url: str, prefix: str, via: str) -> None:
-    manager = manager_for(redis_url, prefix)
-    count = concurrent_increments(manager, via=via, requests=REQUESTS, block=False)  # type: ignore[arg-type]
-    assert count < REQUESTS
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_merge_on_save_keeps_every_key(redis_url: str, prefix: str, via: str) -> None:
-    manager = manager_for(redis_url, prefix, merge_on_save=True)
-    keys = concurrent_distinct_keys(manager, via=via, requests=REQUESTS)  # type: ignore[arg-type]
-    assert keys == {f"key{index}" for index in range(REQUESTS)}
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_without_merging_keys_are_lost(redis_url: str, prefix: str, via: str) -> None:
-    manager = manager_for(redis_url, prefix)
-    keys = concurrent_distinct_keys(manager, via=via, requests=REQUESTS)  # type: ignore[arg-type]
-    assert len(keys) < REQUESTS
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_cluster_blocking_keeps_every_increment(
-    redis_cluster_url: str, prefix: str, via: str
-) -> None:
-    manager = manager_for(redis_cluster_url, prefix, block=True)
-    assert isinstance(manager.handler().client, redis.RedisCluster)  # type: ignore[attr-defined]
-    assert concurrent_increments(manager, via=via, requests=REQUESTS) == REQUESTS  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_cluster_merge_on_save_keeps_every_key(
-    redis_cluster_url: str, prefix: str, via: str
-) -> None:
-    manager = manager_for(redis_cluster_url, prefix, merge_on_save=True)
-    keys = concurrent_distinct_keys(manager, via=via, requests=REQUESTS)  # type: ignore[arg-type]
-    assert keys == {f"key{index}" for index in range(REQUESTS)}
-
-
-# -- no resurrection ---------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-ENDINGS: dict[str, Callable[[Session], None]] = {
-    "invalidate": lambda session: session.invalidate(),
-    "regenerate-destroy": lambda session: session.regenerate(destroy=True),
-}
-
-
-def clocked_manager(redis_url: str, prefix: str, clock: Clock) -> SessionManager:
-    config = SessionConfig(
-        driver="redis", connection=redis_url, prefix=prefix, lottery=(0, 1), touch_interval=60
-    )
-    return SessionManager(config, clock=clock)
-
-
-def logged_in(manager: SessionManager) -> str:
-    session = manager.start(None)
-    session.put("user_id", 42)
-    session.save()
-    return session.cookie_value()
-
-
-def stored_keys(redis_url: str, prefix: str) -> set[bytes]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        return set(client.scan_iter(match=f"{prefix}*"))
-    finally:
-        client.close()
-
-
-@pytest.mark.parametrize("ending", list(ENDINGS))
-def test_a_late_write_does_not_resurrect(redis_url: str, prefix: str, ending: str) -> None:
-    manager = clocked_manager(redis_url, prefix, Clock())
-    cookie = logged_in(manager)
-    slow = manager.start(cookie)  # request A: loaded before the logout
-    quick = manager.start(cookie)  # request B: ends the session
-    ENDINGS[ending](quick)
-    quick.save()
-    keys_after_logout = stored_keys(redis_url, prefix)
-    slow.put("cart", ["apple"])
-    assert slow.save() is SaveOutcome.ENDED
-    assert slow.cookie_action() is None
-    assert stored_keys(redis_url, prefix) == keys_after_logout  # nothing written for the old id
-    revived = manager.start(cookie)
-    assert revived.all() == {}
-    assert revived.id != cookie
-
-
-def test_a_late_refresh_does_not_resurrect(redis_url: str, prefix: str) -> None:
-    clock = Clock()
-    manager = clocked_manager(redis_url, prefix, clock)
-    cookie = logged_in(manager)
-    clock.now += 120  # past touch_interval: A's save would be a refresh
-    slow = manager.start(cookie)
-    slow.get("user_id")
-    quick = manager.start(cookie)
-    quick.invalidate()
-    quick.save()
-    assert slow.save() is SaveOutcome.ENDED
-    assert manager.start(cookie).all() == {}
-
-
-@pytest.mark.parametrize("ending", list(ENDINGS))
-def test_async_late_write_and_refresh_do_not_resurrect(
-    redis_url: str, prefix: str, ending: str
-) -> None:
-    clock = Clock()
-    manager = clocked_manager(redis_url, prefix, clock)
-    written, refreshed = logged_in(manager), logged_in(manager)
-    clock.now += 120
-
-    async def race(cookie: str, change: bool) -> SaveOutcome:
-        slow = await manager.astart(cookie)
-        quick = await manager.astart(cookie)
-        ENDINGS[ending](quick)
-        await quick.asave()
-        if change:
-            slow.put("cart", ["pear"])
-        else:
-            slow.get("user_id")  # only the idle expiry is due: a refresh
-        return await slow.asave()
-
-    assert asyncio.run(race(written, change=True)) is SaveOutcome.ENDED
-    assert asyncio.run(race(refreshed, change=False)) is SaveOutcome.ENDED
-    assert manager.start(written).all() == {}
-    assert manager.start(refreshed).all() == {}
-
-
-def test_a_late_write_under_merge_on_save_does_not_resurrect(redis_url: str, prefix: str) -> None:
-    manager = manager_for(redis_url, prefix, merge_on_save=True)
-    cookie = logged_in(manager)
-    slow = manager.start(cookie)
-    slow.get("user_id")
-    quick = manager.start(cookie)
-    quick.invalidate()
-    quick.save()
-    slow.put("cart", ["plum"])
-    assert slow.save() is SaveOutcome.ENDED
-    assert manager.start(cookie).all() == {}
+    def test_the_handler_talks_to_a_cluster(
+        self, satchel_manager_factory: Callable[..., SessionManager]
+    ) -> None:
+        manager = satchel_manager_factory(block=True)
+        assert isinstance(manager.handler().client, redis.RedisCluster)  # type: ignore[attr-defined]
 
 
 # -- Sentinel failover under load ---------------------------------------------------------
@@ -391,47 +111,13 @@ BLOCK_WAIT_SECONDS = 3.0
 REQUEST_BOUND_SECONDS = BLOCK_WAIT_SECONDS + 2 * 2 * 1.0 + 2.0
 
 
-def _environ(cookie_header: str) -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_COOKIE": cookie_header,
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
-
-
 def wsgi_request(middleware: WsgiSessionMiddleware, cookie_name: str, cookie: str) -> int:
     """One request through the middleware: its status, or 500 when it raised (as a server would)."""
-    status: list[str] = []
-
-    def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        status.append(line)
-        return lambda data: None
-
     try:
-        body: Iterable[bytes] = middleware(_environ(f"{cookie_name}={cookie}"), start_response)
-        try:
-            for _ in body:
-                pass
-        finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
+        status, _, _ = call_wsgi(middleware, wsgi_environ(f"{cookie_name}={cookie}"))
     except Exception:
         return 500
-    return int(status[0].split()[0])
+    return int(status.split()[0])
 
 
 class Load:
@@ -445,7 +131,7 @@ class Load:
 
         self.manager = manager
         self.middleware = WsgiSessionMiddleware(app, manager)
-        self.cookies = [seed(manager, {"hits": 0}) for _ in range(LOAD_THREADS)]
+        self.cookies = [seed_session(manager, {"hits": 0}) for _ in range(LOAD_THREADS)]
         # (thread, started, finished, status) of every request
         self.log: list[tuple[int, float, float, int]] = []
         self.stop = threading.Event()
@@ -475,13 +161,6 @@ class Load:
 
     def ok_since(self, moment: float) -> int:
         return sum(1 for _, started, _, status in self.log if started >= moment and status == 200)
-
-
-def seed(manager: SessionManager, values: dict[str, Any]) -> str:
-    session = manager.start(None)
-    session.put(values)
-    session.save()
-    return session.cookie_value()
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -527,7 +206,7 @@ def _start_load(
     )
     handler = manager.handler()
     assert isinstance(handler, RedisSessionHandler)
-    before_failover = seed(manager, {"user_id": 7})
+    before_failover = seed_session(manager, {"user_id": 7})
     handler.client.wait(1, 5000)  # replicated before the fault
     if guarded:
         with redis.Redis(port=group["master_port"]) as master:
@@ -546,11 +225,11 @@ def _fail_over(group: dict[str, Any], how: str) -> None:
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_sentinel_failover_under_load(
-    sentinel_group: dict[str, Any], prefix: str, fault: str
+    own_redis_sentinel: dict[str, Any], unique_prefix: str, fault: str
 ) -> None:
-    group = sentinel_group
+    group = own_redis_sentinel
     how, guarded = FAULTS[fault]
-    manager, handler, before_failover = _start_load(group, prefix, guarded=guarded)
+    manager, handler, before_failover = _start_load(group, unique_prefix, guarded=guarded)
 
     with Load(manager) as load:
         assert _wait_for(lambda: load.ok_since(0) >= 20, 10), "no load before the fault"
@@ -617,14 +296,14 @@ def test_sentinel_failover_under_load(
 
 
 def test_an_unguarded_failover_loses_acknowledged_writes(
-    sentinel_group: dict[str, Any], prefix: str
+    own_redis_sentinel: dict[str, Any], unique_prefix: str
 ) -> None:
     """The control: without min-replicas-to-write the old master keeps taking writes
     after the Sentinel promoted its replica, until it is demoted seconds later.
     Those writes (a logout among them) are acknowledged and then lost: Redis's
     asynchronous replication, which satchel cannot see. The docs say so."""
-    group = sentinel_group
-    manager, _, _ = _start_load(group, prefix, guarded=False)
+    group = own_redis_sentinel
+    manager, _, _ = _start_load(group, unique_prefix, guarded=False)
     with Load(manager) as load:
         assert _wait_for(lambda: load.ok_since(0) >= 20, 10), "no load before the fault"
         _fail_over(group, "failover")
@@ -638,17 +317,19 @@ def test_an_unguarded_failover_loses_acknowledged_writes(
     acknowledged = sum(1 for *_, status in log if status == 200)
     # What the new master holds: what every web server reads from now on.
     assert _master_port(group) == group["replica_port"]
-    new_master = manager_for(f"redis://127.0.0.1:{group['replica_port']}/0", prefix)
+    new_master = manager_for(f"redis://127.0.0.1:{group['replica_port']}/0", unique_prefix)
     stored = sum(int(new_master.start(cookie).get("hits")) for cookie in load.cookies)
     print(f"unguarded failover: {acknowledged} acknowledged, {stored} stored")
     assert stored < acknowledged
 
 
-def test_async_twin_follows_a_guarded_failover(sentinel_group: dict[str, Any], prefix: str) -> None:
+def test_async_twin_follows_a_guarded_failover(
+    own_redis_sentinel: dict[str, Any], unique_prefix: str
+) -> None:
     """The redis.asyncio twin under load: after the switch it reaches the new master."""
-    group = sentinel_group
-    manager, _, before_failover = _start_load(group, prefix, guarded=True)
-    cookies = [seed(manager, {"hits": 0}) for _ in range(LOAD_THREADS)]
+    group = own_redis_sentinel
+    manager, _, before_failover = _start_load(group, unique_prefix, guarded=True)
+    cookies = [seed_session(manager, {"hits": 0}) for _ in range(LOAD_THREADS)]
     log: list[tuple[int, float, bool]] = []
 
     async def request(index: int) -> None:
@@ -700,7 +381,7 @@ def test_async_twin_follows_a_guarded_failover(sentinel_group: dict[str, Any], p
     # Read through a new web server's client: it asks the Sentinel. (This
     # manager's sync client wrote nothing since the failover, so it still reads
     # the old master until the Sentinel demotes it: see docs/drivers/redis.md.)
-    fresh = manager_for(group["url"], prefix, options=SENTINEL_OPTIONS)
+    fresh = manager_for(group["url"], unique_prefix, options=SENTINEL_OPTIONS)
     for index, cookie in enumerate(cookies):
         ok = sum(1 for i, _, good in log if i == index and good)
         attempts = sum(1 for i, *_ in log if i == index)

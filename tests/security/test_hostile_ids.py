@@ -9,27 +9,11 @@ import string
 from pathlib import Path
 
 import pytest
+from fixtures.hostile_ids import HOSTILE_IDS
 
 from satchel import SessionConfig, SessionManager
 from satchel.drivers import ArraySessionHandler
 from satchel.ids import storage_key
-
-HOSTILE_IDS = [
-    "",
-    "abcdefg",
-    "a" * 10_240,
-    "..",
-    "../x",
-    "..\\x",
-    "%2e%2e%2f",
-    "a" * 39 + "\x00",
-    "a" * 19 + "\r\n" + "a" * 19,
-    "a" * 39 + ";",
-    "a" * 39 + " ",
-    "é" * 40,
-    "a" * 41,
-    "../../../../etc/passwd" + "a" * 18,
-]
 
 
 class RecordingArray(ArraySessionHandler):

@@ -19,6 +19,22 @@ Add :class:`AsyncHandlerConformance` for an async twin,
 can lock, :class:`TouchConformance` for one that can ``touch`` and
 :class:`WriteExistingConformance` / :class:`AsyncWriteExistingConformance`
 for one with ``write_existing``.
+
+The reliability suite (:mod:`satchel.testing.reliability`) runs on a
+``SessionManager`` rather than a handler: :class:`ResurrectionConformance`
+and :class:`AsyncResurrectionConformance` (a late save never brings back an
+ended session) and :class:`ConcurrencyConformance` (40 overlapping requests
+lose no write with ``block`` or ``merge_on_save``), driven by a
+``satchel_manager_factory`` fixture::
+
+    class TestMongoReliability(ResurrectionConformance, ConcurrencyConformance):
+        @pytest.fixture
+        def satchel_manager_factory(self, mongo_url):
+            def make(clock=None, **overrides):
+                config = {"driver": "mongo", "connection": mongo_url, **overrides}
+                return SessionManager(SessionConfig.from_dict(config), clock=clock)
+
+            return make
 """
 
 from satchel.testing.conformance import (
@@ -31,6 +47,11 @@ from satchel.testing.conformance import (
     WriteExistingConformance,
     new_storage_id,
 )
+from satchel.testing.reliability import (
+    AsyncResurrectionConformance,
+    ConcurrencyConformance,
+    ResurrectionConformance,
+)
 from satchel.testing.services import (
     free_port,
     required_services,
@@ -42,9 +63,12 @@ from satchel.testing.services import (
 __all__ = [
     "AsyncHandlerConformance",
     "AsyncLockConformance",
+    "AsyncResurrectionConformance",
     "AsyncWriteExistingConformance",
+    "ConcurrencyConformance",
     "HandlerConformance",
     "LockConformance",
+    "ResurrectionConformance",
     "TouchConformance",
     "WriteExistingConformance",
     "free_port",

@@ -37,8 +37,9 @@ def seed_session(manager: SessionManager, values: Mapping[str, Any]) -> str:
     return session.cookie_value()
 
 
-def _wsgi_environ(cookie_header: str) -> dict[str, Any]:
-    return {
+def wsgi_environ(cookie_header: str | None = None) -> dict[str, Any]:
+    """The WSGI environ of a ``GET /`` carrying ``cookie_header`` (no ``Cookie`` when None)."""
+    environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
         "PATH_INFO": "/",
@@ -47,7 +48,6 @@ def _wsgi_environ(cookie_header: str) -> dict[str, Any]:
         "SERVER_PORT": "80",
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_COOKIE": cookie_header,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
         "wsgi.input": io.BytesIO(b""),
@@ -56,6 +56,29 @@ def _wsgi_environ(cookie_header: str) -> dict[str, Any]:
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
     }
+    if cookie_header is not None:
+        environ["HTTP_COOKIE"] = cookie_header
+    return environ
+
+
+def call_wsgi(
+    app: Callable[..., Iterable[bytes]], environ: dict[str, Any]
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Call a WSGI app as a server would: its status line, headers and whole body."""
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen.append((line, headers))
+        return lambda data: None
+
+    body = app(environ, start_response)
+    try:
+        content = b"".join(body)
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return seen[0][0], seen[0][1], content
 
 
 def run_wsgi(
@@ -77,23 +100,10 @@ def run_wsgi(
     cookie_header = f"{manager.config.cookie}={cookie}"
 
     def one(index: int) -> int:
-        environ = _wsgi_environ(cookie_header)
+        environ = wsgi_environ(cookie_header)
         environ["satchel.test.index"] = index
-        status: list[str] = []
-
-        def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            status.append(line)
-            return lambda data: None
-
-        body = middleware(environ, start_response)
-        try:
-            for _ in body:
-                pass
-        finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-        return int(status[0].split()[0])
+        status, _, _ = call_wsgi(middleware, environ)
+        return int(status.split()[0])
 
     with ThreadPoolExecutor(max_workers=requests) as pool:
         return list(pool.map(one, range(requests)))

@@ -1,0 +1,281 @@
+"""The reliability suite: no resurrected logouts, no lost updates under load.
+
+Like the conformance suite, subclass these classes in a ``Test…`` class and
+provide one fixture, ``satchel_manager_factory``:
+``factory(clock=None, **config_overrides) -> SessionManager``, a manager on
+your driver with the given config keys on top of the ones it needs, and
+``clock`` (when given) passed on to :class:`~satchel.SessionManager`::
+
+    import pytest
+    from satchel import SessionConfig, SessionManager
+    from satchel.testing import ConcurrencyConformance, ResurrectionConformance
+
+    class TestMongoReliability(ResurrectionConformance, ConcurrencyConformance):
+        @pytest.fixture
+        def satchel_manager_factory(self, mongo_url):
+            def make(clock=None, **overrides):
+                config = {"driver": "mongo", "connection": mongo_url, "lottery": [0, 1]}
+                return SessionManager(SessionConfig.from_dict({**config, **overrides}), clock=clock)
+
+            return make
+
+* :class:`ResurrectionConformance`: a request that loaded a session before
+  another one ended it (``invalidate()``, ``regenerate(destroy=True)``) saves
+  late, with changed data or only a refresh; the save reports
+  :attr:`~satchel.SaveOutcome.ENDED` and the old id stays empty (Rack
+  CVE-2025-46336). Needs ``write_existing`` or core's read-then-write fallback.
+* :class:`AsyncResurrectionConformance`: the same race through the async twin.
+* :class:`ConcurrencyConformance`: 40 overlapping requests of one session
+  through the WSGI and the ASGI middleware; with ``block = true`` every
+  increment survives, with ``merge_on_save`` every request's own key. The
+  controls without either must lose writes, so the suite can fail. Needs a
+  driver that locks.
+
+Class attributes tune it: ``handler_type`` / ``async_handler_type`` (the
+handler classes the manager must build), ``clock_start`` (the fake clock's
+first reading; ``None`` for the real time), ``close_async_handler`` (close the
+async twin inside the event loop that used it). Override
+:meth:`ResurrectionConformance.stored_state` to compare what the store holds
+before and after a late save, and the ``via`` fixture to run only some of
+``"wsgi"`` and ``"asgi"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+import pytest
+
+from satchel.ids import storage_key
+from satchel.manager import SessionManager
+from satchel.store import SaveOutcome, Session
+from satchel.testing.concurrency import (
+    REQUESTS,
+    Via,
+    concurrent_distinct_keys,
+    concurrent_increments,
+)
+
+ManagerFactory = Callable[..., SessionManager]
+
+ENDINGS: dict[str, Callable[[Session], None]] = {
+    "invalidate": lambda session: session.invalidate(),
+    "regenerate-destroy": lambda session: session.regenerate(destroy=True),
+}
+TOUCH_INTERVAL_SECONDS = 60
+PAST_THE_TOUCH_INTERVAL = 120  # a save this much later is a refresh, even unchanged
+
+
+class Clock:
+    """A clock that stands still until a test moves ``now``."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def logged_in(manager: SessionManager) -> str:
+    """Store a logged-in session; return its cookie value."""
+    session = manager.start(None)
+    session.put("user_id", 42)
+    session.save()
+    return session.cookie_value()
+
+
+class _ManagerFixtures:
+    handler_type: ClassVar[type | tuple[type, ...] | None] = None
+    async_handler_type: ClassVar[type | tuple[type, ...] | None] = None
+    clock_start: ClassVar[float | None] = None
+
+    @pytest.fixture
+    def satchel_manager_factory(self) -> ManagerFactory:
+        pytest.fail("provide the satchel_manager_factory fixture in your test class", pytrace=False)
+
+    def new_clock(self) -> Clock:
+        return Clock(self.clock_start)
+
+    def check_async_handler(self, handler: object) -> None:
+        if self.async_handler_type is not None:
+            assert isinstance(handler, self.async_handler_type)
+
+    def check_handlers(self, manager: SessionManager) -> None:
+        if self.handler_type is not None:
+            assert isinstance(manager.handler(), self.handler_type)
+        self.check_async_handler(manager.async_handler())
+
+    def assert_nothing_stored(self, manager: SessionManager, cookie: str) -> None:
+        """The ended session's id holds no record, read past core."""
+        assert manager.handler().read(storage_key(cookie)) == ""
+
+
+class ResurrectionConformance(_ManagerFixtures):
+    """A late save of an ended session writes nothing (sync)."""
+
+    def stored_state(self, manager: SessionManager) -> object:
+        """What the store holds, compared before and after a late save (override it)."""
+        return None
+
+    @pytest.mark.parametrize("ending", list(ENDINGS))
+    def test_a_late_write_does_not_resurrect(
+        self, satchel_manager_factory: ManagerFactory, ending: str
+    ) -> None:
+        manager = satchel_manager_factory(
+            clock=self.new_clock(), touch_interval=TOUCH_INTERVAL_SECONDS
+        )
+        cookie = logged_in(manager)
+        slow = manager.start(cookie)  # request A: loaded before the logout
+        quick = manager.start(cookie)  # request B: ends the session
+        ENDINGS[ending](quick)
+        quick.save()
+        after_logout = self.stored_state(manager)
+        slow.put("cart", ["apple"])
+        assert slow.save() is SaveOutcome.ENDED
+        assert slow.cookie_action() is None  # never clobber the cookie B just sent
+        assert self.stored_state(manager) == after_logout  # nothing written for the old id
+        revived = manager.start(cookie)
+        assert revived.all() == {}
+        assert revived.id != cookie
+        self.assert_nothing_stored(manager, cookie)
+
+    def test_a_late_refresh_does_not_resurrect(
+        self, satchel_manager_factory: ManagerFactory
+    ) -> None:
+        clock = self.new_clock()
+        manager = satchel_manager_factory(clock=clock, touch_interval=TOUCH_INTERVAL_SECONDS)
+        cookie = logged_in(manager)
+        clock.now += PAST_THE_TOUCH_INTERVAL  # A's save would be a refresh
+        slow = manager.start(cookie)
+        slow.get("user_id")
+        quick = manager.start(cookie)
+        quick.invalidate()
+        quick.save()
+        assert slow.save() is SaveOutcome.ENDED
+        assert manager.start(cookie).all() == {}
+        self.assert_nothing_stored(manager, cookie)
+
+    def test_a_late_write_under_merge_on_save_does_not_resurrect(
+        self, satchel_manager_factory: ManagerFactory
+    ) -> None:
+        manager = satchel_manager_factory(merge_on_save=True)
+        cookie = logged_in(manager)
+        slow = manager.start(cookie)
+        slow.get("user_id")
+        quick = manager.start(cookie)
+        quick.invalidate()
+        quick.save()
+        slow.put("cart", ["plum"])
+        assert slow.save() is SaveOutcome.ENDED
+        assert manager.start(cookie).all() == {}
+        self.assert_nothing_stored(manager, cookie)
+
+    def test_ordinary_saves_of_a_live_session_still_write(
+        self, satchel_manager_factory: ManagerFactory
+    ) -> None:
+        manager = satchel_manager_factory()
+        cookie = logged_in(manager)
+        first = manager.start(cookie)
+        second = manager.start(cookie)
+        first.put("a", 1)
+        assert first.save() is SaveOutcome.WRITTEN
+        second.put("b", 2)
+        assert second.save() is SaveOutcome.WRITTEN  # last writer wins without blocking or merging
+        assert manager.start(cookie).get("b") == 2
+
+
+class AsyncResurrectionConformance(_ManagerFixtures):
+    """A late save of an ended session writes nothing (through the async twin)."""
+
+    close_async_handler: ClassVar[bool] = False
+
+    def race(
+        self, manager: SessionManager, cookie: str, ending: str, *, change: bool
+    ) -> SaveOutcome:
+        """Request A loads, B ends the session, then A saves: A's outcome."""
+
+        async def run() -> SaveOutcome:
+            twin = manager.async_handler()
+            self.check_async_handler(twin)
+            try:
+                slow = await manager.astart(cookie)
+                if not change:
+                    slow.get("user_id")  # only the idle expiry is due: a refresh
+                quick = await manager.astart(cookie)
+                ENDINGS[ending](quick)
+                await quick.asave()
+                if change:
+                    slow.put("cart", ["pear"])
+                return await slow.asave()
+            finally:
+                if self.close_async_handler:
+                    await twin.close()
+
+        return asyncio.run(run())
+
+    @pytest.mark.parametrize("ending", list(ENDINGS))
+    def test_async_late_write_does_not_resurrect(
+        self, satchel_manager_factory: ManagerFactory, ending: str
+    ) -> None:
+        manager = satchel_manager_factory(
+            clock=self.new_clock(), touch_interval=TOUCH_INTERVAL_SECONDS
+        )
+        cookie = logged_in(manager)
+        assert self.race(manager, cookie, ending, change=True) is SaveOutcome.ENDED
+        assert manager.start(cookie).all() == {}
+        self.assert_nothing_stored(manager, cookie)
+
+    @pytest.mark.parametrize("ending", list(ENDINGS))
+    def test_async_late_refresh_does_not_resurrect(
+        self, satchel_manager_factory: ManagerFactory, ending: str
+    ) -> None:
+        clock = self.new_clock()
+        manager = satchel_manager_factory(clock=clock, touch_interval=TOUCH_INTERVAL_SECONDS)
+        cookie = logged_in(manager)
+        clock.now += PAST_THE_TOUCH_INTERVAL
+        assert self.race(manager, cookie, ending, change=False) is SaveOutcome.ENDED
+        assert manager.start(cookie).all() == {}
+        self.assert_nothing_stored(manager, cookie)
+
+
+class ConcurrencyConformance(_ManagerFixtures):
+    """Overlapping requests of one session keep every write with ``block`` or ``merge_on_save``."""
+
+    requests: ClassVar[int] = REQUESTS
+
+    @pytest.fixture(params=["wsgi", "asgi"])
+    def via(self, request: pytest.FixtureRequest) -> Via:
+        """The middleware the requests go through; override it to run only some."""
+        value: Via = request.param
+        return value
+
+    def test_blocking_keeps_every_increment(
+        self, satchel_manager_factory: ManagerFactory, via: Via
+    ) -> None:
+        manager = satchel_manager_factory(block=True)
+        self.check_handlers(manager)
+        assert concurrent_increments(manager, via=via, requests=self.requests) == self.requests
+
+    def test_without_blocking_increments_are_lost(
+        self, satchel_manager_factory: ManagerFactory, via: Via
+    ) -> None:
+        manager = satchel_manager_factory()
+        count = concurrent_increments(manager, via=via, requests=self.requests, block=False)
+        assert count < self.requests
+
+    def test_merge_on_save_keeps_every_key(
+        self, satchel_manager_factory: ManagerFactory, via: Via
+    ) -> None:
+        manager = satchel_manager_factory(merge_on_save=True)
+        keys = concurrent_distinct_keys(manager, via=via, requests=self.requests)
+        assert keys == {f"key{index}" for index in range(self.requests)}
+
+    def test_without_merging_keys_are_lost(
+        self, satchel_manager_factory: ManagerFactory, via: Via
+    ) -> None:
+        manager = satchel_manager_factory()
+        keys = concurrent_distinct_keys(manager, via=via, requests=self.requests)
+        assert len(keys) < self.requests
