@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.sentinel
 
 from satchel import ConfigError, SessionBackendError, SessionConfig
 from satchel.handler import SupportsLock, SupportsTouch
@@ -138,6 +139,47 @@ def test_tls_options_reach_the_connection() -> None:
     kwargs = handler.client.connection_pool.connection_kwargs
     assert kwargs["ssl_ca_certs"] == "/etc/ssl/certs/ca.pem"
     assert handler.client.connection_pool.connection_class is redis.SSLConnection
+
+
+def _asyncio_clients() -> list[Any]:
+    import redis.asyncio  # noqa: PLC0415
+    import redis.asyncio.cluster  # noqa: PLC0415
+    import redis.asyncio.sentinel  # noqa: PLC0415
+
+    # None of these connects before its first command.
+    return [
+        redis.asyncio.Redis(port=free_port()),
+        redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode("127.0.0.1", free_port())]
+        ),
+        redis.asyncio.sentinel.Sentinel([("127.0.0.1", free_port())]).master_for("m"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["Redis", "RedisCluster", "Sentinel master"])
+def test_an_asyncio_client_as_client_is_refused(index: int) -> None:
+    """Its commands return coroutines: the sync handler would lose every write silently."""
+    client = _asyncio_clients()[index]
+    config = SessionConfig(driver="redis", options={"client": client})
+    for factory in (RedisSessionHandler.from_config, AsyncRedisSessionHandler.from_config):
+        with pytest.raises(ConfigError) as caught:
+            factory(config)
+        assert caught.value.key == "options.client"
+        assert "async_client" in str(caught.value)  # says where it belongs
+
+
+@pytest.mark.parametrize("kind", ["Redis", "Sentinel master"])
+def test_a_sync_client_as_async_client_is_refused(kind: str) -> None:
+    client = (
+        redis.Redis(port=free_port())
+        if kind == "Redis"
+        else redis.sentinel.Sentinel([("127.0.0.1", free_port())]).master_for("m")
+    )
+    config = SessionConfig(driver="redis", options={"async_client": client})
+    with pytest.raises(ConfigError) as caught:
+        AsyncRedisSessionHandler.from_config(config)
+    assert caught.value.key == "options.async_client"
+    assert "options.client" in str(caught.value)
 
 
 def test_only_an_async_client_is_not_enough_for_the_sync_handler() -> None:

@@ -5,10 +5,40 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import redis.asyncio
+import redis.asyncio.cluster
 
 from satchel.errors import ConfigError
 
 SSL_CERT_REQS = ("none", "optional", "required")
+CLIENT_COMMANDS = ("get", "set", "expire", "eval")
+# The clients whose commands return coroutines. Handed to the sync handler, each
+# command would only make a coroutine nobody awaits: writes silently lost.
+ASYNCIO_CLIENTS: tuple[type, ...] = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
+
+
+def _check_client(name: str, value: Any, *, asyncio_client: bool) -> None:
+    """Refuse ``value`` as ``options.<name>`` unless it is a client of the right kind."""
+    if value is None:
+        return
+    kind = type(value).__name__
+    if not all(callable(getattr(value, command, None)) for command in CLIENT_COMMANDS):
+        raise ConfigError(f"options.{name}", f"expected a redis-py client, got {kind}")
+    is_asyncio = isinstance(value, ASYNCIO_CLIENTS)
+    if asyncio_client and not is_asyncio:
+        raise ConfigError(
+            f"options.{name}",
+            f"expected a redis.asyncio client (redis.asyncio.Redis or "
+            f"redis.asyncio.cluster.RedisCluster), got the synchronous {kind}; "
+            "hand a synchronous client in as options.client",
+        )
+    if not asyncio_client and is_asyncio:
+        raise ConfigError(
+            f"options.{name}",
+            f"expected a synchronous redis-py client (redis.Redis, redis.RedisCluster), "
+            f"got the asyncio {type(value).__module__}.{kind}; "
+            "hand a redis.asyncio client in as options.async_client",
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -58,15 +88,8 @@ class RedisOptions:
 
     def check(self) -> RedisOptions:
         """Refuse values no Redis connection can use; the error names the option."""
-        for name in ("client", "async_client"):
-            value = getattr(self, name)
-            if value is not None and not all(
-                callable(getattr(value, command, None))
-                for command in ("get", "set", "expire", "eval")
-            ):
-                raise ConfigError(
-                    f"options.{name}", f"expected a redis-py client, got {type(value).__name__}"
-                )
+        _check_client("client", self.client, asyncio_client=False)
+        _check_client("async_client", self.async_client, asyncio_client=True)
         for name in ("socket_timeout", "socket_connect_timeout"):
             value = getattr(self, name)
             if not value > 0:
