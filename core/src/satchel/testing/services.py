@@ -4,7 +4,8 @@ Each fixture looks for its server in this order: a URL in an environment
 variable, else a server binary on PATH started on a free loopback port, else
 a skip that says what is missing. ``SATCHEL_REQUIRE_SERVICES`` (e.g.
 ``redis,memcached,postgres,mysql``) names the servers whose absence fails the
-run instead of skipping.
+run instead of skipping. A binary that is on PATH but does not start is a
+failure wherever it runs.
 """
 
 from __future__ import annotations
@@ -13,14 +14,23 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
 REQUIRE_ENV = "SATCHEL_REQUIRE_SERVICES"
+OUTPUT_TAIL_LINES = 20
+
+# Ports free_port() has handed out in this process: a test that asks for several
+# (a cluster, a pool) before starting any server must never get one twice.
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
 
 
 def required_services() -> set[str]:
@@ -38,10 +48,26 @@ def service_missing(name: str, reason: str) -> NoReturn:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never the same
+    one twice in a process (the port is not held, so a later call could otherwise
+    get it again before a server binds it)."""
+    with _handed_out_lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+
+
+def output_tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a server's output or log file, for a failure message."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return f"(no output: {exc})"
+    return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -53,10 +79,19 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def wait_for_port(port: int, *, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
-    """Wait until ``host:port`` accepts connections, or raise ``TimeoutError``."""
+def wait_for_port(
+    port: int,
+    *,
+    timeout: float = 15.0,
+    host: str = "127.0.0.1",
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until ``host:port`` accepts connections, or raise ``TimeoutError``
+    (at once when ``process``, the server meant to listen there, has exited)."""
     deadline = time.monotonic() + timeout
     while not port_open(port, host):
+        if process is not None and process.poll() is not None:
+            raise TimeoutError(f"the server exited before it listened on {host}:{port}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listened on {host}:{port} within {timeout:g} seconds")
         time.sleep(0.05)
@@ -69,23 +104,39 @@ def start_server_process(
     """Start a server binary, wait for its port, and stop it afterwards.
 
     When the binary is not on PATH the test is skipped, or failed when
-    ``SATCHEL_REQUIRE_SERVICES`` names ``name``.
+    ``SATCHEL_REQUIRE_SERVICES`` names ``name``. A binary that is there but does
+    not come up fails the test, with the end of its output: that is a broken
+    setup, not a missing service.
     """
     if shutil.which(argv[0]) is None:
         service_missing(name, f"{argv[0]!r} is not on PATH")
-    process = subprocess.Popen(  # noqa: S603 - argv comes from the test suite itself
-        list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with tempfile.TemporaryDirectory(prefix="satchel-server-") as folder:
+        output = Path(folder) / "output.log"
+        with output.open("wb") as sink:
+            process = subprocess.Popen(  # noqa: S603 - argv comes from the test suite itself
+                list(argv), stdout=sink, stderr=subprocess.STDOUT
+            )
+        try:
+            try:
+                wait_for_port(port, timeout=timeout, process=process)
+            except TimeoutError as exc:
+                status = process.poll()
+                pytest.fail(
+                    f"{name}: {' '.join(argv)} did not start ({exc}; "
+                    f"{'still running' if status is None else f'exit code {status}'}); "
+                    f"its output ends:\n{output_tail(output)}",
+                    pytrace=False,
+                )
+            yield process
+        finally:
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[Any], *, grace_seconds: float = 10) -> None:
+    """Terminate ``process``, and kill it when it has not exited within ``grace_seconds``."""
+    process.terminate()
     try:
-        try:
-            wait_for_port(port, timeout=timeout)
-        except TimeoutError as exc:
-            service_missing(name, f"{argv[0]} did not start: {exc}")
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
