@@ -1,17 +1,26 @@
 """Redis round trips per request with the ``redis`` driver, counted by Redis itself.
 
-Three kinds of request go through satchel's WSGI middleware, each ``REQUESTS``
-times, against a private ``redis-server`` (so no other client's commands are
-counted):
+Requests go through satchel's WSGI middleware (the sync driver) and its ASGI
+middleware (the ``redis.asyncio`` twin), ``REQUESTS`` of each kind, against a
+private ``redis-server`` (so no other client's commands are counted):
 
-- untouched: the application never looks at the session   -> expected 0
-- read-only: it reads a value                               -> expected 1 (GET)
-- modified:  it changes a value                             -> expected 2 (GET, SET)
+- no cookie: a first visit whose application never looks at the session
+- untouched: the request carries the session's cookie, the application never looks
+- read-only: it reads a value (GET)
+- modified:  it changes a value (GET, then SET … XX)
+- refreshed: it only reads, but ``touch_interval`` has passed since the last
+  write, so the unchanged session is written again to slide its expiry (GET, SET … XX)
+
+WSGI loads the session lazily, so an untouched request costs nothing; ASGI
+reads it before the application runs when the request carries the cookie (a
+synchronous ``request.session.get`` inside a coroutine cannot wait for I/O),
+so there an untouched request costs one GET (``skip_paths`` make it 0).
 
 The count is the difference of ``INFO commandstats`` before and after, less the
 ``INFO`` calls themselves; connections are opened by a warm-up request first.
-The same three cases are then run through the bare ``SessionManager`` API
-(``lazy``/``get``/``put``/``save``).
+The same cases are then run through the bare ``SessionManager`` API
+(``lazy``/``get``/``put``/``save``). ``tests/redis/test_round_trips_per_request.py``
+runs these very functions in CI.
 
 Run: ``python benchmarks/redis_round_trips.py`` (needs ``redis-server`` on
 PATH, or ``SATCHEL_BENCH_REDIS_URL`` pointing at a Redis that nothing else uses
@@ -20,6 +29,7 @@ during the run). Exits non-zero when a count differs from the expected one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -29,18 +39,37 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from functools import partial
 from typing import Any
 
 import redis
 
 from satchel import SessionConfig, SessionManager
-from satchel.wsgi import SessionMiddleware
+from satchel.asgi import SessionMiddleware as AsgiSessionMiddleware
+from satchel.testing.concurrency import call_wsgi, wsgi_environ
+from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
 REQUESTS = 200
-EXPECTED = {"untouched": 0, "read-only": 1, "modified": 2}
+KINDS = ("no cookie", "untouched", "read-only", "modified", "refreshed")
+EXPECTED = {
+    "wsgi": {"no cookie": 0, "untouched": 0, "read-only": 1, "modified": 2, "refreshed": 2},
+    # The session is read before the app runs whenever the request carries its cookie.
+    "asgi": {"no cookie": 0, "untouched": 1, "read-only": 1, "modified": 2, "refreshed": 2},
+}
 URL_ENV = "SATCHEL_BENCH_REDIS_URL"
 SESSION_KEY = "satchel.session"
+Message = MutableMapping[str, Any]
+
+
+class SteppingClock:
+    """The manager's clock; a "refreshed" request moves it past ``touch_interval`` first."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @contextlib.contextmanager
@@ -84,89 +113,177 @@ def command_calls(observer: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
 
 
-def count_commands(observer: redis.Redis, work: Callable[[], None]) -> dict[str, int]:
-    """The commands ``work`` sent, per command (the INFO calls of the count left out)."""
-    before = command_calls(observer)
-    work()
+def commands_since(observer: redis.Redis, before: dict[str, int]) -> dict[str, int]:
+    """The commands sent since ``before = command_calls(observer)``, per command
+    (the INFO calls of the count left out)."""
     after = command_calls(observer)
     delta = {name: after[name] - before.get(name, 0) for name in after if name != "info"}
     return {name: calls for name, calls in delta.items() if calls}
 
 
+def count_commands(observer: redis.Redis, work: Callable[[], object]) -> dict[str, int]:
+    """The commands ``work`` sent, per command."""
+    before = command_calls(observer)
+    work()
+    return commands_since(observer, before)
+
+
+def repeat(work: Callable[[], object], times: int) -> Callable[[], None]:
+    """``work`` done ``times`` times in a row, as one callable to count."""
+
+    def run() -> None:
+        for _ in range(times):
+            work()
+
+    return run
+
+
+def _use_session(session: Any, kind: str) -> None:
+    if kind in ("read-only", "refreshed"):
+        session.get("user")
+    elif kind == "modified":
+        session.put("hits", int(session.get("hits", 0)) + 1)
+
+
 def wsgi_app(kind: str) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
-    """A one-line application that leaves, reads or changes the session."""
+    """A one-line WSGI application that leaves, reads or changes the session."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        session = environ[SESSION_KEY]
-        if kind == "read-only":
-            session.get("user")
-        elif kind == "modified":
-            session.put("hits", int(session.get("hits", 0)) + 1)
+        _use_session(environ.get(SESSION_KEY), kind)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
     return app
 
 
-def wsgi_request(app: Callable[..., Iterable[bytes]], cookie_header: str) -> None:
-    """One request through the middleware, body consumed and closed as a server would."""
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/",
-        "SERVER_NAME": "bench",
-        "SERVER_PORT": "80",
-        "wsgi.url_scheme": "http",
-        "HTTP_COOKIE": cookie_header,
-        "REMOTE_ADDR": "127.0.0.1",
+def asgi_app(kind: str) -> Callable[..., Awaitable[None]]:
+    """The ASGI form of :func:`wsgi_app`."""
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        _use_session(scope.get("session"), kind)  # none on a skip path
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def wsgi_request(app: Callable[..., Iterable[bytes]], cookie_header: str | None) -> str:
+    """One request through the middleware, body consumed and closed as a server would;
+    returns the status line."""
+    status, _, _ = call_wsgi(app, wsgi_environ(cookie_header))
+    return status
+
+
+async def asgi_request(app: Callable[..., Awaitable[None]], cookie_header: str | None) -> int:
+    """One HTTP request through the ASGI middleware; returns the status code."""
+    headers = [(b"host", b"bench")]
+    if cookie_header is not None:
+        headers.append((b"cookie", cookie_header.encode("latin-1")))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("bench", 80),
     }
-    body = app(environ, lambda status, headers, exc_info=None: None)
-    try:
-        for _ in body:
-            pass
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
+    statuses: list[int] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    return statuses[0]
+
+
+def measure(
+    observer: redis.Redis,
+    manager: SessionManager,
+    clock: SteppingClock,
+    cookie: str,
+    *,
+    via: str,
+    kind: str,
+    requests: int = REQUESTS,
+) -> dict[str, int]:
+    """The commands Redis received for ``requests`` requests of ``kind`` through the
+    ``via`` (``wsgi`` or ``asgi``) middleware, after one warm-up request."""
+    cookie_header = None if kind == "no cookie" else f"{manager.config.cookie}={cookie}"
+
+    def next_request() -> None:
+        if kind == "refreshed":
+            clock.now += manager.config.touch_interval + 1
+
+    if via == "wsgi":
+        wsgi = WsgiSessionMiddleware(wsgi_app(kind), manager)
+
+        def one() -> None:
+            next_request()
+            wsgi_request(wsgi, cookie_header)
+
+        one()  # warm-up: connections are open before counting
+        return count_commands(observer, repeat(one, requests))
+
+    asgi = AsgiSessionMiddleware(asgi_app(kind), manager)
+
+    async def main() -> dict[str, int]:
+        async def one() -> None:
+            next_request()
+            await asgi_request(asgi, cookie_header)
+
+        await one()  # warm-up: this event loop's client connects before counting
+        before = command_calls(observer)
+        for _ in range(requests):
+            await one()
+        return commands_since(observer, before)
+
+    return asyncio.run(main())
+
+
+def seed(manager: SessionManager) -> str:
+    """Store the session every request carries; return its cookie value."""
+    session = manager.start(None)
+    session.put("user", 42)
+    session.save()
+    return session.cookie_value()
 
 
 def main() -> int:
     failures = 0
     with redis_url() as url:
+        clock = SteppingClock()
         config = SessionConfig(
             driver="redis", connection=url, prefix=f"bench-{secrets.token_hex(4)}:"
         )
-        manager = SessionManager(config)
-        # One stored session whose cookie every request carries.
-        seed = manager.start(None)
-        seed.put("user", 42)
-        seed.save()
-        cookie_header = f"{config.cookie}={seed.id}"
+        manager = SessionManager(config, clock=clock)
+        cookie = seed(manager)
         observer = redis.Redis.from_url(url)
 
         print(f"Redis round trips per request, {REQUESTS} requests each, counted by {url}")
         print(f"{'path':<10} {'request':<10} {'expected':>8} {'measured':>9}  commands")
-        for kind, expected in EXPECTED.items():
-            app = SessionMiddleware(wsgi_app(kind), manager)
-            wsgi_request(app, cookie_header)  # warm-up: connections are open before counting
-            commands = count_commands(
-                observer,
-                lambda app=app: [wsgi_request(app, cookie_header) for _ in range(REQUESTS)],
-            )
-            failures += report("wsgi", kind, expected, commands)
+        for via, expected in EXPECTED.items():
+            for kind in KINDS:
+                commands = measure(observer, manager, clock, cookie, via=via, kind=kind)
+                failures += report(via, kind, expected[kind], commands)
 
         def bare(kind: str) -> None:
-            session = manager.lazy(seed.id)
-            if kind == "read-only":
-                session.get("user")
-            elif kind == "modified":
-                session.put("hits", int(session.get("hits", 0)) + 1)
+            session = manager.lazy(cookie)
+            _use_session(session, kind)
             session.save()
 
-        for kind, expected in EXPECTED.items():
-            commands = count_commands(
-                observer, lambda kind=kind: [bare(kind) for _ in range(REQUESTS)]
-            )
-            failures += report("manager", kind, expected, commands)
+        for kind in ("untouched", "read-only", "modified"):
+            commands = count_commands(observer, repeat(partial(bare, kind), REQUESTS))
+            failures += report("manager", kind, EXPECTED["wsgi"][kind], commands)
         observer.close()
     return 1 if failures else 0
 

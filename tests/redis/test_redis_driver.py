@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -289,12 +290,9 @@ def test_lock_key_holds_a_token_with_a_millisecond_expiry(
     assert raw.get(lock_key) is None
 
 
-def _command_calls(client: redis.Redis) -> dict[str, int]:
-    stats = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
-
-
-def test_one_round_trip_per_operation(start_redis: Any, unique_prefix: str) -> None:
+def test_one_round_trip_per_operation(
+    start_redis: Any, unique_prefix: str, redis_round_trips: ModuleType
+) -> None:
     port = free_port()
     with start_redis(port):
         url = f"redis://127.0.0.1:{port}/0"
@@ -313,15 +311,7 @@ def test_one_round_trip_per_operation(start_redis: Any, unique_prefix: str) -> N
             (lambda: handler.gc(60), {}),
         ]
         for step, expected in steps:
-            before = _command_calls(observer)
-            step()
-            after = _command_calls(observer)
-            delta = {
-                name: after[name] - before.get(name, 0)
-                for name in after
-                if after[name] != before.get(name, 0) and name != "info"
-            }
-            assert delta == expected
+            assert redis_round_trips.count_commands(observer, step) == expected
         observer.close()
 
 
