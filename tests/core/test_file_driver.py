@@ -11,12 +11,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
-from satchel import LockTimeout, SessionBackendError
+from satchel import LockTimeout, SessionBackendError, SessionConfig, SessionManager
 from satchel.drivers.file import FileSessionHandler
+from satchel.ids import storage_key
 from satchel.testing import new_storage_id
 
 KILLS = 200
@@ -94,40 +97,75 @@ def test_killed_writers_never_leave_a_partial_payload(tmp_path: Path) -> None:
     assert bad == []
     assert seen.get("old:", 0) > 0
     assert seen.get("new:", 0) > 0
-    # Killed writers may leave temporary files behind; gc clears those of dead writers.
+    # Kills that landed mid-write left their temporary files; gc clears those of dead writers.
+    assert len(temp_files(folder)) > 0  # some kills really landed mid-write (about 1 in 4)
     handler.gc(3600)
     assert temp_files(folder) == []
     assert handler.read(key) in (OLD_PAYLOAD, NEW_PAYLOAD)
 
 
-@pytest.mark.parametrize(
-    ("target", "error"),
-    [
-        ("os.replace", OSError(errno.ENOSPC, "No space left on device")),
-        ("tempfile.mkstemp", PermissionError(errno.EACCES, "Permission denied")),
-    ],
-)
-def test_a_failed_save_is_a_clear_error_and_keeps_the_earlier_session(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, error: OSError
-) -> None:
-    folder = tmp_path / "sessions"
-    handler = FileSessionHandler(folder, 3600)
-    key = new_storage_id()
-    handler.write(key, "earlier")
-
-    def fail(*args: object, **kwargs: object) -> None:
+def fail_with(error: OSError) -> Callable[..., NoReturn]:
+    def fail(*args: object, **kwargs: object) -> NoReturn:
         raise error
 
+    return fail
+
+
+def onto_a_full_disk(*args: Any, **kwargs: Any) -> tuple[int, str]:
+    """``mkstemp`` whose file takes no data: the write itself meets the kernel's ENOSPC."""
+    fd, name = REAL_MKSTEMP(*args, **kwargs)
+    os.close(fd)
+    return os.open("/dev/full", os.O_WRONLY), name
+
+
+REAL_MKSTEMP = tempfile.mkstemp
+FAULTS = {
+    "ENOSPC on the write": ("tempfile.mkstemp", onto_a_full_disk, errno.ENOSPC),
+    "ENOSPC on the replace": (
+        "os.replace",
+        fail_with(OSError(errno.ENOSPC, "No space left on device")),
+        errno.ENOSPC,
+    ),
+    "EACCES on the replace": (
+        "os.replace",
+        fail_with(PermissionError(errno.EACCES, "Permission denied")),
+        errno.EACCES,
+    ),
+    "EACCES on the temporary file": (
+        "tempfile.mkstemp",
+        fail_with(PermissionError(errno.EACCES, "Permission denied")),
+        errno.EACCES,
+    ),
+}
+
+
+@pytest.mark.parametrize("first_save", [False, True], ids=["a later save", "the first save"])
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_failed_save_is_a_clear_error_and_keeps_the_earlier_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str, first_save: bool
+) -> None:
+    folder = tmp_path / "sessions"
+    manager = SessionManager(SessionConfig(driver="file", files=str(folder), lottery=(0, 1)))
+    session = manager.start(None)
+    if not first_save:
+        session.put("note", "earlier")
+        session.save()
+    session.put("note", "later")
+    target, replacement, expected_errno = FAULTS[fault]
     module, name = target.split(".")
-    monkeypatch.setattr({"os": os, "tempfile": tempfile}[module], name, fail)
+    monkeypatch.setattr({"os": os, "tempfile": tempfile}[module], name, replacement)
     with pytest.raises(SessionBackendError) as info:
-        handler.write(key, "later")
+        session.save()
     monkeypatch.undo()
     message = str(info.value)
     assert "'file'" in message
     assert str(folder) in message
-    assert errno.errorcode[error.errno] in message
-    assert handler.read(key) == "earlier"
+    assert errno.errorcode[expected_errno] in message
+    assert "unchanged" in message
+    assert session.id not in message
+    assert storage_key(session.id) not in message
+    reloaded = manager.start(session.id)
+    assert reloaded.all() == ({} if first_save else {"note": "earlier"})
     assert temp_files(folder) == []
 
 
@@ -197,3 +235,176 @@ def test_lock_of_a_killed_process_expires(tmp_path: Path) -> None:
     started = time.monotonic()
     with handler.lock(key, lock_seconds=5, wait_seconds=5):
         assert time.monotonic() - started < 4
+
+
+# -- logout against a late save ----------------------------------------------------------
+
+RACE_ROUNDS = 200
+PAUSE_SECONDS = 0.002  # widens the gap between write_existing's check and its replace
+
+
+def pause_before_writing(monkeypatch: pytest.MonkeyPatch, handler: FileSessionHandler) -> None:
+    """Make every ``write`` (which ``write_existing`` calls after its check) start late."""
+    write = handler.write
+
+    def late_write(session_id: str, data: str) -> bool:
+        time.sleep(PAUSE_SECONDS)
+        return write(session_id, data)
+
+    monkeypatch.setattr(handler, "write", late_write)
+
+
+def race_a_late_save_against_a_logout(
+    handler: FileSessionHandler, key: str, save_delay: float, logout_delay: float
+) -> bool:
+    """Start ``write_existing`` and ``destroy`` together; return whether the save found the record."""
+    start = threading.Barrier(2)
+    results: list[bool] = []
+
+    def late_save() -> None:
+        start.wait()
+        time.sleep(save_delay)
+        results.append(handler.write_existing(key, "late"))
+
+    def logout() -> None:
+        start.wait()
+        time.sleep(logout_delay)
+        handler.destroy(key)
+
+    threads = [threading.Thread(target=late_save), threading.Thread(target=logout)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results == [True]
+
+
+def test_a_destroy_racing_a_late_save_always_wins_across_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # write_existing and destroy are each atomic, so whichever order they take
+    # effect in, the record ends up gone: a save never brings a logout back.
+    handler = FileSessionHandler(tmp_path / "sessions", 3600)
+    pause_before_writing(monkeypatch, handler)
+    key = new_storage_id()
+    rng = random.Random(2468)
+    saved_first = 0
+    for _ in range(RACE_ROUNDS):
+        handler.write(key, "loaded")
+        # Either side may start late, so both orders (and the window itself) are hit.
+        save_delay, logout_delay = rng.choice(
+            [(rng.uniform(0, PAUSE_SECONDS), 0.0), (0.0, rng.uniform(0, 1.5 * PAUSE_SECONDS))]
+        )
+        saved_first += race_a_late_save_against_a_logout(handler, key, save_delay, logout_delay)
+        assert handler.read(key) == ""
+        assert not (tmp_path / "sessions" / key).exists()
+    # Both orders happened: the save ran first (then was removed) and the logout did.
+    assert 0 < saved_first < RACE_ROUNDS
+
+
+# A helper process saving one session until its record is gone (or a second
+# passed: a resurrected record would otherwise keep it saving), each save late.
+LATE_SAVER = f"""
+import sys, time
+from satchel.drivers.file import FileSessionHandler
+handler = FileSessionHandler(sys.argv[1], 3600)
+write = handler.write
+def late_write(session_id, data):
+    time.sleep({PAUSE_SECONDS})
+    return write(session_id, data)
+handler.write = late_write
+key = sys.argv[2]
+for line in sys.stdin:
+    saves, deadline = 0, time.monotonic() + 1
+    while time.monotonic() < deadline and handler.write_existing(key, "late"):
+        saves += 1
+    print(saves, flush=True)
+"""
+
+
+def test_a_destroy_racing_late_saves_from_another_process_is_never_undone(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    key = new_storage_id()
+    saver = subprocess.Popen(
+        [sys.executable, "-c", LATE_SAVER, str(folder), key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert saver.stdin is not None
+    assert saver.stdout is not None
+    rng = random.Random(4321)
+    saves = 0
+    try:
+        for _ in range(40):
+            handler.write(key, "loaded")
+            saver.stdin.write("go\n")
+            saver.stdin.flush()
+            time.sleep(rng.uniform(0.002, 0.01))
+            handler.destroy(key)  # the logout; every save after it must find nothing
+            saves += int(saver.stdout.readline())
+            assert handler.read(key) == ""
+            assert not (folder / key).exists()
+    finally:
+        saver.stdin.close()
+        saver.wait(timeout=30)
+    assert saves > 0  # the saver was really saving while the logouts landed
+
+
+def test_the_brief_save_lock_never_waits_on_a_held_blocking_lock(tmp_path: Path) -> None:
+    # Session blocking keeps a token in the lock file, not a held flock, so a
+    # holder (or a merge_on_save save under the lock) can still save and destroy.
+    handler = FileSessionHandler(tmp_path / "sessions", 3600)
+    key = new_storage_id()
+    handler.write(key, "loaded")
+    waiter_timed_out = threading.Event()
+
+    def waiter() -> None:
+        try:
+            with handler.lock(key, lock_seconds=10, wait_seconds=0.5):
+                pass
+        except LockTimeout:
+            waiter_timed_out.set()
+
+    started = time.monotonic()
+    with handler.lock(key, lock_seconds=10, wait_seconds=1):
+        thread = threading.Thread(target=waiter)
+        thread.start()  # polls the same lock file while we save
+        assert handler.write_existing(key, "saved under the lock")
+        assert handler.read(key) == "saved under the lock"
+        assert handler.destroy(key)
+        assert not handler.write_existing(key, "after the logout")
+        thread.join()
+    assert waiter_timed_out.is_set()  # the blocking lock itself still held
+    assert time.monotonic() - started < 5
+
+
+def test_gc_never_removes_a_lock_file_someone_holds(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    key = new_storage_id()
+    handler.write(key, "loaded")
+    assert handler.write_existing(key, "saved")  # leaves the session's lock file
+    (lock_file,) = [path for path in folder.iterdir() if path.name.startswith(".lock-")]
+    hours_ago = time.time() - 2 * 3600
+    os.utime(lock_file, (hours_ago, hours_ago))
+    with handler._brief_lock(key):
+        handler.gc(3600)
+        assert lock_file.exists()  # in use: unlinking it would split the lock in two
+    handler.gc(3600)
+    assert not lock_file.exists()
+    assert handler.write_existing(key, "saved again")  # a fresh lock file is made
+    assert handler.read(key) == "saved again"
+
+
+def test_unknown_sessions_get_no_lock_file(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    handler.write(new_storage_id(), "someone else's")
+    key = new_storage_id()
+    assert handler.write_existing(key, "late") is False
+    assert handler.destroy(key) is True
+    assert len(list(folder.iterdir())) == 1

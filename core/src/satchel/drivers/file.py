@@ -35,7 +35,11 @@ class FileSessionHandler(SessionHandler):
     Session blocking uses a lock file per session that records its holder's
     token and expiry; ``flock`` guards only the brief check-and-set, so a
     holder that died or hangs loses the lock after ``lock_seconds``, and a
-    late holder never releases a lock someone else took since.
+    late holder never releases a lock someone else took since. The same brief
+    ``flock`` makes ``write_existing`` (check, then replace) and ``destroy``
+    atomic with respect to each other, so a late save never undoes a logout.
+    No ``flock`` is held while waiting or across a request, so these never
+    wait on a held blocking lock.
     """
 
     def __init__(self, folder: str | os.PathLike[str], lifetime_seconds: int) -> None:
@@ -106,20 +110,26 @@ class FileSessionHandler(SessionHandler):
                     os.unlink(temp_name)
         return True
 
+    def _is_live(self, path: Path) -> bool:
+        try:
+            return path.stat().st_mtime >= time.time() - self.lifetime_seconds
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._error(f"cannot check a session file: {exc.strerror or exc}") from exc
+
     def write_existing(
         self, session_id: str, data: str, metadata: RequestMetadata | None = None
     ) -> bool:
-        # Check, then replace: a destroy landing in the microseconds between the
-        # two could still be undone; session blocking (``block``) closes that gap.
         path = self._path(session_id)
-        if path is None:
+        # The first check, unlocked, spares an unknown id a lock file.
+        if path is None or not self._is_live(path):
             return False
-        try:
-            if path.stat().st_mtime < time.time() - self.lifetime_seconds:
+        with self._brief_lock(session_id):
+            # destroy takes the same lock, so it cannot land between check and replace.
+            if not self._is_live(path):
                 return False
-        except FileNotFoundError:
-            return False
-        return self.write(session_id, data)
+            return self.write(session_id, data)
 
     def touch(self, session_id: str) -> bool:
         path = self._path(session_id)
@@ -135,12 +145,14 @@ class FileSessionHandler(SessionHandler):
 
     def destroy(self, session_id: str) -> bool:
         path = self._path(session_id)
-        if path is None:
+        # A missing file needs no lock: write_existing never creates one.
+        if path is None or not os.path.lexists(path):
             return True
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            raise self._error(f"cannot delete a session file: {exc.strerror or exc}") from exc
+        with self._brief_lock(session_id):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise self._error(f"cannot delete a session file: {exc.strerror or exc}") from exc
         return True
 
     @contextlib.contextmanager
@@ -148,7 +160,7 @@ class FileSessionHandler(SessionHandler):
         if not _SAFE_NAME.fullmatch(session_id):
             raise ValueError("refusing a session id that is not a safe file name")
         self._ensure_folder()
-        path = self.folder / f"{LOCK_PREFIX}{session_id}"
+        path = self._lock_path(session_id)
         token = new_lock_token()
 
         def try_acquire() -> bool:
@@ -164,12 +176,7 @@ class FileSessionHandler(SessionHandler):
         self, path: Path, token: str, lock_seconds: float, *, acquire: bool
     ) -> bool:
         """Under a brief ``flock``: take the lock if free or expired, or release it if ours."""
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise self._error(f"cannot open a lock file: {exc.strerror or exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with self._flocked(path) as fd:
             holder, _, expiry = os.pread(fd, 128, 0).decode("ascii", "replace").partition(" ")
             now = time.time()
             try:
@@ -186,8 +193,31 @@ class FileSessionHandler(SessionHandler):
             if holder == token:
                 os.ftruncate(fd, 0)
             return True
-        finally:
-            os.close(fd)  # closing drops the flock
+
+    def _lock_path(self, session_id: str) -> Path:
+        return self.folder / f"{LOCK_PREFIX}{session_id}"
+
+    def _brief_lock(self, session_id: str) -> contextlib.AbstractContextManager[int]:
+        """The session's lock file under ``flock`` for one short step (not session blocking)."""
+        return self._flocked(self._lock_path(session_id))
+
+    @contextlib.contextmanager
+    def _flocked(self, path: Path) -> Iterator[int]:
+        """Hold an exclusive ``flock`` on the lock file at ``path``; yields its descriptor."""
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise self._error(f"cannot open a lock file: {exc.strerror or exc}") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                # gc may have unlinked the file between our open and our flock
+                # (it unlinks only under the flock): then lock the new one.
+                if _same_file(fd, path):
+                    yield fd
+                    return
+            finally:
+                os.close(fd)  # closing drops the flock
 
     def gc(self, lifetime: int) -> int:
         now = time.time()
@@ -201,9 +231,13 @@ class FileSessionHandler(SessionHandler):
                 if not entry.is_file(follow_symlinks=False):
                     continue
                 mtime = entry.stat(follow_symlinks=False).st_mtime
-                if entry.name.startswith((TEMP_PREFIX, LOCK_PREFIX)):
-                    # Left by a writer that died mid-write, or a lock unused for an
-                    # hour (every acquire rewrites it); never counted as a session.
+                if entry.name.startswith(LOCK_PREFIX):
+                    # A lock unused for an hour (every acquire rewrites it).
+                    if mtime < now - STALE_TEMP_SECONDS:
+                        _unlink_unless_flocked(entry.path)
+                    continue
+                if entry.name.startswith(TEMP_PREFIX):
+                    # Left by a writer that died mid-write; never counted as a session.
                     if mtime < now - STALE_TEMP_SECONDS or _writer_died(entry.name):
                         os.unlink(entry.path)
                     continue
@@ -215,6 +249,35 @@ class FileSessionHandler(SessionHandler):
             except FileNotFoundError:
                 continue  # removed by a concurrent gc or destroy
         return removed
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """True while ``path`` still names the file open as ``fd``."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _unlink_unless_flocked(path: str) -> None:
+    """Remove a lock file unless someone holds its ``flock`` right now.
+
+    Unlinking under the ``flock`` means a process that opened the old file and
+    then gets the ``flock`` sees the name gone (``_same_file``) and starts over,
+    so two processes can never each hold a ``flock`` on a different file.
+    """
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # in use this very moment: not stale
+        if _same_file(fd, Path(path)):
+            os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 def _writer_died(name: str) -> bool:
