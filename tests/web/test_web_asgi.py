@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
@@ -244,3 +244,176 @@ def test_the_cookie_driver_through_asgi_round_trips(clock: FakeClock) -> None:
     second = client.get("/count", headers={"Cookie": f"satchel_session={value}"})
     assert second.text == "2"
     assert cookie_of(second) != value  # re-sealed with the new count
+
+
+# -- block: the lock guards load-modify-save, never a stream or a socket's life -----------
+
+
+async def call_asgi(app: Any, path: str, cookie: str | None) -> list[Any]:
+    """One GET straight through the ASGI app: the messages it sent."""
+    headers = [(b"cookie", f"satchel_session={cookie}".encode())] if cookie else []
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": b"",
+        "headers": headers,
+        "scheme": "http",
+        "asgi": {"version": "3.0"},
+    }
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+def cookie_from(sent: list[Any]) -> str:
+    header = dict(sent[0]["headers"])[b"set-cookie"]
+    return header.split(b";", 1)[0].split(b"=", 1)[1].decode()
+
+
+def test_a_same_session_request_while_a_websocket_is_open_is_not_refused(
+    make_manager: ManagerFactory,
+) -> None:
+    async def count(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(request.session.increment("count")))
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(str(websocket.session.get("count")))
+        await websocket.receive_text()  # open until the test says goodbye
+        await websocket.close()
+
+    app = Starlette(routes=[Route("/count", count), WebSocketRoute("/ws", socket)])
+    manager = make_manager(block=True, block_wait_seconds=0)
+    client = TestClient(SessionMiddleware(app, manager))
+    cookie = cookie_of(client.get("/count"))
+    client.cookies.clear()
+    sent = {"Cookie": f"satchel_session={cookie}"}
+    with client.websocket_connect("/ws", headers=sent) as ws:
+        assert ws.receive_text() == "1"
+        reply = client.get("/count", headers=sent)
+        assert reply.status_code == 200
+        assert reply.text == "2"
+        ws.send_text("bye")
+
+
+def test_a_same_session_request_while_a_response_streams_is_not_refused(
+    make_manager: ManagerFactory, spy: SpyHandler
+) -> None:
+    manager = make_manager(block=True, block_wait_seconds=0)
+    first_chunk_sent = asyncio.Event()
+    finish_stream = asyncio.Event()
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b"data: one\n\n"
+        await finish_stream.wait()  # a server-sent event stream that stays open
+        yield b"data: two\n\n"
+
+    async def stream(request: Request) -> StreamingResponse:
+        request.session.put("streaming", True)
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def count(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(request.session.increment("count")))
+
+    app = SessionMiddleware(
+        Starlette(routes=[Route("/count", count), Route("/stream", stream)]), manager
+    )
+
+    async def main() -> tuple[int, list[bytes], bool]:
+        cookie = cookie_from(await call_asgi(app, "/count", None))
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/stream",
+            "query_string": b"",
+            "headers": [(b"cookie", f"satchel_session={cookie}".encode())],
+            "scheme": "http",
+            "asgi": {"version": "3.0"},
+        }
+        chunks: list[bytes] = []
+        disconnect = asyncio.Event()
+
+        async def receive() -> Any:
+            await disconnect.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                chunks.append(message["body"])
+                first_chunk_sent.set()
+
+        streaming = asyncio.create_task(app(scope, receive, send))
+        await first_chunk_sent.wait()
+        status = (await call_asgi(app, "/count", cookie))[0]["status"]  # mid-stream, same session
+        still_streaming = not streaming.done()
+        finish_stream.set()
+        await streaming
+        disconnect.set()
+        return status, chunks, still_streaming
+
+    status, chunks, still_streaming = asyncio.run(main())
+    assert still_streaming
+    assert status == 200
+    assert chunks == [b"data: one\n\n", b"data: two\n\n"]
+
+
+async def _raises_before_responding(scope: Any, receive: Any, send: Any) -> None:
+    scope["session"].put("a", 2)
+    raise RuntimeError("the app failed")
+
+
+async def _client_went_away(scope: Any, receive: Any, send: Any) -> None:
+    scope["session"].put("a", 2)
+    await receive()  # the server would say http.disconnect: the app stops without a response
+
+
+async def _cannot_be_saved(scope: Any, receive: Any, send: Any) -> None:
+    scope["session"].put("a", object())  # not storable: the save at response start raises
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize(
+    ("failing_app", "error"),
+    [
+        (_raises_before_responding, RuntimeError),
+        (_client_went_away, None),
+        (_cannot_be_saved, TypeError),
+    ],
+    ids=["app-raises", "client-disconnects", "save-raises"],
+)
+def test_the_lock_is_released_on_every_path(
+    clock: FakeClock, failing_app: Any, error: type[Exception] | None, spy: SpyHandler
+) -> None:
+    manager = SessionManager(
+        SessionConfig(driver="spy", lottery=(0, 1), block=True, block_wait_seconds=0), clock=clock
+    )
+    manager.extend("spy", lambda _config: spy)
+
+    async def put_first(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"].put("a", 1)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def main() -> int:
+        cookie = cookie_from(await call_asgi(SessionMiddleware(put_first, manager), "/", None))
+        failing = SessionMiddleware(failing_app, manager)
+        if error is None:
+            assert await call_asgi(failing, "/", cookie) == []  # no response at all
+        else:
+            with pytest.raises(error):
+                await call_asgi(failing, "/", cookie)
+        return int(
+            (await call_asgi(SessionMiddleware(put_first, manager), "/", cookie))[0]["status"]
+        )
+
+    assert asyncio.run(main()) == 200

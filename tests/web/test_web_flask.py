@@ -12,8 +12,10 @@ from flask.sessions import SessionMixin
 from web_support import FakeClock, Harness, ManagerFactory, SpyHandler, cookie_attributes
 
 import satchel
+import satchel.context
 from satchel import ConfigError, Session
 from satchel.flask import SessionInterface
+from satchel.web import BUSY_BODY
 
 
 def flask_client(make_manager: ManagerFactory, **config: Any) -> Harness:
@@ -187,3 +189,169 @@ def test_flask_message_flashing_works_on_the_satchel_session(make_manager: Manag
     client.get("/flash")
     assert json.loads(client.get("/messages").text) == [["info", "Saved"]]
     assert json.loads(client.get("/messages").text) == []
+
+
+def session_cookie(response: Any) -> str:
+    """``name=value`` of the session cookie a response set, ready for a ``Cookie`` header."""
+    header = next(
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith("satchel_session=")
+    )
+    return str(header.split(";", 1)[0])
+
+
+def test_flask_session_attributes_new_accessed_and_permanent(make_manager: ManagerFactory) -> None:
+    app = flask.Flask(__name__)
+    app.session_interface = SessionInterface(make_manager())
+    seen: dict[str, bool] = {}
+
+    @app.route("/look")
+    def look() -> str:
+        # satchel's own binding does not count as a look, unlike Flask's ``flask.session``.
+        session = satchel.context.current_session()
+        seen["accessed_before"] = session.accessed
+        seen["new"] = session.new
+        seen["accessed_after_new"] = session.accessed
+        flask.session.get("cart")
+        seen["accessed"] = session.accessed
+        seen["permanent"] = session.permanent
+        return "ok"
+
+    @app.route("/put")
+    def put() -> str:
+        flask.session["cart"] = ["apple"]
+        return "ok"
+
+    @app.route("/temporary")
+    def temporary() -> str:
+        flask.session.permanent = False
+        return "ok"
+
+    @app.route("/untouched")
+    def untouched() -> str:
+        seen["untouched_accessed"] = satchel.context.current_session().accessed
+        return "ok"
+
+    client = app.test_client(use_cookies=False)
+    client.get("/look")
+    # No stored session behind the request: new; the default is permanent
+    # (``not expire_on_close``, so the cookie gets the lifetime's Max-Age).
+    assert seen == {
+        "accessed_before": False,
+        "new": True,
+        "accessed_after_new": False,
+        "accessed": True,
+        "permanent": True,
+    }
+    cookie = session_cookie(client.get("/put"))
+    client.get("/look", headers={"Cookie": cookie})
+    assert seen["new"] is False  # loaded from the store
+    assert seen["permanent"] is True
+    # A forged id reaches no stored session: new again.
+    client.get("/look", headers={"Cookie": "satchel_session=" + "A" * 40})
+    assert seen["new"] is True
+    reply = client.get("/temporary", headers={"Cookie": cookie})
+    assert "Max-Age" not in reply.headers["Set-Cookie"]
+    cookie = session_cookie(reply)
+    client.get("/look", headers={"Cookie": cookie})
+    assert seen["permanent"] is False  # stored with the session
+    reply = client.get("/untouched", headers={"Cookie": cookie})
+    assert seen["untouched_accessed"] is False
+    assert reply.headers.get("Vary") is None
+
+
+def test_expire_on_close_makes_flask_sessions_temporary_by_default(
+    make_manager: ManagerFactory,
+) -> None:
+    app = flask.Flask(__name__)
+    app.session_interface = SessionInterface(make_manager(expire_on_close=True))
+
+    @app.route("/")
+    def index() -> str:
+        flask.session["a"] = 1
+        return str(flask.session.permanent)
+
+    reply = app.test_client().get("/")
+    assert reply.text == "False"
+    assert "Max-Age" not in reply.headers["Set-Cookie"]
+
+
+def test_a_same_session_request_while_a_response_streams_is_not_refused(
+    make_manager: ManagerFactory,
+) -> None:
+    app = flask.Flask(__name__)
+    app.session_interface = SessionInterface(make_manager(block_wait_seconds=0), block=True)
+
+    @app.route("/count")
+    def count() -> str:
+        return str(flask.session.increment("count"))
+
+    @app.route("/stream")
+    def stream() -> flask.Response:
+        flask.session["streaming"] = True
+
+        def chunks() -> Any:
+            yield "count "
+            yield str(flask.session.get("count"))  # the request context lives on mid-stream
+
+        return flask.Response(flask.stream_with_context(chunks()))
+
+    client = app.test_client(use_cookies=False)
+    cookie = session_cookie(client.get("/count"))
+    streaming = client.get("/stream", headers={"Cookie": cookie}, buffered=False)
+    body = iter(streaming.response)
+    assert next(body) == b"count "
+    reply = client.get("/count", headers={"Cookie": cookie})  # mid-stream, same session
+    assert reply.status_code == 200
+    assert reply.text == "2"
+    assert b"".join(body) == b"1"
+    streaming.close()
+
+
+def test_a_busy_request_gets_503_even_when_a_before_request_hook_answers(
+    make_manager: ManagerFactory, spy: SpyHandler
+) -> None:
+    manager = make_manager(block_wait_seconds=0, block_lock_seconds=5)
+    app = flask.Flask(__name__)
+    app.session_interface = SessionInterface(manager, block=True)
+    seen: list[object] = []
+    views: list[str] = []
+
+    @app.before_request
+    def gate() -> str | None:
+        seen.append(flask.session.get("user"))
+        return "the hook's own page" if flask.request.path == "/gated" else None
+
+    @app.route("/login")
+    def login() -> str:
+        flask.session["user"] = "ada"
+        return "ok"
+
+    @app.route("/view")
+    def view() -> str:
+        views.append(flask.request.path)
+        return "the view"
+
+    client = app.test_client(use_cookies=False)
+    cookie = session_cookie(client.get("/login"))
+    value = cookie.split("=", 1)[1]
+    for path in ("/gated", "/view"):
+        spy.calls.clear()
+        seen.clear()
+        with manager.lock(value, block=True):
+            reply = client.get(path, headers={"Cookie": cookie})
+        assert reply.status_code == 503, path
+        assert reply.headers["Retry-After"] == "5"
+        assert reply.headers["Cache-Control"] == "no-store"
+        assert "Set-Cookie" not in reply.headers
+        assert reply.data == BUSY_BODY
+        # The hook ran, but never read the locked session: it saw an empty one.
+        assert seen == [None]
+        assert "read" not in spy.methods()
+    assert views == []
+    # Free again: the hook sees the session and answers.
+    seen.clear()
+    reply = client.get("/gated", headers={"Cookie": cookie})
+    assert reply.text == "the hook's own page"
+    assert seen == ["ada"]

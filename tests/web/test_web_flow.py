@@ -14,8 +14,9 @@ from web_support import (
     cookie_attributes,
 )
 
-from satchel import ConfigError, SessionManager
+from satchel import ConfigError, LockTimeout, SessionManager
 from satchel.ids import generate_id, storage_key
+from satchel.web import BUSY_BODY
 
 
 def test_round_trip(harness: HarnessFactory) -> None:
@@ -356,10 +357,33 @@ def test_block_holds_the_lock_during_the_request(harness: HarnessFactory, spy: S
         try:
             with spy.lock(session_id, lock_seconds=1, wait_seconds=0):
                 held.append(False)
-        except Exception:
+        except LockTimeout:
             held.append(True)
         return original(session_id)
 
     spy.read = read_while_checking  # type: ignore[method-assign]
     client.get("/get", key="a")
     assert held == [True]
+
+
+@pytest.mark.parametrize("path", ["/put", "/stream"])
+def test_a_save_that_times_out_on_the_merge_lock_gets_503(
+    harness: HarnessFactory, spy: SpyHandler, path: str
+) -> None:
+    client = harness(merge_on_save=True, block_wait_seconds=0.05, block_lock_seconds=5)
+    client.get("/put", key="a", value="1")
+    cookie = client.cookie
+    assert cookie is not None
+    # Another request is merging into this session and holds its lock.
+    with spy.lock(storage_key(cookie), lock_seconds=5, wait_seconds=0):
+        reply = client.get(path, key="a", value="2")
+    assert reply.status == 503
+    assert reply.header("retry-after") == "5"
+    assert reply.header("cache-control") == "no-store"
+    assert reply.set_cookies() == []
+    assert reply.text == BUSY_BODY.decode()  # the app's body, streamed or not, is not sent
+    # Nothing was saved; once the lock is free the session works as before.
+    assert json.loads(client.get("/get", key="a").text) == "1"
+    assert json.loads(client.get("/get", key="streamed").text) is None
+    assert client.get("/put", key="a", value="3").status == 200
+    assert json.loads(client.get("/get", key="a").text) == "3"

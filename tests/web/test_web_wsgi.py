@@ -12,7 +12,8 @@ from werkzeug.test import Client
 
 import satchel
 from satchel import SessionTooLarge
-from satchel.ids import generate_id
+from satchel.ids import generate_id, storage_key
+from satchel.web import BUSY_BODY
 from satchel.wsgi import SessionMiddleware
 
 
@@ -43,7 +44,10 @@ def test_an_app_that_raises_releases_the_lock_and_the_binding(
     cookie = generate_id()
     middleware = SessionMiddleware(app, make_manager(block_wait_seconds=0), block=True)
     with pytest.raises(ValueError, match="boom"):
-        Client(middleware).get("/", headers={"Cookie": f"satchel_session={cookie}"})
+        # use_cookies=False: werkzeug's cookie jar would drop the Cookie header.
+        Client(middleware, use_cookies=False).get(
+            "/", headers={"Cookie": f"satchel_session={cookie}"}
+        )
     with pytest.raises(RuntimeError, match="outside a request"):
         satchel.session.get("x")
     # The lock is free again: taking it does not time out.
@@ -107,3 +111,41 @@ def test_a_failed_save_is_not_retried_by_the_error_page(make_manager: ManagerFac
     body.close()  # type: ignore[attr-defined]
     assert len(failures) == 1
     assert calls == [("500 Internal Server Error", {})]
+
+
+def test_a_generator_app_whose_save_times_out_gets_the_503_body(
+    make_manager: ManagerFactory, spy: SpyHandler
+) -> None:
+    closed: list[bool] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        # A generator: start_response runs on the server's first step through the body.
+        environ["satchel.session"].put("name", "Grace")
+        try:
+            write = start_response("200 OK", [("Content-Type", "text/html")])
+            write(b"<legacy write>")
+            yield b"<the app's page>"
+            yield b"<more of it>"
+        finally:
+            closed.append(True)
+
+    manager = make_manager(merge_on_save=True, block_wait_seconds=0.05, block_lock_seconds=5)
+    with Client(SessionMiddleware(_put_and_start, manager)).get("/") as first:
+        cookie = first.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    with spy.lock(storage_key(cookie), lock_seconds=5, wait_seconds=0):
+        reply = Client(SessionMiddleware(app, manager), use_cookies=False).get(
+            "/", headers={"Cookie": f"satchel_session={cookie}"}
+        )
+        body = reply.get_data()
+        reply.close()
+    assert reply.status_code == 503
+    assert reply.headers["Retry-After"] == "5"
+    assert "Set-Cookie" not in reply.headers
+    assert body == BUSY_BODY
+    assert closed == [True]
+
+
+def _put_and_start(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    environ["satchel.session"].put("name", "Ada")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]

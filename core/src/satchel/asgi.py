@@ -17,6 +17,9 @@ synchronous ``request.session.get`` inside a coroutine cannot wait for I/O.
 A request without the cookie gets a fresh session that costs nothing. The
 session is saved when the response starts, so ``Set-Cookie``, ``Vary:
 Cookie`` and ``Cache-Control: private`` go out before any streamed body.
+With ``block``, the per-session lock is released right after that save (and
+a websocket's right after its session is read), never held through a
+streamed body or a socket's whole life.
 """
 
 from __future__ import annotations
@@ -88,14 +91,18 @@ class SessionMiddleware:
         except LockTimeout:
             await self._busy(scope, send)
             return
+        # The lock guards load-modify-save only: it is released once the session is
+        # saved (or, for a websocket, loaded), never held through a long stream or a
+        # socket's life. Leaving this block releases it on every other path.
         async with lock:
             if cookie is not None:
                 await session.aload()
             if scope["type"] == "websocket":
                 # A websocket has no response to carry a cookie: its session is read-only.
+                await lock.aclose()
                 await self._run(scope, receive, send, session)
                 return
-            await self._run_http(scope, receive, send, session)
+            await self._run_http(scope, receive, send, session, lock)
         await self.flow.acollect_garbage(session)
 
     async def _busy(self, scope: Scope, send: Send) -> None:
@@ -124,18 +131,38 @@ class SessionMiddleware:
         finally:
             context.unbind(token)
 
-    async def _run_http(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
+    async def _run_http(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        session: Session,
+        lock: contextlib.AsyncExitStack,
+    ) -> None:
         https = scope.get("scheme") == "https"
-
         started = False
+        busy = False
 
         async def send_with_session(message: Message) -> None:
-            nonlocal started
+            nonlocal started, busy
+            if busy:
+                return  # the 503 replaced the app's response: the rest of it goes nowhere
             if message["type"] == "http.response.start" and not started:
                 # Set first: should saving fail (SessionTooLarge), an error response
                 # sent next must not age the flash data a second time.
                 started = True
-                extra = await self.flow.afinish(session, https=https)
+                try:
+                    extra = await self.flow.afinish(session, https=https)
+                except LockTimeout:
+                    # merge_on_save's lock stayed taken: nothing was saved, and no
+                    # byte of the app's response has gone out, so it can still be a 503.
+                    busy = True
+                finally:
+                    # Saved (or failed to): the next request of this session may go now.
+                    await lock.aclose()
+                if busy:
+                    await self._busy(scope, send)
+                    return
                 headers = [
                     (name.decode("latin-1"), value.decode("latin-1"))
                     for name, value in message.get("headers", ())

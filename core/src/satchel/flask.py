@@ -17,7 +17,9 @@ built-in session does. A setting the app leaves at Flask's default defers
 to the :class:`satchel.SessionConfig` instead, so the safer satchel defaults
 apply (``SameSite=Lax``, ``Secure`` on https, ``Max-Age`` of the idle
 lifetime). The session is lazy: a view that never touches it costs no backend
-call and sets no cookie.
+call and sets no cookie. With ``block``, the per-session lock is taken when
+the request context opens the session and released as soon as the session is
+saved, so a streamed body does not hold it.
 """
 
 from __future__ import annotations
@@ -77,15 +79,21 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
 
 
 class _RequestState:
-    """What one request holds until Flask tears it down: the lock and the context binding."""
+    """What one request holds: the session's lock until it is saved, the binding until teardown."""
 
     def __init__(
-        self, owner: SessionInterface, session: FlaskSession, cleanup: contextlib.ExitStack
+        self,
+        owner: SessionInterface,
+        session: FlaskSession,
+        lock: contextlib.ExitStack,
+        cleanup: contextlib.ExitStack,
     ) -> None:
         self.owner = owner
         self.session = session
+        self.lock = lock
         self.cleanup = cleanup
         self.busy = False
+        self.finishing = False
         self.saved = False
 
 
@@ -136,45 +144,77 @@ class SessionInterface(FlaskSessionInterface):
     def open_session(self, app: flask.Flask, request: Request) -> FlaskSession:
         policy = self.cookie_policy(app)
         cookie = read_cookie(request.headers.get("Cookie"), policy.name)
-        session = FlaskSession(
-            self.manager,
-            cookie,
-            metadata=request_metadata(request.remote_addr, request.headers.get("User-Agent")),
-        )
-        cleanup = contextlib.ExitStack()
-        state = _RequestState(self, session, cleanup)
+        metadata = request_metadata(request.remote_addr, request.headers.get("User-Agent"))
+        lock = contextlib.ExitStack()
+        busy = False
         try:
-            cleanup.enter_context(self.flow.lock(cookie))
+            lock.enter_context(self.flow.lock(cookie))
         except LockTimeout:
+            # Another request holds this session: hooks that run anyway (before_request,
+            # error handlers) get an empty session instead of reading it unlocked.
+            busy = True
+            cookie = None
+        session = FlaskSession(self.manager, cookie, metadata=metadata)
+        cleanup = contextlib.ExitStack()
+        cleanup.callback(lock.close)  # closing twice is harmless
+        state = _RequestState(self, session, lock, cleanup)
+        state.busy = busy
+        if busy:
             # Flask turns an exception raised here into a 500; a routing exception
-            # is raised by the dispatcher instead, so the client gets the 503.
-            state.busy = True
-            busy = app.response_class(
-                BUSY_BODY,
-                status=BUSY_STATUS,
-                mimetype="text/plain",
-                headers={"Retry-After": self.flow.retry_after(), "Cache-Control": "no-store"},
-            )
-            request.routing_exception = ServiceUnavailable(response=busy)
+            # stops the view instead, and save_session turns whatever response the
+            # request ends with (a before_request hook's included) into the 503.
+            request.routing_exception = ServiceUnavailable()
         cleanup.callback(context.unbind, context.bind(session))
         request.environ[STATE_KEY] = state
         return session
 
     def save_session(self, app: flask.Flask, session: SessionMixin, response: Response) -> None:
         state = self._state()
-        if state is None or state.session is not session or state.busy:
-            return  # not ours, or saving without the lock could overwrite the holder's data
+        if state is None or state.session is not session:
+            return  # not ours
+        if state.busy:
+            self._answer_busy(response)
+            return
+        if state.finishing:
+            # Saving failed (SessionTooLarge) and Flask is now saving its error page:
+            # trying again would age the flash data a second time.
+            return
+        state.finishing = True
         refresh = bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
-        extra = self.flow.finish(
-            session,
-            https=flask.request.is_secure,
-            policy=self.cookie_policy(app),
-            resend_on_refresh=refresh,
-        )
+        try:
+            extra = self.flow.finish(
+                session,
+                https=flask.request.is_secure,
+                policy=self.cookie_policy(app),
+                resend_on_refresh=refresh,
+            )
+        except LockTimeout:
+            # merge_on_save's lock stayed taken: nothing was saved, nothing sent yet.
+            state.busy = True
+            self._answer_busy(response)
+            return
+        finally:
+            # The lock guards load-modify-save, not a streamed body: the next request
+            # of this session may go now, before teardown.
+            state.lock.close()
         state.saved = True
         headers = extra.apply(list(response.headers.items()))
         response.headers.clear()
         response.headers.extend(headers)
+
+    def _answer_busy(self, response: Response) -> None:
+        """Make ``response`` the 503 for a session locked by another request for too long."""
+        body = response.response
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()  # a streamed body (stream_with_context) must not outlive its request
+        response.headers.clear()
+        response.direct_passthrough = False
+        response.status_code = BUSY_STATUS
+        response.set_data(BUSY_BODY)
+        response.headers["Content-Type"] = "text/plain; charset=utf-8"
+        response.headers["Retry-After"] = self.flow.retry_after()
+        response.headers["Cache-Control"] = "no-store"
 
     def _state(self) -> _RequestState | None:
         state = flask.request.environ.get(STATE_KEY)

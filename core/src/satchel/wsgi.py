@@ -61,31 +61,36 @@ class SessionMiddleware:
         try:
             lock.enter_context(self.flow.lock(cookie))
         except LockTimeout:
-            start_response(
-                "503 Service Unavailable",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Retry-After", self.flow.retry_after()),
-                    ("Cache-Control", "no-store"),
-                ],
-            )
+            start_response("503 Service Unavailable", self._busy_headers())
             return [BUSY_BODY]
         cleanup = contextlib.ExitStack()
         cleanup.callback(lock.close)  # closing twice is harmless
         cleanup.callback(context.unbind, context.bind(session))
         environ[ENVIRON_KEY] = session
         saved: list[SessionHeaders] = []
+        busy: list[bool] = []
 
         def start_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
+            if busy:
+                return _discard  # the 503 replaced this response
             if not saved:
                 # A placeholder first: should saving fail (SessionTooLarge), an error page
                 # started next must not age the flash data a second time.
                 saved.append(SessionHeaders())
-                saved[0] = self.flow.finish(session, https=https)
-                # The lock guards load-modify-save; the next request may go once this is saved.
-                lock.close()
+                try:
+                    saved[0] = self.flow.finish(session, https=https)
+                except LockTimeout:
+                    # merge_on_save's lock stayed taken: nothing was saved and nothing
+                    # sent yet, so the client can still get the 503 (the body is swapped
+                    # in _ClosingBody).
+                    busy.append(True)
+                    start_response("503 Service Unavailable", self._busy_headers())
+                    return _discard
+                finally:
+                    # The lock guards load-modify-save; the next request may go once this is saved.
+                    lock.close()
             headers = saved[0].apply(list(headers))
             if exc_info is not None:
                 return start_response(status, headers, exc_info)
@@ -96,25 +101,53 @@ class SessionMiddleware:
         except BaseException:
             cleanup.close()
             raise
-        return _ClosingBody(body, cleanup, lambda: self._after(session, saved))
+        return _ClosingBody(body, cleanup, lambda: self._after(session, saved), busy)
+
+    def _busy_headers(self) -> list[tuple[str, str]]:
+        """The headers of the 503 for a request that waited too long for a session lock."""
+        return [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Retry-After", self.flow.retry_after()),
+            ("Cache-Control", "no-store"),
+        ]
 
     def _after(self, session: Session, saved: list[SessionHeaders]) -> None:
         if saved:
             self.flow.collect_garbage(session)
 
 
+def _discard(data: bytes) -> None:
+    """The ``write`` callable of a response the 503 replaced."""
+
+
 class _ClosingBody:
-    """The application's body, with the request's cleanup run when the server closes it."""
+    """The application's body, with the request's cleanup run when the server closes it.
+
+    When the 503 replaced the response (``busy`` became true once the app
+    started it), the app's body is dropped and the 503's body sent instead.
+    """
 
     def __init__(
-        self, body: Iterable[bytes], cleanup: contextlib.ExitStack, after: Callable[[], None]
+        self,
+        body: Iterable[bytes],
+        cleanup: contextlib.ExitStack,
+        after: Callable[[], None],
+        busy: list[bool],
     ) -> None:
         self._body = body
         self._cleanup = cleanup
         self._after = after
+        self._busy = busy
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
+        if not self._busy:
+            # A generator app calls start_response on its first step: check after each one.
+            for chunk in self._body:
+                if self._busy:
+                    break
+                yield chunk
+        if self._busy:
+            yield BUSY_BODY
 
     def close(self) -> None:
         try:
