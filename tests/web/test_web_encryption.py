@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from web_support import OLD_SECRET, SECRET, Harness, HarnessFactory, ManagerFactory
+from web_support import OLD_SECRET, SECRET, FakeClock, Harness, HarnessFactory, ManagerFactory
 
 from satchel import SessionTooLarge
 from satchel.ids import storage_key
@@ -87,6 +87,26 @@ def test_cookie_driver_cookie_just_under_the_limit_is_sent(harness: HarnessFacto
     client.get("/big", size="2500")
     assert client.cookie is not None
     assert len(client.cookie_name) + 1 + len(client.cookie) <= 4096
+
+
+def test_cookie_driver_cookie_older_than_the_lifetime_is_refused(
+    harness: HarnessFactory, clock: FakeClock
+) -> None:
+    client = harness(driver="cookie", lifetime=1)
+    client.get("/put", key="role", value="user")
+    issued = client.cookie
+    assert issued is not None
+    clock.advance(59)  # the manager's clock: the expiry inside the sealed cookie decides
+    assert json.loads(client.get("/get", key="role").text) == "user"
+    client.cookie = issued  # the same cookie, replayed once it is older than the lifetime
+    clock.advance(2)
+    reply = client.get("/get", key="role")
+    assert reply.status == 200
+    assert json.loads(reply.text) is None
+    # A fresh session: what it stores next goes into a new cookie.
+    client.get("/put", key="role", value="guest")
+    assert client.cookie not in (None, issued)
+    assert json.loads(client.get("/get", key="role").text) == "guest"
 
 
 def test_key_rotation_reads_old_cookies_and_reissues_them(
