@@ -248,8 +248,11 @@ def test_drivers_lists_the_mongo_driver_and_its_distribution() -> None:
         check=False,
         timeout=60,
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("failed:")] == []
     line = next(line for line in result.stdout.splitlines() if line.startswith("mongo "))
     assert "satchel-mongo" in line
+    assert "(sync + async)" in line
 
 
 @pytest.mark.needs_real_server("mongo")

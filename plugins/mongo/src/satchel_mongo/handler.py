@@ -17,7 +17,8 @@ A TTL index on ``expires_at`` lets MongoDB delete expired sessions by itself.
 Its monitor runs only every 60 seconds, so reads check ``expires_at`` too, and
 the index fires ``ttl_grace_seconds`` late: expiry is decided by the
 application's clock, and a database server whose clock runs ahead must never
-end a session early.
+end a session early. When ``ttl_grace_seconds`` changes, the existing index is
+changed in place with ``collMod``. An index on ``last_activity`` serves ``gc``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ import attrs
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.collection import Collection
-from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    ConfigurationError,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from satchel import (
     AsyncSessionHandler,
@@ -47,6 +53,10 @@ from satchel.locking import await_lock, new_lock_token, wait_for_lock
 
 DRIVER_NAME = "mongo"
 TTL_INDEX_NAME = "satchel_expires_at_ttl"
+ACTIVITY_INDEX_NAME = "satchel_last_activity"
+# MongoDB's codes for create_index meeting an index of that name or key with other options.
+INDEX_OPTIONS_CONFLICT = 85
+INDEX_KEY_SPECS_CONFLICT = 86
 LOCKS_SUFFIX = "_locks"  # session locks live in "<collection>_locks"
 Document = dict[str, Any]
 
@@ -165,6 +175,28 @@ class _Documents:
     def idle_since(self, lifetime: int) -> Document:
         return {"last_activity": {"$lt": self.now() - timedelta(seconds=lifetime)}}
 
+    def ttl_coll_mod(self, collection_name: str) -> Document:
+        """The ``collMod`` that sets the TTL index's ``expireAfterSeconds`` to the grace."""
+        return {
+            "collMod": collection_name,
+            "index": {"keyPattern": {"expires_at": 1}, "expireAfterSeconds": self.ttl_grace},
+        }
+
+    def duplicate_again(self, exc: DuplicateKeyError) -> SessionBackendError:
+        """The error for an upsert whose retry collided with a duplicate key once more.
+
+        A lost insert race resolves on the retry, which finds the winner's
+        document; a second collision means something else (a unique index
+        besides ``_id``) refuses the document.
+        """
+        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return SessionBackendError(
+            DRIVER_NAME,
+            self.address,
+            f"DuplicateKeyError: the session's upsert collided again after a retry "
+            f"(is there a unique index besides _id?): {detail}",
+        )
+
     @contextmanager
     def errors(self) -> Iterator[None]:
         try:
@@ -173,6 +205,64 @@ class _Documents:
             text = str(exc).splitlines()[0][:300] if str(exc) else ""
             message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
             raise SessionBackendError(DRIVER_NAME, self.address, message) from exc
+
+
+def ensure_ttl_index(collection: Collection[Document], documents: _Documents) -> None:
+    """Create the TTL index on ``expires_at``, or bring an existing one to the grace."""
+    try:
+        collection.create_index(
+            "expires_at", expireAfterSeconds=documents.ttl_grace, name=TTL_INDEX_NAME
+        )
+    except OperationFailure as exc:
+        if exc.code == INDEX_OPTIONS_CONFLICT:
+            # Made with another ttl_grace_seconds: change it in place, no rebuild, no gap.
+            collection.database.command(documents.ttl_coll_mod(collection.name))
+        elif exc.code == INDEX_KEY_SPECS_CONFLICT:
+            # Our name on another key: the index is not ours to keep.
+            collection.drop_index(TTL_INDEX_NAME)
+            collection.create_index(
+                "expires_at", expireAfterSeconds=documents.ttl_grace, name=TTL_INDEX_NAME
+            )
+        else:
+            raise
+
+
+def ensure_activity_index(collection: Collection[Document]) -> None:
+    """Index ``last_activity`` for ``gc``; an index on it under another name serves as well."""
+    try:
+        collection.create_index("last_activity", name=ACTIVITY_INDEX_NAME)
+    except OperationFailure as exc:
+        if exc.code != INDEX_OPTIONS_CONFLICT:
+            raise
+
+
+async def async_ensure_ttl_index(
+    collection: AsyncCollection[Document], documents: _Documents
+) -> None:
+    """:func:`ensure_ttl_index` on an ``AsyncCollection``."""
+    try:
+        await collection.create_index(
+            "expires_at", expireAfterSeconds=documents.ttl_grace, name=TTL_INDEX_NAME
+        )
+    except OperationFailure as exc:
+        if exc.code == INDEX_OPTIONS_CONFLICT:
+            await collection.database.command(documents.ttl_coll_mod(collection.name))
+        elif exc.code == INDEX_KEY_SPECS_CONFLICT:
+            await collection.drop_index(TTL_INDEX_NAME)
+            await collection.create_index(
+                "expires_at", expireAfterSeconds=documents.ttl_grace, name=TTL_INDEX_NAME
+            )
+        else:
+            raise
+
+
+async def async_ensure_activity_index(collection: AsyncCollection[Document]) -> None:
+    """:func:`ensure_activity_index` on an ``AsyncCollection``."""
+    try:
+        await collection.create_index("last_activity", name=ACTIVITY_INDEX_NAME)
+    except OperationFailure as exc:
+        if exc.code != INDEX_OPTIONS_CONFLICT:
+            raise
 
 
 class MongoSessionHandler(SessionHandler):
@@ -222,9 +312,8 @@ class MongoSessionHandler(SessionHandler):
         # Created on first use rather than in the factory, so building a
         # handler never needs the server; create_index is idempotent.
         if not self._indexed:
-            self.collection.create_index(
-                "expires_at", expireAfterSeconds=self.documents.ttl_grace, name=TTL_INDEX_NAME
-            )
+            ensure_ttl_index(self.collection, self.documents)
+            ensure_activity_index(self.collection)
             self._indexed = True
         return self.collection
 
@@ -241,11 +330,15 @@ class MongoSessionHandler(SessionHandler):
     def write(self, session_id: str, data: str) -> bool:
         update = self.documents.stamp(payload=data)
         with self.documents.errors():
+            collection = self._ready()
             try:
-                self._ready().update_one({"_id": session_id}, update, upsert=True)
+                collection.update_one({"_id": session_id}, update, upsert=True)
             except DuplicateKeyError:
                 # Two first writes raced to insert; the loser updates the winner's document.
-                self._ready().update_one({"_id": session_id}, update, upsert=True)
+                try:
+                    collection.update_one({"_id": session_id}, update, upsert=True)
+                except DuplicateKeyError as again:
+                    raise self.documents.duplicate_again(again) from again
         return True
 
     def write_existing(
@@ -287,9 +380,7 @@ class MongoSessionHandler(SessionHandler):
 
         def try_acquire() -> bool:
             if not self._locks_indexed:
-                locks.create_index(
-                    "expires_at", expireAfterSeconds=self.documents.ttl_grace, name=TTL_INDEX_NAME
-                )
+                ensure_ttl_index(locks, self.documents)
                 self._locks_indexed = True
             try:
                 claim = self.documents.lock_claim(token, lock_seconds)
@@ -355,9 +446,8 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
 
     async def _ready(self) -> AsyncCollection[Document]:
         if not self._indexed:
-            await self.collection.create_index(
-                "expires_at", expireAfterSeconds=self.documents.ttl_grace, name=TTL_INDEX_NAME
-            )
+            await async_ensure_ttl_index(self.collection, self.documents)
+            await async_ensure_activity_index(self.collection)
             self._indexed = True
         return self.collection
 
@@ -381,7 +471,10 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
             try:
                 await collection.update_one({"_id": session_id}, update, upsert=True)
             except DuplicateKeyError:
-                await collection.update_one({"_id": session_id}, update, upsert=True)
+                try:
+                    await collection.update_one({"_id": session_id}, update, upsert=True)
+                except DuplicateKeyError as again:
+                    raise self.documents.duplicate_again(again) from again
         return True
 
     async def write_existing(
@@ -422,9 +515,7 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
 
         async def try_acquire() -> bool:
             if not self._locks_indexed:
-                await locks.create_index(
-                    "expires_at", expireAfterSeconds=self.documents.ttl_grace, name=TTL_INDEX_NAME
-                )
+                await async_ensure_ttl_index(locks, self.documents)
                 self._locks_indexed = True
             try:
                 claim = self.documents.lock_claim(token, lock_seconds)
