@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config as AlembicConfig
-from fixtures.database_support import drop_table, sync_url
+from fixtures.database_support import (
+    alembic_project,
+    drop_alembic_version_table,
+    drop_table,
+    sync_url,
+)
+from fixtures.terminal import run_in_terminal
 
 from satchel import RequestMetadata, SessionConfig
 from satchel.cli import main
@@ -85,27 +92,71 @@ def test_migrate_refuses_another_driver(tmp_path: Path, capsys: pytest.CaptureFi
     assert "needs driver 'database'" in capsys.readouterr().err
 
 
-def test_gc_prunes_through_cores_command_with_progress(
+def write_expired_and_live(handler: DatabaseSessionHandler, expired: int) -> str:
+    """``expired`` rows idle for hours and one live row; the live row's id."""
+    now = handler.clock()
+    handler.clock = lambda: now - 10_000  # these writes happened long ago
+    for _ in range(expired):
+        handler.write(new_storage_id(), "old")
+    handler.clock = lambda: now
+    live = new_storage_id()
+    handler.write(live, "live")
+    return live
+
+
+def test_gc_prunes_through_cores_command(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["migrate", "--config", str(config_file)]) == 0
     handler = handler_of(config_file)
-    now = handler.clock()
-    handler.clock = lambda: now - 10_000  # these writes happened long ago
-    expired = [new_storage_id() for _ in range(30)]
-    for key in expired:
-        handler.write(key, "old")
-    handler.clock = lambda: now
-    live = new_storage_id()
-    handler.write(live, "live")
+    live = write_expired_and_live(handler, 30)
     capsys.readouterr()
     assert main(["gc", "--config", str(config_file)]) == 0
-    out = capsys.readouterr().out
-    assert "30/30" in out
-    assert "removed 30 expired session(s)" in out
+    assert "removed 30 expired session(s) from driver 'database'" in capsys.readouterr().out
     assert handler.read(live) == "live"
     assert handler.count_expired(handler.lifetime_seconds) == 0
     handler.close()
+
+
+def test_gc_in_a_terminal_draws_a_progress_bar_then_the_count_on_its_own_line(
+    tmp_path: Path, sqlite_url: str, table_name: str, environment_of: EnvironmentOf
+) -> None:
+    config_file = write_config(
+        tmp_path / "session.toml", sqlite_url, table_name, options="{ gc_batch_size = 7 }"
+    )
+    assert main(["migrate", "--config", str(config_file)]) == 0
+    handler = handler_of(config_file)
+    live = write_expired_and_live(handler, 30)
+    code, drawn, errors = run_in_terminal(
+        [sys.executable, "-m", "satchel", "gc", "--config", str(config_file)], environment_of()
+    )
+    assert (code, errors) == (0, "")
+    lines = drawn.replace("\r\n", "\n").split("\n")
+    bar, count = lines[-3], lines[-2]  # the output ends with a newline
+    redraws = [part for part in bar.split("\r") if part]
+    assert [redraw.rsplit(" ", 1)[1] for redraw in redraws] == [
+        "7/30",
+        "14/30",
+        "21/30",
+        "28/30",
+        "30/30",
+    ]
+    assert redraws[-1] == "[" + "#" * 30 + "] 30/30"
+    assert count == "removed 30 expired session(s) from driver 'database'"
+    assert handler.read(live) == "live"
+    handler.close()
+
+
+def write_two_users_sessions(handler: DatabaseSessionHandler) -> tuple[list[str], str]:
+    """Two sessions of user 7 (from 203.0.113.9, Firefox on X11) and one of user 8."""
+    mine = [new_storage_id() for _ in range(2)]
+    for key in mine:
+        handler.write_with_metadata(
+            key, "p", RequestMetadata("203.0.113.9", "Mozilla/5.0 (X11)", {"user_id": 7})
+        )
+    other = new_storage_id()
+    handler.write_with_metadata(other, "p", RequestMetadata(values={"user_id": 8}))
+    return mine, other
 
 
 def test_sessions_lists_and_revokes_a_users_sessions(
@@ -113,13 +164,7 @@ def test_sessions_lists_and_revokes_a_users_sessions(
 ) -> None:
     assert main(["migrate", "--config", str(config_file)]) == 0
     handler = handler_of(config_file)
-    keys = [new_storage_id() for _ in range(2)]
-    for key in keys:
-        handler.write_with_metadata(
-            key, "p", RequestMetadata("203.0.113.9", "Mozilla/5.0 (X11)", {"user_id": 7})
-        )
-    other = new_storage_id()
-    handler.write_with_metadata(other, "p", RequestMetadata(values={"user_id": 8}))
+    keys, other = write_two_users_sessions(handler)
     capsys.readouterr()
 
     assert main(["sessions", "--config", str(config_file), "--user", "7"]) == 0
@@ -158,20 +203,10 @@ def test_session_table_without_a_target_explains(capsys: pytest.CaptureFixture[s
     assert "versions folder" in capsys.readouterr().err
 
 
-def alembic_config(folder: Path, url: str) -> AlembicConfig:
-    config = AlembicConfig(str(folder.parent / "alembic.ini"))
-    config.set_main_option("script_location", str(folder))
-    config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    return config
-
-
 def test_the_written_migration_runs_under_alembic(
     tmp_path: Path, database_url: str, table_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "migrations"
-    config = alembic_config(folder, database_url)
-    command.init(config, str(folder))
-    versions = folder / "versions"
+    config, versions = alembic_project(tmp_path / "migrations", database_url)
     first = write_config(tmp_path / "a.toml", database_url, table_name)
     second_table = f"{table_name}_b"
     second = write_config(tmp_path / "b.toml", database_url, second_table)
@@ -205,10 +240,7 @@ def test_the_written_migration_runs_under_alembic(
     finally:
         drop_table(database_url, table_name)
         drop_table(database_url, second_table)
-        engine = sa.create_engine(sync_url(database_url), poolclass=sa.pool.NullPool)
-        with engine.begin() as connection:
-            connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-        engine.dispose()
+        drop_alembic_version_table(config, database_url)
 
 
 def test_session_table_refuses_a_folder_with_two_heads(
@@ -234,6 +266,133 @@ def test_drivers_lists_the_database_driver_and_its_distribution() -> None:
         check=False,
         timeout=60,
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("failed:")] == []
     line = next(line for line in result.stdout.splitlines() if line.startswith("database "))
     assert "satchel-database" in line
     assert "(sync + async)" in line
+
+
+EnvironmentOf = Callable[..., dict[str, str]]
+OTHER_PLUGINS = "satchel-redis,satchel-memcached,satchel-mongo"
+
+
+@pytest.fixture(scope="session")
+def bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pycache")
+
+
+@pytest.fixture
+def environment_of(bytecode_cache: Path) -> EnvironmentOf:
+    """``environment_of(**session)``: this process's environment without any
+    ``SESSION_*`` variable, plus ``session``.
+
+    The commands' processes compile to a cache of this run, outside the tree
+    (the machine runs with ``PYTHONDONTWRITEBYTECODE``, so each would compile
+    SQLAlchemy afresh), and load only the database plugin.
+    """
+
+    def environment(**session: str) -> dict[str, str]:
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("SESSION_") and name != "PYTHONDONTWRITEBYTECODE"
+        }
+        env["PYTHONPYCACHEPREFIX"] = str(bytecode_cache)
+        env["SATCHEL_DISABLE_PLUGINS"] = OTHER_PLUGINS
+        env.update(session)
+        return env
+
+    return environment
+
+
+def run_satchel(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "satchel", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=env,
+    )
+
+
+@pytest.fixture(params=["sqlite_url", "postgres_url"])
+def cli_database(request: pytest.FixtureRequest, table_name: str) -> Any:
+    """SQLite and PostgreSQL, the test's table dropped afterwards."""
+    url = str(request.getfixturevalue(request.param))
+    yield url
+    drop_table(url, table_name)
+
+
+@pytest.mark.parametrize("configured_by", ["environment", "--config"])
+def test_the_commands_end_to_end_in_a_process_of_their_own(
+    cli_database: str,
+    table_name: str,
+    tmp_path: Path,
+    configured_by: str,
+    environment_of: EnvironmentOf,
+) -> None:
+    """``satchel migrate``, ``gc`` and ``sessions`` as an operator runs them."""
+    if configured_by == "environment":
+        env = environment_of(
+            SESSION_DRIVER="database",
+            SESSION_CONNECTION=cli_database,
+            SESSION_TABLE=table_name,
+            SESSION_OPTIONS='{"gc_batch_size": 2}',
+        )
+        config_argv: tuple[str, ...] = ()
+    else:
+        path = write_config(
+            tmp_path / "session.toml", cli_database, table_name, options="{ gc_batch_size = 2 }"
+        )
+        env = environment_of()
+        config_argv = ("--config", str(path))
+
+    def satchel(*argv: str) -> str:
+        result = run_satchel(*argv, *config_argv, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stderr == ""
+        return result.stdout
+
+    assert satchel("migrate") == f"created table '{table_name}' with its indexes\n"
+    assert satchel("migrate") == f"table '{table_name}' already exists; nothing to do\n"
+    assert table_exists(cli_database, table_name)
+
+    handler = create_handler(
+        SessionConfig(driver="database", connection=cli_database, table=table_name)
+    )
+    try:
+        live = write_expired_and_live(handler, 5)
+        mine, other = write_two_users_sessions(handler)
+
+        # Not a terminal: no bar, only the count.
+        assert satchel("gc") == "removed 5 expired session(s) from driver 'database'\n"
+        assert handler.count_expired(handler.lifetime_seconds) == 0
+        assert handler.read(live) == "live"
+
+        listed = satchel("sessions", "--user", "7").splitlines()
+        assert listed[0].startswith("ID DIGEST")
+        assert sorted(line.split("…")[0] for line in listed[1:-1]) == sorted(
+            key[:12] for key in mine
+        )
+        assert all("203.0.113.9" in line and "Mozilla/5.0 (X11)" in line for line in listed[1:-1])
+        assert listed[-1] == "2 session(s)"
+        assert not any(key in "\n".join(listed) for key in mine)  # only digest prefixes
+
+        assert satchel("sessions", "--user", "7", "--revoke") == (
+            "revoked 2 session(s) of user '7'\n"
+        )
+        assert [handler.read(key) for key in mine] == ["", ""]
+        assert handler.read(other) == "p"
+        assert satchel("sessions", "--user", "7") == "no sessions of user '7'\n"
+    finally:
+        handler.close()
+
+
+def test_a_process_without_configuration_names_what_is_missing(
+    environment_of: EnvironmentOf,
+) -> None:
+    result = run_satchel("migrate", env=environment_of())
+    assert result.returncode == 2
+    assert "needs driver 'database'" in result.stderr
