@@ -10,45 +10,22 @@ from pathlib import Path
 
 import pytest
 from fixtures.hostile_ids import HOSTILE_IDS
+from recording_store import recording_manager
 
 from satchel import SessionConfig, SessionManager
-from satchel.drivers import ArraySessionHandler
 from satchel.ids import storage_key
-
-
-class RecordingArray(ArraySessionHandler):
-    """The array driver, noting every key the manager hands it."""
-
-    def __init__(self, lifetime_seconds: int) -> None:
-        super().__init__(lifetime_seconds)
-        self.keys: list[str] = []
-
-    def read(self, session_id: str) -> str:
-        self.keys.append(session_id)
-        return super().read(session_id)
-
-    def write(self, session_id: str, data: str) -> bool:
-        self.keys.append(session_id)
-        return super().write(session_id, data)
-
-
-def recording_manager() -> tuple[SessionManager, RecordingArray]:
-    handler = RecordingArray(7200)
-    manager = SessionManager(SessionConfig(driver="recording"))
-    manager.extend("recording", lambda config: handler)
-    return manager, handler
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
 def test_a_hostile_id_gives_a_fresh_session_and_never_reaches_the_driver(hostile: str) -> None:
     manager, handler = recording_manager()
     session = manager.start(hostile)
-    assert handler.keys == []  # not even a read
+    assert handler.calls == []  # not even a read
     session.put("probe", 1)
     session.save()
     assert session.id != hostile
     assert not hostile or hostile not in session.cookie_value()
-    assert handler.keys == [storage_key(session.id)]
+    assert handler.calls == [("write", storage_key(session.id))]
     assert storage_key(session.id) != hostile
 
 
@@ -73,6 +50,7 @@ def test_ten_thousand_unknown_ids_create_no_records() -> None:
         session.get("anything")  # the application looks, but stores nothing
         session.save()
     assert handler._entries == {}
+    assert {method for method, _ in handler.calls} == {"read"}  # looked up, never written
 
 
 class Exploit:

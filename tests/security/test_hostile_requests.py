@@ -6,9 +6,11 @@ import base64
 import logging
 import string
 from collections.abc import Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
+from recording_store import recording_manager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -18,8 +20,8 @@ from werkzeug.test import Client
 
 from satchel import SessionConfig, SessionManager
 from satchel.asgi import SessionMiddleware as AsgiSessionMiddleware
-from satchel.drivers import ArraySessionHandler
-from satchel.ids import generate_id
+from satchel.ids import generate_id, storage_key
+from satchel.testing.concurrency import call_wsgi, wsgi_environ
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
 SECRET = "a-secret-key-for-the-security-tests"
@@ -40,24 +42,24 @@ HOSTILE_COOKIES = [
 ]
 
 
-class RecordingArray(ArraySessionHandler):
-    def __init__(self) -> None:
-        super().__init__(7200)
-        self.keys: list[str] = []
+class Reply(NamedTuple):
+    status: int
+    body: str
+    headers: list[tuple[str, str]]
 
-    def read(self, session_id: str) -> str:
-        self.keys.append(session_id)
-        return super().read(session_id)
+    def set_cookies(self) -> list[str]:
+        return [value for name, value in self.headers if name.lower() == "set-cookie"]
+
+    def issued_id(self) -> str:
+        (header,) = self.set_cookies()
+        return header.split(";", 1)[0].split("=", 1)[1]
+
+    def text(self) -> str:
+        """Everything the client gets back, to search for an echo."""
+        return "\n".join([*(f"{name}: {value}" for name, value in self.headers), self.body])
 
 
-def make_manager(**config: Any) -> tuple[SessionManager, RecordingArray]:
-    store = RecordingArray()
-    manager = SessionManager(SessionConfig(driver="recording", lottery=(0, 1), **config))
-    manager.extend("recording", lambda config: store)
-    return manager, store
-
-
-def wsgi_client(manager: SessionManager) -> Callable[[str | None], tuple[int, str, list[str]]]:
+def wsgi_client(manager: SessionManager) -> Callable[[str | None], Reply]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         session = environ["satchel.session"]
         session.put("visits", session.get("visits", 0) + 1)
@@ -66,21 +68,16 @@ def wsgi_client(manager: SessionManager) -> Callable[[str | None], tuple[int, st
 
     client = Client(WsgiSessionMiddleware(app, manager))
 
-    def request(cookie: str | None) -> tuple[int, str, list[str]]:
+    def request(cookie: str | None) -> Reply:
         headers = {"Cookie": f"satchel_session={cookie}"} if cookie is not None else {}
-        response = client.get(
-            "/", headers=headers, buffered=True
-        )  # read and closed at once, as a server does
-        return (
-            response.status_code,
-            response.get_data(as_text=True),
-            response.headers.getlist("Set-Cookie"),
-        )
+        # buffered: read and closed at once, as a server does
+        response = client.get("/", headers=headers, buffered=True)
+        return Reply(response.status_code, response.get_data(as_text=True), list(response.headers))
 
     return request
 
 
-def asgi_client(manager: SessionManager) -> Callable[[str | None], tuple[int, str, list[str]]]:
+def asgi_client(manager: SessionManager) -> Callable[[str | None], Reply]:
     async def visit(request: Request) -> PlainTextResponse:
         visits = request.session.get("visits", 0) + 1
         request.session.put("visits", visits)
@@ -88,11 +85,11 @@ def asgi_client(manager: SessionManager) -> Callable[[str | None], tuple[int, st
 
     client = TestClient(AsgiSessionMiddleware(Starlette(routes=[Route("/", visit)]), manager))
 
-    def request(cookie: str | None) -> tuple[int, str, list[str]]:
+    def request(cookie: str | None) -> Reply:
         client.cookies.clear()
         headers = {"Cookie": f"satchel_session={cookie}".encode()} if cookie is not None else {}
         response = client.get("/", headers=headers)
-        return response.status_code, response.text, response.headers.get_list("set-cookie")
+        return Reply(response.status_code, response.text, list(response.headers.multi_items()))
 
     return request
 
@@ -103,23 +100,73 @@ CLIENTS = {"wsgi": wsgi_client, "asgi": asgi_client}
 @pytest.mark.parametrize("via", list(CLIENTS))
 @pytest.mark.parametrize("cookie", HOSTILE_COOKIES, ids=range(len(HOSTILE_COOKIES)))
 def test_a_hostile_cookie_gives_a_fresh_session(via: str, cookie: str) -> None:
-    manager, store = make_manager()
-    status, body, set_cookies = CLIENTS[via](manager)(cookie)
-    assert status == 200
-    assert body == "1"  # a fresh session, not the attacker's
-    assert store.keys == []  # no read reached the driver for a malformed id
-    (header,) = set_cookies
-    issued = header.split(";", 1)[0].split("=", 1)[1]
+    manager, store = recording_manager()
+    reply = CLIENTS[via](manager)(cookie)
+    assert reply.status == 200
+    assert reply.body == "1"  # a fresh session, not the attacker's
+    issued = reply.issued_id()
     assert issued != cookie
-    assert not cookie or cookie not in header  # nothing of the hostile value is echoed
-    assert list(store._entries) != [cookie]
+    # The driver was asked about the issued session only: no read, and no write,
+    # for the hostile id; and only the issued session is stored.
+    assert store.calls == [("write", storage_key(issued))]
+    assert set(store._entries) == {storage_key(issued)}
+    assert not cookie or cookie not in reply.text()  # nothing of the hostile value is echoed
+
+
+EIGHT_KB_COOKIES = {
+    "plain": "x" * 8192,
+    # what an 8 KB cookie-driver cookie would look like: url-safe base64
+    "base64": base64.urlsafe_b64encode(bytes(range(256)) * 24).decode(),
+}
 
 
 @pytest.mark.parametrize("via", list(CLIENTS))
-def test_an_8_kb_cookie_header_is_a_fresh_session_not_an_error(via: str) -> None:
-    manager, _ = make_manager()
-    status, body, _ = CLIENTS[via](manager)("x" * 8192)
-    assert (status, body) == (200, "1")
+@pytest.mark.parametrize("cookie", list(EIGHT_KB_COOKIES))
+def test_an_8_kb_cookie_is_a_fresh_session_not_an_error(via: str, cookie: str) -> None:
+    value = EIGHT_KB_COOKIES[cookie]
+    assert len(value) == 8192
+    manager, store = recording_manager()
+    reply = CLIENTS[via](manager)(value)
+    assert (reply.status, reply.body) == (200, "1")
+    assert store.calls == [("write", storage_key(reply.issued_id()))]
+    assert value not in reply.text()
+
+
+@pytest.mark.parametrize("via", list(CLIENTS))
+@pytest.mark.parametrize("cookie", list(EIGHT_KB_COOKIES))
+def test_an_8_kb_cookie_on_the_cookie_driver_is_a_fresh_session_not_an_error(
+    via: str, cookie: str
+) -> None:
+    value = EIGHT_KB_COOKIES[cookie]
+    manager = SessionManager(SessionConfig(driver="cookie", secret_key=SECRET))
+    reply = CLIENTS[via](manager)(value)
+    assert (reply.status, reply.body) == (200, "1")
+    issued = reply.issued_id()
+    assert manager.start(issued).all() == {"visits": 1}  # a new, readable cookie-driver cookie
+    assert value not in reply.text()
+
+
+def test_ten_thousand_requests_with_unknown_ids_create_no_files(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    manager = SessionManager(SessionConfig(driver="file", files=str(folder), lottery=(0, 1)))
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["satchel.session"].get("anything")  # the application looks, stores nothing
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    # Called as a server calls it (no test client's URL and header building), so
+    # ten thousand requests stay quick; generate_id gives well-formed ids nobody issued.
+    middleware = WsgiSessionMiddleware(app, manager)
+    statuses: set[str] = set()
+    for _ in range(10_000):
+        environ = wsgi_environ(f"satchel_session={generate_id()}")
+        status, _, body = call_wsgi(middleware, environ)
+        statuses.add(status)
+        assert body == b"ok"
+    assert statuses == {"200 OK"}
+    assert not folder.exists() or list(folder.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] in ([], ["sessions"])
 
 
 def cookie_driver_cookie(manager: SessionManager) -> str:
@@ -180,12 +227,9 @@ def test_a_cookie_driver_cookie_in_another_format_is_rejected() -> None:
 @pytest.mark.parametrize("via", list(CLIENTS))
 def test_logs_never_carry_a_session_id(via: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    manager, _ = make_manager()
+    manager, _ = recording_manager()
     request = CLIENTS[via](manager)
-    issued: list[str] = []
-    for cookie in [None, *HOSTILE_COOKIES[:6], "Z" * 40]:
-        _, _, set_cookies = request(cookie)
-        issued += [header.split(";", 1)[0].split("=", 1)[1] for header in set_cookies]
+    issued = [request(cookie).issued_id() for cookie in [None, *HOSTILE_COOKIES[:6], "Z" * 40]]
     assert len(issued) >= 8
     logged = caplog.text
     for session_id in issued:
@@ -193,7 +237,7 @@ def test_logs_never_carry_a_session_id(via: str, caplog: pytest.LogCaptureFixtur
     assert "Z" * 40 not in logged  # not even a well-formed unknown id
 
 
-def test_a_million_ids_are_unique_and_evenly_spread() -> None:
+def test_two_hundred_thousand_ids_are_unique_and_evenly_spread() -> None:
     count = 200_000
     ids = {generate_id() for _ in range(count)}
     assert len(ids) == count
