@@ -184,3 +184,129 @@ def test_a_validator_error_inside_options_still_names_the_option() -> None:
         SessionConfig(options={"pool_size": 0}).structure_options(ValidatedOptions, driver="db")
     assert info.value.key == "options.pool_size"
     assert "at least 1" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        # booleans: strict, a string is never read as one
+        ({"http_only": "maybe"}, "http_only"),
+        ({"secure": "false"}, "secure"),
+        ({"secure": "false", "cookie": "__Host-s"}, "secure"),
+        ({"encrypt": 1}, "encrypt"),
+        ({"partitioned": None}, "partitioned"),
+        # numbers
+        ({"lifetime": "soon"}, "lifetime"),
+        ({"lifetime": True}, "lifetime"),
+        ({"lifetime": float("nan")}, "lifetime"),
+        ({"lifetime": float("inf")}, "lifetime"),
+        ({"absolute_lifetime": "1"}, "absolute_lifetime"),
+        ({"touch_interval": None}, "touch_interval"),
+        ({"block_wait_seconds": -1}, "block_wait_seconds"),
+        # the lottery pair
+        ({"lottery": "2,100"}, "lottery"),
+        ({"lottery": (2,)}, "lottery"),
+        ({"lottery": (2, "100")}, "lottery"),
+        ({"lottery": (True, 2)}, "lottery"),
+        ({"lottery": (5, 2)}, "lottery"),
+        # strings
+        ({"driver": 42}, "driver"),
+        ({"cookie": None}, "cookie"),
+        ({"files": 5}, "files"),
+        ({"connection": 6379}, "connection"),
+        ({"same_site": 1}, "same_site"),
+        ({"same_site": "sideways"}, "same_site"),
+        ({"secret_key": b"k" * 32}, "secret_key"),
+        ({"secret_key_fallbacks": "old-key-0123456789-old-key-0123456789"}, "secret_key_fallbacks"),
+        ({"secret_key_fallbacks": (b"k" * 32,)}, "secret_key_fallbacks"),
+        # options
+        ({"options": [1]}, "options"),
+        ({"options": {1: "a"}}, "options"),
+    ],
+)
+def test_direct_construction_validates_every_key(kwargs: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig(**kwargs)
+    assert info.value.key == key
+    assert repr(key) in str(info.value)
+
+
+def test_a_bad_secret_is_never_echoed_in_the_message() -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig(secret_key=b"super-secret-value-0123456789abcdef")  # type: ignore[arg-type]
+    assert "super-secret" not in str(info.value)
+    assert "bytes" in str(info.value)
+
+
+def test_direct_construction_keeps_typed_values() -> None:
+    config = SessionConfig(
+        lifetime=30,
+        absolute_lifetime=None,
+        files=Path("/srv/sessions"),  # a path names the same folder
+        secure=False,
+        lottery=[1, 50],  # a list is the same pair, as Laravel and TOML write it
+        secret_key_fallbacks=["old-key-0123456789abcdef"],
+        options={"db": 2},
+    )
+    assert config.lifetime == 30
+    assert config.files == "/srv/sessions"
+    assert config.secure is False
+    assert config.lottery == (1, 50)
+    assert config.secret_key_fallbacks == ("old-key-0123456789abcdef",)
+
+
+@pytest.mark.parametrize("name", ["__host-sid", "__HOST-sid", "__hOsT-sid"])
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"domain": "example.com"}, "domain"),
+        ({"path": "/app"}, "path"),
+        ({"secure": False}, "secure"),
+    ],
+)
+def test_the_host_prefix_is_matched_case_insensitively(
+    name: str, kwargs: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig(cookie=name, **kwargs)
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize("name", ["__Secure-sid", "__secure-sid"])
+def test_a_secure_prefix_name_refuses_secure_false(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig(cookie=name, secure=False)
+    assert info.value.key == "secure"
+    assert SessionConfig(cookie=name, domain="example.com", path="/app").secure is None
+
+
+@pytest.mark.parametrize(
+    ("ours", "laravels"),
+    [
+        ("SESSION_SECURE", "SESSION_SECURE_COOKIE"),
+        ("SESSION_PARTITIONED", "SESSION_PARTITIONED_COOKIE"),
+    ],
+)
+@pytest.mark.parametrize("order", ["ours first", "laravels first"])
+def test_from_env_refuses_two_spellings_that_disagree(ours: str, laravels: str, order: str) -> None:
+    pairs = [(ours, "true"), (laravels, "false")]
+    environ = dict(pairs if order == "ours first" else pairs[::-1])
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_env(environ)
+    assert info.value.key == ours.removeprefix("SESSION_").lower()
+    assert ours in str(info.value)
+    assert laravels in str(info.value)
+
+
+@pytest.mark.parametrize("order", ["ours first", "laravels first"])
+def test_from_env_accepts_two_spellings_that_agree(order: str) -> None:
+    pairs = [("SESSION_SECURE", "yes"), ("SESSION_SECURE_COOKIE", "1")]
+    environ = dict(pairs if order == "ours first" else pairs[::-1])
+    assert SessionConfig.from_env(environ).secure is True
+
+
+def test_from_env_names_the_bad_one_of_two_spellings() -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_env({"SESSION_SECURE": "true", "SESSION_SECURE_COOKIE": "perhaps"})
+    assert info.value.key == "secure"
+    assert "SESSION_SECURE_COOKIE" in str(info.value)

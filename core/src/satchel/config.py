@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -24,6 +27,7 @@ T = TypeVar("T")
 
 SAME_SITE_VALUES = ("lax", "strict", "none")
 HOST_PREFIX = "__Host-"
+SECURE_PREFIX = "__Secure-"
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 # Environment variables that start with SESSION_ but belong to someone else.
@@ -74,6 +78,131 @@ converter = _make_converter()
 """The cattrs converter for config values: strict bools, numbers and strings."""
 
 
+def cookie_name_prefix(name: str) -> str | None:
+    """``HOST_PREFIX`` or ``SECURE_PREFIX`` when ``name`` carries it, else ``None``.
+
+    Browsers match the prefixes case-insensitively (RFC 6265bis), so
+    ``__host-sid`` gets the same rules as ``__Host-sid``.
+    """
+    folded = name.lower()
+    for prefix in (HOST_PREFIX, SECURE_PREFIX):
+        if folded.startswith(prefix.lower()):
+            return prefix
+    return None
+
+
+def check_cookie_prefix(name: str, *, path: str, domain: str | None, secure: bool | None) -> None:
+    """Refuse the attributes a ``__Host-`` or ``__Secure-`` cookie name forbids.
+
+    A browser drops such a cookie, so every session would silently be new.
+    """
+    prefix = cookie_name_prefix(name)
+    if prefix == HOST_PREFIX:
+        if domain is not None:
+            raise ConfigError("domain", f"must be unset for a {HOST_PREFIX} cookie name")
+        if path != "/":
+            raise ConfigError("path", f'must be "/" for a {HOST_PREFIX} cookie name')
+    if prefix is not None and secure is False:
+        raise ConfigError("secure", f"must not be false for the cookie name {name!r}")
+
+
+def _is_of_type(value: object, annotation: Any) -> bool:
+    """Whether ``value`` is of the declared type, strictly: no parsing, no coercion."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if annotation is type(None):
+        return value is None
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_is_of_type(value, arg) for arg in args)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_is_of_type(item, args[0]) for item in value)
+        return len(value) == len(args) and all(map(_is_of_type, value, args))
+    if origin is Mapping:
+        key_type, value_type = args
+        return isinstance(value, Mapping) and all(
+            _is_of_type(key, key_type) and _is_of_type(item, value_type)
+            for key, item in value.items()
+        )
+    # A new key of a kind not handled above must add its rule here.
+    raise TypeError(f"no type check for {annotation!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is type(None):
+        return "None"
+    if origin is typing.Union or origin is types.UnionType:
+        return " or ".join(_type_name(arg) for arg in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of items each {_type_name(args[0])}"
+        return f"a tuple of {len(args)} items ({', '.join(map(_type_name, args))})"
+    if origin is Mapping:
+        return f"a mapping with keys each {_type_name(args[0])}"
+    names = {
+        bool: "True or False",
+        int: "a whole number",
+        float: "a finite number",
+        str: "a string",
+        Any: "anything",
+    }
+    return names.get(annotation, str(annotation))
+
+
+def _shown(attribute: attrs.Attribute[Any], value: object) -> str:
+    # Fields kept out of repr (the secrets) are never echoed in a message.
+    return repr(value) if attribute.repr else f"a value of type {type(value).__name__}"
+
+
+def _check_declared_type(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Every key's first validator: the value must already be of the declared type.
+
+    ``from_dict``/``from_env`` parse text and lists into these types first;
+    ``SessionConfig(**kw)`` is strict, so ``secure="false"`` is refused, not read as true.
+    """
+    if not _is_of_type(value, attribute.type):
+        raise ConfigError(
+            attribute.name, f"expected {_type_name(attribute.type)}, got {_shown(attribute, value)}"
+        )
+
+
+def _check_types_first(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
+    """The ``field_transformer`` that puts :func:`_check_declared_type` before every validator."""
+    checked = []
+    for field in fields:
+        validator: Callable[[Any, attrs.Attribute[Any], Any], Any] = _check_declared_type
+        if field.validator is not None:
+            validator = attrs.validators.and_(_check_declared_type, field.validator)
+        checked.append(field.evolve(validator=validator))
+    return checked
+
+
+def _list_to_tuple(value: object) -> object:
+    # A list is what TOML, JSON and Laravel habit give; it means the same tuple.
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _path_text(value: str | os.PathLike[str]) -> str:
+    # A pathlib.Path names the same folder; the config keeps the text.
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and not value > 0:
         raise ConfigError(attribute.name, f"must be greater than 0, got {value!r}")
@@ -111,7 +240,7 @@ def _lower(value: str) -> str:
     return value.lower() if isinstance(value, str) else value
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=_check_types_first)
 class SessionConfig:
     """Every session setting, with Laravel's names and defaults.
 
@@ -151,11 +280,13 @@ class SessionConfig:
     absolute_lifetime: float | None = attrs.field(default=None, validator=_positive)
     expire_on_close: bool = False
     encrypt: bool = False
-    files: str = "storage/sessions"
+    files: str = attrs.field(default="storage/sessions", converter=_path_text)
     connection: str | None = None
     table: str = "sessions"
     prefix: str = "satchel:"
-    lottery: tuple[int, int] = attrs.field(default=(2, 100), validator=_check_lottery)
+    lottery: tuple[int, int] = attrs.field(
+        default=(2, 100), converter=_list_to_tuple, validator=_check_lottery
+    )
     cookie: str = attrs.field(default="satchel_session", validator=_check_cookie_name)
     path: str = "/"
     domain: str | None = None
@@ -164,7 +295,9 @@ class SessionConfig:
     same_site: str = attrs.field(default="lax", converter=_lower, validator=_check_same_site)
     partitioned: bool = False
     secret_key: str | None = attrs.field(default=None, repr=False)
-    secret_key_fallbacks: tuple[str, ...] = attrs.field(default=(), repr=False)
+    secret_key_fallbacks: tuple[str, ...] = attrs.field(
+        default=(), converter=_list_to_tuple, repr=False
+    )
     block: bool = False
     block_lock_seconds: float = attrs.field(default=10.0, validator=_positive)
     block_wait_seconds: float = attrs.field(default=10.0, validator=_not_negative)
@@ -178,13 +311,7 @@ class SessionConfig:
     }
 
     def __attrs_post_init__(self) -> None:
-        if self.cookie.startswith(HOST_PREFIX):
-            if self.domain is not None:
-                raise ConfigError("domain", f"must be unset for a {HOST_PREFIX} cookie name")
-            if self.path != "/":
-                raise ConfigError("path", f'must be "/" for a {HOST_PREFIX} cookie name')
-            if self.secure is False:
-                raise ConfigError("secure", f"must not be false for a {HOST_PREFIX} cookie name")
+        check_cookie_prefix(self.cookie, path=self.path, domain=self.domain, secure=self.secure)
         if self.same_site == "none" and self.secure is False:
             raise ConfigError("same_site", '"none" needs a Secure cookie; secure must not be false')
         for key, secrets in (
@@ -246,6 +373,7 @@ class SessionConfig:
         environ = os.environ if environ is None else environ
         fields = {field.name: field for field in attrs.fields(cls)}
         values: dict[str, Any] = {}
+        spelled: dict[str, tuple[str, str]] = {}  # key -> the variable that set it, and its text
         for name, text in environ.items():
             if not name.startswith("SESSION_") or name in FOREIGN_ENV_NAMES:
                 continue
@@ -253,7 +381,14 @@ class SessionConfig:
             field = fields.get(key)
             if field is None:
                 raise ConfigError(key, f"unknown key (from environment variable {name})")
-            values[key] = _parse_env_value(key, name, text, field.type)
+            value = _parse_env_value(key, name, text, field.type)
+            if key in spelled:
+                # Two spellings of one key (SESSION_SECURE and SESSION_SECURE_COOKIE):
+                # which one wins would depend on the environment's order.
+                _require_agreement(key, field.type, spelled[key], (name, text))
+                continue
+            spelled[key] = (name, text)
+            values[key] = value
         return cls.from_dict(values)
 
     def structure_options(self, options_class: type[T], *, driver: str | None = None) -> T:
@@ -301,6 +436,27 @@ def _first_failure(exc: cattrs.ClassValidationError) -> tuple[str, str]:
             return inner.key.removeprefix("options."), inner.reason
         return "?", _describe(inner)
     return "?", _describe(exc)
+
+
+def _require_agreement(
+    key: str, field_type: Any, first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    """Accept two variables for one key only when they mean the same value."""
+    meanings = []
+    for name, text in (first, second):
+        try:
+            meanings.append(
+                converter.structure(_parse_env_value(key, name, text, field_type), field_type)
+            )
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(key, f"bad value {text!r} in {name}: {_describe(exc)}") from exc
+    if meanings[0] != meanings[1]:
+        (name_a, text_a), (name_b, text_b) = sorted((first, second))
+        raise ConfigError(
+            key, f"{name_a}={text_a!r} and {name_b}={text_b!r} disagree; set only one of them"
+        )
 
 
 def _parse_env_value(key: str, name: str, text: str, field_type: Any) -> Any:
