@@ -91,12 +91,69 @@ def test_duplicate_names_are_refused_naming_both_distributions() -> None:
         entry_point("satchel-redis", "redis", plugin_module("a", "redis")),
         entry_point("acme-redis", "redis", plugin_module("b", "redis")),
     )
-    assert len(loaded.failures) == 1
-    message = loaded.failures[0].error
-    assert "satchel-redis 1.2.3" in message
-    assert "acme-redis 1.2.3" in message
-    with pytest.raises(DuplicateDriverError, match=r"satchel-redis.*acme-redis"):
+    # A conflict is not a load failure: neither plugin is broken, the name is.
+    assert loaded.failures == []
+    assert list(loaded.registry.conflicts) == ["redis"]
+    with pytest.raises(DuplicateDriverError, match=r"satchel-redis 1\.2\.3.*acme-redis 1\.2\.3"):
         loaded.registry.get("redis")
+
+
+def test_a_duplicate_name_leaves_every_other_driver_of_both_plugins_usable() -> None:
+    loaded = load(
+        entry_point("satchel", "builtin", plugin_module("core", "file", "array", "cookie", "null")),
+        entry_point("acme-dup", "dup", plugin_module("dup", "file", "acme")),
+    )
+    registry = loaded.registry
+    assert registry.names() == ["acme", "array", "cookie", "null"]
+    for name in ("array", "cookie", "null"):
+        assert registry.get(name).distribution == "satchel"
+    assert registry.get("acme").distribution == "acme-dup"
+    with pytest.raises(DuplicateDriverError) as info:
+        registry.get("file")
+    assert "'file'" in str(info.value)
+    assert "satchel 1.2.3" in str(info.value)
+    assert "acme-dup 1.2.3" in str(info.value)
+    assert loaded.failures == []
+    # The other names of both plugins still build handlers through the manager.
+    manager = SessionManager(SessionConfig(driver="array"), plugins=loaded)
+    session = manager.start(None)
+    session.put("a", 1)
+    session.save()
+    assert manager.start(session.id).get("a") == 1
+    with pytest.raises(DuplicateDriverError, match="acme-dup"):
+        SessionManager(SessionConfig(driver="file"), plugins=loaded).handler()
+
+
+def test_the_duplicating_plugin_loaded_first_spoils_nothing_either() -> None:
+    loaded = load(
+        entry_point("acme-dup", "dup", plugin_module("dup", "file", "acme")),
+        entry_point("satchel", "builtin", plugin_module("core", "file", "array", "null")),
+    )
+    assert loaded.registry.names() == ["acme", "array", "null"]
+    assert list(loaded.registry.conflicts) == ["file"]
+    assert loaded.failures == []
+
+
+def test_a_name_claimed_three_times_names_all_three() -> None:
+    loaded = load(
+        entry_point("one", "one", plugin_module("one", "x")),
+        entry_point("two", "two", plugin_module("two", "x")),
+        entry_point("three", "three", plugin_module("three", "x", "y")),
+    )
+    with pytest.raises(
+        DuplicateDriverError, match=r"3 times: by one 1\.2\.3, by two 1\.2\.3 and by three"
+    ):
+        loaded.registry.get("x")
+    assert loaded.registry.get("y").distribution == "three"
+
+
+def test_an_unknown_name_lists_only_the_usable_drivers() -> None:
+    loaded = load(
+        entry_point("a", "a", plugin_module("a", "dup", "alpha")),
+        entry_point("b", "b", plugin_module("b", "dup")),
+    )
+    with pytest.raises(UnknownDriverError, match=r"available drivers: alpha$"):
+        loaded.registry.get("gamma")
 
 
 def test_a_plugin_that_fails_to_import_is_reported_and_others_still_work() -> None:
@@ -130,6 +187,18 @@ def test_unknown_driver_names_the_driver_and_lists_the_available_ones() -> None:
         loaded.registry.get("gamma")
     assert "'gamma'" in str(info.value)
     assert "alpha, beta" in str(info.value)
+
+
+def test_disabled_distributions_match_however_the_name_is_spelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SATCHEL_DISABLE_PLUGINS", "Acme_Redis")
+    loaded = load(
+        entry_point("satchel-redis", "redis", plugin_module("a", "redis")),
+        entry_point("acme-redis", "acme", plugin_module("b", "redis")),
+    )
+    assert loaded.registry.conflicts == {}
+    assert loaded.registry.get("redis").distribution == "satchel-redis"
 
 
 def test_disabled_plugins_are_not_loaded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from satchel.config import SessionConfig
 from satchel.errors import SatchelError
@@ -53,41 +53,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_drivers(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Print every driver with the distribution that provides it, then any failures."""
+    """Print every usable driver with its distribution, then conflicts and failures.
+
+    Exits with 1 when a plugin failed to load or a name is claimed twice.
+    """
     out = out or sys.stdout
     loaded = installed_plugins()
-    specs = [loaded.registry.drivers[name] for name in loaded.registry.names()]
+    registry = loaded.registry
+    specs = [registry.drivers[name] for name in registry.names()]
     width = max((len(spec.name) for spec in specs), default=6)
     print(f"{'DRIVER':<{width}}  PROVIDED BY", file=out)
     for spec in specs:
         twin = "  (sync + async)" if spec.async_factory else ""
         print(f"{spec.name:<{width}}  {spec.provider}{twin}", file=out)
-    for name, message in sorted(loaded.registry.conflicts.items()):
-        print(f"conflict: {name}: {message}", file=out)
+    for name in sorted(registry.conflicts):
+        print(f"conflict: {name}: {registry.conflict_message(name)}", file=out)
     for failure in loaded.failures:
         print(f"failed: {failure}", file=out)
-    return 1 if loaded.failures or loaded.registry.conflicts else 0
+    return 1 if loaded.failures or registry.conflicts else 0
 
 
 def command_gc(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Remove the sessions idle for longer than the lifetime; print how many."""
-    out = out or sys.stdout
-    manager = SessionManager(config_from_args(args))
-    removed = manager.collect_garbage(progress=_progress_printer(out))
+    return run_gc(SessionManager(config_from_args(args)), out or sys.stdout)
+
+
+def run_gc(manager: SessionManager, out: TextIO) -> int:
+    """Collect ``manager``'s garbage, with a progress bar when ``out`` is a terminal."""
+    progress = GcProgressBar(out) if out.isatty() else None
+    try:
+        removed = manager.collect_garbage(progress=progress)
+    finally:
+        if progress is not None:
+            progress.finish()  # also when a batch fails, so the error starts a fresh line
     print(f"removed {removed} expired session(s) from driver {manager.config.driver!r}", file=out)
     return 0
 
 
-def _progress_printer(out: TextIO) -> Any:
-    def progress(done: int, total: int | None) -> None:
-        if total:
-            filled = int(30 * min(done, total) / total)
-            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end="", file=out)
-        else:
-            print(f"\rremoved {done}", end="", file=out)
-        out.flush()
+class GcProgressBar:
+    """Redraws one terminal line per batch (``\\r``), ended by :meth:`finish`.
 
-    return progress
+    Only for a terminal: in a log or a pipe the carriage returns would glue
+    every redraw and the final count onto one line.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.drawn = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if total == 0:
+            return  # nothing expired: no bar to draw
+        if total is None:
+            line = f"removed {done} so far"
+        else:
+            filled = int(self.WIDTH * min(done, total) / total)
+            line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}"
+        print(f"\r{line}", end="", file=self.out)
+        self.out.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        """End the bar's line, so what follows starts on a line of its own."""
+        if self.drawn:
+            print(file=self.out)
+            self.drawn = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 Core's own drivers are listed under the same group (``builtin =
 satchel.drivers``), so they are registered exactly as a third-party plugin is.
 A plugin that fails to import is recorded with its distribution and entry
-point; every other driver stays usable. ``SATCHEL_DISABLE_PLUGINS`` (a comma
+point; every other driver stays usable. A driver name claimed by two plugins is
+recorded as a conflict in the registry and is usable by neither; their other
+drivers are unaffected. ``SATCHEL_DISABLE_PLUGINS`` (a comma
 separated list of entry-point names or distribution names) turns plugins off.
 """
 
@@ -13,6 +15,7 @@ import functools
 import importlib.metadata
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable
 
@@ -20,6 +23,7 @@ import attrs
 import pluggy
 
 from satchel import hookspecs
+from satchel.errors import DuplicateDriverError
 from satchel.registry import (
     AsyncHandlerFactory,
     DriverRegistry,
@@ -55,6 +59,11 @@ def disabled_plugins() -> set[str]:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
+def _normalise_distribution(name: str) -> str:
+    # PEP 503: "acme_dup", "Acme.Dup" and "acme-dup" are one distribution.
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str, str | None]:
     dist = getattr(entry_point, "dist", None)
     if dist is None:
@@ -74,12 +83,16 @@ def load_plugins(
     registry = DriverRegistry()
     failures: list[PluginFailure] = []
     disabled = disabled_plugins()
+    disabled_distributions = {_normalise_distribution(name) for name in disabled}
     if entry_points is None:
         entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     sources: dict[str, tuple[str, str | None, str]] = {}
     for entry_point in entry_points:
         distribution, version = _distribution_of(entry_point)
-        if entry_point.name in disabled or distribution in disabled:
+        if (
+            entry_point.name in disabled
+            or _normalise_distribution(distribution) in disabled_distributions
+        ):
             continue
         label = f"{entry_point.name} = {entry_point.value}"
         try:
@@ -118,7 +131,12 @@ def collect_drivers(
             _distribution: str = distribution,
             _version: str | None = version,
         ) -> None:
-            registry.add(DriverSpec(name, factory, async_factory, _distribution, _version))
+            try:
+                registry.add(DriverSpec(name, factory, async_factory, _distribution, _version))
+            except DuplicateDriverError as exc:
+                # Raising into the plugin would skip its other registrations; the
+                # registry keeps the conflict, so the name itself stays unusable.
+                logger.warning("%s", exc)
 
         try:
             impl.function(register=register)

@@ -70,38 +70,60 @@ class PluginFailure:
 
 @attrs.define
 class DriverRegistry:
-    """Driver specs keyed by name; refuses duplicates, names what is available."""
+    """Driver specs keyed by name; refuses duplicates, names what is available.
+
+    Attributes:
+        drivers: The usable drivers by name.
+        conflicts: Each name claimed more than once, with every spec that claimed
+            it; such a name is in no one's hands until all but one are removed.
+    """
 
     drivers: dict[str, DriverSpec] = attrs.field(factory=dict)
-    conflicts: dict[str, str] = attrs.field(factory=dict)
+    conflicts: dict[str, list[DriverSpec]] = attrs.field(factory=dict)
 
     def add(self, spec: DriverSpec, *, replace: bool = False) -> None:
         """Register ``spec``; a second driver of the same name is refused unless ``replace``.
 
-        A refused name stays ambiguous: asking for it raises the same error,
-        rather than silently using whichever plugin happened to load first.
+        A refused name becomes unusable: asking for it raises the same
+        ``DuplicateDriverError``, rather than silently using whichever plugin
+        happened to load first. Every other name is untouched.
         """
-        existing = self.drivers.get(spec.name)
-        if existing is not None and not replace:
-            message = (
-                f"session driver {spec.name!r} is registered twice: by {existing.provider} "
-                f"and by {spec.provider}; uninstall one of them or disable it with "
-                "SATCHEL_DISABLE_PLUGINS"
-            )
-            self.conflicts[spec.name] = message
-            raise DuplicateDriverError(message)
-        self.conflicts.pop(spec.name, None)
-        self.drivers[spec.name] = spec
+        if replace:
+            self.conflicts.pop(spec.name, None)
+            self.drivers[spec.name] = spec
+            return
+        contenders = self.conflicts.get(spec.name)
+        if contenders is not None:
+            contenders.append(spec)
+        elif spec.name in self.drivers:
+            self.conflicts[spec.name] = [self.drivers.pop(spec.name), spec]
+        else:
+            self.drivers[spec.name] = spec
+            return
+        raise DuplicateDriverError(self.conflict_message(spec.name))
+
+    def conflict_message(self, name: str) -> str:
+        """Why ``name`` is unusable, naming every distribution that claims it."""
+        providers = [spec.provider for spec in self.conflicts[name]]
+        times = "twice" if len(providers) == 2 else f"{len(providers)} times"
+        claimants = " and by ".join([", by ".join(providers[:-1]), providers[-1]])
+        return (
+            f"session driver {name!r} is registered {times}: by {claimants}; uninstall all but "
+            "one of them or disable the others with SATCHEL_DISABLE_PLUGINS"
+        )
 
     def get(self, name: str) -> DriverSpec:
-        """The spec registered under ``name``, or ``UnknownDriverError`` listing the others."""
+        """The spec registered under ``name``, or ``UnknownDriverError`` listing the others.
+
+        A name claimed by more than one plugin raises ``DuplicateDriverError``.
+        """
         if name in self.conflicts:
-            raise DuplicateDriverError(self.conflicts[name])
+            raise DuplicateDriverError(self.conflict_message(name))
         try:
             return self.drivers[name]
         except KeyError:
             raise UnknownDriverError(name, list(self.drivers)) from None
 
     def names(self) -> list[str]:
-        """Every registered name, sorted."""
+        """Every usable name, sorted (conflicted names are in :attr:`conflicts`)."""
         return sorted(self.drivers)
