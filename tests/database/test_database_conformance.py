@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fixtures.database_support import async_url
 
 from satchel.testing import (
@@ -51,11 +52,15 @@ class TestAsyncDatabaseConformance(
 ):
     """The asyncio engine: aiosqlite, asyncpg, aiomysql."""
 
+    async_driver: str | None = None  # the driver the URL must name, when one is given
+
     @pytest.fixture
     def satchel_async_handler_factory(self) -> AsyncFactory:
         def factory(config: Any) -> Any:
             handler = create_async_handler(config)
             assert isinstance(handler, AsyncDatabaseSessionHandler)
+            if self.async_driver is not None:
+                assert handler.engine.url.get_driver_name() == self.async_driver
             return handler
 
         return factory
@@ -68,6 +73,23 @@ class TestAsyncDatabaseConformance(
             "driver": "database",
             "connection": async_url(database_url),
             "table": make_table(database_url),
+        }
+
+
+class TestPsycopgAsyncDatabaseConformance(TestAsyncDatabaseConformance):
+    """The asyncio engine on psycopg 3's own async mode (``postgresql+psycopg_async``)."""
+
+    async_driver = "psycopg_async"
+
+    @pytest.fixture
+    def satchel_base_config(
+        self, postgres_url: str, make_table: Callable[[str], str]
+    ) -> Mapping[str, Any]:
+        url = sa.make_url(postgres_url).set(drivername="postgresql+psycopg_async")
+        return {
+            "driver": "database",
+            "connection": url.render_as_string(hide_password=False),
+            "table": make_table(postgres_url),
         }
 
 

@@ -359,12 +359,33 @@ def test_user_sessions_are_listed_and_revoked(database_url: str, handler_for: An
     assert handler.read(theirs) == "p"
 
 
-def test_async_url_works_for_the_sync_handler(sqlite_url: str, handler_for: Any) -> None:
-    handler = handler_for(async_url(sqlite_url))
-    assert handler.engine.dialect.driver == "pysqlite"
+@pytest.mark.parametrize(
+    ("server", "async_driver", "sync_driver"),
+    [
+        ("sqlite_url", "sqlite+aiosqlite", "pysqlite"),
+        ("postgres_url", "postgresql+asyncpg", "psycopg"),
+        ("postgres_url", "postgresql+psycopg_async", "psycopg"),
+        ("mysql_url", "mysql+aiomysql", "pymysql"),
+    ],
+)
+def test_async_url_works_for_the_sync_handler(
+    server: str,
+    async_driver: str,
+    sync_driver: str,
+    request: pytest.FixtureRequest,
+    handler_for: Any,
+) -> None:
+    url = sa.make_url(request.getfixturevalue(server)).set(drivername=async_driver)
+    handler = handler_for(url.render_as_string(hide_password=False))
+    assert handler.engine.dialect.driver == sync_driver
     key = new_storage_id()
     handler.write(key, "via the sync sibling")
     assert handler.read(key) == "via the sync sibling"
+
+
+def test_an_async_driver_without_a_sync_sibling_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"'connection'.*asyncmy"):
+        create_handler(make_config("mysql+asyncmy://root@127.0.0.1/test", "sessions"))
 
 
 def test_in_memory_sqlite_is_shared_by_threads() -> None:
@@ -463,6 +484,8 @@ def test_config_errors_name_the_key() -> None:
         create_handler(make_config("sqlite://", "sessions", bogus=1))
     with pytest.raises(ConfigError, match=r"options\.gc_batch_size"):
         create_handler(make_config("sqlite://", "sessions", gc_batch_size=0))
+    with pytest.raises(ConfigError, match=r"options\.read_timeout"):
+        create_handler(make_config("sqlite://", "sessions", read_timeout=0))
     with pytest.raises(ConfigError, match="'table'"):
         create_handler(make_config("sqlite://", "sessions; drop table users"))
 

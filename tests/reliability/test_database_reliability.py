@@ -19,14 +19,17 @@ requests are ``satchel.testing.reliability``'s suite.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fixtures.database_support import async_url, sync_url
+from fixtures.database_support import async_url, fetch_row, sync_url
+from fixtures.tcp_proxy import TcpProxy, proxy_to
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -34,6 +37,8 @@ from satchel import (
     AsyncSessionHandler,
     LockTimeout,
     SaveOutcome,
+    Session,
+    SessionBackendError,
     SessionConfig,
     SessionManager,
 )
@@ -247,3 +252,161 @@ def test_a_digest_of_sql_metacharacters_is_inert_in_every_handler_call(
         engine.dispose()
     assert rows == [bystander]  # the table is there and holds exactly the bystander
     assert lock_rows == []  # every lock taken was released
+
+
+# -- an outage of the database server ----------------------------------------------------
+
+CONNECT_TIMEOUT = 2  # seconds; libpq counts whole seconds, at least 2
+# How much longer than the timeout a failure may take on a busy two-core machine.
+TIMEOUT_SLACK = 3.0
+
+
+@pytest.fixture(params=["postgres_url", "mysql_url"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL and MariaDB (SQLite has no server to lose)."""
+    return str(request.getfixturevalue(request.param))
+
+
+@pytest.fixture
+def proxy(server_url: str) -> Iterator[TcpProxy]:
+    """A proxy between the driver and the shared server, which the test cuts instead."""
+    url = sa.make_url(server_url)
+    default_port = 5432 if url.get_backend_name() == "postgresql" else 3306
+    with proxy_to(url.host or "127.0.0.1", url.port or default_port) as started:
+        yield started
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    return sa.make_url(url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+
+
+def outage_manager(url: str, table: str, **options: Any) -> SessionManager:
+    return SessionManager(
+        SessionConfig.from_dict(
+            {
+                "driver": "database",
+                "connection": url,
+                "table": table,
+                "lottery": [0, 1],
+                "options": {"connect_timeout": CONNECT_TIMEOUT, **options},
+            }
+        )
+    )
+
+
+def stored_payload(url: str, table: str, session_id: str) -> str:
+    """The payload column of ``session_id``, read from the server itself, not the proxy."""
+    row = fetch_row(url, table, storage_key(session_id))
+    assert row is not None
+    return str(row["payload"])
+
+
+def assert_store_down(failure: pytest.ExceptionInfo[SessionBackendError], proxy: TcpProxy) -> None:
+    """The error names the driver and the address the application configured."""
+    assert failure.value.driver == "database"
+    assert f"127.0.0.1:{proxy.port}/" in failure.value.address
+    assert f"'database' at {failure.value.address}" in str(failure.value)
+
+
+def test_a_server_outage_is_a_clear_error_and_the_same_manager_recovers(
+    server_url: str, proxy: TcpProxy, make_table: Callable[..., str]
+) -> None:
+    table = make_table(server_url, locks=True)
+    manager = outage_manager(through(proxy, server_url), table)
+    session = manager.start(None)
+    session.put("cart", ["apple", "pear"])
+    assert session.save() is SaveOutcome.WRITTEN
+    loaded = manager.start(session.id)
+    assert loaded.get("cart") == ["apple", "pear"]  # the pool now holds a live connection
+    before = stored_payload(server_url, table, session.id)
+
+    proxy.cut()  # the server is gone, the pooled connection reset
+    loaded.put("cart", ["overwritten"])
+    started = time.monotonic()
+    with pytest.raises(SessionBackendError) as failed_write:
+        loaded.save()
+    with pytest.raises(SessionBackendError) as failed_read:
+        manager.start(session.id).all()
+    fresh = manager.start(None)  # a new session reads nothing
+    fresh.put("cart", ["new"])
+    with pytest.raises(SessionBackendError):
+        fresh.save()
+    elapsed = time.monotonic() - started
+    assert_store_down(failed_write, proxy)
+    assert_store_down(failed_read, proxy)
+    assert elapsed < 3 * CONNECT_TIMEOUT + TIMEOUT_SLACK  # three calls, each within the timeout
+    assert stored_payload(server_url, table, session.id) == before  # nothing overwritten
+
+    proxy.restore()  # the same port; no new manager, no restart
+    again = manager.start(session.id)
+    assert again.get("cart") == ["apple", "pear"]
+    again.put("cart", ["apple", "pear", "plum"])
+    assert again.save() is SaveOutcome.WRITTEN
+    assert manager.start(session.id).get("cart") == ["apple", "pear", "plum"]
+    manager.handler().close()
+
+
+def test_a_server_that_stops_answering_fails_within_the_timeout(
+    server_url: str, proxy: TcpProxy, make_table: Callable[..., str]
+) -> None:
+    """Accepted connections that never get an answer: the connect (and, on MySQL, the
+    read) timeout ends the wait instead of hanging the request."""
+    table = make_table(server_url, locks=True)
+    manager = outage_manager(through(proxy, server_url), table, read_timeout=CONNECT_TIMEOUT)
+    session = manager.start(None)
+    session.put("user_id", 7)
+    session.save()
+
+    proxy.hang()
+    started = time.monotonic()
+    with pytest.raises(SessionBackendError) as failed_read:
+        manager.start(session.id).all()
+    elapsed = time.monotonic() - started
+    assert_store_down(failed_read, proxy)
+    assert CONNECT_TIMEOUT * 0.9 <= elapsed < CONNECT_TIMEOUT + TIMEOUT_SLACK
+
+    proxy.restore()
+    assert manager.start(session.id).get("user_id") == 7
+    manager.handler().close()
+
+
+def test_the_asyncio_twin_survives_an_outage_too(
+    server_url: str, proxy: TcpProxy, make_table: Callable[..., str]
+) -> None:
+    table = make_table(server_url, locks=True)
+    manager = outage_manager(async_url(through(proxy, server_url)), table)
+
+    async def loaded(session_id: str | None) -> Session:
+        session = manager.lazy(session_id)
+        await session.aload()
+        return session
+
+    async def main() -> None:
+        handler = manager.async_handler()
+        assert isinstance(handler, AsyncDatabaseSessionHandler)
+        try:
+            session = await loaded(None)
+            session.put("cart", ["apple"])
+            assert await session.asave() is SaveOutcome.WRITTEN
+            again = await loaded(session.id)
+            assert again.get("cart") == ["apple"]
+            before = stored_payload(server_url, table, session.id)
+
+            proxy.cut()
+            again.put("cart", ["overwritten"])
+            started = time.monotonic()
+            with pytest.raises(SessionBackendError) as failed_write:
+                await again.asave()
+            with pytest.raises(SessionBackendError) as failed_read:
+                await loaded(session.id)
+            assert time.monotonic() - started < 2 * CONNECT_TIMEOUT + TIMEOUT_SLACK
+            assert_store_down(failed_write, proxy)
+            assert_store_down(failed_read, proxy)
+            assert stored_payload(server_url, table, session.id) == before
+
+            proxy.restore()
+            assert (await loaded(session.id)).get("cart") == ["apple"]
+        finally:
+            await handler.close()
+
+    asyncio.run(main())

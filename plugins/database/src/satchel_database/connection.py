@@ -1,8 +1,8 @@
 """Turning ``config.connection`` into SQLAlchemy engines, and store errors into satchel's.
 
 One URL serves both handlers. The async twin runs on SQLAlchemy's asyncio
-engine when the URL names an async driver (``+asyncpg``, ``+aiosqlite``,
-``+aiomysql``, ``+asyncmy``, ``+psycopg_async``); with a sync driver it runs the
+engine when the URL names an async driver (``+asyncpg``, ``+psycopg_async``,
+``+aiosqlite``, ``+aiomysql``: the ones tested); with a sync driver it runs the
 sync handler in worker threads. The sync handler (WSGI, the ``satchel``
 command) given an async URL uses the same database through the sync sibling
 driver in :data:`SYNC_SIBLING_DRIVERS`.
@@ -27,7 +27,6 @@ SYNC_SIBLING_DRIVERS = {
     "psycopg_async": "psycopg",
     "aiosqlite": "pysqlite",
     "aiomysql": "pymysql",
-    "asyncmy": "pymysql",
 }
 
 # The connect() argument each DBAPI takes for its connection timeout.
@@ -38,13 +37,14 @@ _TIMEOUT_ARGUMENT = {
     "pymysql": "connect_timeout",
     "mysqldb": "connect_timeout",
     "aiomysql": "connect_timeout",
-    "asyncmy": "connect_timeout",
     "asyncpg": "timeout",
     "pysqlite": "timeout",  # SQLite: how long to wait for another writer's lock
     "aiosqlite": "timeout",
 }
 # libpq wants whole seconds and treats anything under 2 as 2.
 _WHOLE_SECOND_TIMEOUTS = frozenset({"psycopg", "psycopg_async", "psycopg2"})
+# The DBAPIs that take options.read_timeout (as read_timeout and write_timeout).
+_READ_TIMEOUT_DRIVERS = frozenset({"pymysql"})
 
 EXAMPLE_URLS = (
     "sqlite:///sessions.db, postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db"
@@ -111,6 +111,10 @@ def engine_arguments(url: sa.URL, options: DatabaseOptions) -> dict[str, Any]:
         if driver in _WHOLE_SECOND_TIMEOUTS:
             timeout = max(2, round(timeout))
         connect_args[timeout_argument] = timeout
+    if driver in _READ_TIMEOUT_DRIVERS and options.read_timeout is not None:
+        for name in ("read_timeout", "write_timeout"):
+            if name not in url.query:
+                connect_args[name] = options.read_timeout
     if is_in_memory_sqlite(url):
         # One shared connection, or every thread would see its own empty database.
         arguments["poolclass"] = StaticPool

@@ -22,6 +22,13 @@ class DatabaseOptions:
             own short transaction, so pruning never holds a long lock.
         connect_timeout: Seconds to wait for a new connection before the
             store counts as down.
+        read_timeout: Seconds PyMySQL (MySQL/MariaDB) waits for one answer of
+            the server, its greeting on a new connection included, before the
+            store counts as down; ``None`` waits as long as it takes. PyMySQL's
+            connect timeout covers only the TCP connect, so without this a
+            server that accepts connections but never answers hangs every
+            request. (libpq's and asyncpg's connect timeouts cover the whole
+            connection; PostgreSQL drivers take no read timeout.)
         pool_size: Connections kept open per process (SQLAlchemy's default when unset).
         max_overflow: Extra connections allowed above ``pool_size`` under load.
         pool_timeout: Seconds to wait for a free pooled connection.
@@ -37,6 +44,7 @@ class DatabaseOptions:
     user_agent_max_length: int = 500
     gc_batch_size: int = 5000
     connect_timeout: float = 10.0
+    read_timeout: float | None = 30.0
     pool_size: int | None = None
     max_overflow: int | None = None
     pool_timeout: float | None = None
@@ -55,7 +63,7 @@ class DatabaseOptions:
         """Refuse values out of range, naming the option (cattrs only checks the types)."""
         for name in ("user_agent_max_length", "gc_batch_size", "connect_timeout"):
             _require(name, getattr(self, name), minimum=0, inclusive=False)
-        for name in ("pool_size", "pool_timeout", "pool_recycle"):
+        for name in ("read_timeout", "pool_size", "pool_timeout", "pool_recycle"):
             _require(name, getattr(self, name), minimum=0, inclusive=False)
         for name in ("max_overflow", "write_retries"):
             _require(name, getattr(self, name), minimum=0, inclusive=True)
