@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from satchel import SessionConfig, SessionHandler, SessionManager
+from satchel import RequestMetadata, SessionConfig, SessionHandler, SessionManager
 from satchel.store import Session
 
 START = 1_800_000_000.0
@@ -75,6 +75,18 @@ class RecordingHandler(SessionHandler):
         return [args[0] for called, args in self.calls if called == name]
 
 
+class MetadataRecordingHandler(RecordingHandler):
+    """The recording driver that also takes request metadata, as the database driver does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metadata: list[RequestMetadata] = []
+
+    def write_with_metadata(self, session_id: str, data: str, metadata: RequestMetadata) -> bool:
+        self.metadata.append(metadata)
+        return self.write(session_id, data)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -89,6 +101,11 @@ def manager(clock: FakeClock) -> SessionManager:
 @pytest.fixture
 def recording() -> RecordingHandler:
     return RecordingHandler()
+
+
+@pytest.fixture
+def metadata_recording() -> MetadataRecordingHandler:
+    return MetadataRecordingHandler()
 
 
 MakeManager = Callable[..., SessionManager]

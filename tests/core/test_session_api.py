@@ -138,6 +138,95 @@ def test_get_dot_notation_indexes_lists_like_laravel(manager: SessionManager) ->
     session = manager.start(None)
     session.put("user.teams", ["core", "docs"])
     assert session.get("user.teams.1") == "docs"
+    assert session.get("user.teams.01") is None  # PHP: "01" is a string key, not index 1
+    assert session.get("user.teams.2") is None
+
+
+# -- dot notation on lists: put and forget act on the index get reads ------------------------------
+
+
+def test_put_on_a_list_index_replaces_that_element(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    session = manager.start(None)
+    session.put("user.teams", ["core", "docs"])
+    session.put("user.teams.0", "web")
+    assert session.get("user") == {"teams": ["web", "docs"]}
+    session = next_request(manager, session)
+    assert session.get("user.teams") == ["web", "docs"]
+
+
+def test_put_one_past_the_end_of_a_list_appends(manager: SessionManager) -> None:
+    session = manager.start(None)
+    session.put("user.teams", ["core"])
+    session.put("user.teams.1", "docs")
+    assert session.get("user.teams") == ["core", "docs"]
+
+
+def test_put_through_a_list_element(manager: SessionManager) -> None:
+    session = manager.start(None)
+    session.put("rows", [{"id": 1}, "scalar"])
+    session.put("rows.0.name", "ada")  # into the mapping at index 0
+    session.put("rows.1.name", "bob")  # a scalar on the path is replaced by a mapping
+    session.put("rows.2.name", "cy")  # one past the end: a new mapping is appended
+    assert session.get("rows") == [{"id": 1, "name": "ada"}, {"name": "bob"}, {"name": "cy"}]
+    session.put("grid", [[1, 2], [3]])
+    session.put("grid.1.1", 4)
+    assert session.get("grid") == [[1, 2], [3, 4]]
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        ("user.teams.5", IndexError),  # past the end
+        ("user.teams.lead", TypeError),  # not an index
+        ("user.teams.01", TypeError),  # not canonical
+        ("user.teams.-1", TypeError),
+        ("user.teams.5.name", IndexError),  # deeper: nothing is created on the way
+    ],
+)
+def test_put_never_replaces_a_list_with_a_mapping(
+    manager: SessionManager, key: str, error: type[Exception]
+) -> None:
+    session = manager.start(None)
+    session.put("user.teams", ["core", "docs"])
+    with pytest.raises(error, match=r"'user\.teams'"):
+        session.put(key, "x")
+    assert session.get("user") == {"teams": ["core", "docs"]}
+
+
+def test_put_and_forget_cannot_change_a_tuple_in_place(manager: SessionManager) -> None:
+    session = manager.start(None)
+    session.put("pair", ("a", {"b": 1}))
+    with pytest.raises(TypeError, match="'pair' is a tuple"):
+        session.put("pair.0", "z")
+    with pytest.raises(TypeError, match="'pair' is a tuple"):
+        session.forget("pair.0")
+    session.put("pair.1.c", 2)  # the mapping inside the tuple can change
+    assert session.get("pair") == ("a", {"b": 1, "c": 2})
+
+
+def test_forget_a_list_index_removes_that_element(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    session = manager.start(None)
+    session.put("user.teams", ["core", "docs", "web"])
+    session.forget("user.teams.0")
+    assert session.get("user.teams") == ["docs", "web"]
+    session.forget(["user.teams.5", "user.teams.lead", "user.teams.1.x"])  # nothing there
+    assert session.get("user.teams") == ["docs", "web"]
+    session.put("rows", [{"id": 1, "name": "ada"}])
+    session.forget("rows.0.name")
+    assert session.get("rows") == [{"id": 1}]
+    session = next_request(manager, session)
+    assert session.all() == {"user": {"teams": ["docs", "web"]}, "rows": [{"id": 1}]}
+
+
+def test_pull_a_list_index(manager: SessionManager) -> None:
+    session = manager.start(None)
+    session.put("queue", ["first", "second"])
+    assert session.pull("queue.0") == "first"
+    assert session.get("queue") == ["second"]
 
 
 # -- put ---------------------------------------------------------------------------
@@ -344,7 +433,17 @@ def test_increment_decrement(manager: SessionManager, next_request: NextRequest)
     assert session.increment("count", by=4) == 1
 
 
-@pytest.mark.parametrize("value", ["3", [1], None, True, {"a": 1}])
+def test_increment_and_decrement_count_none_as_zero(manager: SessionManager) -> None:
+    # Laravel computes get(key, 0) + amount, and PHP's null + 1 is 1.
+    session = manager.start(None)
+    session.put({"up": None, "down": None, "nested.n": None})
+    assert session.increment("up") == 1
+    assert session.decrement("down", 2) == -2
+    assert session.increment("nested.n", 0.5) == 0.5
+    assert session.all() == {"up": 1, "down": -2, "nested": {"n": 0.5}}
+
+
+@pytest.mark.parametrize("value", ["3", [1], True, {"a": 1}])
 def test_increment_non_number_raises(manager: SessionManager, value: Any) -> None:
     session = manager.start(None)
     session.put("k", value)

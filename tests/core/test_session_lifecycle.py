@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from satchel import SaveOutcome, SessionConfig, SessionManager
+from satchel import LockTimeout, RequestMetadata, SaveOutcome, SessionConfig, SessionManager
+from satchel.drivers.file import LOCK_PREFIX
+from satchel.handler import SupportsLock
 from satchel.ids import storage_key
 from satchel.store import Session
 
@@ -554,8 +556,11 @@ def test_file_driver_stores_digests_never_the_id(
         session = next_request(file_manager, session)
         ids.append(session.id)
         session.save()
-    names = sorted(path.name for path in sessions_dir.iterdir())
+    files = sorted(path.name for path in sessions_dir.iterdir())
+    names = [name for name in files if not name.startswith(LOCK_PREFIX)]
     assert names == sorted(storage_key(session_id) for session_id in ids)
+    # The driver's lock records (write_existing's flock) are named by digest too.
+    assert {name.removeprefix(LOCK_PREFIX) for name in files} == set(names)
     for name in names:
         assert HEX64.fullmatch(name)
         assert name == hashlib.sha256(name_to_id(ids, name).encode()).hexdigest()
@@ -626,3 +631,142 @@ def test_async_start_and_save(recording_manager: SessionManager, recording: Any)
 
     asyncio.run(scenario())
     assert recording.names() == ["write", "read"]
+
+
+def test_manager_takes_its_clock_as_the_second_argument(clock: Any) -> None:
+    # DESIGN: SessionManager(config, clock=None); plugins stay keyword-only.
+    clock.advance(30)
+    manager = SessionManager(SessionConfig(driver="array"), clock)
+    session = manager.start(None)
+    session.put("k", 1)
+    assert session.created_at == clock.now
+    with pytest.raises(TypeError):
+        SessionManager(SessionConfig(driver="array"), clock, None)  # type: ignore[call-arg]
+
+
+# -- merge_on_save under the request's own lock (block = true) -------------------------------
+
+
+def blocking_merging_manager(clock: Any) -> SessionManager:
+    # A short wait: the deadlock this guards against ended in LockTimeout after it.
+    config = SessionConfig(driver="array", block=True, merge_on_save=True, block_wait_seconds=0.2)
+    return SessionManager(config, clock)
+
+
+def test_merge_on_save_does_not_retake_the_lock_its_request_holds(clock: Any) -> None:
+    manager = blocking_merging_manager(clock)
+    cookie = seed(manager, {"counter": 0})
+    with manager.lock(cookie):
+        session = manager.start(cookie)
+        session.increment("counter")
+        assert session.save() is SaveOutcome.WRITTEN
+    assert manager.start(cookie).get("counter") == 1
+    # Once the request's lock is released, a merging save takes the lock itself again.
+    late = manager.start(cookie)
+    late.increment("counter")
+    handler = manager.handler()
+    assert isinstance(handler, SupportsLock)
+    with (
+        handler.lock(storage_key(cookie), lock_seconds=5, wait_seconds=0),
+        pytest.raises(LockTimeout),
+    ):
+        late.save()
+    assert late.save() is SaveOutcome.WRITTEN
+    assert manager.start(cookie).get("counter") == 2
+
+
+def test_async_merge_on_save_does_not_retake_the_lock_its_request_holds(clock: Any) -> None:
+    manager = blocking_merging_manager(clock)
+    cookie = seed(manager, {"counter": 0})
+
+    async def request() -> SaveOutcome:
+        async with manager.alock(cookie):
+            session = await manager.astart(cookie)
+            session.increment("counter")
+            return await session.asave()
+
+    assert asyncio.run(request()) is SaveOutcome.WRITTEN
+    assert manager.start(cookie).get("counter") == 1
+
+
+def test_a_lock_held_by_another_manager_is_not_this_requests(clock: Any) -> None:
+    manager = blocking_merging_manager(clock)
+    other = blocking_merging_manager(clock)
+    cookie = seed(manager, {"counter": 0})
+    with other.lock(cookie):  # the same id in another store: its lock is not ours
+        assert not manager.holds_lock(storage_key(cookie))
+        assert other.holds_lock(storage_key(cookie))
+    assert not other.holds_lock(storage_key(cookie))
+
+
+def seed(manager: SessionManager, values: dict[str, Any]) -> str:
+    session = manager.start(None)
+    session.put(values)
+    session.save()
+    return session.cookie_value()
+
+
+# -- a session moved to a new id after another request ended it ---------------------------
+
+
+def test_invalidate_then_login_writes_even_after_another_logout(
+    recording_manager: SessionManager, recording: Any
+) -> None:
+    # invalidate() starts a new session: it owes nothing to the record another request ended.
+    cookie = seed(recording_manager, {"user_id": 42})
+    slow = recording_manager.start(cookie)
+    quick = recording_manager.start(cookie)
+    quick.invalidate()
+    quick.save()
+    slow.invalidate()
+    slow.put("user_id", 7)
+    assert slow.save() is SaveOutcome.WRITTEN
+    assert recording_manager.start(slow.cookie_value()).all() == {"user_id": 7}
+
+
+def test_regenerate_checks_the_old_record_once_and_never_writes_it(
+    recording_manager: SessionManager, recording: Any
+) -> None:
+    cookie = seed(recording_manager, {"user_id": 42})
+    session = recording_manager.start(cookie)
+    session.regenerate()
+    recording.calls.clear()
+    assert session.save() is SaveOutcome.WRITTEN
+    old_key, new_key = storage_key(cookie), storage_key(session.id)
+    assert recording.calls[0] == ("read", (old_key,))
+    assert recording.keys_of("write") == [new_key]  # the old (maybe fixated) id gets nothing
+
+
+# -- encrypt: no session value reaches a driver in plaintext ------------------------------------
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_encrypt_hands_drivers_no_session_values(
+    clock: Any, metadata_recording: Any, encrypt: bool
+) -> None:
+    store = metadata_recording
+    manager = SessionManager(
+        SessionConfig(driver="recording", encrypt=encrypt, secret_key="k" * 32), clock
+    )
+    manager.extend("recording", lambda _config: store)
+    metadata = RequestMetadata(ip_address="203.0.113.9", user_agent="probe/1")
+
+    async def async_save() -> None:
+        session = await manager.astart(cookie, metadata=metadata)
+        session.put("cart", ["pear"])
+        await session.asave()
+
+    session = manager.start(None, metadata=metadata)
+    session.put({"user_id": 42, "secret": "plaintext-marker"})
+    assert session.save() is SaveOutcome.WRITTEN
+    cookie = session.cookie_value()
+    asyncio.run(async_save())
+    assert len(store.metadata) == 2
+    for seen in store.metadata:
+        assert (seen.ip_address, seen.user_agent) == ("203.0.113.9", "probe/1")
+        if encrypt:
+            assert seen.values == {}
+        else:
+            assert seen.values["user_id"] == 42
+    stored = "".join(store.store.values())
+    assert ("plaintext-marker" in stored) is not encrypt

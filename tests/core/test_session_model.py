@@ -9,6 +9,9 @@ session through the ``array`` driver, so the model is checked across reloads.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,8 +23,15 @@ from satchel import SaveOutcome, SessionConfig, SessionManager
 from satchel.store import Session
 
 MISSING: Any = object()
-KEYS = st.sampled_from(["a", "b", "c", "a.b", "a.c", "b.a.c", "a.b.c", "c.a"])
-NESTED_KEYS = st.sampled_from(["a", "b", "c", "a.b"])  # "a.b" here is a literal nested key
+# Digit segments reach into lists ("a.0", "a.3" is one past a list of three) and into
+# mappings with digit keys ("0" among NESTED_KEYS).
+KEYS = st.sampled_from(
+    [
+        *("a", "b", "c", "a.b", "a.c", "b.a.c", "a.b.c", "c.a"),
+        *("a.0", "a.1", "a.3", "b.0", "a.0.b", "a.1.0", "b.a.0", "a.b.1"),
+    ]
+)
+NESTED_KEYS = st.sampled_from(["a", "b", "c", "a.b", "0", "1"])  # "a.b" is a literal nested key
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=3),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(NESTED_KEYS, children),
@@ -29,49 +39,117 @@ json_values = st.recursive(
 )
 
 
-# -- Laravel's Arr, on plain dicts -----------------------------------------------------------
+# -- Laravel's Arr, on PHP arrays ------------------------------------------------------------
+#
+# The reference is Laravel's own code ported line for line onto an emulation of PHP
+# arrays, where a list is nothing but an array whose keys are 0..n-1 and a key string
+# like "1" is the integer 1. The session's contract adds one rule over PHP: a list must
+# come back a list. A write that would leave holes or string keys in one (PHP would turn
+# it into a mapping) is refused instead: IndexError for an integer key past the end,
+# TypeError for any other. A forget that leaves a hole closes it (the element is removed).
+
+
+@dataclasses.dataclass
+class PhpArray:
+    entries: dict[int | str, Any]
+    was_list: bool
+
+
+class Refused(Exception):
+    def __init__(self, error: type[Exception]) -> None:
+        self.error = error
+
+
+def php_key(segment: str) -> int | str:
+    """PHP's array-key cast: a canonical decimal integer string becomes an int."""
+    return int(segment) if re.fullmatch(r"0|-?[1-9][0-9]*", segment) else segment
+
+
+def to_php(value: Any) -> Any:
+    if isinstance(value, list):
+        return PhpArray({i: to_php(item) for i, item in enumerate(value)}, was_list=True)
+    if isinstance(value, dict):
+        return PhpArray({php_key(k): to_php(v) for k, v in value.items()}, was_list=False)
+    return value
+
+
+def from_php(value: Any, *, close_holes: bool = False) -> Any:
+    if not isinstance(value, PhpArray):
+        return value
+    items = {k: from_php(v, close_holes=close_holes) for k, v in value.entries.items()}
+    if not value.was_list:
+        return {str(k): v for k, v in items.items()}
+    if close_holes:
+        return list(items.values())
+    if list(items) != list(range(len(items))):
+        past_end = [k for k in items if not isinstance(k, int) or k < 0 or k >= len(items)]
+        numeric = all(isinstance(k, int) and k >= 0 for k in past_end)
+        raise Refused(IndexError if numeric else TypeError)
+    return list(items.values())
 
 
 def arr_get(array: dict[str, Any], key: str, default: Any = MISSING) -> Any:
-    """``Arr::get``: the literal key first, then the dotted path through arrays."""
-    if key in array:
-        return array[key]
+    """``Arr::get``: the literal key first, then ``accessible && exists`` down the path."""
+    php = to_php(array)
+    if php_key(key) in php.entries:
+        return from_php(php.entries[php_key(key)])
     if "." not in key:
         return default
-    current: Any = array
+    current: Any = php
     for segment in key.split("."):
-        if isinstance(current, dict) and segment in current:
-            current = current[segment]
+        if isinstance(current, PhpArray) and php_key(segment) in current.entries:
+            current = current.entries[php_key(segment)]
         else:
             return default
-    return current
+    return from_php(current)
 
 
 def arr_set(array: dict[str, Any], key: str, value: Any) -> None:
-    """``Arr::set``: replace anything that is not an array (or is null) along the path."""
-    segments = key.split(".")
-    current = array
-    for segment in segments[:-1]:
-        if not isinstance(current.get(segment), dict):  # !isset || !is_array
-            current[segment] = {}
-        current = current[segment]
-    current[segments[-1]] = value
+    """``Arr::set``: ``!isset || !is_array`` along the path becomes ``[]``; then assign.
+
+    Raises ``Refused`` (leaving ``array`` as it was) when a list would stop being one.
+    """
+    php = to_php(array)
+    keys = key.split(".")
+    current = php
+    while len(keys) > 1:
+        segment = php_key(keys.pop(0))
+        if not isinstance(current.entries.get(segment), PhpArray):
+            current.entries[segment] = PhpArray({}, was_list=False)  # a new mapping
+        current = current.entries[segment]
+    current.entries[php_key(keys[0])] = to_php(value)
+    result = from_php(php)
+    array.clear()
+    array.update(result)
 
 
 def arr_forget(array: dict[str, Any], key: str) -> None:
-    """``Arr::forget``: the literal key first, then the dotted path (isset: not null)."""
-    if key in array:
-        del array[key]
-        return
-    segments = key.split(".")
-    current: Any = array
-    for segment in segments[:-1]:
-        if isinstance(current, dict) and current.get(segment) is not None:
-            current = current[segment]
-        else:
-            return
-    if isinstance(current, dict):
-        current.pop(segments[-1], None)
+    """``Arr::forget``: the literal key first, then ``isset && accessible`` down the path."""
+    php = to_php(array)
+    if php_key(key) in php.entries:
+        del php.entries[php_key(key)]
+    else:
+        parts = key.split(".")
+        current = php
+        while len(parts) > 1:
+            part = php_key(parts.pop(0))
+            child = current.entries.get(part)
+            if not isinstance(child, PhpArray):  # null is not isset; a scalar not accessible
+                return
+            current = child
+        current.entries.pop(php_key(parts[0]), None)
+    result = from_php(php, close_holes=True)
+    array.clear()
+    array.update(result)
+
+
+def refusal(change: Callable[[], None]) -> type[Exception] | None:
+    """Run a change to the model: the error the session must raise instead, or ``None``."""
+    try:
+        change()
+    except Refused as refused:
+        return refused.error
+    return None
 
 
 def _add(target: list[str], names: list[str]) -> None:
@@ -93,16 +171,32 @@ class SessionModel(RuleBasedStateMachine):
 
     # -- writes ---------------------------------------------------------------------------------
 
+    def _apply(self, call: Callable[[], Any], change: Callable[[], None]) -> Any:
+        """``change`` the model, then ``call`` the session: it must refuse as the model did.
+
+        Returns what ``call`` returned, or ``MISSING`` when both refused.
+        """
+        error = refusal(change)
+        if error is None:
+            return call()
+        with pytest.raises(error):
+            call()
+        return MISSING
+
     @rule(key=KEYS, value=json_values)
     def put(self, key: str, value: Any) -> None:
-        self.session.put(key, value)
-        arr_set(self.model, key, copy.deepcopy(value))
+        self._apply(
+            lambda: self.session.put(key, value),
+            lambda: arr_set(self.model, key, copy.deepcopy(value)),
+        )
 
     @rule(mapping=st.dictionaries(KEYS, json_values, max_size=3))
     def put_many(self, mapping: dict[str, Any]) -> None:
-        self.session.put(mapping)
-        for key, value in mapping.items():
-            arr_set(self.model, key, copy.deepcopy(value))
+        def change() -> None:  # pair by pair: the pairs before a refused one stay set
+            for key, value in mapping.items():
+                arr_set(self.model, key, copy.deepcopy(value))
+
+        self._apply(lambda: self.session.put(mapping), change)
 
     @rule(key=KEYS, value=json_values)
     def set_item(self, key: str, value: Any) -> None:
@@ -135,20 +229,22 @@ class SessionModel(RuleBasedStateMachine):
                 self.session.push(key, value)
             return
         items = [*(current or []), copy.deepcopy(value)]
-        self.session.push(key, value)
-        arr_set(self.model, key, items)
+        self._apply(lambda: self.session.push(key, value), lambda: arr_set(self.model, key, items))
 
     @rule(key=KEYS, by=st.integers(-3, 3))
     def increment(self, key: str, by: int) -> None:
         current = arr_get(self.model, key, None)
-        if current is None and not self.session.exists(key):
-            current = 0
+        if current is None:
+            current = 0  # Laravel: get(key, 0) + amount, and PHP's null + 1 is 1
         if isinstance(current, bool) or not isinstance(current, int):
             with pytest.raises(TypeError):
                 self.session.increment(key, by)
             return
-        assert self.session.increment(key, by) == current + by
-        arr_set(self.model, key, current + by)
+        result = self._apply(
+            lambda: self.session.increment(key, by),
+            lambda: arr_set(self.model, key, current + by),
+        )
+        assert result in (MISSING, current + by)
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -178,16 +274,23 @@ class SessionModel(RuleBasedStateMachine):
 
     @rule(key=KEYS, value=json_values)
     def flash(self, key: str, value: Any) -> None:
-        self.session.flash(key, value)
-        arr_set(self.model, key, copy.deepcopy(value))
+        done = self._apply(
+            lambda: self.session.flash(key, value),
+            lambda: arr_set(self.model, key, copy.deepcopy(value)),
+        )
+        if done is MISSING:
+            return
         _add(self.flash_new, [key])
         self.flash_old = [name for name in self.flash_old if name != key]
 
     @rule(key=KEYS, value=json_values)
     def now_(self, key: str, value: Any) -> None:
-        self.session.now(key, value)
-        arr_set(self.model, key, copy.deepcopy(value))
-        _add(self.flash_old, [key])
+        done = self._apply(
+            lambda: self.session.now(key, value),
+            lambda: arr_set(self.model, key, copy.deepcopy(value)),
+        )
+        if done is not MISSING:
+            _add(self.flash_old, [key])
 
     @rule()
     def reflash(self) -> None:
@@ -272,8 +375,25 @@ def test_arr_model_matches_laravel_examples() -> None:
     data: dict[str, Any] = {}
     arr_set(data, "user.teams", ["core"])
     assert data == {"user": {"teams": ["core"]}}
-    arr_set(data, "user.teams.lead", "ada")  # a list on the path is replaced
-    assert data == {"user": {"teams": {"lead": "ada"}}}
+    arr_set(data, "user.teams.0", "web")  # an index in range: replaced
+    arr_set(data, "user.teams.1", "docs")  # one past the end: appended
+    assert data == {"user": {"teams": ["web", "docs"]}}
+    assert arr_get(data, "user.teams.1") == "docs"
+    assert refusal(lambda: arr_set(data, "user.teams.lead", "ada")) is TypeError
+    assert refusal(lambda: arr_set(data, "user.teams.3", "x")) is IndexError
+    assert refusal(lambda: arr_set(data, "user.teams.3.deep", "x")) is IndexError
+    assert data == {"user": {"teams": ["web", "docs"]}}  # a refused write changes nothing
+    arr_set(data, "user.teams.1.lead", "ada")  # a scalar in the list: replaced by a mapping
+    assert data == {"user": {"teams": ["web", {"lead": "ada"}]}}
+    arr_forget(data, "user.teams.0")  # the element goes; the list closes up
+    assert data == {"user": {"teams": [{"lead": "ada"}]}}
+    arr_forget(data, "user.teams.lead")  # no such index: nothing
+    arr_set(data, "user.teams", {"0": "x"})  # a mapping with a digit key stays a mapping
+    arr_set(data, "user.teams.5", "y")
+    assert data == {"user": {"teams": {"0": "x", "5": "y"}}}
+    arr_set(data, "fresh.0", "z")  # a missing step becomes a mapping
+    assert data["fresh"] == {"0": "z"}
+    del data["user"], data["fresh"]
     data["a.b"] = 1
     data["a"] = {"b": 2}
     assert arr_get(data, "a.b") == 1
@@ -283,4 +403,4 @@ def test_arr_model_matches_laravel_examples() -> None:
     arr_set(data, "n.x", 1)  # null is not isset: replaced
     assert data["n"] == {"x": 1}
     assert arr_get(data, "nope") is MISSING
-    assert arr_get(data, "user.teams.lead.x") is MISSING
+    assert arr_get(data, "n.x.y") is MISSING

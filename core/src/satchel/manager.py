@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import secrets
 import threading
 import time
@@ -29,6 +30,29 @@ Clock = Callable[[], float]
 GcProgress = Callable[[int, "int | None"], None]
 
 
+class _HeldLock:
+    """A request lock (``block = true``) the current context holds, until it is released.
+
+    Released is a flag rather than a context variable reset, because the lock
+    may be let go in another task than the one that took it (an ASGI app can
+    send its response from a task of its own); tasks copied from this context
+    see the flag change too.
+    """
+
+    def __init__(self, manager: SessionManager, key: str) -> None:
+        self.manager = manager
+        self.key = key
+        self.held = True
+
+
+# The request locks held by this thread or task (and the tasks it started). Session
+# saves look here so merge_on_save does not take a lock its own request already holds:
+# the driver locks are not reentrant.
+_held_locks: contextvars.ContextVar[tuple[_HeldLock, ...]] = contextvars.ContextVar(
+    "satchel_held_locks", default=()
+)
+
+
 class SessionManager:
     """Builds the configured driver on first use and makes :class:`Session` objects.
 
@@ -39,8 +63,8 @@ class SessionManager:
     def __init__(
         self,
         config: SessionConfig | None = None,
-        *,
         clock: Clock | None = None,
+        *,
         plugins: LoadedPlugins | None = None,
     ) -> None:
         self.config = config if config is not None else SessionConfig()
@@ -178,10 +202,14 @@ class SessionManager:
             yield
             return
         assert cookie is not None
-        with handler.lock(
-            storage_key(cookie),
-            lock_seconds=self.config.block_lock_seconds,
-            wait_seconds=self.config.block_wait_seconds,
+        key = storage_key(cookie)
+        with (
+            handler.lock(
+                key,
+                lock_seconds=self.config.block_lock_seconds,
+                wait_seconds=self.config.block_wait_seconds,
+            ),
+            self._holding(key),
         ):
             yield
 
@@ -196,12 +224,30 @@ class SessionManager:
             yield
             return
         assert cookie is not None
+        key = storage_key(cookie)
         async with handler.lock(
-            storage_key(cookie),
+            key,
             lock_seconds=self.config.block_lock_seconds,
             wait_seconds=self.config.block_wait_seconds,
         ):
+            with self._holding(key):
+                yield
+
+    @contextlib.contextmanager
+    def _holding(self, key: str) -> Iterator[None]:
+        """Mark the lock on ``key`` as held by this context while the block runs."""
+        held = _HeldLock(self, key)
+        _held_locks.set((*(lock for lock in _held_locks.get() if lock.held), held))
+        try:
             yield
+        finally:
+            held.held = False
+
+    def holds_lock(self, key: str) -> bool:
+        """Whether this thread or task holds the request lock (:meth:`lock`) on ``key``."""
+        return any(
+            lock.held and lock.manager is self and lock.key == key for lock in _held_locks.get()
+        )
 
     # -- garbage collection ------------------------------------------------------------
 

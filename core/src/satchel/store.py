@@ -65,6 +65,15 @@ class _SavePlan:
     existing: bool = False  # the record was loaded from the store: write only if it still exists
     merge: bool = False  # re-read at save and apply only this request's changes
     data_text: str | None = None
+    # The record a migrated session was loaded from: gone means ended meanwhile.
+    source_key: str | None = None
+
+    def end(self) -> None:
+        """Another request ended the session: nothing is written."""
+        self.outcome = SaveOutcome.ENDED
+        self.write_key = None
+        self.data = None
+        self.merge = False
 
 
 class Session(MutableMapping[str, Any]):
@@ -95,6 +104,9 @@ class Session(MutableMapping[str, Any]):
         self._loaded_fingerprint: str | None = None
         self._loaded_bookkeeping: tuple[str | None, bool | None] = (None, None)
         self._pending_destroy: list[str] = []
+        # The stored record this session was loaded from, once migrate() moved its data
+        # to a new id that is not saved yet.
+        self._source_key: str | None = None
         self._id = ""
         self._envelope = self._fresh_envelope()
         self._cookie_value: str | None = None
@@ -368,20 +380,26 @@ class Session(MutableMapping[str, Any]):
         if in_cookie:
             self._cookie_value = self._seal_cookie(text)
             return plan
+        assert key is not None
         plan.write_key = key
         plan.existing = self._stored
+        plan.source_key = self._source_key
         plan.data_text = data_text
         plan.merge = (
             self._config.merge_on_save
             and plan.existing
             and plan.outcome is SaveOutcome.WRITTEN
             and envelope.stored_data is not None
+            # Under the request's own lock (block = true) nobody else can write between
+            # its load and this save, and the driver's lock is not reentrant.
+            and not self._manager.holds_lock(key)
         )
-        plan.data = self._seal_stored(text, key) if key is not None else text
+        plan.data = self._seal_stored(text, key)
         if wants_metadata:
-            plan.metadata = attrs.evolve(
-                self.metadata or RequestMetadata(), values=copy.deepcopy(envelope.values)
-            )
+            # Encrypted sessions hand drivers none of their values, or the database
+            # driver would store user_id in plaintext beside the ciphertext.
+            values = {} if self._config.encrypt else copy.deepcopy(envelope.values)
+            plan.metadata = attrs.evolve(self.metadata or RequestMetadata(), values=values)
         return plan
 
     def _seal_stored(self, text: str, key: str) -> str:
@@ -401,6 +419,7 @@ class Session(MutableMapping[str, Any]):
 
     def _finish_save(self, plan: _SavePlan) -> SaveOutcome:
         self._pending_destroy.clear()
+        self._source_key = None
         if plan.outcome is SaveOutcome.ENDED:
             # Logged out or regenerated elsewhere while this request ran: writing
             # would bring the old session back (Rack CVE-2025-46336).
@@ -426,6 +445,8 @@ class Session(MutableMapping[str, Any]):
         """Age flash data and write through the sync driver if anything changed."""
         handler = self._manager.handler()
         plan = self._plan_save(wants_metadata=isinstance(handler, SupportsMetadata))
+        if plan.source_key is not None and handler.read(plan.source_key) == "":
+            plan.end()  # read before the old record is destroyed below
         for ended_key in plan.destroy_keys:
             handler.destroy(ended_key)
         key, data, metadata = plan.write_key, plan.data, plan.metadata
@@ -458,6 +479,8 @@ class Session(MutableMapping[str, Any]):
         """Age flash data and write through the async driver if anything changed."""
         handler = self._manager.async_handler()
         plan = self._plan_save(wants_metadata=isinstance(handler, AsyncSupportsMetadata))
+        if plan.source_key is not None and await handler.read(plan.source_key) == "":
+            plan.end()
         for ended_key in plan.destroy_keys:
             await handler.destroy(ended_key)
         key, data, metadata = plan.write_key, plan.data, plan.metadata
@@ -649,8 +672,10 @@ class Session(MutableMapping[str, Any]):
         self._envelope.token = None
 
     def increment(self, key: str, by: int | float = 1) -> int | float:
-        """Add ``by`` to the number at ``key`` (0 when missing) and return it."""
-        current = self.get(key, 0)
+        """Add ``by`` to the number at ``key`` (0 when missing or None, as Laravel) and return it."""
+        current = self.get(key)
+        if current is None:
+            current = 0
         if isinstance(current, bool) or not isinstance(current, (int, float)):
             raise TypeError(f"session value {key!r} is not a number")
         result = current + by
@@ -710,10 +735,17 @@ class Session(MutableMapping[str, Any]):
         self.regenerate_token()
 
     def migrate(self, destroy: bool = False) -> None:
-        """Give the session a new id, keeping its data and token."""
+        """Give the session a new id, keeping its data and token.
+
+        The save then writes only if the record it was loaded from still exists:
+        were it logged out meanwhile, writing would bring it back under the new id.
+        """
         self._touch()
-        if destroy and self._stored and not self._manager.stores_in_cookie:
-            self._pending_destroy.append(storage_key(self._id))
+        if self._stored and not self._manager.stores_in_cookie:
+            old_key = storage_key(self._id)
+            self._source_key = old_key
+            if destroy:
+                self._pending_destroy.append(old_key)
         self._id = generate_id()
         self._stored = False  # nothing is stored under the new id yet
         self._force_write = True
@@ -725,6 +757,7 @@ class Session(MutableMapping[str, Any]):
         """
         self.flush()
         self.migrate(destroy=True)
+        self._source_key = None  # a new session: it owes nothing to the old record
         self._envelope.created = self._manager.clock()
 
     def token(self) -> str:
@@ -798,46 +831,112 @@ def _append_unique(target: list[str], names: Iterable[str]) -> None:
             target.append(name)
 
 
+def _list_index(segment: str) -> int | None:
+    """The list index a dot-notation segment names, or ``None`` when it names none.
+
+    Only a canonical non-negative integer is an index (``"0"``, ``"12"``; not
+    ``"01"``, ``"-1"`` or non-ASCII digits), as PHP turns only those into
+    integer array keys.
+    """
+    if segment.isascii() and segment.isdigit() and (segment == "0" or segment[0] != "0"):
+        return int(segment)
+    return None
+
+
+def _child(container: Any, segment: str) -> Any:
+    """One step of a dotted path: a mapping's key or a list's index (``_MISSING`` if absent)."""
+    if isinstance(container, Mapping):
+        return container.get(segment, _MISSING)
+    if isinstance(container, (list, tuple)):
+        index = _list_index(segment)
+        if index is not None and index < len(container):
+            return container[index]  # Laravel's Arr::get indexes lists too
+    return _MISSING
+
+
 def _lookup(values: Mapping[str, Any], key: str) -> Any:
     """Laravel's ``Arr::get``: the literal key first, then the dotted path."""
     if key in values:
         return values[key]
     current: Any = values
     for segment in key.split("."):
-        if isinstance(current, Mapping) and segment in current:
-            current = current[segment]
-        elif (
-            isinstance(current, (list, tuple)) and segment.isdigit() and int(segment) < len(current)
-        ):
-            current = current[int(segment)]  # Laravel's Arr::get indexes lists too
-        else:
-            return _MISSING
+        current = _child(current, segment)
+        if current is _MISSING:
+            break
     return current
 
 
+def _set_slot(
+    container: dict[str, Any] | list[Any] | tuple[Any, ...],
+    segment: str,
+    value: Any,
+    *,
+    key: str,
+    where: str,
+) -> None:
+    """Set ``segment`` of a mapping, or the index it names of a list (``where`` is its path)."""
+    if isinstance(container, dict):
+        container[segment] = value
+        return
+    if isinstance(container, tuple):
+        raise _unchangeable(where, key)
+    index = _list_index(segment)
+    if index is None:
+        raise TypeError(f"session value {where!r} is a list: {key!r} names no index in it")
+    if index > len(container):
+        raise IndexError(
+            f"{key!r} is past the end of the session list {where!r} ({len(container)} items)"
+        )
+    if index == len(container):
+        container.append(value)
+    else:
+        container[index] = value
+
+
 def _assign(values: dict[str, Any], key: str, value: Any) -> None:
-    """Laravel's ``Arr::set``: create nested mappings along a dotted path."""
+    """Laravel's ``Arr::set``: create nested mappings along a dotted path.
+
+    Anything on the path that is neither a mapping nor a list is replaced by
+    a mapping, as Laravel does. A list is indexed, as ``get`` reads it: an
+    index in range is replaced and the index one past the end appends; any
+    other segment raises (``TypeError``, or ``IndexError`` past the end)
+    rather than replacing the list with a mapping. The error comes before any
+    change: nothing is created until the path's last list is passed.
+    """
     segments = key.split(".")
-    current = values
-    for segment in segments[:-1]:
-        child = current.get(segment)
-        if not isinstance(child, dict):
+    current: dict[str, Any] | list[Any] | tuple[Any, ...] = values
+    for depth, segment in enumerate(segments[:-1]):
+        child = _child(current, segment)
+        if not isinstance(child, (dict, list, tuple)):
             child = {}
-            current[segment] = child
+            _set_slot(current, segment, child, key=key, where=".".join(segments[:depth]))
         current = child
-    current[segments[-1]] = value
+    _set_slot(current, segments[-1], value, key=key, where=".".join(segments[:-1]))
 
 
 def _forget(values: dict[str, Any], key: str) -> None:
-    """Laravel's ``Arr::forget``: the literal key first, then the dotted path."""
+    """Laravel's ``Arr::forget``: the literal key first, then the dotted path.
+
+    An index in range of a list removes that element (later ones move up);
+    a path that leads nowhere does nothing.
+    """
     if key in values:
         del values[key]
         return
     segments = key.split(".")
     current: Any = values
     for segment in segments[:-1]:
-        current = current.get(segment) if isinstance(current, dict) else None
-        if current is None:
+        current = _child(current, segment)
+        if current is _MISSING or current is None:
             return
+    leaf = segments[-1]
     if isinstance(current, dict):
-        current.pop(segments[-1], None)
+        current.pop(leaf, None)
+    elif isinstance(current, (list, tuple)) and _child(current, leaf) is not _MISSING:
+        if isinstance(current, tuple):
+            raise _unchangeable(".".join(segments[:-1]), key)
+        del current[int(leaf)]
+
+
+def _unchangeable(where: str, key: str) -> TypeError:
+    return TypeError(f"session value {where!r} is a tuple, which {key!r} cannot change in place")

@@ -23,11 +23,13 @@ your driver with the given config keys on top of the ones it needs, and
   another one ended it (``invalidate()``, ``regenerate(destroy=True)``) saves
   late, with changed data or only a refresh; the save reports
   :attr:`~satchel.SaveOutcome.ENDED` and the old id stays empty (Rack
-  CVE-2025-46336). Needs ``write_existing`` or core's read-then-write fallback.
+  CVE-2025-46336); so does one that moved the session to a new id meanwhile
+  (``regenerate``, ``migrate``), which writes nothing under the new id either. Needs ``write_existing`` or core's read-then-write fallback.
 * :class:`AsyncResurrectionConformance`: the same race through the async twin.
 * :class:`ConcurrencyConformance`: 40 overlapping requests of one session
-  through the WSGI and the ASGI middleware; with ``block = true`` every
-  increment survives, with ``merge_on_save`` every request's own key. The
+  through the WSGI and the ASGI middleware; with ``block = true`` (alone or with
+  ``merge_on_save``) every increment survives, with ``merge_on_save`` every
+  request's own key. The
   controls without either must lose writes, so the suite can fail. Needs a
   driver that locks.
 
@@ -64,6 +66,12 @@ ManagerFactory = Callable[..., SessionManager]
 ENDINGS: dict[str, Callable[[Session], None]] = {
     "invalidate": lambda session: session.invalidate(),
     "regenerate-destroy": lambda session: session.regenerate(destroy=True),
+}
+# What request A does to the session it loaded before B ended it: a new id, old data.
+MOVES: dict[str, Callable[[Session], None]] = {
+    "regenerate-destroy": lambda session: session.regenerate(destroy=True),
+    "regenerate": lambda session: session.regenerate(),
+    "migrate": lambda session: session.migrate(),
 }
 TOUCH_INTERVAL_SECONDS = 60
 PAST_THE_TOUCH_INTERVAL = 120  # a save this much later is a refresh, even unchanged
@@ -111,6 +119,14 @@ class _ManagerFixtures:
     def assert_nothing_stored(self, manager: SessionManager, cookie: str) -> None:
         """The ended session's id holds no record, read past core."""
         assert manager.handler().read(storage_key(cookie)) == ""
+
+    def assert_not_moved(self, manager: SessionManager, cookie: str, moved: Session) -> None:
+        """A session moved to a new id after it ended left nothing under either id."""
+        assert moved.cookie_action() is None  # never clobber the cookie B just sent
+        assert moved.id != cookie
+        self.assert_nothing_stored(manager, cookie)
+        self.assert_nothing_stored(manager, moved.id)
+        assert manager.start(moved.id).all() == {}
 
 
 class ResurrectionConformance(_ManagerFixtures):
@@ -173,6 +189,36 @@ class ResurrectionConformance(_ManagerFixtures):
         assert manager.start(cookie).all() == {}
         self.assert_nothing_stored(manager, cookie)
 
+    @pytest.mark.parametrize("ending", list(ENDINGS))
+    @pytest.mark.parametrize("move", list(MOVES))
+    def test_a_late_new_id_does_not_resurrect(
+        self, satchel_manager_factory: ManagerFactory, ending: str, move: str
+    ) -> None:
+        manager = satchel_manager_factory()
+        cookie = logged_in(manager)
+        slow = manager.start(cookie)  # request A: loaded before the logout
+        quick = manager.start(cookie)
+        ENDINGS[ending](quick)
+        quick.save()
+        after_logout = self.stored_state(manager)
+        MOVES[move](slow)  # A then logs in again, say: the old data under a new id
+        assert slow.save() is SaveOutcome.ENDED
+        assert self.stored_state(manager) == after_logout
+        self.assert_not_moved(manager, cookie, slow)
+
+    @pytest.mark.parametrize("move", list(MOVES))
+    def test_a_new_id_for_a_live_session_still_writes(
+        self, satchel_manager_factory: ManagerFactory, move: str
+    ) -> None:
+        manager = satchel_manager_factory()
+        cookie = logged_in(manager)
+        session = manager.start(cookie)
+        MOVES[move](session)
+        assert session.save() is SaveOutcome.WRITTEN
+        assert manager.start(session.cookie_value()).all() == {"user_id": 42}
+        kept = manager.start(cookie)
+        assert kept.all() == ({} if move == "regenerate-destroy" else {"user_id": 42})
+
     def test_ordinary_saves_of_a_live_session_still_write(
         self, satchel_manager_factory: ManagerFactory
     ) -> None:
@@ -193,11 +239,17 @@ class AsyncResurrectionConformance(_ManagerFixtures):
     close_async_handler: ClassVar[bool] = False
 
     def race(
-        self, manager: SessionManager, cookie: str, ending: str, *, change: bool
-    ) -> SaveOutcome:
-        """Request A loads, B ends the session, then A saves: A's outcome."""
+        self,
+        manager: SessionManager,
+        cookie: str,
+        ending: str,
+        *,
+        change: bool,
+        move: str | None = None,
+    ) -> Session:
+        """Request A loads, B ends the session, then A (after ``MOVES[move]``) saves: A."""
 
-        async def run() -> SaveOutcome:
+        async def run() -> Session:
             twin = manager.async_handler()
             self.check_async_handler(twin)
             try:
@@ -209,12 +261,26 @@ class AsyncResurrectionConformance(_ManagerFixtures):
                 await quick.asave()
                 if change:
                     slow.put("cart", ["pear"])
-                return await slow.asave()
+                if move is not None:
+                    MOVES[move](slow)
+                await slow.asave()
+                return slow
             finally:
                 if self.close_async_handler:
                     await twin.close()
 
         return asyncio.run(run())
+
+    @pytest.mark.parametrize("ending", list(ENDINGS))
+    @pytest.mark.parametrize("move", list(MOVES))
+    def test_async_late_new_id_does_not_resurrect(
+        self, satchel_manager_factory: ManagerFactory, ending: str, move: str
+    ) -> None:
+        manager = satchel_manager_factory()
+        cookie = logged_in(manager)
+        slow = self.race(manager, cookie, ending, change=False, move=move)
+        assert slow.last_outcome is SaveOutcome.ENDED
+        self.assert_not_moved(manager, cookie, slow)
 
     @pytest.mark.parametrize("ending", list(ENDINGS))
     def test_async_late_write_does_not_resurrect(
@@ -224,7 +290,7 @@ class AsyncResurrectionConformance(_ManagerFixtures):
             clock=self.new_clock(), touch_interval=TOUCH_INTERVAL_SECONDS
         )
         cookie = logged_in(manager)
-        assert self.race(manager, cookie, ending, change=True) is SaveOutcome.ENDED
+        assert self.race(manager, cookie, ending, change=True).last_outcome is SaveOutcome.ENDED
         assert manager.start(cookie).all() == {}
         self.assert_nothing_stored(manager, cookie)
 
@@ -236,7 +302,7 @@ class AsyncResurrectionConformance(_ManagerFixtures):
         manager = satchel_manager_factory(clock=clock, touch_interval=TOUCH_INTERVAL_SECONDS)
         cookie = logged_in(manager)
         clock.now += PAST_THE_TOUCH_INTERVAL
-        assert self.race(manager, cookie, ending, change=False) is SaveOutcome.ENDED
+        assert self.race(manager, cookie, ending, change=False).last_outcome is SaveOutcome.ENDED
         assert manager.start(cookie).all() == {}
         self.assert_nothing_stored(manager, cookie)
 
@@ -256,6 +322,14 @@ class ConcurrencyConformance(_ManagerFixtures):
         self, satchel_manager_factory: ManagerFactory, via: Via
     ) -> None:
         manager = satchel_manager_factory(block=True)
+        self.check_handlers(manager)
+        assert concurrent_increments(manager, via=via, requests=self.requests) == self.requests
+
+    def test_blocking_with_merge_on_save_keeps_every_increment(
+        self, satchel_manager_factory: ManagerFactory, via: Via
+    ) -> None:
+        # The save must not take the lock its own request already holds (no reentrancy).
+        manager = satchel_manager_factory(block=True, merge_on_save=True)
         self.check_handlers(manager)
         assert concurrent_increments(manager, via=via, requests=self.requests) == self.requests
 
