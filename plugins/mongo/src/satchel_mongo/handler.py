@@ -207,6 +207,12 @@ class _Documents:
             raise SessionBackendError(DRIVER_NAME, self.address, message) from exc
 
 
+def payload_of(found: Mapping[str, Any] | None) -> str:
+    """The stored payload, or ``""`` (no session) when it is missing or not text."""
+    payload = found.get("payload") if found else None
+    return payload if isinstance(payload, str) else ""
+
+
 def ensure_ttl_index(collection: Collection[Document], documents: _Documents) -> None:
     """Create the TTL index on ``expires_at``, or bring an existing one to the grace."""
     try:
@@ -325,7 +331,7 @@ class MongoSessionHandler(SessionHandler):
     def read(self, session_id: str) -> str:
         with self.documents.errors():
             found = self._ready().find_one(self.documents.live(session_id), {"payload": 1})
-        return str(found["payload"]) if found else ""
+        return payload_of(found)
 
     def write(self, session_id: str, data: str) -> bool:
         update = self.documents.stamp(payload=data)
@@ -462,7 +468,7 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
             found: Mapping[str, Any] | None = await collection.find_one(
                 self.documents.live(session_id), {"payload": 1}
             )
-        return str(found["payload"]) if found else ""
+        return payload_of(found)
 
     async def write(self, session_id: str, data: str) -> bool:
         update = self.documents.stamp(payload=data)
