@@ -13,9 +13,19 @@ import pytest
 BROKEN_DRIVERS = textwrap.dedent(
     """
     import contextlib
+    import pickle
     import pytest
     from satchel.drivers import ArraySessionHandler
-    from satchel.testing import HandlerConformance, LockConformance, WriteExistingConformance
+    from satchel.testing import (
+        AsyncHandlerConformance,
+        AsyncLockConformance,
+        AsyncTouchConformance,
+        HandlerConformance,
+        LockConformance,
+        TouchConformance,
+        WriteExistingConformance,
+    )
+    from satchel.threaded import ThreadedAsyncHandler
 
 
     class ForgetsNothing(ArraySessionHandler):
@@ -32,6 +42,39 @@ BROKEN_DRIVERS = textwrap.dedent(
         @contextlib.contextmanager
         def lock(self, session_id, *, lock_seconds, wait_seconds):
             yield
+
+
+    class LockExpiresEarly(ArraySessionHandler):
+        def lock(self, session_id, *, lock_seconds, wait_seconds):
+            return super().lock(
+                session_id, lock_seconds=lock_seconds / 4, wait_seconds=wait_seconds
+            )
+
+
+    class ReleasesAnyHolder(ArraySessionHandler):
+        @contextlib.contextmanager
+        def lock(self, session_id, *, lock_seconds, wait_seconds):
+            with super().lock(session_id, lock_seconds=lock_seconds, wait_seconds=wait_seconds):
+                yield
+            self._locks.pop(session_id, None)  # frees whoever holds it by now
+
+
+    class TouchForgets(ArraySessionHandler):
+        def touch(self, session_id):
+            return session_id in self._entries
+
+
+    class PlantsReads(ArraySessionHandler):
+        # Claims to keep nothing below, yet reads back what was written.
+        pass
+
+
+    class Unpickles(ArraySessionHandler):
+        def read(self, session_id):
+            data = super().read(session_id)
+            with contextlib.suppress(Exception):
+                pickle.loads(data.encode("latin-1"))  # the flaw under test
+            return data
 
 
     class Resurrects(ArraySessionHandler):
@@ -57,11 +100,31 @@ BROKEN_DRIVERS = textwrap.dedent(
         return Suite
 
 
+    def async_suite(handler_class, *mixins):
+        class Suite(AsyncHandlerConformance, *mixins):
+            @pytest.fixture
+            def satchel_async_handler_factory(self):
+                return lambda config: ThreadedAsyncHandler(handler_class.from_config(config))
+
+        return Suite
+
+
     TestForgetsNothing = suite(ForgetsNothing)
     TestTruncates = suite(Truncates)
     TestNeverLocks = suite(NeverLocks, LockConformance)
     TestResurrects = suite(Resurrects, WriteExistingConformance)
     TestGcKeepsEverything = suite(GcKeepsEverything)
+    TestUnpickles = suite(Unpickles)
+    TestLockExpiresEarly = suite(LockExpiresEarly, LockConformance)
+    TestAsyncLockExpiresEarly = async_suite(LockExpiresEarly, AsyncLockConformance)
+    TestReleasesAnyHolder = suite(ReleasesAnyHolder, LockConformance)
+    TestAsyncReleasesAnyHolder = async_suite(ReleasesAnyHolder, AsyncLockConformance)
+    TestTouchForgets = suite(TouchForgets, TouchConformance)
+    TestAsyncTouchForgets = async_suite(TouchForgets, AsyncTouchConformance)
+
+
+    class TestPlantsReads(suite(PlantsReads)):
+        keeps_nothing = True
     """
 )
 
@@ -72,6 +135,27 @@ EXPECTED_FAILURES = {
         "test_a_held_lock_makes_others_time_out",
         "test_waiter_gets_the_lock_once_released",
         "test_expired_holder_never_releases_the_next_holders_lock",
+        "test_lock_of_a_dead_holder_expires",
+    },
+    "TestUnpickles": {"test_a_stored_pickle_runs_no_code_and_starts_a_fresh_session"},
+    "TestLockExpiresEarly": {"test_lock_of_a_dead_holder_expires"},
+    "TestAsyncLockExpiresEarly": {"test_async_lock_of_a_dead_holder_expires"},
+    "TestReleasesAnyHolder": {"test_expired_holder_never_releases_the_next_holders_lock"},
+    "TestAsyncReleasesAnyHolder": {
+        "test_async_expired_holder_never_releases_the_next_holders_lock"
+    },
+    "TestTouchForgets": {"test_touch_extends_the_expiry"},
+    "TestAsyncTouchForgets": {"test_async_touch_extends_the_expiry"},
+    "TestPlantsReads": {
+        "test_write_then_read_round_trips",
+        "test_overwrite_replaces_the_payload",
+        "test_destroy_removes_the_session",
+        "test_a_megabyte_payload_round_trips",
+        "test_non_ascii_payload_round_trips",
+        "test_ids_are_isolated",
+        "test_gc_keeps_sessions_within_the_lifetime",
+        "test_gc_removes_only_idle_sessions",
+        "test_threads_writing_distinct_sessions_corrupt_nothing",
     },
     "TestResurrects": {
         "test_write_existing_never_creates_a_record",

@@ -11,6 +11,7 @@ from pymemcache.client.base import PooledClient
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncTouchConformance,
     AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
@@ -38,7 +39,10 @@ class TestMemcachedConformance(
 
 
 class TestAsyncMemcachedConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     gc_removes_expired = False
 
@@ -75,7 +79,10 @@ class TestMemcachedPoolConformance(
 
 
 class TestAsyncMemcachedPoolConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     gc_removes_expired = False
 

@@ -12,6 +12,7 @@ import redis.asyncio
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncTouchConformance,
     AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
@@ -37,7 +38,10 @@ class TestRedisConformance(
 
 
 class TestAsyncRedisConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     gc_removes_expired = False
 
@@ -75,7 +79,10 @@ class TestReadyClientConformance(
 
 
 class TestReadyClientInThreadConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     """Only a sync ``options.client``: the async twin runs that very client in a thread."""
 
@@ -95,7 +102,10 @@ class TestReadyClientInThreadConformance(
 
 
 class TestReadyAsyncClientConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     """A ``redis.asyncio`` client handed in as ``options.async_client``."""
 

@@ -14,6 +14,7 @@ from satchel import SessionConfig
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncTouchConformance,
     AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
@@ -59,7 +60,10 @@ class TestRedisClusterConformance(
 
 
 class TestAsyncRedisClusterConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     gc_removes_expired = False
 
@@ -120,7 +124,10 @@ class TestRedisSentinelConformance(
 
 
 class TestAsyncRedisSentinelConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     gc_removes_expired = False
 

@@ -16,7 +16,8 @@ A driver package runs the suite against its handler with a few lines::
 
 Add :class:`AsyncHandlerConformance` for an async twin,
 :class:`LockConformance` / :class:`AsyncLockConformance` for a driver that
-can lock, :class:`TouchConformance` for one that can ``touch`` and
+can lock, :class:`TouchConformance` / :class:`AsyncTouchConformance` for one
+that can ``touch`` and
 :class:`WriteExistingConformance` / :class:`AsyncWriteExistingConformance`
 for one with ``write_existing``.
 
@@ -40,6 +41,7 @@ lose no write with ``block`` or ``merge_on_save``), driven by a
 from satchel.testing.conformance import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncTouchConformance,
     AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
@@ -64,6 +66,7 @@ __all__ = [
     "AsyncHandlerConformance",
     "AsyncLockConformance",
     "AsyncResurrectionConformance",
+    "AsyncTouchConformance",
     "AsyncWriteExistingConformance",
     "ConcurrencyConformance",
     "HandlerConformance",

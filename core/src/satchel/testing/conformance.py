@@ -10,12 +10,16 @@ Subclass the classes below in a ``Test…`` class and provide the fixtures:
 
 Set ``gc_removes_expired = False`` on the class when the store expires
 sessions itself and ``gc`` returns 0 (Redis, memcached): the suite then checks
-that an idle session is gone without counting it.
+that an idle session is gone without counting it. Set ``keeps_nothing = True``
+for a driver that stores nothing by design (``null``): every read is then
+expected to be ``""`` and the rest of the contract (writes, destroys and gc
+succeed, no error, no code run) still holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -29,6 +33,7 @@ from satchel.errors import LockTimeout
 from satchel.handler import (
     AsyncSessionHandler,
     AsyncSupportsLock,
+    AsyncSupportsTouch,
     AsyncSupportsWriteExisting,
     SessionHandler,
     SupportsLock,
@@ -36,6 +41,7 @@ from satchel.handler import (
     SupportsWriteExisting,
 )
 from satchel.ids import generate_id, storage_key
+from satchel.manager import SessionManager
 
 T = TypeVar("T")
 SyncFactory = Callable[[SessionConfig], SessionHandler]
@@ -45,6 +51,18 @@ NON_ASCII = "zß水🎉 — ünïcödé \u00e9\u0301 \U0001f600 \\ \" ' <>&"
 ONE_MEGABYTE = 1024 * 1024
 SHORT_LIFETIME_SECONDS = 1
 IDLE_SLEEP_SECONDS = 2.2  # past a 1-second lifetime even for stores that keep whole seconds
+# touch: a session of a 4-second lifetime is touched 2.5 s after its write and read
+# 3 s later, past its first expiry even where a whole-second store clock adds a
+# second (memcached), and 1.5 s inside the expiry the touch gave it.
+TOUCH_LIFETIME_SECONDS = 4
+TOUCH_AFTER_SECONDS = 2.5
+READ_AFTER_TOUCH_SECONDS = 3.0
+# A dead holder's lock: taken for DEAD_HOLDER_LOCK_SECONDS, it must keep others out
+# for nearly that long, and let them in soon after (a store whose clock ticks in
+# whole seconds may round the expiry up by a second, and a loaded machine polls late).
+DEAD_HOLDER_LOCK_SECONDS = 1.0
+DEAD_HOLDER_EARLIEST_SECONDS = 0.9 * DEAD_HOLDER_LOCK_SECONDS
+DEAD_HOLDER_LATEST_SECONDS = DEAD_HOLDER_LOCK_SECONDS + 2.0
 
 
 def new_storage_id() -> str:
@@ -60,11 +78,57 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
+def _assert_waited_for_the_dead_holder(waited: float) -> None:
+    """The next holder got a dead holder's lock once, and only once, it expired."""
+    assert waited >= DEAD_HOLDER_EARLIEST_SECONDS, (
+        f"a lock taken for {DEAD_HOLDER_LOCK_SECONDS:g} s was free after {waited:.2f} s"
+    )
+    assert waited <= DEAD_HOLDER_LATEST_SECONDS, (
+        f"a lock taken for {DEAD_HOLDER_LOCK_SECONDS:g} s kept others out for {waited:.2f} s"
+    )
+
+
+# What unpickling _PickleBomb would append to: the suite checks it stays empty.
+PICKLE_BOMB_WENT_OFF: list[str] = []
+
+
+def _pickle_bomb_went_off(marker: str) -> str:
+    PICKLE_BOMB_WENT_OFF.append(marker)
+    return marker
+
+
+class _PickleBomb:
+    """Pickled, it runs :func:`_pickle_bomb_went_off` when anything unpickles it."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_pickle_bomb_went_off, ("unpickled",))
+
+
+def pickle_bomb(protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
+    """A pickle whose loading runs code: what a store must never have unpickled."""
+    return pickle.dumps(_PickleBomb(), protocol=protocol)
+
+
+def pickle_payloads() -> dict[str, str]:
+    """:func:`pickle_bomb` as text a handler can be given: protocol 0 (ASCII), and
+    the same behind a protocol-2 header (a byte past 127, read as Latin-1). No NUL:
+    core never writes one, and text columns cannot hold it."""
+    text = pickle_bomb(protocol=0).decode("ascii")
+    return {"protocol 0": text, "protocol 2 header": "\x80\x02" + text}
+
+
 class _ConfigFixtures:
+    keeps_nothing: ClassVar[bool] = False
+
     @pytest.fixture
     def satchel_base_config(self) -> Mapping[str, Any]:
         """Config keys the driver needs; override in the subclass."""
         return {}
+
+    def kept(self, data: str) -> str:
+        """What a read gives back after ``data`` was written: ``data``, or ``""``
+        for a driver that keeps nothing (``keeps_nothing = True``)."""
+        return "" if self.keeps_nothing else data
 
 
 class HandlerConformance(_ConfigFixtures):
@@ -106,14 +170,14 @@ class HandlerConformance(_ConfigFixtures):
     def test_write_then_read_round_trips(self, handler: SessionHandler) -> None:
         key = new_storage_id()
         assert handler.write(key, '{"v":1,"data":{"a":1}}') is True
-        assert handler.read(key) == '{"v":1,"data":{"a":1}}'
+        assert handler.read(key) == self.kept('{"v":1,"data":{"a":1}}')
 
     def test_overwrite_replaces_the_payload(self, handler: SessionHandler) -> None:
         key = new_storage_id()
         handler.write(key, "first")
         handler.write(key, "second, longer than the first")
         handler.write(key, "third")
-        assert handler.read(key) == "third"
+        assert handler.read(key) == self.kept("third")
 
     def test_destroy_removes_the_session(self, handler: SessionHandler) -> None:
         key, other = new_storage_id(), new_storage_id()
@@ -121,7 +185,7 @@ class HandlerConformance(_ConfigFixtures):
         handler.write(other, "kept")
         assert handler.destroy(key) is True
         assert handler.read(key) == ""
-        assert handler.read(other) == "kept"
+        assert handler.read(other) == self.kept("kept")
 
     def test_destroy_of_a_missing_id_succeeds(self, handler: SessionHandler) -> None:
         assert handler.destroy(new_storage_id()) is True
@@ -130,12 +194,12 @@ class HandlerConformance(_ConfigFixtures):
         key = new_storage_id()
         data = ("0123456789abcdef" * (ONE_MEGABYTE // 16))[:ONE_MEGABYTE]
         handler.write(key, data)
-        assert handler.read(key) == data
+        assert handler.read(key) == self.kept(data)
 
     def test_non_ascii_payload_round_trips(self, handler: SessionHandler) -> None:
         key = new_storage_id()
         handler.write(key, NON_ASCII)
-        assert handler.read(key) == NON_ASCII
+        assert handler.read(key) == self.kept(NON_ASCII)
 
     def test_ids_are_isolated(self, handler: SessionHandler) -> None:
         keys = [new_storage_id() for _ in range(5)]
@@ -143,18 +207,15 @@ class HandlerConformance(_ConfigFixtures):
             handler.write(key, f"payload {index}")
         handler.write(keys[2], "changed")
         assert [handler.read(key) for key in keys] == [
-            "payload 0",
-            "payload 1",
-            "changed",
-            "payload 3",
-            "payload 4",
+            self.kept(text)
+            for text in ("payload 0", "payload 1", "changed", "payload 3", "payload 4")
         ]
 
     def test_gc_keeps_sessions_within_the_lifetime(self, handler: SessionHandler) -> None:
         key = new_storage_id()
         handler.write(key, "fresh")
-        assert handler.gc(3600) == 0 or handler.read(key) == "fresh"
-        assert handler.read(key) == "fresh"
+        handler.gc(3600)
+        assert handler.read(key) == self.kept("fresh")
 
     def test_gc_removes_only_idle_sessions(
         self, make_handler: Callable[..., SessionHandler]
@@ -170,7 +231,7 @@ class HandlerConformance(_ConfigFixtures):
         else:
             assert removed == 0
         assert handler.read(idle) == ""
-        assert handler.read(live) == "live"
+        assert handler.read(live) == self.kept("live")
 
     def test_threads_writing_distinct_sessions_corrupt_nothing(
         self, handler: SessionHandler
@@ -184,7 +245,28 @@ class HandlerConformance(_ConfigFixtures):
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(work, range(len(keys))))
         for index, key in enumerate(keys):
-            assert handler.read(key) == f"{index}:4:" + "x" * (index * 97)
+            assert handler.read(key) == self.kept(f"{index}:4:" + "x" * (index * 97))
+
+    def test_a_stored_pickle_runs_no_code_and_starts_a_fresh_session(
+        self,
+        make_handler: Callable[..., SessionHandler],
+        satchel_base_config: Mapping[str, Any],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A ``__reduce__`` payload under a valid id's key is never unpickled: the id
+        gets a fresh, empty session instead, and no code runs."""
+        PICKLE_BOMB_WENT_OFF.clear()
+        handler = make_handler()
+        manager = SessionManager(_config(satchel_base_config))
+        manager.extend(manager.config.driver, lambda _config: handler)
+        for name, text in pickle_payloads().items():
+            cookie = generate_id()
+            handler.write(storage_key(cookie), text)
+            session = manager.start(cookie)
+            assert session.all() == {}, name
+            assert session.id != cookie, f"{name}: the planted id must not be kept"
+            assert PICKLE_BOMB_WENT_OFF == [], name
+            assert cookie not in caplog.text  # never a raw id in a log line
 
 
 class TouchConformance(_ConfigFixtures):
@@ -198,13 +280,15 @@ class TouchConformance(_ConfigFixtures):
         handler.touch(new_storage_id())
 
     def test_touch_extends_the_expiry(self, make_handler: Callable[..., SessionHandler]) -> None:
-        handler = make_handler(lifetime=3 / 60)
+        handler = make_handler(lifetime=TOUCH_LIFETIME_SECONDS / 60)
         assert isinstance(handler, SupportsTouch)
-        key = new_storage_id()
+        key, untouched = new_storage_id(), new_storage_id()
         handler.write(key, "kept alive")
-        time.sleep(2.0)
+        handler.write(untouched, "left alone")
+        time.sleep(TOUCH_AFTER_SECONDS)
         assert handler.touch(key) is True
-        time.sleep(2.0)  # 4 s after the write, 2 s after the touch
+        time.sleep(READ_AFTER_TOUCH_SECONDS)
+        assert handler.read(untouched) == ""  # the wait did pass the first expiry
         assert handler.read(key) == "kept alive"
 
 
@@ -307,10 +391,12 @@ class LockConformance(_ConfigFixtures):
     def test_lock_of_a_dead_holder_expires(self, handler: SessionHandler) -> None:
         assert isinstance(handler, SupportsLock)
         key = new_storage_id()
-        abandoned = handler.lock(key, lock_seconds=1, wait_seconds=1)
+        abandoned = handler.lock(key, lock_seconds=DEAD_HOLDER_LOCK_SECONDS, wait_seconds=1)
         abandoned.__enter__()  # never exited: the holder "died"
+        started = time.monotonic()
         with handler.lock(key, lock_seconds=5, wait_seconds=5):
-            pass
+            waited = time.monotonic() - started
+        _assert_waited_for_the_dead_holder(waited)
 
     def test_expired_holder_never_releases_the_next_holders_lock(
         self, handler: SessionHandler
@@ -370,12 +456,12 @@ class AsyncHandlerConformance(_ConfigFixtures):
             assert await handler.read(key) == ""
             assert await handler.write(key, "first") is True
             await handler.write(other, "other")
-            assert await handler.read(key) == "first"
+            assert await handler.read(key) == self.kept("first")
             await handler.write(key, NON_ASCII)
-            assert await handler.read(key) == NON_ASCII
+            assert await handler.read(key) == self.kept(NON_ASCII)
             assert await handler.destroy(key) is True
             assert await handler.read(key) == ""
-            assert await handler.read(other) == "other"
+            assert await handler.read(other) == self.kept("other")
             assert await handler.destroy(new_storage_id()) is True
 
         run_with_handler(body)
@@ -385,7 +471,7 @@ class AsyncHandlerConformance(_ConfigFixtures):
             key = new_storage_id()
             data = "é" * ONE_MEGABYTE
             await handler.write(key, data)
-            assert await handler.read(key) == data
+            assert await handler.read(key) == self.kept(data)
 
         run_with_handler(body)
 
@@ -400,7 +486,7 @@ class AsyncHandlerConformance(_ConfigFixtures):
             removed = await handler.gc(SHORT_LIFETIME_SECONDS)
             assert removed >= 1 if self.gc_removes_expired else removed == 0
             assert await handler.read(idle) == ""
-            assert await handler.read(live) == "live"
+            assert await handler.read(live) == self.kept("live")
 
         run_with_handler(body, lifetime=SHORT_LIFETIME_SECONDS / 60)
 
@@ -411,7 +497,7 @@ class AsyncHandlerConformance(_ConfigFixtures):
             keys = [new_storage_id() for _ in range(50)]
             await asyncio.gather(*(handler.write(key, f"v{i}" * 50) for i, key in enumerate(keys)))
             values = await asyncio.gather(*(handler.read(key) for key in keys))
-            assert values == [f"v{i}" * 50 for i in range(len(keys))]
+            assert values == [self.kept(f"v{i}" * 50) for i in range(len(keys))]
 
         run_with_handler(body)
 
@@ -438,9 +524,46 @@ class AsyncLockConformance(_ConfigFixtures):
         async def body(handler: AsyncSessionHandler) -> None:
             assert isinstance(handler, AsyncSupportsLock)
             key = new_storage_id()
-            abandoned = handler.lock(key, lock_seconds=1, wait_seconds=1)
-            await abandoned.__aenter__()
+            abandoned = handler.lock(key, lock_seconds=DEAD_HOLDER_LOCK_SECONDS, wait_seconds=1)
+            await abandoned.__aenter__()  # never exited: the holder "died"
+            started = time.monotonic()
             async with handler.lock(key, lock_seconds=5, wait_seconds=5):
-                pass
+                waited = time.monotonic() - started
+            _assert_waited_for_the_dead_holder(waited)
 
         run_with_handler(body)
+
+    def test_async_expired_holder_never_releases_the_next_holders_lock(
+        self, run_with_handler: Callable[..., Any]
+    ) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            assert isinstance(handler, AsyncSupportsLock)
+            key = new_storage_id()
+            first = handler.lock(key, lock_seconds=1, wait_seconds=1)
+            await first.__aenter__()
+            async with handler.lock(key, lock_seconds=30, wait_seconds=5):
+                await first.__aexit__(None, None, None)  # the late first holder lets go
+                with pytest.raises(LockTimeout):
+                    async with handler.lock(key, lock_seconds=5, wait_seconds=0.3):
+                        pass
+
+        run_with_handler(body)
+
+
+class AsyncTouchConformance(_ConfigFixtures):
+    """For an async handler with ``touch`` (use with :class:`AsyncHandlerConformance`)."""
+
+    def test_async_touch_extends_the_expiry(self, run_with_handler: Callable[..., Any]) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            assert isinstance(handler, AsyncSupportsTouch)
+            key, untouched = new_storage_id(), new_storage_id()
+            await handler.write(key, "kept alive")
+            await handler.write(untouched, "left alone")
+            await handler.touch(new_storage_id())  # a missing id is harmless
+            await asyncio.sleep(TOUCH_AFTER_SECONDS)
+            assert await handler.touch(key) is True
+            await asyncio.sleep(READ_AFTER_TOUCH_SECONDS)
+            assert await handler.read(untouched) == ""  # the wait did pass the first expiry
+            assert await handler.read(key) == "kept alive"
+
+        run_with_handler(body, lifetime=TOUCH_LIFETIME_SECONDS / 60)
