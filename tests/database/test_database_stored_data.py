@@ -78,33 +78,33 @@ def test_a_pickle_written_into_the_payload_column_runs_no_code(
     manager.handler().close()
 
 
-def test_with_encrypt_the_table_holds_no_session_value_in_plaintext(
-    database_url: str, make_table: Callable[..., str]
-) -> None:
-    """Core hands an encrypting store no values as metadata, so ``user_id`` stays NULL;
-    ``satchel sessions --user`` then cannot find the user's sessions (documented)."""
-    table = make_table(database_url)
+def save_user_session(url: str, table: str, **config: object) -> tuple[SessionManager, str]:
+    """Save a session of user 42 holding the marker through a manager; the manager and id."""
     manager = SessionManager(
-        SessionConfig(
-            driver="database",
-            connection=database_url,
-            table=table,
-            lottery=(0, 1),
-            encrypt=True,
-            secret_key=SECRET,
+        SessionConfig.from_dict(
+            {"driver": "database", "connection": url, "table": table, "lottery": [0, 1], **config}
         )
     )
     session = manager.start(None, metadata=RequestMetadata("198.51.100.7", "Agent/1.0"))
     session.put("user_id", 42)
     session.put("note", MARKER)
     session.save()
+    return manager, session.id
 
-    row = fetch_row(database_url, table, storage_key(session.id))
+
+def test_with_encrypt_the_table_holds_no_session_value_in_plaintext(
+    database_url: str, make_table: Callable[..., str]
+) -> None:
+    """Core hands an encrypting store no values as metadata, so ``user_id`` stays NULL;
+    ``satchel sessions --user`` then cannot find the user's sessions (documented)."""
+    table = make_table(database_url)
+    manager, session_id = save_user_session(database_url, table, encrypt=True, secret_key=SECRET)
+    row = fetch_row(database_url, table, storage_key(session_id))
     assert row is not None
     assert row["user_id"] is None
     assert MARKER not in str(row["payload"])
     assert manager.handler().sessions_of_user("42") == []
-    reloaded = manager.start(session.id)
+    reloaded = manager.start(session_id)
     assert (reloaded.get("user_id"), reloaded.get("note")) == (42, MARKER)
     manager.handler().close()
 
@@ -114,15 +114,12 @@ def test_without_encrypt_the_user_id_column_is_filled(
 ) -> None:
     """The control: the same session unencrypted fills ``user_id`` and shows the marker."""
     table = make_table(database_url)
-    manager = SessionManager(
-        SessionConfig(driver="database", connection=database_url, table=table, lottery=(0, 1))
-    )
-    session = manager.start(None, metadata=RequestMetadata("198.51.100.7", "Agent/1.0"))
-    session.put("user_id", 42)
-    session.put("note", MARKER)
-    session.save()
-    row = fetch_row(database_url, table, storage_key(session.id))
+    manager, session_id = save_user_session(database_url, table)
+    row = fetch_row(database_url, table, storage_key(session_id))
     assert row is not None
     assert row["user_id"] == "42"
     assert MARKER in str(row["payload"])
+    assert [stored.id for stored in manager.handler().sessions_of_user("42")] == [
+        storage_key(session_id)
+    ]
     manager.handler().close()
