@@ -5,8 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from pymemcache.serde import LegacyWrappingSerde
 
 from satchel.errors import ConfigError
+
+CLIENT_COMMANDS = ("get", "set", "touch", "add", "gets", "cas", "delete")
+
+
+def deserializing_serde(client: Any) -> str | None:
+    """The name of a serde ``client`` runs on the values it reads, or None when it
+    hands back the raw bytes (pymemcache's default).
+
+    Anyone who can reach memcached can store an item with any flags; a serde
+    such as ``pickle_serde`` would unpickle it on the next read and run its code.
+    """
+    serdes = [getattr(client, "serde", None)]
+    serdes += [getattr(inner, "serde", None) for inner in getattr(client, "clients", {}).values()]
+    for serde in serdes:
+        if serde is None:
+            continue
+        raw = isinstance(serde, LegacyWrappingSerde) and (
+            serde.deserialize == serde._default_deserialize
+        )
+        if not raw:
+            return type(serde).__name__
+    return None
 
 
 @attrs.frozen(kw_only=True)
@@ -16,7 +39,9 @@ class MemcachedOptions:
     Attributes:
         client: A ready pymemcache client (``PooledClient``, ``HashClient``; a plain
             ``Client`` only for single-threaded apps), used as it is instead of one
-            built from ``connection``. The driver never closes it.
+            built from ``connection``, with pymemcache's default serde (raw bytes:
+            one that deserializes, ``pickle_serde`` above all, is refused). The
+            driver never closes it.
         connect_timeout: Seconds a connection attempt may take.
         timeout: Seconds a command may take before the store counts as failed.
         retry_attempts: Pool only: failed attempts after which a server is taken
@@ -46,13 +71,21 @@ class MemcachedOptions:
 
     def check(self) -> MemcachedOptions:
         """Refuse values no memcached connection can use; the error names the option."""
-        commands = ("get", "set", "touch", "add", "gets", "cas", "delete")
-        if self.client is not None and not all(
-            callable(getattr(self.client, command, None)) for command in commands
-        ):
-            raise ConfigError(
-                "options.client", f"expected a pymemcache client, got {type(self.client).__name__}"
-            )
+        if self.client is not None:
+            if not all(callable(getattr(self.client, name, None)) for name in CLIENT_COMMANDS):
+                raise ConfigError(
+                    "options.client",
+                    f"expected a pymemcache client, got {type(self.client).__name__}",
+                )
+            serde = deserializing_serde(self.client)
+            if serde is not None:
+                raise ConfigError(
+                    "options.client",
+                    f"the client deserializes what it reads ({serde}), so a value planted "
+                    "in memcached could run code (a pickle) or break reads; the driver "
+                    "stores text itself: hand in a client made without serde, serializer "
+                    "or deserializer",
+                )
         for name in ("connect_timeout", "timeout"):
             value = getattr(self, name)
             if not value > 0:

@@ -181,7 +181,11 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
         return True
 
     def read(self, session_id: str) -> str:
-        return _decode(self._call("GET", lambda: self.client.get(self._key(session_id))))
+        key = self._key(session_id)
+        try:
+            return _decode(self._call("GET", lambda: self.client.get(key)))
+        except UnicodeDecodeError:
+            return ""  # a decode_responses client met bytes core never wrote: no session
 
     def write(self, session_id: str, data: str) -> bool:
         key = self._key(session_id)
@@ -364,7 +368,10 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
 
     async def read(self, session_id: str) -> str:
         key = self._key(session_id)
-        return _decode(await self._call("GET", lambda client: client.get(key)))
+        try:
+            return _decode(await self._call("GET", lambda client: client.get(key)))
+        except UnicodeDecodeError:
+            return ""  # a decode_responses client met bytes core never wrote: no session
 
     async def write(self, session_id: str, data: str) -> bool:
         key = self._key(session_id)
