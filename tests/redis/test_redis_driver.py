@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -196,13 +195,6 @@ def test_only_an_async_client_is_not_enough_for_the_sync_handler() -> None:
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def handler(redis_url: str, unique_prefix: str) -> RedisSessionHandler:
     return RedisSessionHandler.from_config(
         SessionConfig(driver="redis", connection=redis_url, prefix=unique_prefix, lifetime=30)
@@ -215,13 +207,13 @@ def test_handler_declares_touch_and_lock(handler: RedisSessionHandler) -> None:
 
 
 def test_keys_carry_the_prefix_and_expire_after_the_lifetime(
-    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
 ) -> None:
     key = new_storage_id()
     handler.write(key, "payload")
-    assert raw.get(f"{unique_prefix}{key}") == b"payload"
-    assert raw.get(key) is None
-    assert 30 * 60 - 2 <= raw.ttl(f"{unique_prefix}{key}") <= 30 * 60
+    assert raw_redis.get(f"{unique_prefix}{key}") == b"payload"
+    assert raw_redis.get(key) is None
+    assert 30 * 60 - 2 <= raw_redis.ttl(f"{unique_prefix}{key}") <= 30 * 60
 
 
 def test_default_prefix_is_satchel(redis_url: str) -> None:
@@ -231,36 +223,36 @@ def test_default_prefix_is_satchel(redis_url: str) -> None:
 
 
 def test_app_cache_keys_and_flushes_of_other_prefixes_leave_sessions_alone(
-    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
 ) -> None:
     key = new_storage_id()
     handler.write(key, "the session")
     # The application caches something under the very same id, then clears its cache prefix.
     app_prefix = f"app-cache-{secrets.token_hex(4)}:"
-    raw.set(key, "app value")
-    raw.set(f"{app_prefix}{key}", "app value")
-    for app_key in raw.scan_iter(f"{app_prefix}*"):
-        raw.delete(app_key)
-    raw.delete(key)
+    raw_redis.set(key, "app value")
+    raw_redis.set(f"{app_prefix}{key}", "app value")
+    for app_key in raw_redis.scan_iter(f"{app_prefix}*"):
+        raw_redis.delete(app_key)
+    raw_redis.delete(key)
     assert handler.read(key) == "the session"
 
 
 def test_touch_extends_expiry_without_rewriting(
-    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
 ) -> None:
     key = new_storage_id()
     handler.write(key, "original")
-    raw.expire(f"{unique_prefix}{key}", 5)
+    raw_redis.expire(f"{unique_prefix}{key}", 5)
     # Someone else changes the payload: touch must not put the old one back.
-    raw.set(f"{unique_prefix}{key}", "changed elsewhere", keepttl=True)
+    raw_redis.set(f"{unique_prefix}{key}", "changed elsewhere", keepttl=True)
     assert handler.touch(key) is True
-    assert raw.ttl(f"{unique_prefix}{key}") > 30 * 60 - 3
+    assert raw_redis.ttl(f"{unique_prefix}{key}") > 30 * 60 - 3
     assert handler.read(key) == "changed elsewhere"
     assert handler.touch(new_storage_id()) is False
 
 
 def test_gc_returns_zero_and_deletes_nothing(
-    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
 ) -> None:
     key = new_storage_id()
     handler.write(key, "kept")
@@ -269,25 +261,25 @@ def test_gc_returns_zero_and_deletes_nothing(
 
 
 def test_a_value_that_is_not_utf8_reads_as_no_session(
-    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
 ) -> None:
     key = new_storage_id()
-    raw.set(f"{unique_prefix}{key}", b"\xff\xfe\x80 not utf-8")
+    raw_redis.set(f"{unique_prefix}{key}", b"\xff\xfe\x80 not utf-8")
     assert handler.read(key) == ""
 
 
 def test_lock_key_holds_a_token_with_a_millisecond_expiry(
-    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
 ) -> None:
     key = new_storage_id()
     with handler.lock(key, lock_seconds=2.5, wait_seconds=1):
         lock_key = f"{unique_prefix}lock:{key}"
-        token = raw.get(lock_key)
+        token = raw_redis.get(lock_key)
         assert token is not None
         assert len(token) == 32
-        assert 2000 < raw.pttl(lock_key) <= 2500
-        assert raw.get(f"{unique_prefix}{key}") is None  # the lock is not the session
-    assert raw.get(lock_key) is None
+        assert 2000 < raw_redis.pttl(lock_key) <= 2500
+        assert raw_redis.get(f"{unique_prefix}{key}") is None  # the lock is not the session
+    assert raw_redis.get(lock_key) is None
 
 
 def test_one_round_trip_per_operation(
@@ -375,10 +367,10 @@ def test_async_write_existing_never_brings_back_a_destroyed_session(
 
 
 def test_write_existing_keeps_the_lifetime_ttl(
-    handler: RedisSessionHandler, raw: redis.Redis, unique_prefix: str
+    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
 ) -> None:
     key = new_storage_id()
     handler.write(key, "v1")
-    raw.expire(f"{unique_prefix}{key}", 5)
+    raw_redis.expire(f"{unique_prefix}{key}", 5)
     assert handler.write_existing(key, "v2") is True
-    assert raw.ttl(f"{unique_prefix}{key}") > 30 * 60 - 3
+    assert raw_redis.ttl(f"{unique_prefix}{key}") > 30 * 60 - 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,18 +26,11 @@ def test_the_planted_bytes_are_a_pickle_and_not_utf8() -> None:
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def planted(raw: redis.Redis, unique_prefix: str) -> str:
+def planted(raw_redis: redis.Redis, unique_prefix: str) -> str:
     """A valid cookie whose session key (prefix + SHA-256 of the id) holds the raw pickle."""
     PICKLE_BOMB_WENT_OFF.clear()
     cookie = generate_id()
-    raw.set(f"{unique_prefix}{storage_key(cookie)}", BOMB)
+    raw_redis.set(f"{unique_prefix}{storage_key(cookie)}", BOMB)
     return cookie
 
 
