@@ -1,4 +1,9 @@
-"""Outages: a stopped server gives a clear error in bounded time; a restarted one just works.
+"""Outages: a stopped server gives a clear error in bounded time, the writes refused
+during it overwrite nothing, and a restarted one just works with the same manager.
+
+The outage tests' server keeps its data in an append-only file across the
+restart, so a session read back after it proves the failed writes changed
+nothing (on a server without persistence an empty read could not tell).
 
 Also a Sentinel failover: the master dies, the replica is promoted, sessions
 written before (and replicated) are still there and new writes go to the new master.
@@ -9,13 +14,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from satchel import SessionBackendError, SessionConfig
+from satchel import SessionBackendError, SessionConfig, SessionManager
+from satchel.ids import storage_key
 from satchel.testing import free_port, new_storage_id
+from satchel.testing.concurrency import call_wsgi, seed_session, wsgi_environ
+from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 
 TIMEOUTS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "retries": 1}
@@ -32,55 +42,101 @@ def _config(port: int, prefix: str) -> SessionConfig:
     )
 
 
-def test_sync_outage_is_a_clear_error_and_recovery_needs_no_restart(
-    start_redis: Any, unique_prefix: str
+def _persistent(folder: Path) -> tuple[str, ...]:
+    """Arguments for a redis-server whose data survives its restart: every write is in
+    the append-only file before it is acknowledged, and the file is read back on start."""
+    return ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(folder))
+
+
+def _assert_clear_outage_error(error: SessionBackendError, port: int, started: float) -> None:
+    assert time.monotonic() - started < ERROR_WITHIN_SECONDS
+    assert error.driver == "redis"
+    assert "'redis'" in str(error)
+    assert f"127.0.0.1:{port}" in str(error)
+
+
+def test_the_persistent_server_does_keep_data_across_a_restart(
+    start_redis: Any, tmp_path: Path
+) -> None:
+    """So an empty read after the outage below would mean lost, not merely never stored."""
+    port = free_port()
+    with start_redis(port, *_persistent(tmp_path)):
+        redis.Redis(port=port).set("kept", "yes")
+    with start_redis(port, *_persistent(tmp_path)):
+        assert redis.Redis(port=port).get("kept") == b"yes"
+
+
+def test_sync_outage_is_a_clear_error_overwrites_nothing_and_needs_no_restart(
+    start_redis: Any, unique_prefix: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    key = new_storage_id()
-    with start_redis(port):
-        handler = RedisSessionHandler.from_config(_config(port, unique_prefix))
-        handler.write(key, "before the outage")
-        assert handler.read(key) == "before the outage"
-    # The server is stopped now; the pooled connection is dead.
+    config = _config(port, unique_prefix)
+    manager = SessionManager(config)
+    with start_redis(port, *_persistent(tmp_path)):
+        cookie = seed_session(manager, {"user": 42, "cart": ["book"]})
+        loaded = manager.start(cookie)  # read before the outage, changed during it
+        handler = manager.handler()
+    loaded.put("user", 666)
     started = time.monotonic()
     with pytest.raises(SessionBackendError) as caught:
-        handler.read(key)
-    assert time.monotonic() - started < ERROR_WITHIN_SECONDS
-    message = str(caught.value)
-    assert "'redis'" in message
-    assert f"127.0.0.1:{port}" in message
-    assert caught.value.driver == "redis"
-    with pytest.raises(SessionBackendError):
-        handler.write(key, "during the outage")
-    with start_redis(port):
-        # Same handler, same pool: the first request after the restart works.
-        assert handler.read(key) == ""  # nothing was persisted, and nothing clobbered
-        handler.write(key, "after the outage")
-        assert handler.read(key) == "after the outage"
+        loaded.save()
+    _assert_clear_outage_error(caught.value, port, started)
+    started = time.monotonic()
+    with pytest.raises(SessionBackendError) as caught:
+        handler.write(storage_key(cookie), "during the outage")
+    _assert_clear_outage_error(caught.value, port, started)
+
+    # A request through the WSGI middleware: the same clear error, raised, never a hang.
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        session = environ["satchel.session"]
+        session.put("visits", int(session.get("visits", 0)) + 1)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = WsgiSessionMiddleware(app, manager)
+    started = time.monotonic()
+    with pytest.raises(SessionBackendError) as caught:
+        call_wsgi(middleware, wsgi_environ(f"{config.cookie}={cookie}"))
+    _assert_clear_outage_error(caught.value, port, started)
+
+    with start_redis(port, *_persistent(tmp_path)):
+        # Same manager, same handler, same pool: the session is as it was before the outage.
+        assert manager.handler() is handler
+        assert manager.start(cookie).all() == {"user": 42, "cart": ["book"]}
+        status, _, _ = call_wsgi(middleware, wsgi_environ(f"{config.cookie}={cookie}"))
+        assert status.startswith("200")
+        assert manager.start(cookie).all() == {"user": 42, "cart": ["book"], "visits": 1}
 
 
-def test_async_outage_is_a_clear_error_and_recovery_needs_no_restart(
-    start_redis: Any, unique_prefix: str
+def test_async_outage_is_a_clear_error_overwrites_nothing_and_needs_no_restart(
+    start_redis: Any, unique_prefix: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    key = new_storage_id()
+    manager = SessionManager(_config(port, unique_prefix))
 
     async def main() -> None:
-        with start_redis(port):
-            handler = AsyncRedisSessionHandler.from_config(_config(port, unique_prefix))
-            await handler.write(key, "before the outage")
-            assert await handler.read(key) == "before the outage"
+        with start_redis(port, *_persistent(tmp_path)):
+            cookie = seed_session(manager, {"user": 42})
+            loaded = await manager.astart(cookie)
+            handler = manager.async_handler()
+            assert isinstance(handler, AsyncRedisSessionHandler)  # redis.asyncio, not a thread
+        loaded.put("user", 666)
         started = time.monotonic()
         with pytest.raises(SessionBackendError) as caught:
-            await handler.read(key)
-        assert time.monotonic() - started < ERROR_WITHIN_SECONDS
-        assert f"127.0.0.1:{port}" in str(caught.value)
-        assert "'redis'" in str(caught.value)
-        with start_redis(port):
-            assert await handler.read(key) == ""
-            await handler.write(key, "after the outage")
-            assert await handler.read(key) == "after the outage"
-        await handler.close()
+            await loaded.asave()
+        _assert_clear_outage_error(caught.value, port, started)
+        started = time.monotonic()
+        with pytest.raises(SessionBackendError) as caught:
+            await manager.astart(cookie)
+        _assert_clear_outage_error(caught.value, port, started)
+        with start_redis(port, *_persistent(tmp_path)):
+            assert manager.async_handler() is handler
+            session = await manager.astart(cookie)
+            assert session.all() == {"user": 42}
+            session.put("user", 7)
+            await session.asave()
+            assert (await manager.astart(cookie)).get("user") == 7
+            await handler.close()
 
     asyncio.run(main())
 
