@@ -85,12 +85,21 @@ def format_servers(servers: tuple[tuple[str, int], ...]) -> str:
 
 
 def _tls_context(options: MemcachedOptions) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=options.tls_ca_certs)
+    """The TLS settings of every connection; an unreadable file is a ``ConfigError`` naming its option."""
+    try:
+        context = ssl.create_default_context(cafile=options.tls_ca_certs)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("options.tls_ca_certs", f"cannot load the CA bundle: {exc}") from None
     if not options.tls_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if options.tls_certfile is not None:
-        context.load_cert_chain(options.tls_certfile, options.tls_keyfile)
+        try:
+            context.load_cert_chain(options.tls_certfile, options.tls_keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                "options.tls_certfile", f"cannot load the client certificate and key: {exc}"
+            ) from None
     return context
 
 
