@@ -201,17 +201,21 @@ def tls_memcached(pki: dict[str, Path]) -> Any:
         yield port
 
 
+def _tls_handler(port: int, ca: Path, prefix: str) -> MemcachedSessionHandler:
+    return MemcachedSessionHandler.from_config(
+        SessionConfig(
+            driver="memcached",
+            connection=f"127.0.0.1:{port}",
+            prefix=prefix,
+            options={"tls": True, "tls_ca_certs": str(ca), "timeout": 2},
+        )
+    )
+
+
 def test_sessions_round_trip_over_tls(
     tls_memcached: int, pki: dict[str, Path], unique_prefix: str
 ) -> None:
-    handler = MemcachedSessionHandler.from_config(
-        SessionConfig(
-            driver="memcached",
-            connection=f"127.0.0.1:{tls_memcached}",
-            prefix=unique_prefix,
-            options={"tls": True, "tls_ca_certs": str(pki["ca"]), "timeout": 2},
-        )
-    )
+    handler = _tls_handler(tls_memcached, pki["ca"], unique_prefix)
     key = new_storage_id()
     assert handler.write(key, "over TLS")
     assert handler.read(key) == "over TLS"
@@ -224,13 +228,6 @@ def test_a_server_certificate_from_another_ca_is_refused(
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     other = make_pki(stranger, ca_name="another CA")
-    handler = MemcachedSessionHandler.from_config(
-        SessionConfig(
-            driver="memcached",
-            connection=f"127.0.0.1:{tls_memcached}",
-            prefix=unique_prefix,
-            options={"tls": True, "tls_ca_certs": str(other["ca"]), "timeout": 2},
-        )
-    )
+    handler = _tls_handler(tls_memcached, other["ca"], unique_prefix)
     with pytest.raises(SessionBackendError, match="CERTIFICATE_VERIFY_FAILED"):
         handler.read(new_storage_id())
