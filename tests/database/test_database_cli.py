@@ -23,6 +23,7 @@ from fixtures.terminal import run_in_terminal
 from satchel import RequestMetadata, SessionConfig
 from satchel.cli import main
 from satchel.testing import new_storage_id
+from satchel.testing.plugin import check_driver_listed
 from satchel_database import DatabaseSessionHandler, create_handler
 
 
@@ -258,19 +259,10 @@ def test_session_table_refuses_a_folder_with_two_heads(
     assert "wrote" in capsys.readouterr().out
 
 
-def test_drivers_lists_the_database_driver_and_its_distribution() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "satchel", "drivers"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert [line for line in result.stdout.splitlines() if line.startswith("failed:")] == []
-    line = next(line for line in result.stdout.splitlines() if line.startswith("database "))
-    assert "satchel-database" in line
-    assert "(sync + async)" in line
+def test_drivers_lists_the_database_driver_and_its_distribution(
+    satchel_drivers_listing: subprocess.CompletedProcess[str],
+) -> None:
+    check_driver_listed(satchel_drivers_listing, "database", "satchel-database", twin=True)
 
 
 EnvironmentOf = Callable[..., dict[str, str]]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from fixtures.mongo_support import TEST_DATABASE, real_server_url
 from satchel import ConfigError, LockTimeout, SessionBackendError, SessionConfig
 from satchel.handler import SupportsTouch
 from satchel.testing import free_port, new_storage_id
+from satchel.testing.plugin import check_driver_listed
 from satchel_mongo import AsyncMongoSessionHandler, MongoSessionHandler
 from satchel_mongo.handler import TTL_INDEX_NAME
 
@@ -240,19 +240,10 @@ def test_database_and_collection_come_from_the_options() -> None:
     default.close()
 
 
-def test_drivers_lists_the_mongo_driver_and_its_distribution() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "satchel", "drivers"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert [line for line in result.stdout.splitlines() if line.startswith("failed:")] == []
-    line = next(line for line in result.stdout.splitlines() if line.startswith("mongo "))
-    assert "satchel-mongo" in line
-    assert "(sync + async)" in line
+def test_drivers_lists_the_mongo_driver_and_its_distribution(
+    satchel_drivers_listing: subprocess.CompletedProcess[str],
+) -> None:
+    check_driver_listed(satchel_drivers_listing, "mongo", "satchel-mongo", twin=True)
 
 
 @pytest.mark.needs_real_server("mongo")
