@@ -83,6 +83,7 @@ def test_browser_session_cookie_has_no_max_age() -> None:
         ("sid", False, "lax", True, False),
         ("__Host-sid", None, "lax", False, True),
         ("__Secure-sid", None, "lax", False, True),
+        ("__host-sid", None, "lax", False, True),  # browsers match prefixes case-insensitively
         ("sid", None, "none", False, True),
     ],
 )
@@ -100,6 +101,8 @@ def test_secure_flag(
         {"name": "__Host-sid", "path": "/app"},
         {"name": "__Host-sid", "secure": False},
         {"name": "__Secure-sid", "secure": False},
+        {"name": "__HOST-sid", "domain": "example.com"},
+        {"name": "__secure-sid", "secure": False},
         {"name": "bad name"},
         {"name": "sid;x"},
         {"name": "sid", "path": "/;evil"},

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import attrs
 
-from satchel.config import HOST_PREFIX, SessionConfig
+from satchel.config import SessionConfig, check_cookie_prefix, cookie_name_prefix
 from satchel.errors import ConfigError
 
-SECURE_PREFIX = "__Secure-"
 MAX_COOKIE_VALUE_BYTES = 4096  # satchel never sets a longer one, so a longer one is not ours
 MAX_COOKIE_HEADER_BYTES = 64 * 1024  # beyond any sane browser; parsing stops there
 # The instant browsers take as "already expired" when a cookie is deleted.
@@ -91,13 +90,7 @@ class CookiePolicy:
         for label, text in (("path", self.path), ("domain", self.domain or "")):
             if any(ch in text for ch in ";\r\n") or not text.isascii():
                 raise ConfigError(label, f"cannot go into a cookie attribute: {text!r}")
-        if self.name.startswith(HOST_PREFIX):
-            if self.domain is not None:
-                raise ConfigError("domain", f"must be unset for a {HOST_PREFIX} cookie name")
-            if self.path != "/":
-                raise ConfigError("path", f'must be "/" for a {HOST_PREFIX} cookie name')
-        if self.name.startswith((HOST_PREFIX, SECURE_PREFIX)) and self.secure is False:
-            raise ConfigError("secure", f"must not be false for the cookie name {self.name!r}")
+        check_cookie_prefix(self.name, path=self.path, domain=self.domain, secure=self.secure)
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> CookiePolicy:
@@ -115,7 +108,7 @@ class CookiePolicy:
 
     def is_secure(self, *, https: bool) -> bool:
         """Whether the cookie carries ``Secure`` on a request made over ``https`` or not."""
-        if self.name.startswith((HOST_PREFIX, SECURE_PREFIX)):
+        if cookie_name_prefix(self.name) is not None:
             return True
         if self.same_site is not None and self.same_site.lower() == "none":
             return True  # browsers drop SameSite=None without Secure
