@@ -43,8 +43,9 @@ class RequestMetadata:
     Attributes:
         ip_address: The client's address, as the server saw it.
         user_agent: The ``User-Agent`` header, if any.
-        values: The application's session values at save time (decrypted),
-            so a driver can index one of them (the database driver's ``user_id``).
+        values: The application's session values at save time, so a driver
+            can index one of them (the database driver's ``user_id``); always
+            empty with ``encrypt = true``, so no plaintext reaches the store.
     """
 
     ip_address: str | None = None
