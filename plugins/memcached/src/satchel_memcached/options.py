@@ -22,8 +22,8 @@ def deserializing_serde(client: Any) -> str | None:
     serdes = [getattr(client, "serde", None)]
     serdes += [getattr(inner, "serde", None) for inner in getattr(client, "clients", {}).values()]
     for serde in serdes:
-        if serde is None:
-            continue
+        if not callable(getattr(serde, "deserialize", None)):
+            continue  # no pymemcache serde to be seen (a proxy in front of a client, say)
         raw = isinstance(serde, LegacyWrappingSerde) and (
             serde.deserialize == serde._default_deserialize
         )
