@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.hostile_ids import HOSTILE_IDS
+from fixtures.pickle_payloads import exploit_pickle
 from recording_store import recording_manager
 
 from satchel import SessionConfig, SessionManager
@@ -53,22 +54,12 @@ def test_ten_thousand_unknown_ids_create_no_records() -> None:
     assert {method for method, _ in handler.calls} == {"read"}  # looked up, never written
 
 
-class Exploit:
-    """A pickle that would create a file if anything ever unpickled it."""
-
-    def __init__(self, sentinel: Path) -> None:
-        self.sentinel = sentinel
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (Path.write_text, (str(self.sentinel), "pwned"))  # type: ignore[return-value]
-
-
 @pytest.mark.parametrize("encoding", ["raw", "base64", "json-string"])
 def test_a_pickle_payload_in_the_store_runs_no_code(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, encoding: str
 ) -> None:
     sentinel = tmp_path / "sentinel"
-    blob = pickle.dumps(Exploit(sentinel))
+    blob = exploit_pickle(sentinel, pickle.HIGHEST_PROTOCOL)  # proven to run code on a control
     text = {
         "raw": blob.decode("latin-1"),
         "base64": base64.b64encode(blob).decode(),
