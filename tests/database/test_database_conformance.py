@@ -12,6 +12,7 @@ from fixtures.database_support import async_url
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncTouchConformance,
     AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
@@ -48,7 +49,10 @@ class TestDatabaseConformance(
 
 
 class TestAsyncDatabaseConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     """The asyncio engine: aiosqlite, asyncpg, aiomysql."""
 
@@ -94,7 +98,10 @@ class TestPsycopgAsyncDatabaseConformance(TestAsyncDatabaseConformance):
 
 
 class TestThreadedAsyncDatabaseConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     """A sync driver URL under the async twin: the sync handler in worker threads."""
 

@@ -10,6 +10,7 @@ import pytest
 from satchel.testing import (
     AsyncHandlerConformance,
     AsyncLockConformance,
+    AsyncTouchConformance,
     AsyncWriteExistingConformance,
     HandlerConformance,
     LockConformance,
@@ -32,7 +33,10 @@ class TestMongoConformance(
 
 
 class TestAsyncMongoConformance(
-    AsyncHandlerConformance, AsyncLockConformance, AsyncWriteExistingConformance
+    AsyncHandlerConformance,
+    AsyncLockConformance,
+    AsyncTouchConformance,
+    AsyncWriteExistingConformance,
 ):
     @pytest.fixture
     def satchel_async_handler_factory(self, async_factory: Any) -> AsyncFactory:
