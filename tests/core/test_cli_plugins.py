@@ -27,6 +27,16 @@ def register_drivers(register):
     register("acme", ArraySessionHandler.from_config)
 """
 
+# Adds a command whose name core already uses, and one of its own.
+CLASHING_COMMANDS_PLUGIN = """
+from satchel import hookimpl
+
+
+@hookimpl
+def register_commands(subparsers):
+    subparsers.add_parser("drivers")
+"""
+
 # Imports a client library that is not installed, as a plugin without its extra would.
 BROKEN_PLUGIN = "import missing_client_lib_for_satchel_test\n"
 
@@ -153,3 +163,19 @@ def test_disabling_the_named_plugins_clears_the_report(site: Path, disabled: str
     rows = table(result.stdout)
     assert rows["file"].startswith("satchel ")
     assert "acme" not in rows
+
+
+def test_a_plugin_command_clashing_with_another_leaves_the_command_working(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "site"
+    root.mkdir()
+    install_fake_distribution(
+        root, "acme-cli", "0.1", "cli", "acme_cli_plugin", CLASHING_COMMANDS_PLUGIN
+    )
+    result = run_python(root, "-m", "satchel", "drivers")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "the commands of plugin 'acme-cli:cli' were not added" in result.stderr
+    assert "conflicting subparser: drivers" in result.stderr
+    assert table(result.stdout)["array"].startswith("satchel ")

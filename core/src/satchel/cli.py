@@ -48,8 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_argument(gc)
     gc.set_defaults(func=command_gc)
 
-    installed_plugins().manager.hook.register_commands(subparsers=subparsers)
+    add_plugin_commands(subparsers)
     return parser
+
+
+def add_plugin_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Let each plugin add its commands, one at a time.
+
+    A plugin whose command clashes with another's name (argparse refuses it)
+    or whose hook raises loses its own commands only, with a line on stderr
+    naming it; the ``satchel`` command and every other plugin's still work.
+    """
+    for impl in installed_plugins().manager.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(subparsers=subparsers)
+        except Exception as exc:
+            print(
+                f"satchel: the commands of plugin {impl.plugin_name!r} were not added: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
 
 
 def command_drivers(args: argparse.Namespace, out: TextIO | None = None) -> int:
