@@ -47,7 +47,7 @@ import redis
 
 from satchel import SessionConfig, SessionManager
 from satchel.asgi import SessionMiddleware as AsgiSessionMiddleware
-from satchel.testing.concurrency import call_wsgi, wsgi_environ
+from satchel.testing.concurrency import call_asgi, call_wsgi, wsgi_environ
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
 REQUESTS = 200
@@ -179,31 +179,7 @@ async def asgi_request(app: Callable[..., Awaitable[None]], cookie_header: str |
     headers = [(b"host", b"bench")]
     if cookie_header is not None:
         headers.append((b"cookie", cookie_header.encode("latin-1")))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("bench", 80),
-    }
-    statuses: list[int] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    await app(scope, receive, send)
-    return statuses[0]
+    return await call_asgi(app, headers)
 
 
 def measure(

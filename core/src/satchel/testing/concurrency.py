@@ -15,7 +15,7 @@ import asyncio
 import io
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -81,6 +81,42 @@ def call_wsgi(
     return seen[0][0], seen[0][1], content
 
 
+async def call_asgi(
+    app: Callable[[Scope, Receive, Send], Awaitable[None]],
+    headers: list[tuple[bytes, bytes]],
+    *,
+    client: tuple[str, int] = ("127.0.0.1", 40000),
+    extra: Mapping[str, Any] | None = None,
+) -> int:
+    """Call an ASGI app with one ``GET /`` carrying ``headers``, as a server would; its status."""
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": client,
+        "server": ("testserver", 80),
+        **(extra or {}),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    return statuses[0]
+
+
 def run_wsgi(
     manager: SessionManager,
     work: Callable[[Session, int], None],
@@ -133,32 +169,12 @@ def run_asgi(
     cookie_header = f"{manager.config.cookie}={cookie}".encode("latin-1")
 
     async def one(index: int) -> int:
-        scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"testserver"), (b"cookie", cookie_header)],
-            "client": ("127.0.0.1", 40000 + index),
-            "server": ("testserver", 80),
-            "satchel.test.index": index,
-        }
-        statuses: list[int] = []
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                statuses.append(message["status"])
-
-        await middleware(scope, receive, send)
-        return statuses[0]
+        return await call_asgi(
+            middleware,
+            [(b"host", b"testserver"), (b"cookie", cookie_header)],
+            client=("127.0.0.1", 40000 + index),
+            extra={"satchel.test.index": index},
+        )
 
     async def everything() -> list[int]:
         return list(await asyncio.gather(*(one(index) for index in range(requests))))
