@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from satchel_database import (
     create_async_handler,
     create_handler,
 )
-from satchel_database.connection import is_retryable
+from satchel_database.connection import is_busy, is_retryable
 
 
 class FakeClock:
@@ -502,3 +503,35 @@ def test_a_deadlock_behind_a_lost_savepoint_is_retried() -> None:
         "INSERT", {}, Exception(1213, "Deadlock found")
     )
     assert is_retryable(lost_savepoint)
+
+
+def test_a_busy_sqlite_file_makes_a_lock_claim_wait_not_fail(
+    sqlite_url: str, handler_for: Any
+) -> None:
+    """Another connection holding SQLite's write lock past the busy timeout means the
+    session lock is not free yet: the waiter polls on and ends in LockTimeout, not a
+    backend error."""
+    handler = handler_for(sqlite_url, connect_timeout=0.05)
+    key = new_storage_id()
+    with handler.lock(key, lock_seconds=30, wait_seconds=1):
+        pass  # the lock table exists now
+    blocker = sa.create_engine(sync_url(sqlite_url), poolclass=sa.pool.NullPool)
+    try:
+        with blocker.connect() as connection:
+            connection.exec_driver_sql("BEGIN EXCLUSIVE")
+            assert handler.claim_lock(key, "token", 30) is False
+            with pytest.raises(LockTimeout), handler.lock(key, lock_seconds=30, wait_seconds=0.3):
+                pass
+            connection.exec_driver_sql("ROLLBACK")
+        with handler.lock(key, lock_seconds=30, wait_seconds=1):
+            pass  # free again once the file is
+    finally:
+        blocker.dispose()
+
+
+def test_a_busy_sqlite_file_is_no_retryable_error_elsewhere() -> None:
+    busy = sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+    other = sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("no such table: x"))
+    assert is_busy(busy)
+    assert not is_busy(other)
+    assert not is_retryable(busy)  # a write still reports it after the busy timeout

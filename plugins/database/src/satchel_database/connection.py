@@ -186,6 +186,20 @@ def _is_retryable_error(exc: BaseException) -> bool:
     return len(args) > 0 and args[0] in (1213, 1205)
 
 
+def is_busy(exc: BaseException) -> bool:
+    """True when SQLite's single write lock stayed taken past the busy timeout.
+
+    For a lock claim that only means "not this time": the waiter polls again
+    until ``block_wait_seconds`` runs out, instead of failing the request.
+    """
+    original = exc.orig if isinstance(exc, DBAPIError) else None
+    return (
+        original is not None
+        and type(original).__module__ == "sqlite3"
+        and "database is locked" in str(original)
+    )
+
+
 @contextlib.contextmanager
 def backend_errors(url: sa.URL, table: str) -> Iterator[None]:
     """Turn SQLAlchemy and socket errors into ``SessionBackendError`` naming the store."""

@@ -27,6 +27,7 @@ from satchel_database.connection import (
     create_sync_engine,
     engine_arguments,
     is_async_url,
+    is_busy,
     is_retryable,
     parse_url,
 )
@@ -339,8 +340,8 @@ class DatabaseSessionHandler(SessionHandler):
                         )
                 holder = connection.execute(self.statements.lock_holder(session_id)).scalar()
         except DBAPIError as exc:
-            if is_retryable(exc):
-                return False  # lost a race for the row; the waiter tries again
+            if is_retryable(exc) or is_busy(exc):
+                return False  # lost a race for the row or the file; the waiter tries again
             raise
         return bool(holder == token)
 
@@ -578,7 +579,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
                 result = await connection.execute(self.statements.lock_holder(session_id))
                 holder = result.scalar()
         except DBAPIError as exc:
-            if is_retryable(exc):
+            if is_retryable(exc) or is_busy(exc):
                 return False
             raise
         return bool(holder == token)
