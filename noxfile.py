@@ -16,6 +16,7 @@ PLUGINS = sorted(
 CORE_EXTRAS = "core[starlette,flask]"
 TEST_REQUIREMENTS = [
     "pytest>=8",
+    "pytest-xdist>=3.5",
     "hypothesis>=6.100",
     "httpx>=0.27",
     "fastapi>=0.110",
@@ -52,9 +53,26 @@ def install_workspace(session: nox.Session, *plugins: str, extra: list[str] | No
     session.install(*args, *TEST_REQUIREMENTS, *(extra or []))
 
 
+# Most tests wait on servers, locks and expiry clocks rather than on the CPU, so
+# four workers pay even on two cores; a file's tests stay on one worker, which
+# keeps its fixtures' servers together (`-n 0` in the posargs runs serially).
+PYTEST_WORKERS = ["-n", "4", "--dist", "loadfile"]
+
+
 def run_pytest(session: nox.Session, *paths: str) -> None:
-    """Run pytest on the given test folders, passing through any extra arguments."""
-    session.run("pytest", *paths, *session.posargs, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    """Run pytest on the given test folders, passing through any extra arguments.
+
+    Bytecode goes to a cache under .nox, not into the tree: the tests start many
+    ``satchel`` processes, and without a cache each would compile SQLAlchemy and
+    the other client libraries afresh.
+    """
+    session.run(
+        "pytest",
+        *PYTEST_WORKERS,
+        *paths,
+        *session.posargs,
+        env={"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(ROOT / ".nox" / "pycache")},
+    )
 
 
 @nox.session
