@@ -67,6 +67,21 @@ def test_flask_cookie_settings_are_followed(make_manager: ManagerFactory) -> Non
     assert json.loads(client.get("/get", key="a").text) == "1"
 
 
+def test_the_cookie_policy_is_built_once_per_set_of_settings(
+    make_manager: ManagerFactory,
+) -> None:
+    interface = SessionInterface(make_manager())
+    app = flask.Flask(__name__)
+    first = interface.cookie_policy(app)
+    assert interface.cookie_policy(app) is first  # not rebuilt on every request
+    app.config["SESSION_COOKIE_PATH"] = "/shop"  # a changed setting is followed
+    changed = interface.cookie_policy(app)
+    assert changed.path == "/shop"
+    assert first.path == "/"
+    app.permanent_session_lifetime = timedelta(hours=2)
+    assert interface.cookie_policy(app).max_age == 7200
+
+
 def test_application_root_is_the_default_path(make_manager: ManagerFactory) -> None:
     client = flask_client(make_manager, APPLICATION_ROOT="/app")
     header = client.get("/put", key="a", value="1").cookie_header("satchel_session")

@@ -111,24 +111,54 @@ class SessionInterface(FlaskSessionInterface):
     def __init__(self, manager: SessionManager, *, block: bool | None = None) -> None:
         self.flow = SessionFlow(manager, block=block)
         self.manager = manager
+        self._policies: dict[tuple[Any, ...], CookiePolicy] = {}
 
     # -- cookie settings: Flask's when the app set them, satchel's otherwise ----------
 
     def cookie_policy(self, app: flask.Flask) -> CookiePolicy:
-        """The cookie the app's Flask settings (or satchel's config, for defaults) describe."""
-        config = self.manager.config
+        """The cookie the app's Flask settings (or satchel's config, for defaults) describe.
+
+        Built once per distinct set of settings (it is asked for on every
+        request, and building one validates every attribute).
+        """
         settings = app.config
-        name = settings["SESSION_COOKIE_NAME"]
-        path = settings["SESSION_COOKIE_PATH"] or settings["APPLICATION_ROOT"] or "/"
-        lifetime = app.permanent_session_lifetime
+        flask_settings: dict[str, Any] = {
+            "name": settings["SESSION_COOKIE_NAME"],
+            "path": settings["SESSION_COOKIE_PATH"] or settings["APPLICATION_ROOT"] or "/",
+            "domain": settings["SESSION_COOKIE_DOMAIN"],
+            "secure": bool(settings["SESSION_COOKIE_SECURE"]),
+            "http_only": bool(settings["SESSION_COOKIE_HTTPONLY"]),
+            "same_site": settings["SESSION_COOKIE_SAMESITE"],
+            "partitioned": bool(settings.get("SESSION_COOKIE_PARTITIONED")),
+            "lifetime": app.permanent_session_lifetime,
+        }
+        key = tuple(flask_settings.values())
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = self._build_cookie_policy(**flask_settings)
+        return policy
+
+    def _build_cookie_policy(
+        self,
+        *,
+        name: str,
+        path: str,
+        domain: str | None,
+        secure: bool,
+        http_only: bool,
+        same_site: str | None,
+        partitioned: bool,
+        lifetime: timedelta,
+    ) -> CookiePolicy:
+        config = self.manager.config
         return CookiePolicy(
             name=config.cookie if name == FLASK_COOKIE_NAME else name,
             path=config.path if path == "/" else path,
-            domain=settings["SESSION_COOKIE_DOMAIN"] or config.domain,
-            secure=True if settings["SESSION_COOKIE_SECURE"] else config.secure,
-            http_only=bool(settings["SESSION_COOKIE_HTTPONLY"]) and config.http_only,
-            same_site=settings["SESSION_COOKIE_SAMESITE"] or config.same_site,
-            partitioned=bool(settings.get("SESSION_COOKIE_PARTITIONED")) or config.partitioned,
+            domain=domain or config.domain,
+            secure=True if secure else config.secure,
+            http_only=http_only and config.http_only,
+            same_site=same_site or config.same_site,
+            partitioned=partitioned or config.partitioned,
             max_age=(
                 config.lifetime_seconds
                 if lifetime == FLASK_LIFETIME

@@ -31,9 +31,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
+
+if TYPE_CHECKING:  # for mypy only: no runtime dependency on typing_extensions
+    from typing_extensions import TypeIs
 
 
 @attrs.frozen
@@ -199,3 +202,24 @@ class SupportsBatchedGc(Protocol):
     def count_expired(self, lifetime: int) -> int | None: ...
 
     def gc_batches(self, lifetime: int) -> Iterator[int]: ...
+
+
+Capability = TypeVar("Capability")
+_known_capabilities: dict[tuple[type, type], bool] = {}
+
+
+def supports(handler: object, capability: type[Capability]) -> TypeIs[Capability]:
+    """``isinstance(handler, capability)`` for the ``Supports*`` protocols, remembered per class.
+
+    A runtime protocol check looks up every member of the protocol, and the
+    web glue asks on every request. A class that makes attributes up in
+    ``__getattr__`` (:class:`satchel.ThreadedAsyncHandler`) is asked each time.
+    """
+    kind = type(handler)
+    if hasattr(kind, "__getattr__"):
+        return isinstance(handler, capability)
+    key = (kind, capability)
+    found = _known_capabilities.get(key)
+    if found is None:
+        found = _known_capabilities[key] = isinstance(handler, capability)
+    return found

@@ -19,6 +19,7 @@ from satchel.handler import (
     SessionHandler,
     SupportsBatchedGc,
     SupportsLock,
+    supports,
 )
 from satchel.ids import is_valid_id, storage_key
 from satchel.plugins import LoadedPlugins, installed_plugins
@@ -121,7 +122,7 @@ class SessionManager:
                 if self._async_handler is None:
                     if spec.async_factory is not None:
                         twin = spec.async_factory(self.config)
-                        if self.config.merge_on_save and not isinstance(twin, AsyncSupportsLock):
+                        if self.config.merge_on_save and not supports(twin, AsyncSupportsLock):
                             raise ConfigError(
                                 "merge_on_save",
                                 f"driver {self.config.driver!r} offers no async lock to merge under",
@@ -137,7 +138,7 @@ class SessionManager:
     def _checked(self, handler: SessionHandler) -> SessionHandler:
         # Merging re-reads and writes under the driver's lock; without one it
         # would lose the very writes it exists to keep.
-        if self.config.merge_on_save and not isinstance(handler, SupportsLock):
+        if self.config.merge_on_save and not supports(handler, SupportsLock):
             raise ConfigError(
                 "merge_on_save", f"driver {self.config.driver!r} offers no lock to merge under"
             )
@@ -183,7 +184,7 @@ class SessionManager:
         """
         if not self._blocks(block):
             return
-        if not isinstance(self.handler(), SupportsLock):
+        if not supports(self.handler(), SupportsLock):
             raise ConfigError(
                 "block", f"driver {self.config.driver!r} offers no lock for session blocking"
             )
@@ -198,7 +199,7 @@ class SessionManager:
             yield
             return
         handler = self.handler()
-        if not is_valid_id(cookie) or not isinstance(handler, SupportsLock):
+        if not is_valid_id(cookie) or not supports(handler, SupportsLock):
             yield
             return
         assert cookie is not None
@@ -220,7 +221,7 @@ class SessionManager:
             yield
             return
         handler = self.async_handler()
-        if not is_valid_id(cookie) or not isinstance(handler, AsyncSupportsLock):
+        if not is_valid_id(cookie) or not supports(handler, AsyncSupportsLock):
             yield
             return
         assert cookie is not None
@@ -260,7 +261,7 @@ class SessionManager:
         """Remove the sessions idle for longer than the lifetime; return how many."""
         handler = self.handler()
         lifetime = self.config.lifetime_seconds
-        if progress is None or not isinstance(handler, SupportsBatchedGc):
+        if progress is None or not supports(handler, SupportsBatchedGc):
             removed = handler.gc(lifetime)
             if progress is not None:
                 progress(removed, removed)

@@ -30,6 +30,7 @@ from satchel.handler import (
     SupportsLock,
     SupportsMetadata,
     SupportsWriteExisting,
+    supports,
 )
 from satchel.ids import generate_id, is_valid_id, log_digest, storage_key
 
@@ -444,13 +445,13 @@ class Session(MutableMapping[str, Any]):
     def save(self) -> SaveOutcome:
         """Age flash data and write through the sync driver if anything changed."""
         handler = self._manager.handler()
-        plan = self._plan_save(wants_metadata=isinstance(handler, SupportsMetadata))
+        plan = self._plan_save(wants_metadata=supports(handler, SupportsMetadata))
         if plan.source_key is not None and handler.read(plan.source_key) == "":
             plan.end()  # read before the old record is destroyed below
         for ended_key in plan.destroy_keys:
             handler.destroy(ended_key)
         key, data, metadata = plan.write_key, plan.data, plan.metadata
-        if plan.merge and key is not None and isinstance(handler, SupportsLock):
+        if plan.merge and key is not None and supports(handler, SupportsLock):
             config = self._config
             with handler.lock(
                 key, lock_seconds=config.block_lock_seconds, wait_seconds=config.block_wait_seconds
@@ -458,7 +459,7 @@ class Session(MutableMapping[str, Any]):
                 data = self._merge(plan, handler.read(key))
                 if data is None:
                     plan.outcome = SaveOutcome.ENDED
-                elif isinstance(handler, SupportsWriteExisting):
+                elif supports(handler, SupportsWriteExisting):
                     if not handler.write_existing(key, data, metadata):
                         plan.outcome = SaveOutcome.ENDED
                 else:
@@ -466,7 +467,7 @@ class Session(MutableMapping[str, Any]):
         elif key is not None and data is not None:
             if not plan.existing:
                 _write(handler, key, data, metadata)
-            elif isinstance(handler, SupportsWriteExisting):
+            elif supports(handler, SupportsWriteExisting):
                 if not handler.write_existing(key, data, metadata):
                     plan.outcome = SaveOutcome.ENDED
             elif handler.read(key) == "":  # no atomic form: check, then write
@@ -478,13 +479,13 @@ class Session(MutableMapping[str, Any]):
     async def asave(self) -> SaveOutcome:
         """Age flash data and write through the async driver if anything changed."""
         handler = self._manager.async_handler()
-        plan = self._plan_save(wants_metadata=isinstance(handler, AsyncSupportsMetadata))
+        plan = self._plan_save(wants_metadata=supports(handler, AsyncSupportsMetadata))
         if plan.source_key is not None and await handler.read(plan.source_key) == "":
             plan.end()
         for ended_key in plan.destroy_keys:
             await handler.destroy(ended_key)
         key, data, metadata = plan.write_key, plan.data, plan.metadata
-        if plan.merge and key is not None and isinstance(handler, AsyncSupportsLock):
+        if plan.merge and key is not None and supports(handler, AsyncSupportsLock):
             config = self._config
             async with handler.lock(
                 key, lock_seconds=config.block_lock_seconds, wait_seconds=config.block_wait_seconds
@@ -492,7 +493,7 @@ class Session(MutableMapping[str, Any]):
                 data = self._merge(plan, await handler.read(key))
                 if data is None:
                     plan.outcome = SaveOutcome.ENDED
-                elif isinstance(handler, AsyncSupportsWriteExisting):
+                elif supports(handler, AsyncSupportsWriteExisting):
                     if not await handler.write_existing(key, data, metadata):
                         plan.outcome = SaveOutcome.ENDED
                 else:
@@ -500,7 +501,7 @@ class Session(MutableMapping[str, Any]):
         elif key is not None and data is not None:
             if not plan.existing:
                 await _awrite(handler, key, data, metadata)
-            elif isinstance(handler, AsyncSupportsWriteExisting):
+            elif supports(handler, AsyncSupportsWriteExisting):
                 if not await handler.write_existing(key, data, metadata):
                     plan.outcome = SaveOutcome.ENDED
             elif await handler.read(key) == "":
@@ -806,7 +807,7 @@ class Session(MutableMapping[str, Any]):
 
 
 def _write(handler: SessionHandler, key: str, data: str, metadata: RequestMetadata | None) -> None:
-    if metadata is not None and isinstance(handler, SupportsMetadata):
+    if metadata is not None and supports(handler, SupportsMetadata):
         handler.write_with_metadata(key, data, metadata)
     else:
         handler.write(key, data)
@@ -815,7 +816,7 @@ def _write(handler: SessionHandler, key: str, data: str, metadata: RequestMetada
 async def _awrite(
     handler: AsyncSessionHandler, key: str, data: str, metadata: RequestMetadata | None
 ) -> None:
-    if metadata is not None and isinstance(handler, AsyncSupportsMetadata):
+    if metadata is not None and supports(handler, AsyncSupportsMetadata):
         await handler.write_with_metadata(key, data, metadata)
     else:
         await handler.write(key, data)
