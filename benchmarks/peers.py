@@ -2,8 +2,9 @@
 
 For three kinds of request — untouched (the handler never looks at the
 session), read-only and modified — it measures each library's time per
-request and the Redis commands each request costs, and prints satchel's time
-as a ratio of each peer's (below 1.0: satchel is faster).
+request (in interleaved rounds, so drift in the machine's speed weighs on
+every library alike) and the Redis commands each request costs, and prints
+satchel's time as a ratio of each peer's (below 1.0: satchel is faster).
 
 - Flask: satchel's ``SessionInterface`` (redis driver) vs Flask-Session 0.8 (redis).
 - Starlette: satchel's ASGI middleware (redis driver, redis.asyncio) vs
@@ -88,32 +89,53 @@ class Result:
         self.commands = commands
 
 
-def measure(library: str, kind: str, client: redis.Redis, one_request: Callable[[], Any]) -> Result:
-    for _ in range(50):  # warm up connections and caches
-        one_request()
-    before = command_calls(client)
-    timings = []
-    for _ in range(REQUESTS):
-        started = time.perf_counter()
-        one_request()
-        timings.append(time.perf_counter() - started)
-    commands = (command_calls(client) - before) / REQUESTS
-    return Result(library, kind, timings, commands)
+COUNTED_REQUESTS = 100  # requests per library whose Redis commands are counted, alone
+
+
+def measure(kind: str, client: redis.Redis, requests: dict[str, Callable[[], Any]]) -> list[Result]:
+    """One kind of request for every library: commands counted per library on its own,
+    then the timings taken in rounds of one request per library (the order turning
+    each round), so a machine that slows down or speeds up weighs on all alike."""
+    commands = {}
+    for library, one_request in requests.items():
+        for _ in range(50):  # warm up connections and caches
+            one_request()
+        before = command_calls(client)
+        for _ in range(COUNTED_REQUESTS):
+            one_request()
+        commands[library] = (command_calls(client) - before) / COUNTED_REQUESTS
+    timings: dict[str, list[float]] = {library: [] for library in requests}
+    order = list(requests)
+    for round_number in range(REQUESTS):
+        turn = round_number % len(order)
+        for library in order[turn:] + order[:turn]:
+            started = time.perf_counter()
+            requests[library]()
+            timings[library].append(time.perf_counter() - started)
+    return [Result(library, kind, timings[library], commands[library]) for library in requests]
 
 
 async def ameasure(
-    library: str, kind: str, client: redis.Redis, one_request: Callable[[], Awaitable[Any]]
-) -> Result:
-    for _ in range(50):
-        await one_request()
-    before = command_calls(client)
-    timings = []
-    for _ in range(REQUESTS):
-        started = time.perf_counter()
-        await one_request()
-        timings.append(time.perf_counter() - started)
-    commands = (command_calls(client) - before) / REQUESTS
-    return Result(library, kind, timings, commands)
+    kind: str, client: redis.Redis, requests: dict[str, Callable[[], Awaitable[Any]]]
+) -> list[Result]:
+    """The async form of :func:`measure`."""
+    commands = {}
+    for library, one_request in requests.items():
+        for _ in range(50):
+            await one_request()
+        before = command_calls(client)
+        for _ in range(COUNTED_REQUESTS):
+            await one_request()
+        commands[library] = (command_calls(client) - before) / COUNTED_REQUESTS
+    timings: dict[str, list[float]] = {library: [] for library in requests}
+    order = list(requests)
+    for round_number in range(REQUESTS):
+        turn = round_number % len(order)
+        for library in order[turn:] + order[:turn]:
+            started = time.perf_counter()
+            await requests[library]()
+            timings[library].append(time.perf_counter() - started)
+    return [Result(library, kind, timings[library], commands[library]) for library in requests]
 
 
 # -- Flask -------------------------------------------------------------------------------
@@ -154,15 +176,19 @@ def bench_flask(url: str, client: redis.Redis) -> list[Result]:
         app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url))
         FlaskSessionExtension(app)
 
-    results = []
-    for library, setup in (("satchel", satchel_setup), ("Flask-Session", flask_session_setup)):
-        test_client = flask_app(setup).test_client()
+    clients = {
+        library: flask_app(setup).test_client()
+        for library, setup in (("satchel", satchel_setup), ("Flask-Session", flask_session_setup))
+    }
+    for test_client in clients.values():
         test_client.get("/login")
-        for kind in KINDS:
-            path = f"/{kind}"
-            results.append(
-                measure(library, kind, client, lambda path=path, http=test_client: http.get(path))
-            )
+    results = []
+    for kind in KINDS:
+        requests = {
+            library: (lambda path=f"/{kind}", http=test_client: http.get(path))
+            for library, test_client in clients.items()
+        }
+        results += measure(kind, client, requests)
     return results
 
 
@@ -202,19 +228,24 @@ async def bench_starlette(url: str, client: redis.Redis) -> list[Result]:
         ],
         "Starlette (cookie)": [Middleware(StarletteSessions, secret_key="benchmark-secret")],
     }
-    results = []
-    for library, middleware in stacks.items():
-        app = Starlette(routes=starlette_routes(), middleware=middleware)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for library, middleware in stacks.items():
+            app = Starlette(routes=starlette_routes(), middleware=middleware)
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+                )
+            )
             await http.get("/login")
-            for kind in KINDS:
-                path = f"/{kind}"
-
-                async def one_request(path: str = path) -> Any:
-                    return await http.get(path)
-
-                results.append(await ameasure(library, kind, client, one_request))
+            clients[library] = http
+        results = []
+        for kind in KINDS:
+            requests = {
+                library: (lambda path=f"/{kind}", http=http: http.get(path))
+                for library, http in clients.items()
+            }
+            results += await ameasure(kind, client, requests)
     return results
 
 
