@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +14,7 @@ from satchel import ConfigError, SessionBackendError, SessionConfig
 from satchel.handler import SupportsLock, SupportsTouch
 from satchel.plugins import load_plugins
 from satchel.testing import free_port, new_storage_id
+from satchel.testing.services import frozen_process
 from satchel_memcached import (
     AsyncMemcachedSessionHandler,
     MemcachedSessionHandler,
@@ -452,12 +452,9 @@ def test_a_server_that_stops_answering_fails_within_the_timeout(
     with start_memcached(port) as process:
         handler = MemcachedSessionHandler.from_config(config)
         handler.write(session_id, "before")
-        process.send_signal(signal.SIGSTOP)  # alive, connected, silent
-        try:
+        with frozen_process(process):  # alive, connected, silent
             started = time.monotonic()
             with pytest.raises(SessionBackendError):
                 handler.read(session_id)
             assert 0.9 <= time.monotonic() - started < ERROR_WITHIN_SECONDS
-        finally:
-            process.send_signal(signal.SIGCONT)
         assert handler.read(session_id) == "before"

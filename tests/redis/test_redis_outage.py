@@ -12,7 +12,6 @@ written before (and replicated) are still there and new writes go to the new mas
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +24,7 @@ from satchel import SessionBackendError, SessionConfig, SessionManager
 from satchel.ids import storage_key
 from satchel.testing import free_port, new_storage_id
 from satchel.testing.concurrency import call_wsgi, seed_session, wsgi_environ
+from satchel.testing.services import frozen_process
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 
@@ -203,16 +203,13 @@ def test_a_server_that_stops_answering_fails_within_the_socket_timeout(
     with start_redis(port) as process:
         handler = RedisSessionHandler.from_config(_config(port, unique_prefix))
         handler.write(key, "before")
-        process.send_signal(signal.SIGSTOP)  # alive, connected, silent
-        try:
+        with frozen_process(process):  # alive, connected, silent
             started = time.monotonic()
             with pytest.raises(SessionBackendError) as caught:
                 handler.read(key)
             elapsed = time.monotonic() - started
             assert 0.9 <= elapsed < ERROR_WITHIN_SECONDS
             assert "Timeout" in str(caught.value)
-        finally:
-            process.send_signal(signal.SIGCONT)
         assert handler.read(key) == "before"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -130,6 +131,32 @@ def start_server_process(
             yield process
         finally:
             stop_process(process)
+
+
+@contextmanager
+def frozen_process(process: subprocess.Popen[Any], *, wait_seconds: float = 5) -> Iterator[None]:
+    """Hold ``process`` stopped (SIGSTOP) for the block: alive, connected and silent.
+
+    The signal is delivered asynchronously, so the block starts only once the
+    kernel reports the process stopped; otherwise a server thread could still
+    answer the first request sent. SIGCONT lets it go again.
+    """
+    process.send_signal(signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while _process_state(process.pid) != "T":
+            if time.monotonic() > deadline:
+                pytest.fail(f"process {process.pid} did not stop within {wait_seconds} s")
+            time.sleep(0.005)
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
+def _process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` from ``/proc/<pid>/stat`` (``T``: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def stop_process(process: subprocess.Popen[Any], *, grace_seconds: float = 10) -> None:
