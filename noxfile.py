@@ -56,6 +56,7 @@ def install_workspace(session: nox.Session, *plugins: str, extra: list[str] | No
 # Most tests wait on servers, locks and expiry clocks rather than on the CPU, so
 # four workers pay even on two cores; a file's tests stay on one worker, which
 # keeps its fixtures' servers together (`-n 0` in the posargs runs serially).
+# Tests marked `serial` run after, alone.
 PYTEST_WORKERS = ["-n", "4", "--dist", "loadfile"]
 
 
@@ -66,13 +67,10 @@ def run_pytest(session: nox.Session, *paths: str) -> None:
     ``satchel`` processes, and without a cache each would compile SQLAlchemy and
     the other client libraries afresh.
     """
-    session.run(
-        "pytest",
-        *PYTEST_WORKERS,
-        *paths,
-        *session.posargs,
-        env={"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(ROOT / ".nox" / "pycache")},
-    )
+    env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(ROOT / ".nox" / "pycache")}
+    session.run("pytest", *PYTEST_WORKERS, "-m", "not serial", *paths, *session.posargs, env=env)
+    # Exit code 5: no serial test among these paths.
+    session.run("pytest", "-m", "serial", *paths, *session.posargs, env=env, success_codes=[0, 5])
 
 
 @nox.session

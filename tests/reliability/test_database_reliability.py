@@ -59,6 +59,10 @@ from satchel_database import (
 )
 from satchel_database.schema import locks_table, sessions_table
 
+# 40 overlapping requests queue on one SQLite file or one connection pool: under
+# the load of parallel test workers they outwait block_wait_seconds.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def table(make_table: Callable[..., str], database_url: str) -> str:
