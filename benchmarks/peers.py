@@ -93,35 +93,28 @@ COUNTED_REQUESTS = 100  # requests per library whose Redis commands are counted,
 
 
 def measure(kind: str, client: redis.Redis, requests: dict[str, Callable[[], Any]]) -> list[Result]:
+    """:func:`ameasure` for synchronous requests (each awaited as a coroutine, alike)."""
+
+    def as_coroutine(one_request: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+        async def call() -> Any:
+            return one_request()
+
+        return call
+
+    return asyncio.run(
+        ameasure(kind, client, {library: as_coroutine(f) for library, f in requests.items()})
+    )
+
+
+async def ameasure(
+    kind: str, client: redis.Redis, requests: dict[str, Callable[[], Awaitable[Any]]]
+) -> list[Result]:
     """One kind of request for every library: commands counted per library on its own,
     then the timings taken in rounds of one request per library (the order turning
     each round), so a machine that slows down or speeds up weighs on all alike."""
     commands = {}
     for library, one_request in requests.items():
         for _ in range(50):  # warm up connections and caches
-            one_request()
-        before = command_calls(client)
-        for _ in range(COUNTED_REQUESTS):
-            one_request()
-        commands[library] = (command_calls(client) - before) / COUNTED_REQUESTS
-    timings: dict[str, list[float]] = {library: [] for library in requests}
-    order = list(requests)
-    for round_number in range(REQUESTS):
-        turn = round_number % len(order)
-        for library in order[turn:] + order[:turn]:
-            started = time.perf_counter()
-            requests[library]()
-            timings[library].append(time.perf_counter() - started)
-    return [Result(library, kind, timings[library], commands[library]) for library in requests]
-
-
-async def ameasure(
-    kind: str, client: redis.Redis, requests: dict[str, Callable[[], Awaitable[Any]]]
-) -> list[Result]:
-    """The async form of :func:`measure`."""
-    commands = {}
-    for library, one_request in requests.items():
-        for _ in range(50):
             await one_request()
         before = command_calls(client)
         for _ in range(COUNTED_REQUESTS):
