@@ -19,6 +19,7 @@ succeed, no error, no code run) still holds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import threading
 import time
@@ -115,6 +116,23 @@ def pickle_payloads() -> dict[str, str]:
     core never writes one, and text columns cannot hold it."""
     text = pickle_bomb(protocol=0).decode("ascii")
     return {"protocol 0": text, "protocol 2 header": "\x80\x02" + text}
+
+
+def check_a_planted_pickle_is_ignored(
+    manager: SessionManager, cookie: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Start the session of ``cookie``, under whose key a pickle bomb was planted: a
+    fresh, empty session with a new id, no code run, no raw id in the log, and the
+    same manager saving the new session as usual."""
+    with caplog.at_level(logging.WARNING, logger="satchel"):
+        session = manager.start(cookie)
+    assert session.all() == {}
+    assert session.id != cookie
+    assert PICKLE_BOMB_WENT_OFF == []
+    assert cookie not in caplog.text
+    session.put("fresh", 1)
+    session.save()
+    assert manager.start(session.id).get("fresh") == 1
 
 
 class _ConfigFixtures:
