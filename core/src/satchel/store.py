@@ -102,6 +102,8 @@ class Session(MutableMapping[str, Any]):
         self._accessed = False
         self._stored = False  # a record for the current id exists in the store
         self._force_write = False
+        # A save wrote this session's changes or removed its emptied record: ``modified`` stays true.
+        self._saved_changes = False
         self._loaded_fingerprint: str | None = None
         self._loaded_bookkeeping: tuple[str | None, bool | None] = (None, None)
         self._pending_destroy: list[str] = []
@@ -149,10 +151,20 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def modified(self) -> bool:
-        """True when the data differs from what was loaded (Flask's ``modified``)."""
+        """True when the data changed since the session was loaded (Flask's ``modified``).
+
+        It stays true once ``save`` has written the change, as Flask's does, so
+        code running after the save (``teardown_request`` handlers, tests)
+        still sees what the request did. A new session counts as modified once
+        it holds something.
+        """
         if not self._loaded:
             return False
-        return self._force_write or self._fingerprint() != self._loaded_fingerprint
+        if self._saved_changes or self._force_write:
+            return True
+        if not self._stored:
+            return bool(self._envelope.values) or self._envelope.token is not None
+        return self._fingerprint() != self._loaded_fingerprint
 
     @property
     def permanent(self) -> bool:
@@ -430,6 +442,10 @@ class Session(MutableMapping[str, Any]):
             )
             self._stored = False
             self._loaded_fingerprint = None
+        if plan.outcome is SaveOutcome.WRITTEN or (
+            plan.outcome is SaveOutcome.EMPTY and self._stored
+        ):
+            self._saved_changes = True
         if plan.outcome in (SaveOutcome.WRITTEN, SaveOutcome.REFRESHED):
             self._stored = True
             self._force_write = False
@@ -563,9 +579,11 @@ class Session(MutableMapping[str, Any]):
     def cookie_value(self) -> str:
         """What the session cookie carries: the id, or the sealed payload for the cookie driver."""
         if self._manager.stores_in_cookie:
-            if self._cookie_value is None:
-                raise RuntimeError("the cookie driver's value exists only after save()")
-            return self._cookie_value
+            if self._cookie_value is not None:
+                return self._cookie_value
+            if self.last_outcome is SaveOutcome.UNCHANGED and self._incoming:
+                return self._incoming  # saved unchanged: the request's cookie still carries it all
+            raise RuntimeError("the cookie driver's value exists only after save()")
         return self.id
 
     def cookie_action(self) -> str | None:
@@ -730,10 +748,14 @@ class Session(MutableMapping[str, Any]):
     def regenerate(self, destroy: bool = False) -> None:
         """Give the session a new id (keeping its data) and a new CSRF token.
 
-        With ``destroy=True`` the old record is removed at save.
+        A session that had no token yet gets none here (``token()`` makes a
+        fresh one on first use, as ever): a token nobody asked for would keep
+        a session whose data is later removed from counting as empty. With
+        ``destroy=True`` the old record is removed at save.
         """
         self.migrate(destroy)
-        self.regenerate_token()
+        if self._envelope.token is not None:
+            self.regenerate_token()
 
     def migrate(self, destroy: bool = False) -> None:
         """Give the session a new id, keeping its data and token.
