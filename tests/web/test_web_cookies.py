@@ -57,12 +57,12 @@ def test_set_header_with_every_attribute() -> None:
         partitioned=True,
         max_age=60,
     )
-    assert policy.set_header("v", https=False, max_age=60) == (
-        "sid=v; Max-Age=60; Path=/app; Domain=example.com; Secure; HttpOnly; "
-        "SameSite=Strict; Partitioned"
+    assert policy.set_header("v", https=False, max_age=60, now=1_445_412_420) == (
+        "sid=v; Expires=Wed, 21 Oct 2015 07:28:00 GMT; Max-Age=60; Path=/app; "
+        "Domain=example.com; Secure; HttpOnly; SameSite=Strict; Partitioned"
     )
     assert policy.delete_header(https=False) == (
-        "sid=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/app; "
+        "sid=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/app; "
         "Domain=example.com; Secure; HttpOnly; SameSite=Strict; Partitioned"
     )
 

@@ -8,6 +8,9 @@ gives "no cookie" (a fresh session), never an exception.
 
 from __future__ import annotations
 
+import email.utils
+import time
+
 import attrs
 
 from satchel.config import SessionConfig, check_cookie_prefix, cookie_name_prefix
@@ -128,25 +131,36 @@ class CookiePolicy:
             parts.append("Partitioned")
         return parts
 
-    def set_header(self, value: str, *, https: bool, max_age: int | None) -> str:
+    def set_header(
+        self, value: str, *, https: bool, max_age: int | None, now: float | None = None
+    ) -> str:
         """A ``Set-Cookie`` value carrying ``value``; ``max_age=None`` makes a browser-session cookie.
 
-        Only ``Max-Age`` is sent, never ``Expires``: it does not depend on the
-        server's clock agreeing with the browser's.
+        A persistent cookie carries ``Expires`` (``now``, Unix seconds, plus
+        ``max_age``; the system clock when ``now`` is not given) beside
+        ``Max-Age``, as werkzeug writes them: browsers go by ``Max-Age``,
+        older clients and many tests read ``Expires``.
         """
         if not value or not all(ch in _VALUE_CHARS for ch in value):
             raise ValueError("a session cookie value must be non-empty RFC 6265 cookie-octets")
         parts = [f"{self.name}={value}"]
         if max_age is not None:
-            parts.append(f"Max-Age={max(0, int(max_age))}")
+            seconds = max(0, int(max_age))
+            expires = http_date((time.time() if now is None else now) + seconds)
+            parts += [f"Expires={expires}", f"Max-Age={seconds}"]
         parts += self._attributes(https=https)
         return "; ".join(parts)
 
     def delete_header(self, *, https: bool) -> str:
         """A ``Set-Cookie`` value that removes the cookie (same name, path, domain and flags)."""
-        parts = [f"{self.name}=", "Max-Age=0", f"Expires={EPOCH_EXPIRES}"]
+        parts = [f"{self.name}=", f"Expires={EPOCH_EXPIRES}", "Max-Age=0"]
         parts += self._attributes(https=https)
         return "; ".join(parts)
+
+
+def http_date(timestamp: float) -> str:
+    """An HTTP date for ``Expires``, in werkzeug's format: ``Wed, 21 Oct 2015 07:28:00 GMT``."""
+    return email.utils.formatdate(timestamp, usegmt=True)
 
 
 def merge_vary(existing: str | None) -> str:
