@@ -1,16 +1,19 @@
 """The global session helper: ``from satchel import session``.
 
-Every middleware binds the request's :class:`satchel.Session` to a context
-variable for the duration of the request, so any function called while
-handling it (threads started by the framework and asyncio tasks included,
-since both copy the context) reaches the same session. Outside a request the
-proxy raises a ``RuntimeError`` that says so.
+The ASGI and WSGI middlewares bind the request's :class:`satchel.Session` to
+a context variable while the application handles the request (its body
+included), so any function called meanwhile (threads started by the
+framework and asyncio tasks included, since both copy the context) reaches
+the same session. A framework with a request context of its own (Flask)
+adds a lookup instead (:func:`add_lookup`), so the helper follows that
+context wherever the framework pushes it (``stream_with_context`` bodies,
+say). Outside a request the proxy raises a ``RuntimeError`` that says so.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -26,17 +29,42 @@ OUTSIDE_REQUEST = (
 )
 
 
+# Lookups a framework glue added: each returns the session of its own current request, or None.
+_lookups: list[Callable[[], Session | None]] = []
+
+
+def add_lookup(lookup: Callable[[], Session | None]) -> None:
+    """Let a framework's request context supply the session when none is bound here.
+
+    ``lookup`` returns the current request's session, or ``None`` outside
+    one; it is asked only when the helper is used and no middleware bound a
+    session, so it costs a request nothing.
+    """
+    if lookup not in _lookups:
+        _lookups.append(lookup)
+
+
+def _find() -> Session | None:
+    found = _current.get()
+    if found is None:
+        for lookup in _lookups:
+            found = lookup()
+            if found is not None:
+                break
+    return found
+
+
 def current_session() -> Session:
     """The session of the request being handled (``RuntimeError`` outside a request)."""
-    found = _current.get()
+    found = _find()
     if found is None:
         raise RuntimeError(OUTSIDE_REQUEST)
     return found
 
 
 def has_session() -> bool:
-    """Whether a request's session is bound in the current context."""
-    return _current.get() is not None
+    """Whether a request's session is reachable in the current context."""
+    return _find() is not None
 
 
 def bind(session: Session | None) -> contextvars.Token[Session | None]:
@@ -92,7 +120,7 @@ class SessionProxy:
     __hash__ = None  # type: ignore[assignment]  # as the mapping it stands for
 
     def __repr__(self) -> str:
-        found = _current.get()
+        found = _find()
         return f"<satchel.session proxy to {found!r}>" if found else "<satchel.session (unbound)>"
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from satchel import context
 from satchel.cookies import read_cookie
@@ -29,6 +29,7 @@ from satchel.store import Session
 from satchel.web import BUSY_BODY, SessionFlow, SessionHeaders, request_metadata
 
 ENVIRON_KEY = "satchel.session"
+T = TypeVar("T")
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -63,9 +64,6 @@ class SessionMiddleware:
         except LockTimeout:
             start_response("503 Service Unavailable", self._busy_headers())
             return [BUSY_BODY]
-        cleanup = contextlib.ExitStack()
-        cleanup.callback(lock.close)  # closing twice is harmless
-        cleanup.callback(context.unbind, context.bind(session))
         environ[ENVIRON_KEY] = session
         saved: list[SessionHeaders] = []
         busy: list[bool] = []
@@ -97,11 +95,11 @@ class SessionMiddleware:
             return start_response(status, headers)
 
         try:
-            body = self.app(environ, start_with_session)
+            body = _bound(session, self.app, environ, start_with_session)
         except BaseException:
-            cleanup.close()
+            lock.close()  # closing twice is harmless
             raise
-        return _ClosingBody(body, cleanup, lambda: self._after(session, saved), busy)
+        return _ClosingBody(body, session, lock, lambda: self._after(session, saved), busy)
 
     def _busy_headers(self) -> list[tuple[str, str]]:
         """The headers of the 503 for a request that waited too long for a session lock."""
@@ -120,29 +118,57 @@ def _discard(data: bytes) -> None:
     """The ``write`` callable of a response the 503 replaced."""
 
 
+def _bound(session: Session, step: Callable[..., T], *args: Any) -> T:
+    """Run one step of the application with ``session`` bound to ``satchel.session``.
+
+    The binding lasts for the step only: between steps the server (or a test
+    client that never closes the body) runs with nothing bound, so neither
+    its own code nor the next application in the same thread reaches this
+    request's session.
+    """
+    token = context.bind(session)
+    try:
+        return step(*args)
+    finally:
+        context.unbind(token)
+
+
 class _ClosingBody:
     """The application's body, with the request's cleanup run when the server closes it.
 
-    When the 503 replaced the response (``busy`` became true once the app
-    started it), the app's body is dropped and the 503's body sent instead.
+    Each step the application takes (producing a chunk, closing) runs with
+    the session bound. When the 503 replaced the response (``busy`` became
+    true once the app started it), the app's body is dropped and the 503's
+    body sent instead.
     """
 
     def __init__(
         self,
         body: Iterable[bytes],
-        cleanup: contextlib.ExitStack,
+        session: Session,
+        lock: contextlib.ExitStack,
         after: Callable[[], None],
         busy: list[bool],
     ) -> None:
         self._body = body
-        self._cleanup = cleanup
+        self._session = session
+        self._lock = lock
         self._after = after
         self._busy = busy
 
     def __iter__(self) -> Iterator[bytes]:
         if not self._busy:
-            # A generator app calls start_response on its first step: check after each one.
-            for chunk in self._body:
+            body = self._body
+            if isinstance(body, (list, tuple)):
+                yield from body  # no application code runs while a list is read
+                return
+            chunks = _bound(self._session, iter, body)
+            while True:
+                # A generator app calls start_response on its first step: check after each one.
+                try:
+                    chunk = _bound(self._session, chunks.__next__)
+                except StopIteration:
+                    break
                 if self._busy:
                     break
                 yield chunk
@@ -153,7 +179,7 @@ class _ClosingBody:
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
-                close()
+                _bound(self._session, close)
         finally:
-            self._cleanup.close()
+            self._lock.close()
             self._after()
