@@ -28,14 +28,16 @@ import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import flask
 from flask.sessions import SessionInterface as FlaskSessionInterface
 from flask.sessions import SessionMixin
 from werkzeug.exceptions import ServiceUnavailable
 
 from satchel import context
+from satchel.config import SessionConfig
 from satchel.cookies import CookiePolicy, read_cookie
-from satchel.errors import LockTimeout
+from satchel.errors import ConfigError, LockTimeout
 from satchel.manager import SessionManager
 from satchel.store import Session
 from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow, request_metadata
@@ -47,6 +49,17 @@ STATE_KEY = "satchel.flask"
 # Flask's defaults: a setting still equal to one of these was not chosen by the app.
 FLASK_COOKIE_NAME = "session"
 FLASK_LIFETIME = timedelta(days=31)
+SATCHEL_SAME_SITE = attrs.fields(SessionConfig).same_site.default
+# The Flask setting behind each cookie attribute, for errors that name it.
+FLASK_SETTINGS = {
+    "cookie": "SESSION_COOKIE_NAME",
+    "path": "SESSION_COOKIE_PATH",
+    "domain": "SESSION_COOKIE_DOMAIN",
+    "secure": "SESSION_COOKIE_SECURE",
+    "http_only": "SESSION_COOKIE_HTTPONLY",
+    "same_site": "SESSION_COOKIE_SAMESITE",
+    "partitioned": "SESSION_COOKIE_PARTITIONED",
+}
 
 
 class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session defines them as properties
@@ -79,22 +92,23 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
 
 
 class _RequestState:
-    """What one request holds: the session's lock until it is saved, the binding until teardown."""
+    """What one request holds: its session, and the session's lock until it is saved.
+
+    It lives in the request's environ as long as the request does, so the
+    session stays reachable wherever Flask pushes the request context again
+    (``stream_with_context``, ``session_transaction``).
+    """
 
     def __init__(
-        self,
-        owner: SessionInterface,
-        session: FlaskSession,
-        lock: contextlib.ExitStack,
-        cleanup: contextlib.ExitStack,
+        self, owner: SessionInterface, session: FlaskSession, lock: contextlib.ExitStack
     ) -> None:
         self.owner = owner
         self.session = session
         self.lock = lock
-        self.cleanup = cleanup
         self.busy = False
         self.finishing = False
         self.saved = False
+        self.collected = False
 
 
 class SessionInterface(FlaskSessionInterface):
@@ -135,7 +149,15 @@ class SessionInterface(FlaskSessionInterface):
         key = tuple(flask_settings.values())
         policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[key] = self._build_cookie_policy(**flask_settings)
+            try:
+                policy = self._build_cookie_policy(**flask_settings)
+            except ConfigError as exc:
+                # A ValueError, as Flask's own is, naming the Flask setting at fault.
+                setting = FLASK_SETTINGS.get(exc.key, exc.key)
+                if exc.key == "path" and not settings["SESSION_COOKIE_PATH"]:
+                    setting = "APPLICATION_ROOT"
+                raise ConfigError(setting, exc.reason) from exc
+            self._policies[key] = policy
         return policy
 
     def _build_cookie_policy(
@@ -151,13 +173,21 @@ class SessionInterface(FlaskSessionInterface):
         lifetime: timedelta,
     ) -> CookiePolicy:
         config = self.manager.config
+        if same_site is None:
+            # Flask's default, which sends no SameSite (as Flask does), unless the
+            # satchel config chose a SameSite of its own.
+            same_site = None if config.same_site == SATCHEL_SAME_SITE else config.same_site
+        elif not isinstance(same_site, str):
+            raise ConfigError(
+                "same_site", f"must be 'Strict', 'Lax', 'None' or None, got {same_site!r}"
+            )
         return CookiePolicy(
             name=config.cookie if name == FLASK_COOKIE_NAME else name,
             path=config.path if path == "/" else path,
             domain=domain or config.domain,
             secure=True if secure else config.secure,
             http_only=http_only and config.http_only,
-            same_site=same_site or config.same_site,
+            same_site=same_site,
             partitioned=partitioned or config.partitioned,
             max_age=(
                 config.lifetime_seconds
@@ -172,6 +202,11 @@ class SessionInterface(FlaskSessionInterface):
     # -- the request flow ----------------------------------------------------------------
 
     def open_session(self, app: flask.Flask, request: Request) -> FlaskSession:
+        opened = self._state_of(request.environ)
+        if opened is not None:
+            # Opened once more for the same request (Flask's session_transaction does so
+            # inside a context that already opened it): the same session, the same lock.
+            return opened.session
         policy = self.cookie_policy(app)
         cookie = read_cookie(request.headers.get("Cookie"), policy.name)
         metadata = request_metadata(request.remote_addr, request.headers.get("User-Agent"))
@@ -185,21 +220,18 @@ class SessionInterface(FlaskSessionInterface):
             busy = True
             cookie = None
         session = FlaskSession(self.manager, cookie, metadata=metadata)
-        cleanup = contextlib.ExitStack()
-        cleanup.callback(lock.close)  # closing twice is harmless
-        state = _RequestState(self, session, lock, cleanup)
+        state = _RequestState(self, session, lock)
         state.busy = busy
         if busy:
             # Flask turns an exception raised here into a 500; a routing exception
             # stops the view instead, and save_session turns whatever response the
             # request ends with (a before_request hook's included) into the 503.
             request.routing_exception = ServiceUnavailable()
-        cleanup.callback(context.unbind, context.bind(session))
         request.environ[STATE_KEY] = state
         return session
 
     def save_session(self, app: flask.Flask, session: SessionMixin, response: Response) -> None:
-        state = self._state()
+        state = self._state_of(flask.request.environ)
         if state is None or state.session is not session:
             return  # not ours
         if state.busy:
@@ -210,13 +242,12 @@ class SessionInterface(FlaskSessionInterface):
             # trying again would age the flash data a second time.
             return
         state.finishing = True
-        refresh = bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
         try:
             extra = self.flow.finish(
                 session,
                 https=flask.request.is_secure,
                 policy=self.cookie_policy(app),
-                resend_on_refresh=refresh,
+                refresh_each_request=bool(app.config["SESSION_REFRESH_EACH_REQUEST"]),
             )
         except LockTimeout:
             # merge_on_save's lock stayed taken: nothing was saved, nothing sent yet.
@@ -246,26 +277,37 @@ class SessionInterface(FlaskSessionInterface):
         response.headers["Retry-After"] = self.flow.retry_after()
         response.headers["Cache-Control"] = "no-store"
 
-    def _state(self) -> _RequestState | None:
-        state = flask.request.environ.get(STATE_KEY)
+    def _state_of(self, environ: dict[str, Any]) -> _RequestState | None:
+        state = environ.get(STATE_KEY)
         return state if isinstance(state, _RequestState) and state.owner is self else None
 
     def _teardown(self, state: _RequestState) -> None:
-        state.cleanup.close()
-        if state.saved:
+        state.lock.close()  # closing twice is harmless
+        if state.saved and not state.collected:
+            state.collected = True
             self.flow.collect_garbage(state.session)
 
 
 def _on_request_tearing_down(sender: Any, **extra: Any) -> None:
-    """Release the lock and the context binding of the request being torn down.
+    """Release the lock of the request being torn down and run the GC lottery once.
 
-    Teardown runs even when the view or the response processing failed. One
-    module-level receiver serves every interface: the request's state names
-    its owner.
+    Teardown runs even when the view or the response processing failed, and
+    once more after a ``stream_with_context`` body, which pushes the request
+    context again. One module-level receiver serves every interface: the
+    request's state names its owner.
     """
-    state = flask.request.environ.pop(STATE_KEY, None)
+    state = flask.request.environ.get(STATE_KEY)
     if isinstance(state, _RequestState):
         state.owner._teardown(state)
 
 
+def _request_session() -> Session | None:
+    """The satchel session of Flask's current request context, for ``satchel.session``."""
+    if not flask.has_request_context():
+        return None
+    state = flask.request.environ.get(STATE_KEY)
+    return state.session if isinstance(state, _RequestState) else None
+
+
 flask.request_tearing_down.connect(_on_request_tearing_down, weak=False)
+context.add_lookup(_request_session)

@@ -141,12 +141,26 @@ class SessionFlow:
         *,
         https: bool,
         policy: CookiePolicy | None = None,
-        resend_on_refresh: bool = True,
+        refresh_each_request: bool | None = None,
     ) -> SessionHeaders:
-        """Save through the sync driver and say what the response must carry."""
+        """Save through the sync driver and say what the response must carry.
+
+        ``refresh_each_request`` is Flask's ``SESSION_REFRESH_EACH_REQUEST``
+        (``None`` for the other glue; see :meth:`headers`). When true, a
+        session the request never used is read now, to learn whether the
+        cookie names a live permanent session whose cookie is to be re-sent:
+        one backend call for a request carrying a well-formed session id,
+        none otherwise.
+        """
+        if refresh_each_request and not session.loaded and session.incoming_cookie is not None:
+            session.load()
+            if session.new:
+                # No live session behind the cookie, and the request never used one:
+                # nothing to re-send, create or delete (as Flask sends nothing).
+                return SessionHeaders()
         outcome = session.save()
         return self.headers(
-            session, outcome, https=https, policy=policy, resend_on_refresh=resend_on_refresh
+            session, outcome, https=https, policy=policy, refresh_each_request=refresh_each_request
         )
 
     async def afinish(
@@ -163,20 +177,36 @@ class SessionFlow:
         *,
         https: bool,
         policy: CookiePolicy | None = None,
-        resend_on_refresh: bool = True,
+        refresh_each_request: bool | None = None,
     ) -> SessionHeaders:
         """The headers a saved session needs.
 
-        ``resend_on_refresh=False`` (Flask's ``SESSION_REFRESH_EACH_REQUEST =
-        False``) sends the cookie only when the data or the id changed, not
-        when only the expiry slid.
+        The cookie is set when the data or the id changed, and deleted when
+        the session ended empty. When only the idle expiry slid it is
+        re-sent, so that its ``Max-Age`` slides too — unless
+        ``refresh_each_request`` (Flask's ``SESSION_REFRESH_EACH_REQUEST``)
+        decides instead, as in Flask: ``True`` re-sends a permanent
+        session's cookie on every request that reached a live session,
+        ``False`` never re-sends an unchanged session's.
         """
         policy = policy or self.cookie_policy
-        action = session.cookie_action()
-        if action == "set" and (resend_on_refresh or outcome is not SaveOutcome.REFRESHED):
-            value = session.cookie_value()
-            header = policy.set_header(value, https=https, max_age=self.max_age(session, policy))
-        elif action == "delete":
+        if outcome is SaveOutcome.WRITTEN:
+            resend = True
+        elif outcome is SaveOutcome.REFRESHED or outcome is SaveOutcome.UNCHANGED:
+            if refresh_each_request is None:
+                resend = outcome is SaveOutcome.REFRESHED
+            else:
+                resend = refresh_each_request and session.permanent
+        else:
+            resend = False
+        if resend:
+            header: str | None = policy.set_header(
+                session.cookie_value(),
+                https=https,
+                max_age=self.max_age(session, policy),
+                now=self.manager.clock(),
+            )
+        elif session.cookie_action() == "delete":
             header = policy.delete_header(https=https)
         else:
             header = None
