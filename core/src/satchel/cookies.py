@@ -9,6 +9,8 @@ gives "no cookie" (a fresh session), never an exception.
 from __future__ import annotations
 
 import email.utils
+import functools
+import math
 import time
 
 import attrs
@@ -160,7 +162,13 @@ class CookiePolicy:
 
 def http_date(timestamp: float) -> str:
     """An HTTP date for ``Expires``, in werkzeug's format: ``Wed, 21 Oct 2015 07:28:00 GMT``."""
-    return email.utils.formatdate(timestamp, usegmt=True)
+    return _http_date_of_second(math.floor(timestamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _http_date_of_second(second: int) -> str:
+    # Every cookie set within one second expires at the same second: format it once.
+    return email.utils.formatdate(second, usegmt=True)
 
 
 def merge_vary(existing: str | None) -> str:
