@@ -171,6 +171,7 @@ def test_session_transaction_under_blocking_opens_the_session_once(
 @pytest.mark.parametrize(
     ("setting", "sent"),
     [(None, None), ("Lax", "Lax"), ("strict", "Strict"), ("None", "None")],
+    ids=["unset", "Lax", "strict", "None-string"],
 )
 def test_samesite_is_what_flask_sends(
     make_manager: ManagerFactory, kind: str, setting: str | None, sent: str | None
@@ -264,6 +265,10 @@ def test_refresh_each_request_resends_a_permanent_sessions_cookie_as_flask_does(
         # On, one read learns whether the cookie names a live permanent session;
         # off, an untouched request costs nothing. Neither writes.
         assert spy.methods() == (["read"] if refresh else [])
+    # A view that only reads the session: the same.
+    reply = client.get("/get", query_string={"key": "user"}, headers={"Cookie": cookie_pair(first)})
+    assert json.loads(reply.text) == "ada"
+    assert (session_cookie(reply) is not None) is refresh
 
 
 @pytest.mark.parametrize("kind", KINDS)

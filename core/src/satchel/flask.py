@@ -13,13 +13,16 @@ The cookie follows Flask's own settings (``SESSION_COOKIE_NAME``,
 ``_DOMAIN``, ``_PATH``, ``_HTTPONLY``, ``_SECURE``, ``_SAMESITE``,
 ``_PARTITIONED``, ``APPLICATION_ROOT``, ``PERMANENT_SESSION_LIFETIME``,
 ``SESSION_REFRESH_EACH_REQUEST``) and ``session.permanent``, as Flask's
-built-in session does. A setting the app leaves at Flask's default defers
-to the :class:`satchel.SessionConfig` instead, so the safer satchel defaults
-apply (``SameSite=Lax``, ``Secure`` on https, ``Max-Age`` of the idle
-lifetime). The session is lazy: a view that never touches it costs no backend
-call and sets no cookie. With ``block``, the per-session lock is taken when
-the request context opens the session and released as soon as the session is
-saved, so a streamed body does not hold it.
+built-in session does; ``SESSION_COOKIE_SAMESITE = None`` sends no SameSite,
+and a bad setting is a ``ValueError`` naming it. Most settings the app leaves
+at Flask's default defer to the :class:`satchel.SessionConfig` instead, so the
+safer satchel defaults apply (``Secure`` on https, ``Max-Age`` of the idle
+lifetime). The session is lazy: a view that never touches it creates nothing
+and costs no backend call, except the one read ``SESSION_REFRESH_EACH_REQUEST``
+needs to re-send a live permanent session's cookie, as Flask does. With
+``block``, the per-session lock is taken when the request context opens the
+session and released as soon as the session is saved, so a streamed body does
+not hold it. ``satchel.session`` follows Flask's request context.
 """
 
 from __future__ import annotations
@@ -81,7 +84,10 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
 
     @property
     def modified(self) -> bool:
-        """Whether the data differs from what was loaded; ``session.modified = True`` forces a save."""
+        """Whether the request changed the data (still true after the save).
+
+        ``session.modified = True`` forces a save.
+        """
         return super().modified
 
     @modified.setter
