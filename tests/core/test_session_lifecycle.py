@@ -23,6 +23,7 @@ from satchel.store import Session
 NextRequest = Callable[[SessionManager, Session], Session]
 MakeManager = Callable[..., SessionManager]
 HEX64 = re.compile(r"[0-9a-f]{64}")
+SECRET = "a-core-test-secret-0123456789abcdefghij"
 
 # -- strict mode --------------------------------------------------------------------
 
@@ -508,7 +509,7 @@ def test_pickle_payload_through_the_file_driver_runs_nothing(
 def test_encrypted_payload_tampered_gives_an_empty_session(
     make_recording_manager: MakeManager, recording: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    manager = make_recording_manager(encrypt=True, secret_key="k" * 32)
+    manager = make_recording_manager(encrypt=True, secret_key=SECRET)
     session = manager.start(None)
     session.put("secret", "plain-text-marker")
     session.save()
@@ -527,7 +528,7 @@ def test_encrypted_payload_tampered_gives_an_empty_session(
 def test_encrypted_payload_is_bound_to_its_session(
     make_recording_manager: MakeManager, recording: Any
 ) -> None:
-    manager = make_recording_manager(encrypt=True, secret_key="k" * 32)
+    manager = make_recording_manager(encrypt=True, secret_key=SECRET)
     first = manager.start(None)
     first.put("owner", "first")
     first.save()
@@ -746,7 +747,7 @@ def test_encrypt_hands_drivers_no_session_values(
 ) -> None:
     store = metadata_recording
     manager = SessionManager(
-        SessionConfig(driver="recording", encrypt=encrypt, secret_key="k" * 32), clock
+        SessionConfig(driver="recording", encrypt=encrypt, secret_key=SECRET), clock
     )
     manager.extend("recording", lambda _config: store)
     metadata = RequestMetadata(ip_address="203.0.113.9", user_agent="probe/1")

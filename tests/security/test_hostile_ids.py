@@ -9,6 +9,7 @@ import string
 from pathlib import Path
 
 import pytest
+from fixtures.base64_spellings import other_spellings
 from fixtures.hostile_ids import HOSTILE_IDS
 from fixtures.pickle_payloads import exploit_pickle
 from recording_store import recording_manager
@@ -78,3 +79,35 @@ def test_a_pickle_payload_in_the_store_runs_no_code(
     assert not sentinel.exists()
     assert "corrupt" in caplog.text
     assert session.id not in caplog.text
+
+
+def test_another_spelling_of_an_encrypted_stored_payload_is_an_empty_session(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored ciphertext is decoded by the same canonical-only rule as a cookie: its
+    last base64 character with other spare bits (the same bytes) is refused."""
+    secret = "a-test-secret-for-stored-payloads-0123456789"
+    folder = tmp_path / "sessions"
+    manager = SessionManager(
+        SessionConfig(driver="file", files=str(folder), encrypt=True, secret_key=secret)
+    )
+    refused: dict[int, int] = {}
+    size = 0
+    while set(refused) != {0, 2, 3}:  # stored payloads of every length mod 4
+        size += 1
+        assert size < 100
+        session = manager.start(None)
+        session.put("note", "n" * size)
+        session.save()
+        path = folder / storage_key(session.id)
+        stored = path.read_text("ascii")
+        spellings = other_spellings(stored)
+        for spelling in spellings:
+            path.write_text(spelling, encoding="ascii")
+            caplog.clear()
+            assert manager.start(session.id).all() == {}
+            assert "failed to decrypt" in caplog.text
+        path.write_text(stored, encoding="ascii")
+        assert manager.start(session.id).get("note") == "n" * size
+        refused[len(stored) % 4] = len(spellings)
+    assert refused == {0: 0, 2: 15, 3: 3}

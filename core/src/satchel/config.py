@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import cattrs
 
-from satchel.crypto import MIN_SECRET_LENGTH
+from satchel.crypto import check_secrets
 from satchel.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -347,14 +347,7 @@ class SessionConfig:
         check_cookie_prefix(self.cookie, path=self.path, domain=self.domain, secure=self.secure)
         if self.same_site == "none" and self.secure is False:
             raise ConfigError("same_site", '"none" needs a Secure cookie; secure must not be false')
-        for key, secrets in (
-            ("secret_key", [self.secret_key]),
-            ("secret_key_fallbacks", self.secret_key_fallbacks),
-        ):
-            if any(secret is not None and len(secret) < MIN_SECRET_LENGTH for secret in secrets):
-                raise ConfigError(
-                    key, f"every secret must be at least {MIN_SECRET_LENGTH} characters long"
-                )
+        check_secrets(self.secret_key, self.secret_key_fallbacks)
         if self.encrypt and not self.secret_key:
             raise ConfigError("secret_key", "must be set when encrypt is true")
 
