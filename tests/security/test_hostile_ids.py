@@ -15,7 +15,6 @@ from fixtures.pickle_payloads import exploit_pickle
 from recording_store import recording_manager
 
 from satchel import SessionConfig, SessionManager
-from satchel.ids import storage_key
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
@@ -27,8 +26,8 @@ def test_a_hostile_id_gives_a_fresh_session_and_never_reaches_the_driver(hostile
     session.save()
     assert session.id != hostile
     assert not hostile or hostile not in session.cookie_value()
-    assert handler.calls == [("write", storage_key(session.id))]
-    assert storage_key(session.id) != hostile
+    assert handler.calls == [("write", manager.storage_key(session.id))]
+    assert manager.storage_key(session.id) != hostile
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
@@ -39,7 +38,7 @@ def test_a_hostile_id_never_makes_a_file_outside_the_folder(tmp_path: Path, host
     session.put("probe", 1)
     session.save()
     names = [path.name for path in folder.iterdir()]
-    assert names == [storage_key(session.id)]
+    assert names == [manager.storage_key(session.id)]
     assert [path.name for path in tmp_path.iterdir()] == ["sessions"]
 
 
@@ -73,7 +72,7 @@ def test_a_pickle_payload_in_the_store_runs_no_code(
     session = manager.start(None)
     session.put("a", 1)
     session.save()
-    (folder / storage_key(session.id)).write_text(text, encoding="utf-8")
+    (folder / manager.storage_key(session.id)).write_text(text, encoding="utf-8")
     reloaded = manager.start(session.id)
     assert reloaded.all() == {}
     assert not sentinel.exists()
@@ -99,7 +98,7 @@ def test_another_spelling_of_an_encrypted_stored_payload_is_an_empty_session(
         session = manager.start(None)
         session.put("note", "n" * size)
         session.save()
-        path = folder / storage_key(session.id)
+        path = folder / manager.storage_key(session.id)
         stored = path.read_text("ascii")
         spellings = other_spellings(stored)
         for spelling in spellings:

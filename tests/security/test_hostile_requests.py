@@ -22,7 +22,7 @@ from werkzeug.test import Client
 
 from satchel import SessionConfig, SessionManager
 from satchel.asgi import SessionMiddleware as AsgiSessionMiddleware
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 from satchel.testing.concurrency import call_wsgi, wsgi_environ
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
@@ -120,8 +120,8 @@ def test_a_hostile_cookie_gives_a_fresh_session(via: str, cookie: str) -> None:
     assert issued != cookie
     # The driver was asked about the issued session only: no read, and no write,
     # for the hostile id; and only the issued session is stored.
-    assert store.calls == [("write", storage_key(issued))]
-    assert set(store._entries) == {storage_key(issued)}
+    assert store.calls == [("write", manager.storage_key(issued))]
+    assert set(store._entries) == {manager.storage_key(issued)}
     assert not cookie or cookie not in reply.text()  # nothing of the hostile value is echoed
 
 
@@ -140,7 +140,7 @@ def test_an_8_kb_cookie_is_a_fresh_session_not_an_error(via: str, cookie: str) -
     manager, store = recording_manager()
     reply = CLIENTS[via](manager)(value)
     assert (reply.status, reply.body) == (200, "1")
-    assert store.calls == [("write", storage_key(reply.issued_id()))]
+    assert store.calls == [("write", manager.storage_key(reply.issued_id()))]
     assert value not in reply.text()
 
 
