@@ -1,9 +1,10 @@
-"""The ``satchel`` command: ``drivers`` and ``gc``."""
+"""The ``satchel`` command: ``drivers``, ``gc`` and ``key:generate``."""
 
 from __future__ import annotations
 
 import io
 import os
+import string
 import subprocess
 import sys
 import time
@@ -176,3 +177,19 @@ def test_gc_under_a_real_terminal_ends_the_bar_before_the_count(tmp_path: Path) 
         "\r[##############################] 2/2\r\n"
         "removed 2 expired session(s) from driver 'file'\r\n"
     )
+
+
+def test_key_generate_prints_a_fresh_key_that_satchel_accepts() -> None:
+    keys = []
+    for _ in range(3):
+        result = run_satchel("key:generate")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        (key,) = result.stdout.splitlines()
+        assert result.stdout == key + "\n"  # one line, ready for SESSION_SECRET_KEY=$(...)
+        assert len(key) == 43  # 32 random bytes, URL-safe base64 without padding
+        assert set(key) <= set(string.ascii_letters + string.digits + "-_")
+        keys.append(key)
+    assert len(set(keys)) == 3
+    config = SessionConfig.from_env({"SESSION_SECRET_KEY": keys[0], "SESSION_ENCRYPT": "true"})
+    assert config.secret_key == keys[0]

@@ -105,8 +105,8 @@ def test_from_env_reads_every_key_and_laravels_spellings() -> None:
             "SESSION_DRIVER": "redis",
             "SESSION_LIFETIME": "30",
             "SESSION_ENCRYPT": "yes",
-            "SESSION_SECRET_KEY": "k" * 32,
-            "SESSION_SECRET_KEY_FALLBACKS": "old-key-0123456789,older-key-0123456789",
+            "SESSION_SECRET_KEY": "current-key-0123456789abcdefghijkl",
+            "SESSION_SECRET_KEY_FALLBACKS": "old-key-0123456789abcdefghijklmnop,older-key-0123456789abcdefghijklmn",
             "SESSION_DOMAIN": "null",
             "SESSION_SECURE_COOKIE": "true",
             "SESSION_PARTITIONED_COOKIE": "1",
@@ -119,7 +119,10 @@ def test_from_env_reads_every_key_and_laravels_spellings() -> None:
     assert config.driver == "redis"
     assert config.lifetime == 30
     assert config.encrypt is True
-    assert config.secret_key_fallbacks == ("old-key-0123456789", "older-key-0123456789")
+    assert config.secret_key_fallbacks == (
+        "old-key-0123456789abcdefghijklmnop",
+        "older-key-0123456789abcdefghijklmn",
+    )
     assert config.domain is None
     assert config.secure is True
     assert config.partitioned is True
@@ -245,14 +248,14 @@ def test_direct_construction_keeps_typed_values() -> None:
         files=Path("/srv/sessions"),  # a path names the same folder
         secure=False,
         lottery=[1, 50],  # a list is the same pair, as Laravel and TOML write it
-        secret_key_fallbacks=["old-key-0123456789abcdef"],
+        secret_key_fallbacks=["old-key-0123456789abcdefghijklmnop"],
         options={"db": 2},
     )
     assert config.lifetime == 30
     assert config.files == "/srv/sessions"
     assert config.secure is False
     assert config.lottery == (1, 50)
-    assert config.secret_key_fallbacks == ("old-key-0123456789abcdef",)
+    assert config.secret_key_fallbacks == ("old-key-0123456789abcdefghijklmnop",)
 
 
 @pytest.mark.parametrize("name", ["__host-sid", "__HOST-sid", "__hOsT-sid"])

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import os
+import string
 
 import pytest
+from fixtures.base64_spellings import other_spellings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from satchel.crypto import MIN_SECRET_LENGTH, DecryptError, Encrypter
+from satchel.crypto import MIN_SECRET_BYTES, DecryptError, Encrypter, decode_token, encode_token
 
 KEY = "current-secret-key-0123456789abcdef"
-OLD = "old-secret-key-0123456789abcdef"
+OLD = "an-old-secret-key-0123456789abcdef"
 CONTEXT = b"satchel cookie:satchel_session"
 
 
@@ -92,7 +95,7 @@ def test_arbitrary_text_is_a_decrypt_error(text: str) -> None:
 def test_another_key_is_refused() -> None:
     token = Encrypter(KEY).encrypt(b"payload", CONTEXT)
     with pytest.raises(DecryptError):
-        Encrypter("another-secret-key-0123456789").decrypt(token, CONTEXT)
+        Encrypter("another-secret-key-0123456789abcdef").decrypt(token, CONTEXT)
 
 
 def test_another_context_is_refused() -> None:
@@ -115,7 +118,7 @@ def test_fallback_key_accepted_and_reported() -> None:
 
 
 def test_second_fallback_accepted() -> None:
-    oldest = "oldest-secret-key-0123456789ab"
+    oldest = "the-oldest-secret-key-0123456789ab"
     token = Encrypter(oldest).encrypt(b"ancient", CONTEXT)
     assert Encrypter(KEY, [OLD, oldest]).decrypt(token, CONTEXT) == (b"ancient", True)
     with pytest.raises(DecryptError):
@@ -128,18 +131,44 @@ def test_fallback_still_bound_to_the_context() -> None:
         Encrypter(KEY, [OLD]).decrypt(old_token, b"other context")
 
 
-@pytest.mark.parametrize("secret", ["", "short", "x" * (MIN_SECRET_LENGTH - 1)])
+@pytest.mark.parametrize("secret", ["", "short", string.ascii_letters[: MIN_SECRET_BYTES - 1]])
 def test_short_secret_refused(secret: str) -> None:
     with pytest.raises(ValueError, match="secret_key"):
         Encrypter(secret)
 
 
 def test_minimum_length_secret_accepted() -> None:
-    assert MIN_SECRET_LENGTH >= 16
-    encrypter = Encrypter("x" * MIN_SECRET_LENGTH)
+    assert MIN_SECRET_BYTES >= 32
+    encrypter = Encrypter(string.ascii_letters[:MIN_SECRET_BYTES])
     assert encrypter.decrypt(encrypter.encrypt(b"ok", CONTEXT), CONTEXT) == (b"ok", False)
 
 
 def test_short_fallback_secret_refused() -> None:
     with pytest.raises(ValueError, match="secret"):
         Encrypter(KEY, ["short"])
+
+
+def test_only_the_canonical_spelling_of_a_token_is_decoded() -> None:
+    tried = {2: 0, 3: 0}
+    for size in range(1, 64):
+        raw = os.urandom(size)
+        token = encode_token(raw)
+        assert decode_token(token) == raw
+        for variant in other_spellings(token):
+            with pytest.raises(DecryptError, match="canonical"):
+                decode_token(variant)
+            tried[len(token) % 4] += 1
+    assert tried == {2: 21 * 15, 3: 21 * 3}
+
+
+def test_another_spelling_of_a_sealed_value_is_refused() -> None:
+    encrypter = Encrypter(KEY)
+    variants = 0
+    for size in range(3):  # one plaintext length for each length of token mod 4
+        token = encrypter.encrypt(b"x" * size, CONTEXT)
+        assert encrypter.decrypt(token, CONTEXT) == (b"x" * size, False)
+        for variant in other_spellings(token):
+            with pytest.raises(DecryptError):
+                encrypter.decrypt(variant, CONTEXT)
+            variants += 1
+    assert variants == 15 + 3

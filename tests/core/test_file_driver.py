@@ -19,7 +19,6 @@ import pytest
 
 from satchel import LockTimeout, SessionBackendError, SessionConfig, SessionManager
 from satchel.drivers.file import FileSessionHandler
-from satchel.ids import storage_key
 from satchel.testing import new_storage_id
 
 KILLS = 200
@@ -163,7 +162,7 @@ def test_a_failed_save_is_a_clear_error_and_keeps_the_earlier_session(
     assert errno.errorcode[expected_errno] in message
     assert "unchanged" in message
     assert session.id not in message
-    assert storage_key(session.id) not in message
+    assert manager.storage_key(session.id) not in message
     reloaded = manager.start(session.id)
     assert reloaded.all() == ({} if first_save else {"note": "earlier"})
     assert temp_files(folder) == []

@@ -16,7 +16,6 @@ import attrs
 import pytest
 
 from satchel import SaveOutcome, SessionManager
-from satchel.ids import storage_key
 from satchel.store import Session
 
 NextRequest = Callable[[SessionManager, Session], Session]
@@ -605,12 +604,12 @@ def test_regenerate_destroy_reaches_the_driver(
     session = recording_manager.start(None)
     session.put("a", 1)
     session.save()
-    old_key = storage_key(session.id)
+    old_key = recording_manager.storage_key(session.id)
     session = recording_manager.start(session.id)
     session.regenerate(destroy=True)
     session.save()
     assert recording.keys_of("destroy") == [old_key]
-    assert list(recording.store) == [storage_key(session.id)]
+    assert list(recording.store) == [recording_manager.storage_key(session.id)]
 
 
 def test_invalidate(manager: SessionManager, next_request: NextRequest) -> None:

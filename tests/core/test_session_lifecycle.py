@@ -17,12 +17,12 @@ import pytest
 from satchel import LockTimeout, RequestMetadata, SaveOutcome, SessionConfig, SessionManager
 from satchel.drivers.file import LOCK_PREFIX
 from satchel.handler import SupportsLock
-from satchel.ids import storage_key
 from satchel.store import Session
 
 NextRequest = Callable[[SessionManager, Session], Session]
 MakeManager = Callable[..., SessionManager]
 HEX64 = re.compile(r"[0-9a-f]{64}")
+SECRET = "a-core-test-secret-0123456789abcdefghij"
 
 # -- strict mode --------------------------------------------------------------------
 
@@ -66,7 +66,7 @@ def test_malformed_id_is_never_adopted_nor_sent_to_the_driver(
     session.put("data", 1)
     assert session.save() is SaveOutcome.WRITTEN
     assert recording.names() == ["write"]
-    assert recording.keys_of("write") == [storage_key(session.id)]
+    assert recording.keys_of("write") == [recording_manager.storage_key(session.id)]
     hostile_digest = hashlib.sha256(cookie.encode("utf-8")).hexdigest()
     assert cookie not in recording.store
     assert hostile_digest not in recording.store
@@ -91,7 +91,7 @@ def test_malformed_id_with_file_driver_writes_only_the_fresh_digest(
     session = file_manager.start(cookie)
     session.put("data", 1)
     session.save()
-    assert [path.name for path in sessions_dir.iterdir()] == [storage_key(session.id)]
+    assert [path.name for path in sessions_dir.iterdir()] == [file_manager.storage_key(session.id)]
     assert not (sessions_dir.parent / "x").exists()
 
 
@@ -101,13 +101,14 @@ def test_well_formed_unknown_id_gets_a_fresh_id(
     unknown = "A" * 20 + "b" * 20
     session = recording_manager.start(unknown)
     assert recording.names() == ["read"]
-    assert recording.keys_of("read") == [storage_key(unknown)]  # the digest, never the id
+    # The digest, never the id.
+    assert recording.keys_of("read") == [recording_manager.storage_key(unknown)]
     assert session.id != unknown
     assert session.new
     session.put("k", "v")
     session.save()
-    assert recording.keys_of("write") == [storage_key(session.id)]
-    assert storage_key(unknown) not in recording.store
+    assert recording.keys_of("write") == [recording_manager.storage_key(session.id)]
+    assert recording_manager.storage_key(unknown) not in recording.store
 
 
 def test_manager_start_adopts_only_an_issued_id(
@@ -140,7 +141,7 @@ def test_idle_expiry_with_fractional_lifetime(
     assert expired.all() == {}
     assert recording.store  # the driver still holds it: the decision was core's
     assert expired.save() is SaveOutcome.EMPTY
-    assert recording.keys_of("destroy") == [storage_key(cookie)]
+    assert recording.keys_of("destroy") == [manager.storage_key(cookie)]
     assert expired.cookie_action() == "delete"
 
 
@@ -192,7 +193,7 @@ def test_absolute_expiry_ends_an_active_session(
     session = manager.start(cookie)
     assert session.id != cookie
     assert session.all() == {}
-    assert storage_key(cookie) in recording.store  # the driver would still have served it
+    assert manager.storage_key(cookie) in recording.store  # the driver would still have served it
 
 
 def test_absolute_expiry_with_fractional_minutes(
@@ -322,7 +323,7 @@ def test_refresh_after_touch_interval(
     assert session.save() is SaveOutcome.REFRESHED
     assert session.cookie_action() == "set"
     assert recording.count("write") == 2
-    written = json.loads(recording.store[storage_key(session.id)])
+    written = json.loads(recording.store[manager.storage_key(session.id)])
     assert written["meta"]["last_activity"] == clock.now
     session = manager.start(session.id)
     assert session.save() is SaveOutcome.UNCHANGED  # not again until another interval
@@ -479,7 +480,7 @@ def test_corrupt_stored_payload_gives_an_empty_session(
     stored: str,
 ) -> None:
     cookie = "Q" * 40
-    recording.store[storage_key(cookie)] = stored
+    recording.store[recording_manager.storage_key(cookie)] = stored
     with caplog.at_level(logging.WARNING, logger="satchel"):
         session = recording_manager.start(cookie)
     assert session.all() == {}
@@ -498,7 +499,7 @@ def test_pickle_payload_through_the_file_driver_runs_nothing(
 ) -> None:
     cookie = "P" * 40
     sessions_dir.mkdir(mode=0o700)
-    (sessions_dir / storage_key(cookie)).write_bytes(pickle.dumps(_Evil()))
+    (sessions_dir / file_manager.storage_key(cookie)).write_bytes(pickle.dumps(_Evil()))
     session = file_manager.start(cookie)
     assert session.all() == {}
     assert session.id != cookie
@@ -508,11 +509,11 @@ def test_pickle_payload_through_the_file_driver_runs_nothing(
 def test_encrypted_payload_tampered_gives_an_empty_session(
     make_recording_manager: MakeManager, recording: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    manager = make_recording_manager(encrypt=True, secret_key="k" * 32)
+    manager = make_recording_manager(encrypt=True, secret_key=SECRET)
     session = manager.start(None)
     session.put("secret", "plain-text-marker")
     session.save()
-    key = storage_key(session.id)
+    key = manager.storage_key(session.id)
     stored = recording.store[key]
     assert "plain-text-marker" not in stored
     assert manager.start(session.id).get("secret") == "plain-text-marker"
@@ -527,7 +528,7 @@ def test_encrypted_payload_tampered_gives_an_empty_session(
 def test_encrypted_payload_is_bound_to_its_session(
     make_recording_manager: MakeManager, recording: Any
 ) -> None:
-    manager = make_recording_manager(encrypt=True, secret_key="k" * 32)
+    manager = make_recording_manager(encrypt=True, secret_key=SECRET)
     first = manager.start(None)
     first.put("owner", "first")
     first.save()
@@ -535,7 +536,7 @@ def test_encrypted_payload_is_bound_to_its_session(
     second.put("owner", "second")
     second.save()
     # Swap the stored records: a payload moved to another key must not decrypt.
-    key1, key2 = storage_key(first.id), storage_key(second.id)
+    key1, key2 = manager.storage_key(first.id), manager.storage_key(second.id)
     recording.store[key1], recording.store[key2] = recording.store[key2], recording.store[key1]
     assert manager.start(first.id).all() == {}
     assert manager.start(second.id).all() == {}
@@ -558,20 +559,20 @@ def test_file_driver_stores_digests_never_the_id(
         session.save()
     files = sorted(path.name for path in sessions_dir.iterdir())
     names = [name for name in files if not name.startswith(LOCK_PREFIX)]
-    assert names == sorted(storage_key(session_id) for session_id in ids)
+    assert names == sorted(file_manager.storage_key(session_id) for session_id in ids)
     # The driver's lock records (write_existing's flock) are named by digest too.
     assert {name.removeprefix(LOCK_PREFIX) for name in files} == set(names)
     for name in names:
         assert HEX64.fullmatch(name)
-        assert name == hashlib.sha256(name_to_id(ids, name).encode()).hexdigest()
+        assert name == hashlib.sha256(name_to_id(file_manager, ids, name).encode()).hexdigest()
         text = (sessions_dir / name).read_text("utf-8")
         for session_id in ids:
             assert session_id not in text
             assert session_id not in name
 
 
-def name_to_id(ids: list[str], name: str) -> str:
-    return next(session_id for session_id in ids if storage_key(session_id) == name)
+def name_to_id(manager: SessionManager, ids: list[str], name: str) -> str:
+    return next(session_id for session_id in ids if manager.storage_key(session_id) == name)
 
 
 def test_recording_driver_never_sees_the_id(
@@ -667,7 +668,7 @@ def test_merge_on_save_does_not_retake_the_lock_its_request_holds(clock: Any) ->
     handler = manager.handler()
     assert isinstance(handler, SupportsLock)
     with (
-        handler.lock(storage_key(cookie), lock_seconds=5, wait_seconds=0),
+        handler.lock(manager.storage_key(cookie), lock_seconds=5, wait_seconds=0),
         pytest.raises(LockTimeout),
     ):
         late.save()
@@ -694,9 +695,9 @@ def test_a_lock_held_by_another_manager_is_not_this_requests(clock: Any) -> None
     other = blocking_merging_manager(clock)
     cookie = seed(manager, {"counter": 0})
     with other.lock(cookie):  # the same id in another store: its lock is not ours
-        assert not manager.holds_lock(storage_key(cookie))
-        assert other.holds_lock(storage_key(cookie))
-    assert not other.holds_lock(storage_key(cookie))
+        assert not manager.holds_lock(manager.storage_key(cookie))
+        assert other.holds_lock(other.storage_key(cookie))
+    assert not other.holds_lock(other.storage_key(cookie))
 
 
 def seed(manager: SessionManager, values: dict[str, Any]) -> str:
@@ -732,7 +733,8 @@ def test_regenerate_checks_the_old_record_once_and_never_writes_it(
     session.regenerate()
     recording.calls.clear()
     assert session.save() is SaveOutcome.WRITTEN
-    old_key, new_key = storage_key(cookie), storage_key(session.id)
+    old_key = recording_manager.storage_key(cookie)
+    new_key = recording_manager.storage_key(session.id)
     assert recording.calls[0] == ("read", (old_key,))
     assert recording.keys_of("write") == [new_key]  # the old (maybe fixated) id gets nothing
 
@@ -746,7 +748,7 @@ def test_encrypt_hands_drivers_no_session_values(
 ) -> None:
     store = metadata_recording
     manager = SessionManager(
-        SessionConfig(driver="recording", encrypt=encrypt, secret_key="k" * 32), clock
+        SessionConfig(driver="recording", encrypt=encrypt, secret_key=SECRET), clock
     )
     manager.extend("recording", lambda _config: store)
     metadata = RequestMetadata(ip_address="203.0.113.9", user_agent="probe/1")

@@ -18,7 +18,6 @@ from fixtures.database_support import fetch_row, sync_url
 from fixtures.pickle_payloads import pickle_payload
 
 from satchel import RequestMetadata, SessionConfig, SessionManager
-from satchel.ids import storage_key
 
 SECRET = "a-test-secret-of-at-least-thirty-two-characters"
 MARKER = "marker-8c1f27e5-in-the-session"
@@ -60,11 +59,15 @@ def test_a_pickle_written_into_the_payload_column_runs_no_code(
                 sa.text(
                     f"UPDATE {table} SET payload = :payload, last_activity = :now WHERE id = :id"
                 ),
-                {"payload": payload, "now": int(time.time()), "id": storage_key(session.id)},
+                {
+                    "payload": payload,
+                    "now": int(time.time()),
+                    "id": manager.storage_key(session.id),
+                },
             )
     finally:
         engine.dispose()
-    row = fetch_row(url, table, storage_key(session.id))
+    row = fetch_row(url, table, manager.storage_key(session.id))
     assert row is not None
     assert row["payload"] == payload  # the pickle is stored, exactly as written
 
@@ -99,7 +102,7 @@ def test_with_encrypt_the_table_holds_no_session_value_in_plaintext(
     ``satchel sessions --user`` then cannot find the user's sessions (documented)."""
     table = make_table(database_url)
     manager, session_id = save_user_session(database_url, table, encrypt=True, secret_key=SECRET)
-    row = fetch_row(database_url, table, storage_key(session_id))
+    row = fetch_row(database_url, table, manager.storage_key(session_id))
     assert row is not None
     assert row["user_id"] is None
     assert MARKER not in str(row["payload"])
@@ -115,11 +118,11 @@ def test_without_encrypt_the_user_id_column_is_filled(
     """The control: the same session unencrypted fills ``user_id`` and shows the marker."""
     table = make_table(database_url)
     manager, session_id = save_user_session(database_url, table)
-    row = fetch_row(database_url, table, storage_key(session_id))
+    row = fetch_row(database_url, table, manager.storage_key(session_id))
     assert row is not None
     assert row["user_id"] == "42"
     assert MARKER in str(row["payload"])
     assert [stored.id for stored in manager.handler().sessions_of_user("42")] == [
-        storage_key(session_id)
+        manager.storage_key(session_id)
     ]
     manager.handler().close()

@@ -13,7 +13,7 @@ from pymemcache.client.base import Client, PooledClient
 from pymemcache.client.hash import HashClient
 
 from satchel import ConfigError, SessionConfig, SessionManager
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 from satchel.testing.conformance import (
     PICKLE_BOMB_WENT_OFF,
     check_a_planted_pickle_is_ignored,
@@ -38,10 +38,12 @@ def raw(memcached_connection: str) -> Iterator[Client]:
 
 
 def _plant(raw: Client, prefix: str, flags: int) -> str:
-    """A valid cookie whose session key (prefix + SHA-256 of the id) holds the raw pickle."""
+    """A valid cookie whose session key holds the raw pickle (the tests' managers set no
+    secret_key, so the key is the prefix + the id's unkeyed digest)."""
     PICKLE_BOMB_WENT_OFF.clear()
     cookie = generate_id()
-    assert raw.set(f"{prefix}{storage_key(cookie)}", BOMB, flags=flags, noreply=False)
+    key = SessionManager(SessionConfig()).storage_key(cookie)
+    assert raw.set(f"{prefix}{key}", BOMB, flags=flags, noreply=False)
     return cookie
 
 

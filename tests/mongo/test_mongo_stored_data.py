@@ -11,7 +11,6 @@ import pytest
 from fixtures.pickle_payloads import pickle_payload
 
 from satchel import SessionConfig, SessionManager
-from satchel.ids import storage_key
 
 
 @pytest.mark.parametrize("form", ["text", "latin-1", "bytes"])
@@ -32,7 +31,7 @@ def test_a_pickle_written_into_a_document_runs_no_code(
     session.put("cart", ["apple"])
     session.save()
     now = datetime.now(timezone.utc)
-    key = storage_key(session.id)
+    key = manager.storage_key(session.id)
     handler.collection.replace_one(
         {"_id": key},
         {"payload": payload, "last_activity": now, "expires_at": now + timedelta(hours=1)},

@@ -21,7 +21,6 @@ import pytest
 import redis
 
 from satchel import SessionBackendError, SessionConfig, SessionManager
-from satchel.ids import storage_key
 from satchel.testing import free_port, new_storage_id
 from satchel.testing.concurrency import call_wsgi, seed_session, wsgi_environ
 from satchel.testing.services import frozen_process
@@ -83,7 +82,7 @@ def test_sync_outage_is_a_clear_error_overwrites_nothing_and_needs_no_restart(
     _assert_clear_outage_error(caught.value, port, started)
     started = time.monotonic()
     with pytest.raises(SessionBackendError) as caught:
-        handler.write(storage_key(cookie), "during the outage")
+        handler.write(manager.storage_key(cookie), "during the outage")
     _assert_clear_outage_error(caught.value, port, started)
 
     # A request through the WSGI middleware: the same clear error, raised, never a hang.

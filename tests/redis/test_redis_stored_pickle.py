@@ -12,7 +12,7 @@ import redis
 import redis.asyncio
 
 from satchel import SessionConfig, SessionManager
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 from satchel.testing.conformance import (
     PICKLE_BOMB_WENT_OFF,
     check_a_planted_pickle_is_ignored,
@@ -30,10 +30,12 @@ def test_the_planted_bytes_are_a_pickle_and_not_utf8() -> None:
 
 @pytest.fixture
 def planted(raw_redis: redis.Redis, unique_prefix: str) -> str:
-    """A valid cookie whose session key (prefix + SHA-256 of the id) holds the raw pickle."""
+    """A valid cookie whose session key holds the raw pickle (the tests' managers set no
+    secret_key, so the key is the prefix + the id's unkeyed digest)."""
     PICKLE_BOMB_WENT_OFF.clear()
     cookie = generate_id()
-    raw_redis.set(f"{unique_prefix}{storage_key(cookie)}", BOMB)
+    key = SessionManager(SessionConfig()).storage_key(cookie)
+    raw_redis.set(f"{unique_prefix}{key}", BOMB)
     return cookie
 
 

@@ -43,7 +43,7 @@ from satchel import (
     SessionManager,
 )
 from satchel.handler import AsyncSupportsWriteExisting, SupportsWriteExisting
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 from satchel.testing import (
     AsyncResurrectionConformance,
     ConcurrencyConformance,
@@ -229,7 +229,7 @@ def test_a_digest_of_sql_metacharacters_is_inert_in_every_handler_call(
     manager = make_manager()
     handler = manager.handler()
     assert isinstance(handler, DatabaseSessionHandler)
-    bystander = storage_key(generate_id())
+    bystander = manager.storage_key(generate_id())
     handler.write(bystander, "kept")
     hostile = (text + "0" * 64)[:64]  # shaped like the digests core hands drivers
     assert handler.read(hostile) == ""
@@ -298,9 +298,9 @@ def outage_manager(url: str, table: str, **options: Any) -> SessionManager:
     )
 
 
-def stored_payload(url: str, table: str, session_id: str) -> str:
-    """The payload column of ``session_id``, read from the server itself, not the proxy."""
-    row = fetch_row(url, table, storage_key(session_id))
+def stored_payload(url: str, table: str, key: str) -> str:
+    """The payload column of storage key ``key``, read from the server itself, not the proxy."""
+    row = fetch_row(url, table, key)
     assert row is not None
     return str(row["payload"])
 
@@ -322,7 +322,7 @@ def test_a_server_outage_is_a_clear_error_and_the_same_manager_recovers(
     assert session.save() is SaveOutcome.WRITTEN
     loaded = manager.start(session.id)
     assert loaded.get("cart") == ["apple", "pear"]  # the pool now holds a live connection
-    before = stored_payload(server_url, table, session.id)
+    before = stored_payload(server_url, table, manager.storage_key(session.id))
 
     proxy.cut()  # the server is gone, the pooled connection reset
     loaded.put("cart", ["overwritten"])
@@ -339,7 +339,8 @@ def test_a_server_outage_is_a_clear_error_and_the_same_manager_recovers(
     assert_store_down(failed_write, proxy)
     assert_store_down(failed_read, proxy)
     assert elapsed < 3 * CONNECT_TIMEOUT + TIMEOUT_SLACK  # three calls, each within the timeout
-    assert stored_payload(server_url, table, session.id) == before  # nothing overwritten
+    # Nothing overwritten.
+    assert stored_payload(server_url, table, manager.storage_key(session.id)) == before
 
     proxy.restore()  # the same port; no new manager, no restart
     again = manager.start(session.id)
@@ -394,7 +395,7 @@ def test_the_asyncio_twin_survives_an_outage_too(
             assert await session.asave() is SaveOutcome.WRITTEN
             again = await loaded(session.id)
             assert again.get("cart") == ["apple"]
-            before = stored_payload(server_url, table, session.id)
+            before = stored_payload(server_url, table, manager.storage_key(session.id))
 
             proxy.cut()
             again.put("cart", ["overwritten"])
@@ -406,7 +407,7 @@ def test_the_asyncio_twin_survives_an_outage_too(
             assert time.monotonic() - started < 2 * CONNECT_TIMEOUT + TIMEOUT_SLACK
             assert_store_down(failed_write, proxy)
             assert_store_down(failed_read, proxy)
-            assert stored_payload(server_url, table, session.id) == before
+            assert stored_payload(server_url, table, manager.storage_key(session.id)) == before
 
             proxy.restore()
             assert (await loaded(session.id)).get("cart") == ["apple"]

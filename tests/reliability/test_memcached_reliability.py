@@ -23,7 +23,7 @@ from fixtures.hostile_ids import HOSTILE_IDS as SHARED_HOSTILE_IDS
 from pymemcache.client.base import PooledClient
 
 from satchel import SessionConfig, SessionManager
-from satchel.ids import is_valid_id, storage_key
+from satchel.ids import is_valid_id
 from satchel.testing import (
     AsyncResurrectionConformance,
     ConcurrencyConformance,
@@ -153,7 +153,7 @@ def test_a_hostile_cookie_never_reaches_memcached(
     # session record), none made from the hostile cookie: no read, no lock.
     assert recorder.keys
     assert all(is_valid_key(key) for key in recorder.keys)
-    fresh_key = manager.config.prefix + storage_key(new_id)
+    fresh_key = manager.config.prefix + manager.storage_key(new_id)
     assert set(recorder.keys) == {fresh_key}
     assert manager.start(new_id).get("visited") is True
 
@@ -166,7 +166,8 @@ def test_hostile_ids_handed_straight_to_the_handler_make_valid_keys(
     handler = MemcachedSessionHandler.from_config(
         SessionConfig(driver="memcached", connection=memcached_connection, prefix=unique_prefix)
     )
-    ids = [*HOSTILE_IDS, *(storage_key(i) for i in ("x" * 40, "y" * 40))]
+    digests = SessionManager(SessionConfig())
+    ids = [*HOSTILE_IDS, *(digests.storage_key(i) for i in ("x" * 40, "y" * 40))]
     for index, session_id in enumerate(ids):
         assert is_valid_key(handler._key(session_id))
         assert is_valid_key(handler._lock_key(session_id))

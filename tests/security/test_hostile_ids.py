@@ -9,12 +9,12 @@ import string
 from pathlib import Path
 
 import pytest
+from fixtures.base64_spellings import other_spellings
 from fixtures.hostile_ids import HOSTILE_IDS
 from fixtures.pickle_payloads import exploit_pickle
 from recording_store import recording_manager
 
 from satchel import SessionConfig, SessionManager
-from satchel.ids import storage_key
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
@@ -26,8 +26,8 @@ def test_a_hostile_id_gives_a_fresh_session_and_never_reaches_the_driver(hostile
     session.save()
     assert session.id != hostile
     assert not hostile or hostile not in session.cookie_value()
-    assert handler.calls == [("write", storage_key(session.id))]
-    assert storage_key(session.id) != hostile
+    assert handler.calls == [("write", manager.storage_key(session.id))]
+    assert manager.storage_key(session.id) != hostile
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
@@ -38,7 +38,7 @@ def test_a_hostile_id_never_makes_a_file_outside_the_folder(tmp_path: Path, host
     session.put("probe", 1)
     session.save()
     names = [path.name for path in folder.iterdir()]
-    assert names == [storage_key(session.id)]
+    assert names == [manager.storage_key(session.id)]
     assert [path.name for path in tmp_path.iterdir()] == ["sessions"]
 
 
@@ -72,9 +72,41 @@ def test_a_pickle_payload_in_the_store_runs_no_code(
     session = manager.start(None)
     session.put("a", 1)
     session.save()
-    (folder / storage_key(session.id)).write_text(text, encoding="utf-8")
+    (folder / manager.storage_key(session.id)).write_text(text, encoding="utf-8")
     reloaded = manager.start(session.id)
     assert reloaded.all() == {}
     assert not sentinel.exists()
     assert "corrupt" in caplog.text
     assert session.id not in caplog.text
+
+
+def test_another_spelling_of_an_encrypted_stored_payload_is_an_empty_session(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored ciphertext is decoded by the same canonical-only rule as a cookie: its
+    last base64 character with other spare bits (the same bytes) is refused."""
+    secret = "a-test-secret-for-stored-payloads-0123456789"
+    folder = tmp_path / "sessions"
+    manager = SessionManager(
+        SessionConfig(driver="file", files=str(folder), encrypt=True, secret_key=secret)
+    )
+    refused: dict[int, int] = {}
+    size = 0
+    while set(refused) != {0, 2, 3}:  # stored payloads of every length mod 4
+        size += 1
+        assert size < 100
+        session = manager.start(None)
+        session.put("note", "n" * size)
+        session.save()
+        path = folder / manager.storage_key(session.id)
+        stored = path.read_text("ascii")
+        spellings = other_spellings(stored)
+        for spelling in spellings:
+            path.write_text(spelling, encoding="ascii")
+            caplog.clear()
+            assert manager.start(session.id).all() == {}
+            assert "failed to decrypt" in caplog.text
+        path.write_text(stored, encoding="ascii")
+        assert manager.start(session.id).get("note") == "n" * size
+        refused[len(stored) % 4] = len(spellings)
+    assert refused == {0: 0, 2: 15, 3: 3}

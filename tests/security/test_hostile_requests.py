@@ -8,8 +8,10 @@ import string
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import parse_qs
 
 import pytest
+from fixtures.base64_spellings import other_spellings
 from recording_store import recording_manager
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,7 +22,7 @@ from werkzeug.test import Client
 
 from satchel import SessionConfig, SessionManager
 from satchel.asgi import SessionMiddleware as AsgiSessionMiddleware
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 from satchel.testing.concurrency import call_wsgi, wsgi_environ
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
@@ -59,36 +61,46 @@ class Reply(NamedTuple):
         return "\n".join([*(f"{name}: {value}" for name, value in self.headers), self.body])
 
 
-def wsgi_client(manager: SessionManager) -> Callable[[str | None], Reply]:
+def wsgi_client(manager: SessionManager) -> Callable[..., Reply]:
+    """``request(cookie, pad=0)``: count a visit (and store ``pad`` characters more)."""
+
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         session = environ["satchel.session"]
         session.put("visits", session.get("visits", 0) + 1)
+        pad = int(parse_qs(environ.get("QUERY_STRING", "")).get("pad", ["0"])[0])
+        if pad:
+            session.put("pad", "x" * pad)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(session.get("visits")).encode()]
 
-    client = Client(WsgiSessionMiddleware(app, manager))
+    client = Client(WsgiSessionMiddleware(app, manager), use_cookies=False)
 
-    def request(cookie: str | None) -> Reply:
+    def request(cookie: str | None, pad: int = 0) -> Reply:
         headers = {"Cookie": f"satchel_session={cookie}"} if cookie is not None else {}
         # buffered: read and closed at once, as a server does
-        response = client.get("/", headers=headers, buffered=True)
+        response = client.get("/", headers=headers, query_string={"pad": pad}, buffered=True)
         return Reply(response.status_code, response.get_data(as_text=True), list(response.headers))
 
     return request
 
 
-def asgi_client(manager: SessionManager) -> Callable[[str | None], Reply]:
+def asgi_client(manager: SessionManager) -> Callable[..., Reply]:
+    """``request(cookie, pad=0)``: count a visit (and store ``pad`` characters more)."""
+
     async def visit(request: Request) -> PlainTextResponse:
         visits = request.session.get("visits", 0) + 1
         request.session.put("visits", visits)
+        pad = int(request.query_params.get("pad", "0"))
+        if pad:
+            request.session.put("pad", "x" * pad)
         return PlainTextResponse(str(visits))
 
     client = TestClient(AsgiSessionMiddleware(Starlette(routes=[Route("/", visit)]), manager))
 
-    def request(cookie: str | None) -> Reply:
+    def request(cookie: str | None, pad: int = 0) -> Reply:
         client.cookies.clear()
         headers = {"Cookie": f"satchel_session={cookie}".encode()} if cookie is not None else {}
-        response = client.get("/", headers=headers)
+        response = client.get("/", headers=headers, params={"pad": pad})
         return Reply(response.status_code, response.text, list(response.headers.multi_items()))
 
     return request
@@ -108,8 +120,8 @@ def test_a_hostile_cookie_gives_a_fresh_session(via: str, cookie: str) -> None:
     assert issued != cookie
     # The driver was asked about the issued session only: no read, and no write,
     # for the hostile id; and only the issued session is stored.
-    assert store.calls == [("write", storage_key(issued))]
-    assert set(store._entries) == {storage_key(issued)}
+    assert store.calls == [("write", manager.storage_key(issued))]
+    assert set(store._entries) == {manager.storage_key(issued)}
     assert not cookie or cookie not in reply.text()  # nothing of the hostile value is echoed
 
 
@@ -128,7 +140,7 @@ def test_an_8_kb_cookie_is_a_fresh_session_not_an_error(via: str, cookie: str) -
     manager, store = recording_manager()
     reply = CLIENTS[via](manager)(value)
     assert (reply.status, reply.body) == (200, "1")
-    assert store.calls == [("write", storage_key(reply.issued_id()))]
+    assert store.calls == [("write", manager.storage_key(reply.issued_id()))]
     assert value not in reply.text()
 
 
@@ -197,7 +209,7 @@ def test_every_bit_flip_and_truncation_of_a_cookie_driver_cookie_is_rejected() -
 @pytest.mark.parametrize(
     "forged_by",
     [
-        {"secret_key": "another-application-secret-key"},  # another app's key
+        {"secret_key": "another-application-secret-key-0123456789"},  # another app's key
         {"secret_key": SECRET, "cookie": "other_session"},  # the same key, another cookie name
     ],
 )
@@ -222,6 +234,30 @@ def test_a_cookie_driver_cookie_in_another_format_is_rejected() -> None:
         base64.urlsafe_b64encode(b'{"v":1,"data":{"role":"admin"}}').decode(),
     ):
         assert manager.start(variant).all() == {}
+
+
+@pytest.mark.parametrize("via", list(CLIENTS))
+def test_every_other_spelling_of_a_real_cookie_driver_cookie_is_a_fresh_session(via: str) -> None:
+    """The spare low bits of the last base64 character, changed: the same bytes, another
+    cookie. Each is refused (a fresh session, never a 500); the real cookie still works."""
+    manager = SessionManager(SessionConfig(driver="cookie", secret_key=SECRET))
+    request = CLIENTS[via](manager)
+    tried: dict[int, int] = {}
+    pad = 0
+    while set(tried) != {0, 2, 3}:  # cookies of every length mod 4, so spare bits of 4 and 2
+        pad += 1
+        assert pad < 100
+        cookie = request(None, pad=pad).issued_id()
+        if len(cookie) % 4 in tried:
+            continue
+        variants = other_spellings(cookie)
+        for variant in variants:
+            reply = request(variant)
+            assert (reply.status, reply.body) == (200, "1"), variant
+            assert reply.issued_id() not in (variant, cookie)
+        assert request(cookie).body == "2"
+        tried[len(cookie) % 4] = len(variants)
+    assert tried == {0: 0, 2: 15, 3: 3}
 
 
 @pytest.mark.parametrize("via", list(CLIENTS))

@@ -17,7 +17,7 @@ from satchel.ids import is_valid_id
 from satchel.payload import Envelope, PayloadError, loads
 
 VALID_ID = re.compile(r"[A-Za-z0-9]{40}")
-SECRET = "property-test-secret-key-0123"
+SECRET = "property-test-secret-key-0123456789"
 ENCRYPTER = Encrypter(SECRET)
 
 texts = st.one_of(

@@ -11,7 +11,6 @@ import pytest
 from web_support import OLD_SECRET, SECRET, FakeClock, Harness, HarnessFactory, ManagerFactory
 
 from satchel import SessionTooLarge
-from satchel.ids import storage_key
 
 
 def flip_one_bit(value: str, position: int) -> str:
@@ -144,7 +143,8 @@ def test_encrypt_hides_the_plaintext_at_rest(harness: HarnessFactory, tmp_path: 
     assert b"plaintext-apple-4242" not in content
     assert b"cartItems" not in content
     assert client.cookie is not None
-    assert stored[0].name == storage_key(client.cookie)  # the id itself is never a file name
+    # The id itself is never a file name.
+    assert stored[0].name == client.manager.storage_key(client.cookie)
 
 
 def test_encrypt_with_key_rotation_on_a_server_side_driver(

@@ -16,7 +16,7 @@ from web_support import (
 from werkzeug.http import http_date
 
 from satchel import ConfigError, LockTimeout, SessionManager
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 from satchel.web import BUSY_BODY
 
 
@@ -116,7 +116,7 @@ def test_logout_deletes_the_record_and_the_cookie_with_its_path_and_domain(
     assert attributes["path"] == "/"
     assert attributes["domain"] == "shop.example"
     assert client.cookie is None
-    assert storage_key(old) not in spy.stored()
+    assert client.manager.storage_key(old) not in spy.stored()
     client.cookie = old
     assert json.loads(client.get("/get", key="user").text) is None
 
@@ -156,7 +156,7 @@ def test_forged_or_garbage_cookies_give_a_fresh_session(
     assert client.cookie is not None
     assert client.cookie != cookie
     # Nothing but the fresh session was stored, and never under the forged id.
-    assert list(spy.stored()) == [storage_key(client.cookie)]
+    assert list(spy.stored()) == [client.manager.storage_key(client.cookie)]
     assert json.loads(client.get("/get", key="k").text) == "v"
 
 
@@ -387,7 +387,7 @@ def test_a_save_that_times_out_on_the_merge_lock_gets_503(
     cookie = client.cookie
     assert cookie is not None
     # Another request is merging into this session and holds its lock.
-    with spy.lock(storage_key(cookie), lock_seconds=5, wait_seconds=0):
+    with spy.lock(client.manager.storage_key(cookie), lock_seconds=5, wait_seconds=0):
         reply = client.get(path, key="a", value="2")
     assert reply.status == 503
     assert reply.header("retry-after") == "5"

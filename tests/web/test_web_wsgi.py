@@ -12,7 +12,7 @@ from werkzeug.test import Client
 
 import satchel
 from satchel import SessionTooLarge
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 from satchel.web import BUSY_BODY
 from satchel.wsgi import SessionMiddleware
 
@@ -132,7 +132,7 @@ def test_a_generator_app_whose_save_times_out_gets_the_503_body(
     manager = make_manager(merge_on_save=True, block_wait_seconds=0.05, block_lock_seconds=5)
     with Client(SessionMiddleware(_put_and_start, manager)).get("/") as first:
         cookie = first.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
-    with spy.lock(storage_key(cookie), lock_seconds=5, wait_seconds=0):
+    with spy.lock(manager.storage_key(cookie), lock_seconds=5, wait_seconds=0):
         reply = Client(SessionMiddleware(app, manager), use_cookies=False).get(
             "/", headers={"Cookie": f"satchel_session={cookie}"}
         )

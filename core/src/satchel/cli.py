@@ -1,6 +1,6 @@
 """The ``satchel`` command (also ``python -m satchel``).
 
-Core's commands are ``drivers`` and ``gc``; plugins add theirs through the
+Core's commands are ``drivers``, ``gc`` and ``key:generate``; plugins add theirs through the
 ``register_commands`` hook (the database plugin adds ``session:table``,
 ``migrate`` and ``sessions``). Every command that needs settings takes
 ``--config PATH`` (a TOML file) and otherwise reads ``SESSION_*`` variables.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from satchel.config import SessionConfig
+from satchel.crypto import generate_secret
 from satchel.errors import SatchelError
 from satchel.manager import SessionManager
 from satchel.plugins import installed_plugins
@@ -47,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc = subparsers.add_parser("gc", help="remove expired sessions from the configured store")
     add_config_argument(gc)
     gc.set_defaults(func=command_gc)
+
+    key_generate = subparsers.add_parser(
+        "key:generate", help="print a fresh random secret_key (32 random bytes, URL-safe base64)"
+    )
+    key_generate.set_defaults(func=command_key_generate)
 
     add_plugin_commands(subparsers)
     return parser
@@ -94,6 +100,12 @@ def command_drivers(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def command_gc(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Remove the sessions idle for longer than the lifetime; print how many."""
     return run_gc(SessionManager(config_from_args(args)), out or sys.stdout)
+
+
+def command_key_generate(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print a fresh ``secret_key``, for ``SESSION_SECRET_KEY`` or a config file."""
+    print(generate_secret(), file=out or sys.stdout)
+    return 0
 
 
 def run_gc(manager: SessionManager, out: TextIO) -> int:

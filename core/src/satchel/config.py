@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import types
 import typing
@@ -15,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import cattrs
 
-from satchel.crypto import MIN_SECRET_LENGTH
+from satchel.crypto import check_secrets
 from satchel.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -32,6 +33,12 @@ TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 # Environment variables that start with SESSION_ but belong to someone else.
 FOREIGN_ENV_NAMES = frozenset({"SESSION_MANAGER"})
+# RFC 6265 path-value: any CHAR except CTLs or ";" (so printable ASCII, space included).
+_COOKIE_PATH_CHARS = frozenset(chr(code) for code in range(0x20, 0x7F)) - {";"}
+# RFC 6265 domain-value: a host name (RFC 1034, as RFC 1123 relaxes it): dot-separated
+# labels of ASCII letters, digits and inner hyphens, 63 characters at most each.
+_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+MAX_DOMAIN_LENGTH = 253
 
 
 def parse_bool(value: object) -> bool:
@@ -89,6 +96,31 @@ def cookie_name_prefix(name: str) -> str | None:
         if folded.startswith(prefix.lower()):
             return prefix
     return None
+
+
+def check_cookie_scope(*, path: str, domain: str | None) -> None:
+    """Refuse a cookie ``path`` or ``domain`` that RFC 6265 does not allow, naming the key.
+
+    The path may hold any printable ASCII but ``;`` (no control character can
+    reach ``Set-Cookie``); the domain must be a host name, with an optional
+    leading dot. ``None`` or an empty domain means a host-only cookie.
+    """
+    if not all(ch in _COOKIE_PATH_CHARS for ch in path):
+        raise ConfigError(
+            "path", f"may hold only printable ASCII characters other than ';', got {path!r}"
+        )
+    if not domain:
+        return
+    name = domain.removeprefix(".")
+    if len(name) > MAX_DOMAIN_LENGTH or not all(
+        _DOMAIN_LABEL.fullmatch(label) for label in name.split(".")
+    ):
+        raise ConfigError(
+            "domain",
+            "must be a host name (dot-separated labels of ASCII letters, digits and inner "
+            "hyphens; an optional leading dot; an international name in its xn-- form), "
+            f"got {domain!r}",
+        )
 
 
 def check_cookie_prefix(name: str, *, path: str, domain: str | None, secure: bool | None) -> None:
@@ -311,17 +343,11 @@ class SessionConfig:
     }
 
     def __attrs_post_init__(self) -> None:
+        check_cookie_scope(path=self.path, domain=self.domain)
         check_cookie_prefix(self.cookie, path=self.path, domain=self.domain, secure=self.secure)
         if self.same_site == "none" and self.secure is False:
             raise ConfigError("same_site", '"none" needs a Secure cookie; secure must not be false')
-        for key, secrets in (
-            ("secret_key", [self.secret_key]),
-            ("secret_key_fallbacks", self.secret_key_fallbacks),
-        ):
-            if any(secret is not None and len(secret) < MIN_SECRET_LENGTH for secret in secrets):
-                raise ConfigError(
-                    key, f"every secret must be at least {MIN_SECRET_LENGTH} characters long"
-                )
+        check_secrets(self.secret_key, self.secret_key_fallbacks)
         if self.encrypt and not self.secret_key:
             raise ConfigError("secret_key", "must be set when encrypt is true")
 

@@ -15,7 +15,12 @@ import time
 
 import attrs
 
-from satchel.config import SessionConfig, check_cookie_prefix, cookie_name_prefix
+from satchel.config import (
+    SessionConfig,
+    check_cookie_prefix,
+    check_cookie_scope,
+    cookie_name_prefix,
+)
 from satchel.errors import ConfigError
 
 MAX_COOKIE_VALUE_BYTES = 4096  # satchel never sets a longer one, so a longer one is not ours
@@ -92,9 +97,7 @@ class CookiePolicy:
             raise ConfigError("cookie", f"is not a valid cookie name: {self.name!r}")
         if self.same_site is not None and self.same_site.lower() not in _SAME_SITE_WORDS:
             raise ConfigError("same_site", f"must be lax, strict or none, got {self.same_site!r}")
-        for label, text in (("path", self.path), ("domain", self.domain or "")):
-            if any(ch in text for ch in ";\r\n") or not text.isascii():
-                raise ConfigError(label, f"cannot go into a cookie attribute: {text!r}")
+        check_cookie_scope(path=self.path, domain=self.domain)
         check_cookie_prefix(self.name, path=self.path, domain=self.domain, secure=self.secure)
 
     @classmethod

@@ -2,18 +2,23 @@
 
 Used by the cookie driver and by ``encrypt = true``. Keys are derived from the
 configured secrets with HKDF-SHA256, so any string of enough entropy works as a
-``secret_key``. The first key encrypts; the fallbacks are tried for reading
+``secret_key``; :func:`check_secret` refuses one that is short or plainly not
+random, because HKDF is fast and a weak secret falls to an offline search from
+one cookie. The first key encrypts; the fallbacks are tried for reading
 only, and a value read under a fallback is reported so it can be re-issued
 under the current key. Any failure to authenticate is a ``DecryptError``:
-there is no fallback decoder.
+there is no fallback decoder, and only the exact text :func:`encode_token`
+writes is decoded (:func:`decode_token`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import os
 import re
+import secrets
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
@@ -21,10 +26,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from satchel.errors import ConfigError
+
 FORMAT_BYTE = b"\x01"
 NONCE_BYTES = 12
 TAG_BYTES = 16
-MIN_SECRET_LENGTH = 16
+# HKDF's info strings: one secret gives unrelated keys for unrelated uses.
+AES_KEY_INFO = b"satchel aes-256-gcm v1"
+STORAGE_KEY_INFO = b"satchel storage-key hmac-sha256 v1"
+MIN_SECRET_BYTES = 32  # UTF-8 bytes of a secret_key or a fallback
+MIN_DISTINCT_CHARACTERS = 10  # fewer, and a secret is plainly not random
+MAX_REPEATED_CHARACTERS = 7  # a longer run of one character is padding, not randomness
+GENERATED_SECRET_BYTES = 32  # the randomness in a key from generate_secret()
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -32,25 +45,102 @@ class DecryptError(ValueError):
     """A value failed to authenticate under every key (tampered, foreign or truncated)."""
 
 
-def derive_key(secret: str) -> bytes:
-    """A 256-bit AES key derived from a configured secret."""
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"satchel", info=b"satchel aes-256-gcm v1"
-    ).derive(secret.encode("utf-8"))
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` is too weak to be a key, or ``None`` when it will do.
+
+    The reason never quotes the secret. The rule is deliberately simple: at
+    least 32 bytes of UTF-8, at least 10 distinct characters, and no character
+    more than 7 times in a row. It catches placeholders and padded short keys;
+    it cannot measure entropy, so use :func:`generate_secret` (``satchel
+    key:generate``).
+    """
+    size = len(secret.encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        return f"must be at least {MIN_SECRET_BYTES} bytes long (UTF-8), got {size}"
+    distinct = len(set(secret))
+    if distinct < MIN_DISTINCT_CHARACTERS:
+        return (
+            f"has only {distinct} distinct characters (at least {MIN_DISTINCT_CHARACTERS} needed): "
+            "it is plainly not random"
+        )
+    longest = max(len(list(run)) for _, run in itertools.groupby(secret))
+    if longest > MAX_REPEATED_CHARACTERS:
+        return f"repeats one character {longest} times in a row: it is plainly not random"
+    return None
+
+
+def check_secret(key: str, secret: str, *, fallback: int | None = None) -> None:
+    """Refuse a weak secret with a ``ConfigError`` naming ``key`` (never quoting the secret).
+
+    ``fallback`` is the position of a secret in ``secret_key_fallbacks``, for the message.
+    """
+    problem = secret_problem(secret)
+    if problem is not None:
+        which = "" if fallback is None else f"fallback {fallback + 1}: "
+        raise ConfigError(key, f"{which}{problem}; make a key with `satchel key:generate`")
+
+
+def check_secrets(secret_key: str | None, fallbacks: Sequence[str] = ()) -> None:
+    """:func:`check_secret` on ``secret_key`` (when set) and on each fallback.
+
+    A weak fallback would let a forger in as surely as a weak current key.
+    """
+    if secret_key is not None:
+        check_secret("secret_key", secret_key)
+    for position, fallback in enumerate(fallbacks):
+        check_secret("secret_key_fallbacks", fallback, fallback=position)
+
+
+def generate_secret() -> str:
+    """A fresh ``secret_key``: 32 random bytes from ``secrets``, URL-safe base64 (43 characters).
+
+    Drawn again in the vanishingly rare case that :func:`secret_problem`
+    would refuse the draw, so what it returns is always accepted.
+    """
+    while True:
+        secret = secrets.token_urlsafe(GENERATED_SECRET_BYTES)
+        if secret_problem(secret) is None:
+            return secret
+
+
+def derive_key(secret: str, info: bytes = AES_KEY_INFO) -> bytes:
+    """A 256-bit key derived from a configured secret for the use ``info`` names."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"satchel", info=info).derive(
+        secret.encode("utf-8")
+    )
+
+
+def encode_token(raw: bytes) -> str:
+    """``raw`` as URL-safe base64 without padding: safe in a cookie value and a store."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_token(token: str) -> bytes:
+    """The bytes of a token :func:`encode_token` wrote; any other text is a ``DecryptError``.
+
+    Only that exact spelling: other alphabets, padding and the spare low bits
+    of the last character set to anything but zero (which decode to the same
+    bytes) are refused, so no value has a second spelling that is accepted.
+    """
+    if not _TOKEN.fullmatch(token):
+        raise DecryptError("not URL-safe base64 without padding")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise DecryptError("not base64") from exc
+    if encode_token(raw) != token:
+        raise DecryptError("not the canonical base64 spelling")
+    return raw
 
 
 class Encrypter:
-    """Encrypts under the current key; decrypts under the current key or a fallback."""
+    """Encrypts under the current key; decrypts under the current key or a fallback.
+
+    Weak secrets are refused with a ``ConfigError`` (:func:`check_secrets`).
+    """
 
     def __init__(self, secret_key: str, fallbacks: Sequence[str] = ()) -> None:
-        # A weak fallback would let a forger in as surely as a weak current key.
-        for name, secret in [("secret_key", secret_key)] + [
-            ("secret_key_fallbacks", fallback) for fallback in fallbacks
-        ]:
-            if len(secret) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"{name}: every secret must be at least {MIN_SECRET_LENGTH} characters long"
-                )
+        check_secrets(secret_key, fallbacks)
         self._ciphers = [AESGCM(derive_key(secret)) for secret in (secret_key, *fallbacks)]
 
     def encrypt(self, plaintext: bytes, context: bytes) -> str:
@@ -60,18 +150,11 @@ class Encrypter:
         """
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[0].encrypt(nonce, plaintext, FORMAT_BYTE + context)
-        return base64.urlsafe_b64encode(FORMAT_BYTE + nonce + sealed).rstrip(b"=").decode("ascii")
+        return encode_token(FORMAT_BYTE + nonce + sealed)
 
     def decrypt(self, token: str, context: bytes) -> tuple[bytes, bool]:
         """Return the plaintext and whether it was read under a fallback key."""
-        # Only the exact form ``encrypt`` produces: URL-safe base64 without
-        # padding. Re-encoded variants of a genuine value are refused too.
-        if not _TOKEN.fullmatch(token):
-            raise DecryptError("not URL-safe base64 without padding")
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError) as exc:
-            raise DecryptError("not base64") from exc
+        raw = decode_token(token)
         if len(raw) < 1 + NONCE_BYTES + TAG_BYTES or raw[:1] != FORMAT_BYTE:
             raise DecryptError("too short or an unknown format")
         nonce, sealed = raw[1 : 1 + NONCE_BYTES], raw[1 + NONCE_BYTES :]

@@ -3,7 +3,8 @@
 After PHP's ``SessionHandlerInterface``: six methods over strings. Core does
 the serialising, encrypting, expiry and id hashing; a driver only stores the
 string it is handed under the key it is handed. The ``session_id`` a
-server-side driver sees is the SHA-256 hex digest of the cookie's id.
+server-side driver sees is a digest of the cookie's id, 64 lowercase hex
+characters (:meth:`satchel.SessionManager.storage_key`).
 
 Optional capabilities, detected by core with ``isinstance`` on the
 ``Supports*`` protocols below:
@@ -21,6 +22,10 @@ Optional capabilities, detected by core with ``isinstance`` on the
   one ended the session (logout, ``regenerate(destroy=True)``) can never
   bring it back. Without it, core reads the record first (one more round
   trip, and a small race window).
+
+A driver whose store no other process can reach (``array``, ``null``) sets
+the class attribute ``process_local = True``; core then does not warn that
+applications sharing the store without a ``secret_key`` share sessions.
 
 An async twin implements :class:`AsyncSessionHandler` with the same methods as
 coroutines (``lock`` then returns an async context manager).

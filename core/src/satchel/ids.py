@@ -1,4 +1,4 @@
-"""Session ids: issued from ``secrets``, validated strictly, hashed before storage."""
+"""Session ids: issued from ``secrets``, validated strictly, digested before storage."""
 
 from __future__ import annotations
 
@@ -40,14 +40,19 @@ def is_valid_id(value: object) -> bool:
     )
 
 
-def storage_key(session_id: str) -> str:
-    """The key a server-side driver stores a session under: SHA-256 hex of the id.
+def storage_digest(session_id: str, digest_key: bytes | None) -> str:
+    """A digest of ``session_id`` to store its session under: 64 lowercase hex characters.
 
-    A dump of the store therefore holds nothing that can be replayed as a
-    cookie; the digest needs no key, so every server with the same config
-    finds the same session.
+    HMAC-SHA256 under ``digest_key``, or plain SHA-256 without one. A dump of
+    the store therefore holds nothing that can be replayed as a cookie. Use
+    :meth:`satchel.SessionManager.storage_key`, which picks the key from the
+    config: the digest keyed by ``secret_key`` keeps apps with different
+    secrets apart on one store.
     """
-    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+    data = session_id.encode("ascii")
+    if digest_key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.digest(digest_key, data, "sha256").hex()
 
 
 def log_digest(session_id: str) -> str:

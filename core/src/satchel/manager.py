@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from satchel.config import SessionConfig
-from satchel.crypto import Encrypter
+from satchel.crypto import STORAGE_KEY_INFO, Encrypter, derive_key
 from satchel.errors import ConfigError
 from satchel.handler import (
     AsyncSessionHandler,
@@ -21,7 +22,7 @@ from satchel.handler import (
     SupportsLock,
     supports,
 )
-from satchel.ids import is_valid_id, storage_key
+from satchel.ids import is_valid_id, storage_digest
 from satchel.plugins import LoadedPlugins, installed_plugins
 from satchel.registry import AsyncHandlerFactory, DriverSpec, HandlerFactory
 from satchel.store import Session
@@ -29,6 +30,7 @@ from satchel.threaded import ThreadedAsyncHandler
 
 Clock = Callable[[], float]
 GcProgress = Callable[[int, "int | None"], None]
+logger = logging.getLogger("satchel")
 
 
 class _HeldLock:
@@ -75,10 +77,37 @@ class SessionManager:
         self._handler: SessionHandler | None = None
         self._async_handler: AsyncSessionHandler | None = None
         self._mutex = threading.Lock()
+        self._warned_unkeyed = False
         secret = self.config.secret_key
-        self.encrypter = (
-            Encrypter(secret, self.config.secret_key_fallbacks) if secret is not None else None
+        fallbacks = self.config.secret_key_fallbacks
+        self.encrypter = Encrypter(secret, fallbacks) if secret is not None else None
+        # The digest keys of storage_key: the current secret's, then each fallback's.
+        self._digest_keys: tuple[bytes, ...] = (
+            tuple(derive_key(key, STORAGE_KEY_INFO) for key in (secret, *fallbacks))
+            if secret is not None
+            else ()
         )
+
+    # -- storage keys ----------------------------------------------------------------
+
+    def storage_key(self, session_id: str) -> str:
+        """The key the driver stores the session of ``session_id`` under (64 hex characters).
+
+        With ``secret_key``, HMAC-SHA256 of the id under a key derived from the
+        secret, so apps with different secrets never read each other's
+        sessions from one store; without one, the plain SHA-256 of the id.
+        Either way a dump of the store holds no id that could be replayed as a
+        cookie. Every piece of satchel that names a session to a driver uses this.
+        """
+        return storage_digest(session_id, self._digest_keys[0] if self._digest_keys else None)
+
+    def fallback_storage_keys(self, session_id: str) -> list[str]:
+        """Where the session may still be stored under a ``secret_key_fallbacks`` key, in order.
+
+        Read only when :meth:`storage_key` holds nothing; a session found there
+        is moved to :meth:`storage_key` at its next save.
+        """
+        return [storage_digest(session_id, key) for key in self._digest_keys[1:]]
 
     # -- drivers -----------------------------------------------------------------
 
@@ -110,6 +139,7 @@ class SessionManager:
             with self._mutex:
                 if self._handler is None:
                     self._handler = self._checked(self.driver_spec().factory(self.config))
+                    self._warn_if_unkeyed(self._handler)
                 handler = self._handler
         return handler
 
@@ -128,8 +158,10 @@ class SessionManager:
                                 f"driver {self.config.driver!r} offers no async lock to merge under",
                             )
                         self._async_handler = twin
+                        self._warn_if_unkeyed(twin)
                     else:
                         sync = self._handler or self._checked(spec.factory(self.config))
+                        self._warn_if_unkeyed(sync)
                         self._handler = sync
                         self._async_handler = ThreadedAsyncHandler(sync)
                 handler = self._async_handler
@@ -143,6 +175,21 @@ class SessionManager:
                 "merge_on_save", f"driver {self.config.driver!r} offers no lock to merge under"
             )
         return handler
+
+    def _warn_if_unkeyed(self, handler: object) -> None:
+        """Warn once when sessions go to a store other apps may share, keyed by no secret."""
+        if self._digest_keys or self._warned_unkeyed:
+            return
+        if getattr(handler, "stores_in_cookie", False) or getattr(handler, "process_local", False):
+            return
+        self._warned_unkeyed = True
+        logger.warning(
+            "satchel: driver %r stores sessions without a secret_key: another application that "
+            "uses the same store (the same Redis database and prefix, table or folder) would "
+            "share its sessions. Set secret_key (make one with `satchel key:generate`), or give "
+            "each application its own prefix, table or files folder.",
+            self.config.driver,
+        )
 
     @property
     def stores_in_cookie(self) -> bool:
@@ -203,7 +250,7 @@ class SessionManager:
             yield
             return
         assert cookie is not None
-        key = storage_key(cookie)
+        key = self.storage_key(cookie)
         with (
             handler.lock(
                 key,
@@ -225,7 +272,7 @@ class SessionManager:
             yield
             return
         assert cookie is not None
-        key = storage_key(cookie)
+        key = self.storage_key(cookie)
         async with handler.lock(
             key,
             lock_seconds=self.config.block_lock_seconds,

@@ -32,7 +32,7 @@ from satchel.handler import (
     SupportsWriteExisting,
     supports,
 )
-from satchel.ids import generate_id, is_valid_id, log_digest, storage_key
+from satchel.ids import generate_id, is_valid_id, log_digest
 
 if TYPE_CHECKING:
     from satchel.manager import SessionManager
@@ -147,7 +147,8 @@ class Session(MutableMapping[str, Any]):
     def new(self) -> bool:
         """True when no stored session was found for the request (Flask's ``new``)."""
         self._ensure_loaded()
-        return not self._stored
+        # A session moving to another storage key (a new id, or a rotated secret) was found.
+        return not self._stored and self._source_key is None
 
     @property
     def modified(self) -> bool:
@@ -209,20 +210,29 @@ class Session(MutableMapping[str, Any]):
         self._stored = False
         self._loaded_fingerprint = None
 
-    def _load_plan(self) -> str | None:
-        """The storage key to read, or ``None`` when nothing needs reading."""
+    def _load_plan(self) -> list[str]:
+        """The storage keys to read in turn until one holds the session (none: read nothing).
+
+        The current key first, then each ``secret_key_fallbacks`` key's, read
+        only when the ones before hold nothing.
+        """
         incoming = self._incoming
         if incoming is None or incoming == "":
-            return None
+            return []
         if self._manager.stores_in_cookie:
-            return None  # the payload is the cookie itself
+            return []  # the payload is the cookie itself
         if not is_valid_id(incoming):
             # Strict mode: a malformed id never reaches a driver, a path or a log.
             logger.info("satchel: ignored a malformed session cookie")
-            return None
-        return storage_key(incoming)
+            return []
+        manager = self._manager
+        return [manager.storage_key(incoming), *manager.fallback_storage_keys(incoming)]
 
-    def _finish_load(self, raw: str) -> None:
+    def _finish_load(self, raw: str, key: str | None, *, fallback: bool = False) -> None:
+        """Adopt ``raw``, the stored text read under ``key`` ("" when nothing was found).
+
+        ``fallback``: ``key`` is a ``secret_key_fallbacks`` key's, not the current one.
+        """
         self._start_fresh()
         incoming = self._incoming
         if self._manager.stores_in_cookie:
@@ -230,7 +240,7 @@ class Session(MutableMapping[str, Any]):
                 self._adopt(self._open_cookie(incoming), key=None)
         elif raw:
             assert incoming is not None
-            key = storage_key(incoming)
+            assert key is not None
             text = self._open_stored(raw, key, incoming)
             if text is not None:
                 self._adopt(text, key=key, session_id=incoming)
@@ -243,6 +253,9 @@ class Session(MutableMapping[str, Any]):
             self._loaded_fingerprint = payload.body_fingerprint(stored_data, self._envelope)
         else:
             self._loaded_fingerprint = None
+        if self._stored and fallback:
+            assert key is not None
+            self._move_from(key, destroy=True)  # the next save moves it to the current key
 
     def _adopt(self, text: str | None, *, key: str | None, session_id: str | None = None) -> None:
         if text is None:
@@ -312,17 +325,23 @@ class Session(MutableMapping[str, Any]):
         """Read the session now, through the sync driver (no-op when already loaded)."""
         if self._loaded:
             return
-        key = self._load_plan()
-        raw = self._manager.handler().read(key) if key is not None else ""
-        self._finish_load(raw)
+        raw, found, keys = "", None, self._load_plan()
+        for found in keys:
+            raw = self._manager.handler().read(found)
+            if raw:
+                break
+        self._finish_load(raw, found, fallback=found is not None and found != keys[0])
 
     async def aload(self) -> None:
         """Read the session now, through the async driver (no-op when already loaded)."""
         if self._loaded:
             return
-        key = self._load_plan()
-        raw = await self._manager.async_handler().read(key) if key is not None else ""
-        self._finish_load(raw)
+        raw, found, keys = "", None, self._load_plan()
+        for found in keys:
+            raw = await self._manager.async_handler().read(found)
+            if raw:
+                break
+        self._finish_load(raw, found, fallback=found is not None and found != keys[0])
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
@@ -362,7 +381,7 @@ class Session(MutableMapping[str, Any]):
         aging_forgets = bool(envelope.flash_old)
         self.age_flash_data()
         in_cookie = self._manager.stores_in_cookie
-        key = None if in_cookie else storage_key(self._id)
+        key = None if in_cookie else self._manager.storage_key(self._id)
         if not envelope.values and envelope.token is None:
             if self._stored and key is not None:
                 plan.destroy_keys.append(key)
@@ -535,7 +554,7 @@ class Session(MutableMapping[str, Any]):
         """
         if raw == "":
             return None
-        key = storage_key(self._id)
+        key = self._manager.storage_key(self._id)
         text = self._open_stored(raw, key, self._id)
         try:
             theirs = payload.loads(text) if text is not None else None
@@ -765,12 +784,22 @@ class Session(MutableMapping[str, Any]):
         """
         self._touch()
         if self._stored and not self._manager.stores_in_cookie:
-            old_key = storage_key(self._id)
-            self._source_key = old_key
-            if destroy:
-                self._pending_destroy.append(old_key)
+            self._move_from(self._manager.storage_key(self._id), destroy=destroy)
         self._id = generate_id()
         self._stored = False  # nothing is stored under the new id yet
+        self._force_write = True
+
+    def _move_from(self, old_key: str, *, destroy: bool) -> None:
+        """Make the next save write this session under its current storage key, not ``old_key``.
+
+        The save writes only if the record at ``old_key`` still exists (were it
+        ended meanwhile, writing would bring it back), and with ``destroy``
+        removes that record.
+        """
+        self._source_key = old_key
+        if destroy:
+            self._pending_destroy.append(old_key)
+        self._stored = False  # nothing is stored under the new key yet
         self._force_write = True
 
     def invalidate(self) -> None:

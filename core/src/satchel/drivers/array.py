@@ -23,6 +23,8 @@ class _Entry:
 class ArraySessionHandler(SessionHandler):
     """In-memory sessions that honour the lifetime, with an in-process lock for blocking."""
 
+    process_local = True  # no other application can reach this store
+
     def __init__(self, lifetime_seconds: int, clock: Callable[[], float] = time.time) -> None:
         self.lifetime_seconds = lifetime_seconds
         self.clock = clock

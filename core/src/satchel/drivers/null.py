@@ -9,6 +9,8 @@ from satchel.handler import SessionHandler
 class NullSessionHandler(SessionHandler):
     """Reads nothing, keeps nothing; for apps and tests that want no session state."""
 
+    process_local = True  # nothing is stored, so nothing is shared
+
     @classmethod
     def from_config(cls, config: SessionConfig) -> NullSessionHandler:
         return cls()

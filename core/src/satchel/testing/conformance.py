@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import secrets
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -41,7 +42,7 @@ from satchel.handler import (
     SupportsTouch,
     SupportsWriteExisting,
 )
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 from satchel.manager import SessionManager
 
 T = TypeVar("T")
@@ -67,8 +68,8 @@ DEAD_HOLDER_LATEST_SECONDS = DEAD_HOLDER_LOCK_SECONDS + 2.0
 
 
 def new_storage_id() -> str:
-    """A fresh storage key, shaped like the ones core hands drivers (SHA-256 hex)."""
-    return storage_key(generate_id())
+    """A fresh storage key, shaped like the ones core hands drivers (64 lowercase hex characters)."""
+    return secrets.token_hex(32)
 
 
 def _config(base: Mapping[str, Any], **overrides: Any) -> SessionConfig:
@@ -283,7 +284,7 @@ class HandlerConformance(_ConfigFixtures):
         manager.extend(manager.config.driver, lambda _config: handler)
         for name, text in pickle_payloads().items():
             cookie = generate_id()
-            handler.write(storage_key(cookie), text)
+            handler.write(manager.storage_key(cookie), text)
             session = manager.start(cookie)
             assert session.all() == {}, name
             assert session.id != cookie, f"{name}: the planted id must not be kept"

@@ -51,7 +51,6 @@ from typing import ClassVar
 
 import pytest
 
-from satchel.ids import storage_key
 from satchel.manager import SessionManager
 from satchel.store import SaveOutcome, Session
 from satchel.testing.concurrency import (
@@ -118,7 +117,7 @@ class _ManagerFixtures:
 
     def assert_nothing_stored(self, manager: SessionManager, cookie: str) -> None:
         """The ended session's id holds no record, read past core."""
-        assert manager.handler().read(storage_key(cookie)) == ""
+        assert manager.handler().read(manager.storage_key(cookie)) == ""
 
     def assert_not_moved(self, manager: SessionManager, cookie: str, moved: Session) -> None:
         """A session moved to a new id after it ended left nothing under either id."""
