@@ -25,7 +25,7 @@ from web_support import SECRET, FakeClock, ManagerFactory, SpyHandler, cookie_at
 import satchel
 from satchel import SessionConfig, SessionManager, context
 from satchel.flask import SessionInterface
-from satchel.ids import generate_id, storage_key
+from satchel.ids import generate_id
 
 KINDS = ("flask", "satchel")  # Flask's own cookie session, then satchel's interface
 COOKIE_NAMES = ("session", "satchel_session")  # Flask's default name; satchel's, which it defers to
@@ -296,7 +296,8 @@ def test_a_cookie_naming_no_live_session_is_not_refreshed(
 def test_a_session_ended_or_expired_elsewhere_is_never_refreshed(
     make_manager: ManagerFactory, spy: SpyHandler, clock: FakeClock
 ) -> None:
-    app = contract_app(SessionInterface(make_manager()))
+    manager = make_manager()
+    app = contract_app(SessionInterface(manager))
     client = app.test_client(use_cookies=False)
     for end in ("logged out elsewhere", "expired"):
         first = session_cookie(client.get("/remember", query_string={"permanent": "yes"}))
@@ -304,7 +305,7 @@ def test_a_session_ended_or_expired_elsewhere_is_never_refreshed(
         if end == "expired":
             clock.advance(7201)
         else:
-            spy.destroy(storage_key(cookie_pair(first).split("=", 1)[1]))
+            spy.destroy(manager.storage_key(cookie_pair(first).split("=", 1)[1]))
         spy.calls.clear()
         reply = client.get("/untouched", headers={"Cookie": cookie_pair(first)})
         assert session_cookie(reply) is None, end
