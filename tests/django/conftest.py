@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,10 @@ import django
 import pytest
 from django.conf import settings
 from django.test.utils import override_settings
+
+# The web tests' spy driver (the array driver, recording each call it gets).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
+from web_support import SpyHandler
 
 SECRET_KEY = "satchel-django-tests-secret-key-0123456789abcdef"
 DRIVERS = ["file", "redis", "sqlite", "postgresql"]
@@ -115,3 +120,14 @@ def engine(driver_config: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The Django settings of the test, with ``SATCHEL_SESSION`` set to the driver's config."""
     with override_settings(SATCHEL_SESSION=driver_config):
         yield driver_config
+
+
+@pytest.fixture
+def spy() -> Iterator[SpyHandler]:
+    """The engine on the spy driver, which records every call the store gets."""
+    from satchel.django import session_manager  # noqa: PLC0415 - after setup
+
+    handler = SpyHandler(settings.SESSION_COOKIE_AGE)
+    with override_settings(SATCHEL_SESSION={"driver": "spy"}):
+        session_manager().extend("spy", lambda config: handler)
+        yield handler

@@ -37,7 +37,6 @@ from django.contrib.sessions.backends.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from satchel import payload
@@ -63,6 +62,7 @@ SETTING = "SATCHEL_SESSION"
 KEY_LENGTH = 32  # what Django's own backends issue
 MIN_KEY_LENGTH = 8  # Django's SessionBase refuses shorter keys
 MAX_KEY_LENGTH = 40  # the longest key Django's own session table holds
+COOKIE_DRIVER = "cookie"  # satchel's driver that keeps the payload in the cookie itself
 EXPIRY_KEY = "_session_expiry"  # where Django's set_expiry() keeps a session's own expiry
 _KEY_CHARS = frozenset(VALID_KEY_CHARS)
 
@@ -83,9 +83,7 @@ DJANGO_DECIDES = {
     "merge_on_save": "nothing yet: the Django engine does not merge concurrent saves",
 }
 # Settings the manager is built from: a change (override_settings) builds a new one.
-WATCHED_SETTINGS = frozenset(
-    {SETTING, "SESSION_COOKIE_AGE", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "USE_TZ", "TIME_ZONE"}
-)
+WATCHED_SETTINGS = frozenset({SETTING, "SESSION_COOKIE_AGE", "SECRET_KEY", "SECRET_KEY_FALLBACKS"})
 
 logger = logging.getLogger("satchel")
 # Where Django's own backends report a session that does not decode.
@@ -140,14 +138,15 @@ def build_manager() -> SessionManager:
             f"SESSION_COOKIE_AGE ({cookie_age} seconds): the store would drop sessions "
             "that Django still counts as live; raise lifetime or leave it out"
         )
-    manager = SessionManager(config)
-    if manager.stores_in_cookie:
+    if config.driver == COOKIE_DRIVER:
+        # Decided by name: resolving the driver here would refuse one that the app
+        # registers later with session_manager().extend().
         raise ImproperlyConfigured(
-            f"{SETTING}: the {config.driver!r} driver keeps the session in the cookie, which "
+            f"{SETTING}: the {COOKIE_DRIVER!r} driver keeps the session in the cookie, which "
             "Django's SessionMiddleware fills with the session key; use "
             "django.contrib.sessions.backends.signed_cookies for cookie sessions"
         )
-    return manager
+    return SessionManager(config)
 
 
 def _forget_manager(*, setting: str, **kwargs: Any) -> None:
@@ -179,9 +178,8 @@ def valid_key(session_key: object) -> bool:
 
 
 def _timestamp(moment: dt.datetime) -> float:
-    """Unix time of a datetime; a naive one is in Django's time zone (as USE_TZ = False writes)."""
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
+    """Unix time of a datetime; a naive one is the process's local time, as Django's
+    ``timezone.now()`` makes it under ``USE_TZ = False``."""
     return moment.timestamp()
 
 
