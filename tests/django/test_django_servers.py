@@ -70,7 +70,7 @@ def base_url(request: pytest.FixtureRequest, engine: dict[str, Any]) -> Iterator
 
 
 def test_a_shopper_signs_in_and_out(base_url: str, user: Any) -> None:
-    with httpx.Client(base_url=base_url) as browser:
+    with httpx.Client(base_url=base_url, timeout=30) as browser:
         assert browser.get("/untouched").headers.get("set-cookie") is None
         reply = browser.get("/add/apple")
         cookie = reply.headers["set-cookie"]
@@ -95,7 +95,7 @@ def test_a_shopper_signs_in_and_out(base_url: str, user: Any) -> None:
 
 
 def test_async_login_and_logout(base_url: str, user: Any) -> None:
-    with httpx.Client(base_url=base_url) as browser:
+    with httpx.Client(base_url=base_url, timeout=30) as browser:
         browser.get("/async/add/apple")
         before = browser.cookies[settings.SESSION_COOKIE_NAME]
         reply = browser.post("/async/login", data={"username": user.username, "password": "secret"})
@@ -107,7 +107,7 @@ def test_async_login_and_logout(base_url: str, user: Any) -> None:
 
 
 def test_a_session_ended_meanwhile_is_refused_with_400(base_url: str) -> None:
-    with httpx.Client(base_url=base_url) as browser:
+    with httpx.Client(base_url=base_url, timeout=30) as browser:
         browser.get("/add/apple")
         key = browser.cookies[settings.SESSION_COOKIE_NAME]
         assert browser.get("/ended-elsewhere").status_code == 400
@@ -116,7 +116,7 @@ def test_a_session_ended_meanwhile_is_refused_with_400(base_url: str) -> None:
 
 def test_a_forged_cookie_gets_a_fresh_session(base_url: str) -> None:
     forged = {"Cookie": f"{settings.SESSION_COOKIE_NAME}=../../etc/passwd"}
-    with httpx.Client(base_url=base_url) as browser:
+    with httpx.Client(base_url=base_url, timeout=30) as browser:
         assert browser.get("/show", headers=forged).json() == {"cart": [], "user": None}
         reply = browser.get("/add/apple", headers=forged)
     assert reply.status_code == 200
