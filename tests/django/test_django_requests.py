@@ -311,3 +311,13 @@ def test_the_database_driver_indexes_the_signed_in_user(
     row = fetch_row(sqlite_url, table, digest(key))
     assert row is not None
     assert row["user_id"] == str(user.pk)
+
+
+def test_login_costs_a_read_two_writes_and_a_delete(spy: SpyHandler, user: Any) -> None:
+    client = Client()
+    client.get("/add/apple")
+    spy.calls.clear()
+    client.post("/login", {"username": user.username, "password": "secret"})
+    # The load; cycle_key's write under the new key and delete of the old one;
+    # the middleware's save of what login() put in the session.
+    assert sorted(spy.methods()) == sorted(["read", "write", "destroy", "write"])
