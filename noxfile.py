@@ -22,6 +22,9 @@ TEST_REQUIREMENTS = [
     "fastapi>=0.110",
     "uvicorn>=0.29",
     "playwright>=1.45",
+    # The "before" apps of docs/migrating/ run in the docs tests.
+    "flask-session>=0.8",
+    "starsessions>=2.2",
 ]
 CORE_TEST_FOLDERS = [
     "tests/core",
