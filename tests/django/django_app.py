@@ -6,6 +6,8 @@ Each view does one thing to ``request.session`` and answers JSON, so a test
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from django.contrib import auth
@@ -70,6 +72,26 @@ def ended_elsewhere(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
+# Long enough that a second request of the session arrives while the first still runs.
+SLOW_SECONDS = 0.3
+
+
+def slow_count(request: HttpRequest) -> HttpResponse:
+    """Read, wait, write: two of these at once lose a count unless the session is locked."""
+    count = request.session.get("count", 0)
+    time.sleep(SLOW_SECONDS)
+    request.session["count"] = count + 1
+    return JsonResponse({"count": count + 1})
+
+
+async def async_slow_count(request: HttpRequest) -> HttpResponse:
+    session: SessionBase = request.session
+    count = await session.aget("count", 0)
+    await asyncio.sleep(SLOW_SECONDS)
+    await session.aset("count", count + 1)
+    return JsonResponse({"count": count + 1})
+
+
 async def async_show(request: HttpRequest) -> HttpResponse:
     session: SessionBase = request.session
     return JsonResponse({"cart": await session.aget("cart", [])})
@@ -107,6 +129,8 @@ urlpatterns = [
     path("logout", sign_out),
     path("flush", flush),
     path("ended-elsewhere", ended_elsewhere),
+    path("slow-count", slow_count),
+    path("async/slow-count", async_slow_count),
     path("async/show", async_show),
     path("async/add/<str:item>", async_add),
     path("async/login", async_sign_in),

@@ -54,7 +54,7 @@ def records(folder: Path) -> list[str]:
 
 
 def test_each_page_has_its_snippets() -> None:
-    assert len(snippets("web/django.md")) == 2
+    assert len(snippets("web/django.md")) == 3
     assert len(snippets("migrating/django.md")) == 3
 
 
@@ -62,7 +62,7 @@ def test_the_django_page_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_module: Any, user: Any
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the snippet keeps sessions in ./storage/sessions
-    config, views = snippets("web/django.md")
+    config, views = snippets("web/django.md")[:2]
     as_module(views, "docs_django_views")
     with override_settings(ROOT_URLCONF="docs_django_views", **settings_of(config)):
         client = Client()
@@ -79,6 +79,17 @@ def test_the_django_page_runs(
         assert client.get("/logout").json() == {"items": []}
         assert client.get("/cart").json() == {"items": []}
     assert records(tmp_path / "storage" / "sessions") == []
+
+
+def test_the_blocking_settings_are_what_the_engine_wants(redis_url: str) -> None:
+    from satchel.django import MIDDLEWARE, session_manager  # noqa: PLC0415
+
+    blocking = settings_of(snippets("web/django.md")[2])
+    assert blocking["MIDDLEWARE"][0] == MIDDLEWARE
+    blocking["SATCHEL_SESSION"]["connection"] = redis_url  # this run's Redis
+    with override_settings(**blocking):
+        assert session_manager().config.block is True
+        Client().get("/add/apple")  # the middleware is built and the driver can lock
 
 
 def test_the_migration_from_djangos_sessions_moves_a_session_over(

@@ -12,6 +12,10 @@ and ``set_expiry()`` decide when each session expires, and keys are Django's
 stays: the drivers, the SHA-256 digest of the key in the store, encryption,
 and a payload in satchel's tagged JSON (never pickle).
 
+Blocking (``"block": True``): put :class:`SessionMiddleware` in
+``MIDDLEWARE`` in place of Django's; it holds the session's lock across the
+request, and answers 503 with ``Retry-After`` when the wait runs out.
+
 Expiry and the store: a driver keeps a record for ``lifetime`` minutes after
 its last write (Redis's TTL, the file and database drivers' ``gc``). Unless
 ``SATCHEL_SESSION`` sets it, ``lifetime`` is ``SESSION_COOKIE_AGE``; a
@@ -22,6 +26,7 @@ live.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -35,14 +40,16 @@ from django.contrib.sessions.backends.base import (
     SessionBase,
     UpdateError,
 )
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.crypto import get_random_string
 
 from satchel import payload
 from satchel.config import SessionConfig
 from satchel.crypto import DecryptError
-from satchel.errors import ConfigError
+from satchel.errors import ConfigError, LockTimeout
 from satchel.handler import AsyncSupportsMetadata, RequestMetadata, SupportsMetadata, supports
 from satchel.ids import log_digest, storage_key
 from satchel.manager import SessionManager
@@ -55,10 +62,12 @@ from satchel.store import (
     write_if_present,
     write_record,
 )
+from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow
 
-__all__ = ["SETTING", "SessionStore", "record_key", "session_manager"]
+__all__ = ["SETTING", "SessionMiddleware", "SessionStore", "record_key", "session_manager"]
 
 SETTING = "SATCHEL_SESSION"
+MIDDLEWARE = "satchel.django.SessionMiddleware"
 KEY_LENGTH = 32  # what Django's own backends issue
 MIN_KEY_LENGTH = 8  # Django's SessionBase refuses shorter keys
 MAX_KEY_LENGTH = 40  # the longest key Django's own session table holds
@@ -79,7 +88,6 @@ DJANGO_DECIDES = {
     "absolute_lifetime": "request.session.set_expiry() with a datetime",
     "touch_interval": "SESSION_SAVE_EVERY_REQUEST",
     "lottery": "manage.py clearsessions (run it from cron)",
-    "block": "nothing yet: the Django engine holds no request lock",
     "merge_on_save": "nothing yet: the Django engine does not merge concurrent saves",
 }
 # Settings the manager is built from: a change (override_settings) builds a new one.
@@ -137,6 +145,11 @@ def build_manager() -> SessionManager:
             f"{SETTING}['lifetime'] is {config.lifetime:g} minutes, shorter than "
             f"SESSION_COOKIE_AGE ({cookie_age} seconds): the store would drop sessions "
             "that Django still counts as live; raise lifetime or leave it out"
+        )
+    if config.block and MIDDLEWARE not in settings.MIDDLEWARE:
+        raise ImproperlyConfigured(
+            f"{SETTING}['block']: put {MIDDLEWARE!r} in MIDDLEWARE in place of Django's "
+            "SessionMiddleware; it holds the session's lock across each request"
         )
     if config.driver == COOKIE_DRIVER:
         # Decided by name: resolving the driver here would refuse one that the app
@@ -449,3 +462,59 @@ class SessionStore(SessionBase):
     async def aclear_expired(cls) -> None:
         removed = await session_manager().acollect_garbage()
         logger.debug("satchel: clearsessions removed %d sessions", removed)
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's ``SessionMiddleware``, holding the session's lock across the request.
+
+    Only with ``"block": True`` in ``SATCHEL_SESSION`` (otherwise it is Django's
+    middleware, unchanged): requests of one session then run one at a time, so
+    none overwrites another's changes. A request that waits longer than
+    ``block_wait_seconds`` is answered 503 with ``Retry-After``; its view does
+    not run. A driver that cannot lock is refused when the middleware is built.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        super().__init__(get_response)
+        session_manager().check_blocking()
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:  # type: ignore[attr-defined]  # set by Django's MiddlewareMixin
+            return self.__acall__(request)
+        manager = session_manager()
+        key = _lock_key(manager, request)
+        with contextlib.ExitStack() as held:
+            if key is not None:
+                try:
+                    held.enter_context(manager.lock_record(key))
+                except LockTimeout:
+                    return _busy(manager)
+            return super().__call__(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        manager = session_manager()
+        key = _lock_key(manager, request)
+        async with contextlib.AsyncExitStack() as held:
+            if key is not None:
+                try:
+                    await held.enter_async_context(manager.alock_record(key))
+                except LockTimeout:
+                    return _busy(manager)
+            response: HttpResponseBase = await super().__acall__(request)
+            return response
+
+
+def _lock_key(manager: SessionManager, request: HttpRequest) -> str | None:
+    """The storage key to lock for the request, or ``None`` (not blocking, or no valid key)."""
+    if not manager.config.block:
+        return None
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if session_key is None or not valid_key(session_key):
+        return None
+    return record_key(manager, session_key)
+
+
+def _busy(manager: SessionManager) -> HttpResponse:
+    response = HttpResponse(BUSY_BODY, status=BUSY_STATUS, content_type="text/plain")
+    response["Retry-After"] = SessionFlow(manager).retry_after()
+    return response
