@@ -140,6 +140,18 @@ async def ameasure(
     return [Result(library, kind, timings[library], commands[library]) for library in requests]
 
 
+def measure_test_clients(clients: dict[str, Any], client: redis.Redis) -> list[Result]:
+    """Every kind of request through each library's synchronous test client (``get(path)``)."""
+    results = []
+    for kind in KINDS:
+        requests = {
+            library: (lambda path=f"/{kind}", http=test_client: http.get(path))
+            for library, test_client in clients.items()
+        }
+        results += measure(kind, client, requests)
+    return results
+
+
 # -- Flask -------------------------------------------------------------------------------
 
 
@@ -184,14 +196,7 @@ def bench_flask(url: str, client: redis.Redis) -> list[Result]:
     }
     for test_client in clients.values():
         test_client.get("/login")
-    results = []
-    for kind in KINDS:
-        requests = {
-            library: (lambda path=f"/{kind}", http=test_client: http.get(path))
-            for library, test_client in clients.items()
-        }
-        results += measure(kind, client, requests)
-    return results
+    return measure_test_clients(clients, client)
 
 
 # -- Starlette -----------------------------------------------------------------------------
@@ -305,14 +310,7 @@ def bench_django(url: str, client: redis.Redis) -> list[Result]:
             test_client = DjangoClient()
             test_client.get("/login")
         clients[library] = test_client
-    results = []
-    for kind in KINDS:
-        requests = {
-            library: (lambda path=f"/{kind}", http=test_client: http.get(path))
-            for library, test_client in clients.items()
-        }
-        results += measure(kind, client, requests)
-    return results
+    return measure_test_clients(clients, client)
 
 
 def report(title: str, results: list[Result]) -> None:
