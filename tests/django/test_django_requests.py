@@ -321,3 +321,80 @@ def test_login_costs_a_read_two_writes_and_a_delete(spy: SpyHandler, user: Any) 
     # The load; cycle_key's write under the new key and delete of the old one;
     # the middleware's save of what login() put in the session.
     assert sorted(spy.methods()) == sorted(["read", "write", "destroy", "write"])
+
+
+# -- Django's SessionMiddlewareTests, on the engine ----------------------------------------------
+
+
+def touching_view(status: int) -> Any:
+    from django.http import HttpResponse  # noqa: PLC0415
+
+    def view(request: Any) -> Any:
+        request.session["hello"] = "world"
+        return HttpResponse("Session test", status=status)
+
+    return view
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_5xx_response_saves_nothing(engine: dict[str, Any], status: int) -> None:
+    from django.contrib.sessions.middleware import SessionMiddleware  # noqa: PLC0415
+    from django.test import RequestFactory  # noqa: PLC0415
+
+    request = RequestFactory().get("/")
+    response = SessionMiddleware(touching_view(status))(request)
+    assert "hello" not in request.session.load()
+    assert settings.SESSION_COOKIE_NAME not in response.cookies
+
+
+def test_a_flushed_session_deletes_its_cookie(engine: dict[str, Any]) -> None:
+    from django.contrib.sessions.middleware import SessionMiddleware  # noqa: PLC0415
+    from django.http import HttpResponse  # noqa: PLC0415
+    from django.test import RequestFactory  # noqa: PLC0415
+
+    def flushing(request: Any) -> Any:
+        request.session.flush()
+        return HttpResponse("Session test")
+
+    request = RequestFactory().get("/")
+    request.COOKIES[settings.SESSION_COOKIE_NAME] = "abc"
+    response = SessionMiddleware(flushing)(request)
+    assert str(response.cookies[settings.SESSION_COOKIE_NAME]) == (
+        f'Set-Cookie: {settings.SESSION_COOKIE_NAME}=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; '
+        f"Max-Age=0; Path=/; SameSite={settings.SESSION_COOKIE_SAMESITE}"
+    )
+    assert response.headers["Vary"] == "Cookie"
+
+    # Without a session cookie, a flush sets none.
+    request = RequestFactory().get("/")
+    response = SessionMiddleware(flushing)(request)
+    assert response.cookies == {}
+    assert response.headers["Vary"] == "Cookie"
+
+
+def test_a_session_emptied_but_not_flushed_is_still_saved(engine: dict[str, Any]) -> None:
+    from django.contrib.sessions.middleware import SessionMiddleware  # noqa: PLC0415
+    from django.http import HttpResponse  # noqa: PLC0415
+    from django.test import RequestFactory  # noqa: PLC0415
+
+    def setting(request: Any) -> Any:
+        request.session["foo"] = "bar"
+        return HttpResponse("Session test")
+
+    request = RequestFactory().get("/")
+    middleware = SessionMiddleware(setting)
+    response = middleware(request)
+    assert tuple(request.session.items()) == (("foo", "bar"),)
+    assert f"Set-Cookie: {settings.SESSION_COOKIE_NAME}={request.session.session_key}" in str(
+        response.cookies
+    )
+    del request.session["foo"]
+    response = middleware.process_response(request, HttpResponse("Session test"))
+    assert dict(request.session.values()) == {}
+    assert SessionStore(request.session.session_key).exists(request.session.session_key)
+    assert dict(SessionStore(request.session.session_key).items()) == {}
+    # Empty but not flushed: the cookie is still set.
+    assert f"Set-Cookie: {settings.SESSION_COOKIE_NAME}={request.session.session_key}" in str(
+        response.cookies
+    )
+    assert response.headers["Vary"] == "Cookie"
