@@ -91,7 +91,9 @@ DJANGO_DECIDES = {
     "merge_on_save": "nothing yet: the Django engine does not merge concurrent saves",
 }
 # Settings the manager is built from: a change (override_settings) builds a new one.
-WATCHED_SETTINGS = frozenset({SETTING, "SESSION_COOKIE_AGE", "SECRET_KEY", "SECRET_KEY_FALLBACKS"})
+WATCHED_SETTINGS = frozenset(
+    {SETTING, "SESSION_COOKIE_AGE", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "MIDDLEWARE"}
+)
 
 logger = logging.getLogger("satchel")
 # Where Django's own backends report a session that does not decode.
