@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 BENCHMARKS = {
-    "peers": "satchel beside Flask-Session, starsessions and Starlette's cookie sessions",
+    "peers": "satchel beside Flask-Session, starsessions, Starlette's cookie sessions and Django's",
     "redis_round_trips": "Redis commands per untouched, read-only and modified request",
     "database_gc": "pruning 1,000,000 expired rows from PostgreSQL in batches",
 }

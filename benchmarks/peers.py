@@ -10,6 +10,9 @@ satchel's time as a ratio of each peer's (below 1.0: satchel is faster).
 - Starlette: satchel's ASGI middleware (redis driver, redis.asyncio) vs
   starsessions (RedisStore, autoload) and Starlette's own signed-cookie
   ``SessionMiddleware`` (no store at all: a floor, not a like-for-like peer).
+- Django: ``SESSION_ENGINE = "satchel.django"`` (redis driver) vs Django's
+  cache backend on a ``RedisCache`` of the same server, each behind Django's
+  own ``SessionMiddleware``, through Django's test ``Client``.
 
 Run: ``nox -s bench`` or ``python benchmarks/peers.py`` (needs ``redis-server`` on PATH).
 """
@@ -26,9 +29,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import django
 import flask
 import httpx
 import redis
+from django.conf import settings as django_settings
+from django.http import HttpRequest, HttpResponse
+from django.test import Client as DjangoClient
+from django.test.utils import override_settings
+from django.urls import path as django_path
 from flask_session import Session as FlaskSessionExtension
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -131,6 +140,18 @@ async def ameasure(
     return [Result(library, kind, timings[library], commands[library]) for library in requests]
 
 
+def measure_test_clients(clients: dict[str, Any], client: redis.Redis) -> list[Result]:
+    """Every kind of request through each library's synchronous test client (``get(path)``)."""
+    results = []
+    for kind in KINDS:
+        requests = {
+            library: (lambda path=f"/{kind}", http=test_client: http.get(path))
+            for library, test_client in clients.items()
+        }
+        results += measure(kind, client, requests)
+    return results
+
+
 # -- Flask -------------------------------------------------------------------------------
 
 
@@ -175,14 +196,7 @@ def bench_flask(url: str, client: redis.Redis) -> list[Result]:
     }
     for test_client in clients.values():
         test_client.get("/login")
-    results = []
-    for kind in KINDS:
-        requests = {
-            library: (lambda path=f"/{kind}", http=test_client: http.get(path))
-            for library, test_client in clients.items()
-        }
-        results += measure(kind, client, requests)
-    return results
+    return measure_test_clients(clients, client)
 
 
 # -- Starlette -----------------------------------------------------------------------------
@@ -242,6 +256,63 @@ async def bench_starlette(url: str, client: redis.Redis) -> list[Result]:
     return results
 
 
+# -- Django --------------------------------------------------------------------------------
+
+
+def django_login(request: HttpRequest) -> HttpResponse:
+    request.session["user"] = {"id": 1, "cart": ["apple"]}
+    return HttpResponse("ok")
+
+
+def django_untouched(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+def django_read_only(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(str(request.session.get("user")))
+
+
+def django_modified(request: HttpRequest) -> HttpResponse:
+    request.session["counter"] = request.session.get("counter", 0) + 1
+    return HttpResponse("ok")
+
+
+# This module is the Django app's urlconf (ROOT_URLCONF).
+urlpatterns = [
+    django_path("login", django_login),
+    django_path("untouched", django_untouched),
+    django_path("read-only", django_read_only),
+    django_path("modified", django_modified),
+]
+
+
+def bench_django(url: str, client: redis.Redis) -> list[Result]:
+    django_settings.configure(
+        SECRET_KEY="benchmark-secret-key-0123456789",
+        ALLOWED_HOSTS=["*"],
+        INSTALLED_APPS=["django.contrib.sessions"],
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+        ROOT_URLCONF=__name__,
+        CACHES={
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        },
+        SATCHEL_SESSION={"driver": "redis", "connection": url},
+    )
+    django.setup()
+    engines = {
+        "satchel": "satchel.django",
+        "Django (cache)": "django.contrib.sessions.backends.cache",
+    }
+    clients = {}
+    for library, engine in engines.items():
+        # Django's SessionMiddleware takes its engine when the client's first request loads it.
+        with override_settings(SESSION_ENGINE=engine):
+            test_client = DjangoClient()
+            test_client.get("/login")
+        clients[library] = test_client
+    return measure_test_clients(clients, client)
+
+
 def report(title: str, results: list[Result]) -> None:
     print(f"\n{title}: median µs per request ({REQUESTS} requests), Redis commands per request")
     libraries = list(dict.fromkeys(result.library for result in results))
@@ -270,6 +341,7 @@ def main() -> None:
         client = redis.Redis.from_url(url)
         report("Flask", bench_flask(url, client))
         report("Starlette", asyncio.run(bench_starlette(url, client)))
+        report("Django", bench_django(url, client))
 
 
 if __name__ == "__main__":

@@ -242,15 +242,37 @@ class SessionManager:
 
         ``block`` overrides the config's for one app.
         """
+        if not is_valid_id(cookie):
+            yield
+            return
+        assert cookie is not None
+        with self.lock_record(self.storage_key(cookie), block=block):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def alock(self, cookie: str | None, *, block: bool | None = None) -> AsyncIterator[None]:
+        """The async form of :meth:`lock`."""
+        if not is_valid_id(cookie):
+            yield
+            return
+        assert cookie is not None
+        async with self.alock_record(self.storage_key(cookie), block=block):
+            yield
+
+    @contextlib.contextmanager
+    def lock_record(self, key: str, *, block: bool | None = None) -> Iterator[None]:
+        """Hold the lock on the stored record ``key`` (when ``block`` and the driver can lock).
+
+        For glue whose session ids are not satchel's (the Django engine): it
+        checks its own ids and hands the storage key.
+        """
         if not self._blocks(block):
             yield
             return
         handler = self.handler()
-        if not is_valid_id(cookie) or not supports(handler, SupportsLock):
+        if not supports(handler, SupportsLock):
             yield
             return
-        assert cookie is not None
-        key = self.storage_key(cookie)
         with (
             handler.lock(
                 key,
@@ -262,17 +284,15 @@ class SessionManager:
             yield
 
     @contextlib.asynccontextmanager
-    async def alock(self, cookie: str | None, *, block: bool | None = None) -> AsyncIterator[None]:
-        """The async form of :meth:`lock`."""
+    async def alock_record(self, key: str, *, block: bool | None = None) -> AsyncIterator[None]:
+        """The async form of :meth:`lock_record`."""
         if not self._blocks(block):
             yield
             return
         handler = self.async_handler()
-        if not is_valid_id(cookie) or not supports(handler, AsyncSupportsLock):
+        if not supports(handler, AsyncSupportsLock):
             yield
             return
-        assert cookie is not None
-        key = self.storage_key(cookie)
         async with handler.lock(
             key,
             lock_seconds=self.config.block_lock_seconds,

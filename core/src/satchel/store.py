@@ -35,6 +35,7 @@ from satchel.handler import (
 from satchel.ids import generate_id, is_valid_id, log_digest
 
 if TYPE_CHECKING:
+    from satchel.config import SessionConfig
     from satchel.manager import SessionManager
 
 T = TypeVar("T")
@@ -283,11 +284,8 @@ class Session(MutableMapping[str, Any]):
         self._stored = True
 
     def _open_stored(self, raw: str, key: str, session_id: str) -> str | None:
-        encrypter = self._manager.encrypter
-        if not self._config.encrypt or encrypter is None:
-            return raw
         try:
-            plaintext, stale_key = encrypter.decrypt(raw, key.encode("ascii"))
+            text, stale_key = open_record(self._manager, raw, key)
         except DecryptError as exc:
             logger.warning(
                 "satchel: the stored session %s failed to decrypt (%s); starting an empty session",
@@ -297,7 +295,7 @@ class Session(MutableMapping[str, Any]):
             return None
         if stale_key:
             self._force_write = True  # re-encrypt under the current key
-        return plaintext.decode("utf-8", "replace")
+        return text
 
     def _open_cookie(self, cookie_value: str) -> str | None:
         encrypter = self._manager.encrypter
@@ -428,17 +426,11 @@ class Session(MutableMapping[str, Any]):
         )
         plan.data = self._seal_stored(text, key)
         if wants_metadata:
-            # Encrypted sessions hand drivers none of their values, or the database
-            # driver would store user_id in plaintext beside the ciphertext.
-            values = {} if self._config.encrypt else copy.deepcopy(envelope.values)
-            plan.metadata = attrs.evolve(self.metadata or RequestMetadata(), values=values)
+            plan.metadata = record_metadata(self._config, envelope.values, self.metadata)
         return plan
 
     def _seal_stored(self, text: str, key: str) -> str:
-        encrypter = self._manager.encrypter
-        if not self._config.encrypt or encrypter is None:
-            return text
-        return encrypter.encrypt(text.encode("utf-8"), key.encode("ascii"))
+        return seal_record(self._manager, text, key)
 
     def _seal_cookie(self, text: str) -> str:
         encrypter = self._manager.encrypter
@@ -498,17 +490,12 @@ class Session(MutableMapping[str, Any]):
                     if not handler.write_existing(key, data, metadata):
                         plan.outcome = SaveOutcome.ENDED
                 else:
-                    _write(handler, key, data, metadata)
+                    write_record(handler, key, data, metadata)
         elif key is not None and data is not None:
             if not plan.existing:
-                _write(handler, key, data, metadata)
-            elif supports(handler, SupportsWriteExisting):
-                if not handler.write_existing(key, data, metadata):
-                    plan.outcome = SaveOutcome.ENDED
-            elif handler.read(key) == "":  # no atomic form: check, then write
+                write_record(handler, key, data, metadata)
+            elif not write_if_present(handler, key, data, metadata):
                 plan.outcome = SaveOutcome.ENDED
-            else:
-                _write(handler, key, data, metadata)
         return self._finish_save(plan)
 
     async def asave(self) -> SaveOutcome:
@@ -532,17 +519,12 @@ class Session(MutableMapping[str, Any]):
                     if not await handler.write_existing(key, data, metadata):
                         plan.outcome = SaveOutcome.ENDED
                 else:
-                    await _awrite(handler, key, data, metadata)
+                    await awrite_record(handler, key, data, metadata)
         elif key is not None and data is not None:
             if not plan.existing:
-                await _awrite(handler, key, data, metadata)
-            elif supports(handler, AsyncSupportsWriteExisting):
-                if not await handler.write_existing(key, data, metadata):
-                    plan.outcome = SaveOutcome.ENDED
-            elif await handler.read(key) == "":
+                await awrite_record(handler, key, data, metadata)
+            elif not await awrite_if_present(handler, key, data, metadata):
                 plan.outcome = SaveOutcome.ENDED
-            else:
-                await _awrite(handler, key, data, metadata)
         return self._finish_save(plan)
 
     def _merge(self, plan: _SavePlan, raw: str) -> str | None:
@@ -857,20 +839,86 @@ class Session(MutableMapping[str, Any]):
         return f"<Session {state}, driver {self._config.driver!r}>"
 
 
-def _write(handler: SessionHandler, key: str, data: str, metadata: RequestMetadata | None) -> None:
+def seal_record(manager: SessionManager, text: str, key: str) -> str:
+    """What a driver stores for a payload: the text itself, or under ``encrypt`` its
+    AES-GCM sealing, bound to the storage key so a record cannot be moved to another."""
+    encrypter = manager.encrypter
+    if not manager.config.encrypt or encrypter is None:
+        return text
+    return encrypter.encrypt(text.encode("utf-8"), key.encode("ascii"))
+
+
+def open_record(manager: SessionManager, raw: str, key: str) -> tuple[str, bool]:
+    """The payload text of a stored record, and whether it was sealed under a fallback key.
+
+    Raises :class:`satchel.crypto.DecryptError` when an encrypted record fails to
+    authenticate (tampered, moved from another key, or sealed under an unknown secret).
+    """
+    encrypter = manager.encrypter
+    if not manager.config.encrypt or encrypter is None:
+        return raw, False
+    plaintext, stale_key = encrypter.decrypt(raw, key.encode("ascii"))
+    return plaintext.decode("utf-8", "replace"), stale_key
+
+
+def record_metadata(
+    config: SessionConfig, values: Mapping[str, Any], request: RequestMetadata | None = None
+) -> RequestMetadata:
+    """What a driver that keeps metadata is handed with a write: the request's, plus the values.
+
+    Encrypted sessions hand drivers none of their values, or the database
+    driver would store user_id in plaintext beside the ciphertext.
+    """
+    copied = {} if config.encrypt else copy.deepcopy(dict(values))
+    return attrs.evolve(request or RequestMetadata(), values=copied)
+
+
+def write_record(
+    handler: SessionHandler, key: str, data: str, metadata: RequestMetadata | None
+) -> None:
+    """Write a record, with the metadata when there is some and the driver keeps it."""
     if metadata is not None and supports(handler, SupportsMetadata):
         handler.write_with_metadata(key, data, metadata)
     else:
         handler.write(key, data)
 
 
-async def _awrite(
+async def awrite_record(
     handler: AsyncSessionHandler, key: str, data: str, metadata: RequestMetadata | None
 ) -> None:
+    """The async form of :func:`write_record`."""
     if metadata is not None and supports(handler, AsyncSupportsMetadata):
         await handler.write_with_metadata(key, data, metadata)
     else:
         await handler.write(key, data)
+
+
+def write_if_present(
+    handler: SessionHandler, key: str, data: str, metadata: RequestMetadata | None
+) -> bool:
+    """Write a record only if it still exists; False, writing nothing, when it is gone.
+
+    Atomic with a driver that offers ``write_existing``; otherwise a read, then
+    the write (one more round trip, and a small race window).
+    """
+    if supports(handler, SupportsWriteExisting):
+        return handler.write_existing(key, data, metadata)
+    if handler.read(key) == "":
+        return False
+    write_record(handler, key, data, metadata)
+    return True
+
+
+async def awrite_if_present(
+    handler: AsyncSessionHandler, key: str, data: str, metadata: RequestMetadata | None
+) -> bool:
+    """The async form of :func:`write_if_present`."""
+    if supports(handler, AsyncSupportsWriteExisting):
+        return await handler.write_existing(key, data, metadata)
+    if await handler.read(key) == "":
+        return False
+    await awrite_record(handler, key, data, metadata)
+    return True
 
 
 def _keys(keys: str | Iterable[str]) -> list[str]:
