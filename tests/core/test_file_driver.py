@@ -535,3 +535,42 @@ def test_a_fifo_where_a_session_file_belongs_never_blocks_a_read(tmp_path: Path)
         reader.join(timeout=5)
         pytest.fail("a read waited on a FIFO planted in the sessions folder")
     assert results == [""]
+
+
+# A helper process incrementing a counter file (outside the sessions folder)
+# under the lock of an id that has no session, so the lock file comes and goes.
+LOCKED_INCREMENTS = """
+import sys, time
+from pathlib import Path
+from satchel.drivers.file import FileSessionHandler
+handler = FileSessionHandler(sys.argv[1], 3600)
+key, counter, rounds = sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+for _ in range(rounds):
+    with handler.lock(key, lock_seconds=30, wait_seconds=30):
+        value = int(counter.read_text())
+        time.sleep(0.001)
+        counter.write_text(str(value + 1))
+"""
+
+
+def test_the_lock_of_an_unknown_id_excludes_across_processes_while_its_file_comes_and_goes(
+    tmp_path: Path,
+) -> None:
+    # Each release removes the lock file and the next acquire makes a new one: a
+    # process that opened the old file must never hold its flock beside a
+    # holder of the new one, or two increments would overlap and one be lost.
+    folder = tmp_path / "sessions"
+    folder.mkdir(mode=0o700)
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    key, processes, rounds = new_storage_id(), 3, 60
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOCKED_INCREMENTS, str(folder), key, str(counter), str(rounds)]
+        )
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0
+    assert int(counter.read_text()) == processes * rounds
+    assert list(folder.iterdir()) == []
