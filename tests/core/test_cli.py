@@ -5,30 +5,19 @@ from __future__ import annotations
 import io
 import os
 import string
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.command import run_satchel
 from fixtures.terminal import run_in_terminal
 
 from satchel import SessionConfig, SessionManager
 from satchel.cli import run_gc
 from satchel.drivers import ArraySessionHandler
 from satchel.handler import SupportsBatchedGc
-
-
-def run_satchel(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "satchel", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-        check=False,
-    )
 
 
 def test_drivers_lists_builtins_with_their_distribution_and_version() -> None:

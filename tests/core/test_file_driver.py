@@ -381,22 +381,28 @@ def test_the_brief_save_lock_never_waits_on_a_held_blocking_lock(tmp_path: Path)
     assert time.monotonic() - started < 5
 
 
-def test_gc_never_removes_a_lock_file_someone_holds(tmp_path: Path) -> None:
+def make_idle(path: Path, seconds: float) -> None:
+    """Give ``path`` the mtime of a file last written ``seconds`` ago."""
+    when = time.time() - seconds
+    os.utime(path, (when, when), follow_symlinks=False)
+
+
+def test_gc_never_removes_a_session_whose_lock_someone_holds(tmp_path: Path) -> None:
     folder = tmp_path / "sessions"
     handler = FileSessionHandler(folder, 3600)
     key = new_storage_id()
     handler.write(key, "loaded")
     assert handler.write_existing(key, "saved")  # leaves the session's lock file
-    (lock_file,) = [path for path in folder.iterdir() if path.name.startswith(".lock-")]
-    hours_ago = time.time() - 2 * 3600
-    os.utime(lock_file, (hours_ago, hours_ago))
-    with handler._brief_lock(key):
+    lock_file = folder / f".lock-{key}"
+    assert lock_file.exists()
+    make_idle(folder / key, 2 * 3600)
+    with handler._flocked(key, create=False):
         handler.gc(3600)
-        assert lock_file.exists()  # in use: unlinking it would split the lock in two
-    handler.gc(3600)
-    assert not lock_file.exists()
-    assert handler.write_existing(key, "saved again")  # a fresh lock file is made
-    assert handler.read(key) == "saved again"
+        # In use this very moment: removing it would split the lock in two.
+        assert lock_file.exists()
+        assert (folder / key).exists()
+    assert handler.gc(3600) == 1
+    assert list(folder.iterdir()) == []
 
 
 def test_unknown_sessions_get_no_lock_file(tmp_path: Path) -> None:
@@ -407,3 +413,165 @@ def test_unknown_sessions_get_no_lock_file(tmp_path: Path) -> None:
     assert handler.write_existing(key, "late") is False
     assert handler.destroy(key) is True
     assert len(list(folder.iterdir())) == 1
+
+
+def test_locking_an_unknown_id_leaves_nothing_behind(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    stored = new_storage_id()
+    handler.write(stored, "someone else's")
+    for _ in range(3):
+        with handler.lock(new_storage_id(), lock_seconds=5, wait_seconds=1):
+            pass
+    assert sorted(path.name for path in folder.iterdir()) == [stored]
+
+
+def test_a_lock_file_goes_when_its_session_goes(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    logged_out, idle, ended_under_its_lock = (new_storage_id() for _ in range(3))
+    for key in (logged_out, idle, ended_under_its_lock):
+        handler.write(key, "loaded")
+        assert handler.write_existing(key, "saved")  # a save makes the session's lock file
+    assert len(list(folder.glob(".lock-*"))) == 3
+    handler.destroy(logged_out)  # a logout, without block
+    make_idle(folder / idle, 2 * 3600)
+    make_idle(folder / f".lock-{idle}", 2 * 3600)
+    assert handler.gc(3600) == 1
+    with handler.lock(ended_under_its_lock, lock_seconds=5, wait_seconds=1):
+        handler.destroy(ended_under_its_lock)  # a logout, with block
+    assert list(folder.iterdir()) == []
+
+
+def test_gc_removes_only_names_satchel_writes(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    live, idle, orphaned = new_storage_id(), new_storage_id(), new_storage_id()
+    for key in (live, idle):
+        handler.write(key, "session")
+        handler.write_existing(key, "saved")
+    (folder / f".lock-{orphaned}").write_text("")  # its process died between two unlinks
+    dead_writer = folder / ".tmp-999999999-abcd_123"  # no such pid
+    dead_writer.write_text("half a payload")
+    target = tmp_path / "target"
+    target.write_text("linked to")
+    foreign = {
+        "Makefile": "all:",
+        "id_rsa": "key",
+        new_storage_id().upper(): "upper case",
+        new_storage_id()[:-1]: "63 digits",
+        f".lock-{new_storage_id().upper()}": "not a lock of ours",
+        ".lock-Makefile": "not a lock of ours",
+        ".tmp-notes": "not a write of ours",
+        ".tmp-12-abcdefgh.txt": "not a write of ours",
+        ".tmp-abc-abcdefgh": "not a write of ours",
+    }
+    for name, text in foreign.items():
+        (folder / name).write_text(text)
+    link, subfolder = folder / new_storage_id(), folder / new_storage_id()
+    link.symlink_to(target)
+    subfolder.mkdir()
+    for path in folder.iterdir():
+        if path.name != live and path.name != f".lock-{live}":
+            make_idle(path, 30 * 86400)
+    assert handler.gc(3600) == 1
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        [live, f".lock-{live}", *foreign, link.name, subfolder.name]
+    )
+    assert {name: (folder / name).read_text() for name in foreign} == foreign
+    assert target.read_text() == "linked to"
+
+
+def test_gc_keeps_a_session_idle_for_less_than_the_lifetime(tmp_path: Path) -> None:
+    """Idle between half the lifetime and the lifetime: kept; idle past it: removed."""
+    folder = tmp_path / "sessions"
+    manager = SessionManager(SessionConfig(files=str(folder), lifetime=60, lottery=(0, 1)))
+    lifetime = manager.config.lifetime_seconds
+    cookies = {}
+    for name in ("three quarters", "one and a quarter"):
+        session = manager.start(None)
+        session.put("name", name)
+        session.save()
+        cookies[name] = session.id
+    make_idle(folder / manager.storage_key(cookies["three quarters"]), 0.75 * lifetime)
+    make_idle(folder / manager.storage_key(cookies["one and a quarter"]), 1.25 * lifetime)
+    assert manager.collect_garbage() == 1
+    assert [path.name for path in folder.iterdir()] == [
+        manager.storage_key(cookies["three quarters"])
+    ]
+    assert manager.start(cookies["three quarters"]).get("name") == "three quarters"
+
+
+def test_a_link_where_a_session_file_belongs_is_never_touched(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    handler.write(new_storage_id(), "makes the folder")
+    target = tmp_path / "target"
+    target.write_text("linked to")
+    make_idle(target, 60)
+    mtime = target.stat().st_mtime
+    key = new_storage_id()
+    (folder / key).symlink_to(target)
+    assert handler.read(key) == ""
+    assert handler.touch(key) is False
+    assert handler.write_existing(key, "through the link?") is False
+    assert (target.read_text(), target.stat().st_mtime) == ("linked to", mtime)
+    assert handler.destroy(key) is True  # removes the link itself
+    assert not os.path.lexists(folder / key)
+    assert target.read_text() == "linked to"
+
+
+def test_a_fifo_where_a_session_file_belongs_never_blocks_a_read(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    handler.write(new_storage_id(), "makes the folder")
+    key = new_storage_id()
+    os.mkfifo(folder / key, 0o600)
+    results: list[str] = []
+    reader = threading.Thread(target=lambda: results.append(handler.read(key)), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    if reader.is_alive():  # free the stuck reader so the test run can end
+        os.close(os.open(folder / key, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=5)
+        pytest.fail("a read waited on a FIFO planted in the sessions folder")
+    assert results == [""]
+
+
+# A helper process incrementing a counter file (outside the sessions folder)
+# under the lock of an id that has no session, so the lock file comes and goes.
+LOCKED_INCREMENTS = """
+import sys, time
+from pathlib import Path
+from satchel.drivers.file import FileSessionHandler
+handler = FileSessionHandler(sys.argv[1], 3600)
+key, counter, rounds = sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+for _ in range(rounds):
+    with handler.lock(key, lock_seconds=30, wait_seconds=30):
+        value = int(counter.read_text())
+        time.sleep(0.001)
+        counter.write_text(str(value + 1))
+"""
+
+
+def test_the_lock_of_an_unknown_id_excludes_across_processes_while_its_file_comes_and_goes(
+    tmp_path: Path,
+) -> None:
+    # Each release removes the lock file and the next acquire makes a new one: a
+    # process that opened the old file must never hold its flock beside a
+    # holder of the new one, or two increments would overlap and one be lost.
+    folder = tmp_path / "sessions"
+    folder.mkdir(mode=0o700)
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    key, processes, rounds = new_storage_id(), 3, 60
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOCKED_INCREMENTS, str(folder), key, str(counter), str(rounds)]
+        )
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0
+    assert int(counter.read_text()) == processes * rounds
+    assert list(folder.iterdir()) == []

@@ -2,7 +2,8 @@
 
 With ``block = true`` every increment survives; with ``merge_on_save`` every
 request's own key survives. The control cases show the same load loses writes
-without either, so these tests can fail. The tests are
+without either, so these tests can fail. Requests with made-up ids under
+``block = true`` leave the sessions folder (or the array's memory) as it was. The tests are
 ``satchel.testing.reliability``'s ``ConcurrencyConformance``.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 
 from satchel import ConfigError, SessionConfig, SessionManager
+from satchel.drivers import ArraySessionHandler
 from satchel.testing import ConcurrencyConformance
 
 
@@ -42,9 +44,20 @@ class BuiltinConcurrency(ConcurrencyConformance):
 class TestFile(BuiltinConcurrency):
     driver = "file"
 
+    def stored_state(self, manager: SessionManager) -> object:
+        """Every name in the sessions folder: session files and lock files."""
+        folder = Path(manager.config.files)
+        return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
 
 class TestArray(BuiltinConcurrency):
     driver = "array"
+
+    def stored_state(self, manager: SessionManager) -> object:
+        """The ids of the stored sessions and of the held locks."""
+        handler = manager.handler()
+        assert isinstance(handler, ArraySessionHandler)
+        return sorted(handler._entries), sorted(handler._locks)
 
 
 def test_merge_on_save_needs_a_driver_that_can_lock(tmp_path: Path) -> None:

@@ -114,6 +114,18 @@ def make_manager(database_url: str, table: str) -> Iterator[Callable[..., Sessio
         handler.handler.close()
 
 
+class StoredRows:
+    """``stored_state`` for the suite: the ids in the sessions table and in its lock table."""
+
+    def stored_state(self, manager: SessionManager) -> object:
+        handler = manager.handler()
+        assert isinstance(handler, DatabaseSessionHandler)
+        with handler.engine.connect() as connection:
+            sessions = set(connection.execute(sa.select(handler.table.c.id)).scalars())
+            locks = set(connection.execute(sa.select(handler.locks.c.id)).scalars())
+        return sessions, locks
+
+
 def asyncio_handler(config: SessionConfig, url: str) -> AsyncDatabaseSessionHandler:
     """The asyncio-engine twin on ``url``, without a connection pool.
 
@@ -144,7 +156,7 @@ def test_the_handlers_write_only_over_existing_rows(
 
 
 class TestThreadedTwin(
-    ResurrectionConformance, AsyncResurrectionConformance, ConcurrencyConformance
+    StoredRows, ResurrectionConformance, AsyncResurrectionConformance, ConcurrencyConformance
 ):
     """``satchel.testing.reliability``'s suite; the async twin runs the sync handler in threads."""
 
@@ -159,7 +171,7 @@ class TestThreadedTwin(
         return make_manager
 
 
-class TestAsyncioTwin(AsyncResurrectionConformance, ConcurrencyConformance):
+class TestAsyncioTwin(StoredRows, AsyncResurrectionConformance, ConcurrencyConformance):
     """The async race and the ASGI requests on the asyncio engine (asyncpg, aiomysql, aiosqlite)."""
 
     clock_start = 1_000_000.0

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 from fixtures.hostile_ids import HOSTILE_IDS as SHARED_HOSTILE_IDS
+from fixtures.memcached_servers import memcached_keys
 from pymemcache.client.base import PooledClient
 
 from satchel import SessionConfig, SessionManager
@@ -30,6 +31,7 @@ from satchel.testing import (
     ResurrectionConformance,
 )
 from satchel.testing.concurrency import call_wsgi, wsgi_environ
+from satchel.testing.conformance import IDLE_SLEEP_SECONDS
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 from satchel_memcached import AsyncMemcachedSessionHandler, MemcachedSessionHandler, is_valid_key
 
@@ -63,6 +65,15 @@ class MemcachedReliability(
             return SessionManager(SessionConfig.from_dict(settings), clock=clock)
 
         return make
+
+    # A released lock stays as a "released" marker that memcached drops one
+    # second later (two on its whole-second clock).
+    released_lock_lingers_seconds = IDLE_SLEEP_SECONDS
+
+    def stored_state(self, manager: SessionManager) -> object:
+        """Every live key under the test's prefix (sessions and locks), on every server."""
+        assert manager.config.connection is not None
+        return memcached_keys(manager.config.connection, manager.config.prefix)
 
 
 class TestSingleServer(MemcachedReliability):

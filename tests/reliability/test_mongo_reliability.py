@@ -25,6 +25,7 @@ from satchel.testing import (
     ResurrectionConformance,
 )
 from satchel_mongo import AsyncMongoSessionHandler, MongoSessionHandler
+from satchel_mongo.handler import LOCKS_SUFFIX
 
 
 @pytest.fixture
@@ -88,3 +89,10 @@ class TestMongo(ResurrectionConformance, AsyncResurrectionConformance, Concurren
         self, make_manager: Callable[..., SessionManager]
     ) -> Callable[..., SessionManager]:
         return make_manager
+
+    def stored_state(self, manager: SessionManager) -> object:
+        """The ids in the sessions collection and in its lock collection."""
+        handler = manager.handler()
+        assert isinstance(handler, MongoSessionHandler)
+        locks = handler.collection.database[handler.collection.name + LOCKS_SUFFIX]
+        return set(handler.collection.distinct("_id")), set(locks.distinct("_id"))

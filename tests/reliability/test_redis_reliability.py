@@ -65,6 +65,12 @@ class RedisManagers:
         url = str(request.getfixturevalue(self.url_fixture))
         return functools.partial(manager_for, url, unique_prefix)
 
+    def stored_state(self, manager: SessionManager) -> object:
+        """Every key under the test's prefix (sessions and locks), on every node."""
+        handler = manager.handler()
+        assert isinstance(handler, RedisSessionHandler)
+        return set(handler.client.scan_iter(match=f"{manager.config.prefix}*"))
+
 
 class TestOneServer(
     RedisManagers, ResurrectionConformance, AsyncResurrectionConformance, ConcurrencyConformance
@@ -74,14 +80,6 @@ class TestOneServer(
     url_fixture = "redis_url"
     handler_type = RedisSessionHandler
     async_handler_type = AsyncRedisSessionHandler
-
-    def stored_state(self, manager: SessionManager) -> object:
-        """Every key under the test's prefix."""
-        client = redis.Redis.from_url(manager.config.connection)
-        try:
-            return set(client.scan_iter(match=f"{manager.config.prefix}*"))
-        finally:
-            client.close()
 
 
 class TestCluster(RedisManagers, ConcurrencyConformance):

@@ -131,7 +131,9 @@ class SupportsLock(Protocol):
     The lock expires by itself after ``lock_seconds`` (a holder that died
     never blocks forever); waiting longer than ``wait_seconds`` raises
     :class:`satchel.LockTimeout`. Releasing never frees a lock another holder
-    took after this one expired.
+    took after this one expired. Once released, a lock on an id with no session
+    leaves no record in the store: core locks every request that carries a
+    well-formed id, made-up ones included.
     """
 
     def lock(

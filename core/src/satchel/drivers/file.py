@@ -5,24 +5,78 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from satchel.config import SessionConfig
-from satchel.errors import SessionBackendError
+from satchel.errors import ConfigError, SessionBackendError
 from satchel.handler import RequestMetadata, SessionHandler
+from satchel.ids import log_digest
 from satchel.locking import new_lock_token, wait_for_lock
 
-# Core hands drivers SHA-256 hex digests; anything else that could name a path
-# outside the folder is refused here too, as a second fence.
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+logger = logging.getLogger("satchel")
+
+# The only names the driver writes, and so the only ones gc ever removes: a
+# session file (the SHA-256 hex digest core hands drivers), its lock file, and
+# the temporary file of a write in progress (``mkstemp``'s: the writer's pid,
+# then eight random characters). An id of any other shape never becomes a path.
 TEMP_PREFIX = ".tmp-"
 LOCK_PREFIX = ".lock-"
+_SESSION_NAME = re.compile(r"[0-9a-f]{64}")
+_LOCK_NAME = re.compile(re.escape(LOCK_PREFIX) + r"([0-9a-f]{64})")
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-[a-z0-9_]{8}")
 STALE_TEMP_SECONDS = 3600
+# Every open in the folder: never through a symbolic link planted there, and
+# never stuck on a FIFO planted there.
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# What open(O_NOFOLLOW) fails with on a symbolic link (EMLINK on FreeBSD).
+_LINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
+
+
+class _NotAFile(Exception):
+    """A symbolic link, FIFO or other non-file stands where one of satchel's files belongs."""
+
+
+def _check_folder(folder: Path) -> bool:
+    """Refuse a sessions folder that someone else could write to; False when it does not exist.
+
+    Whoever can write to the folder can plant, replace or remove sessions, so
+    a folder writable by its group or by everyone, or owned by another user, is
+    a :class:`~satchel.ConfigError` naming it (key ``files``).
+    """
+    try:
+        info = os.stat(folder)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ConfigError(
+            "files", f"cannot use the sessions folder {folder}: {exc.strerror}"
+        ) from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError("files", f"{folder} is not a folder")
+    if info.st_uid != os.geteuid():
+        raise ConfigError(
+            "files",
+            f"the sessions folder {folder} belongs to another user (uid {info.st_uid}; this "
+            f"process runs as uid {os.geteuid()}), who could read, plant or remove sessions; "
+            "give satchel a folder of its own user",
+        )
+    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable:
+        whom = "everyone" if writable & stat.S_IWOTH else "its group"
+        raise ConfigError(
+            "files",
+            f"the sessions folder {folder} is writable by {whom} (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}), who could plant or remove sessions; "
+            f"make it private (chmod 700 {folder})",
+        )
+    return True
 
 
 class FileSessionHandler(SessionHandler):
@@ -30,22 +84,34 @@ class FileSessionHandler(SessionHandler):
 
     Writes go to a temporary file in the same folder and are moved over the
     old one with ``os.replace``, so a reader sees the old or the new payload,
-    never a partial one. The folder is created 0700 and files are 0600.
+    never a partial one. The folder is created 0700 and files are 0600; a
+    folder others can write to is refused when the handler is built.
 
-    Session blocking uses a lock file per session that records its holder's
-    token and expiry; ``flock`` guards only the brief check-and-set, so a
-    holder that died or hangs loses the lock after ``lock_seconds``, and a
-    late holder never releases a lock someone else took since. The same brief
-    ``flock`` makes ``write_existing`` (check, then replace) and ``destroy``
-    atomic with respect to each other, so a late save never undoes a logout.
-    No ``flock`` is held while waiting or across a request, so these never
-    wait on a held blocking lock.
+    Nothing in the folder is opened through a symbolic link (``O_NOFOLLOW``;
+    temporary files with ``O_CREAT | O_EXCL | O_NOFOLLOW``): a link where a
+    session file belongs reads as no session, one where a lock file belongs is
+    replaced by a real lock file; neither target is ever opened.
+
+    Session blocking uses a lock file per stored session that records its
+    holder's token and expiry; ``flock`` guards only the brief check-and-set,
+    so a holder that died or hangs loses the lock after ``lock_seconds``, and
+    a late holder never releases a lock someone else took since. The same
+    brief ``flock`` makes ``write_existing`` (check, then replace), ``destroy``
+    and gc's removal atomic with respect to each other, so a late save never
+    undoes a logout. No ``flock`` is held while waiting or across a request,
+    so these never wait on a held blocking lock.
+
+    A lock file lives while its session is stored or while a request holds its
+    lock, never longer: whoever holds the ``flock`` last once neither is true
+    removes it. So a request with an unknown id leaves nothing behind (its
+    lock file goes when it releases the lock), and a session's lock file goes
+    with the session (``destroy``, gc).
     """
 
     def __init__(self, folder: str | os.PathLike[str], lifetime_seconds: int) -> None:
         self.folder = Path(folder)
         self.lifetime_seconds = lifetime_seconds
-        self._ready = False
+        self._ready = _check_folder(self.folder)
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> FileSessionHandler:
@@ -58,27 +124,49 @@ class FileSessionHandler(SessionHandler):
         if self._ready:
             return
         try:
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            _check_folder(self.folder)  # made by someone else since the handler was built
         except OSError as exc:
             raise self._error(f"cannot create the sessions folder: {exc.strerror or exc}") from exc
         self._ready = True
 
     def _path(self, session_id: str) -> Path | None:
-        if not _SAFE_NAME.fullmatch(session_id):
+        if not _SESSION_NAME.fullmatch(session_id):
             return None
         return self.folder / session_id
+
+    def _lock_path(self, session_id: str) -> Path:
+        return self.folder / f"{LOCK_PREFIX}{session_id}"
+
+    def _warn_not_a_file(self, session_id: str, what: str) -> None:
+        logger.warning(
+            "satchel: a symbolic link or other non-file sits where the %s of session %s "
+            "belongs in %s; it is never followed",
+            what,
+            log_digest(session_id),
+            self.folder,
+        )
 
     def read(self, session_id: str) -> str:
         path = self._path(session_id)
         if path is None:
             return ""
         try:
-            with path.open("r", encoding="utf-8") as stream:
-                if os.fstat(stream.fileno()).st_mtime < time.time() - self.lifetime_seconds:
+            opened = _open_plain_file(path, os.O_RDONLY)
+        except _NotAFile:
+            self._warn_not_a_file(session_id, "session file")
+            return ""  # read as no session: core issues a fresh one
+        except OSError as exc:
+            raise self._error(f"cannot read a session file: {exc.strerror or exc}") from exc
+        if opened is None:
+            return ""
+        fd, info = opened
+        try:
+            with os.fdopen(fd, "r", encoding="utf-8") as stream:
+                if info.st_mtime < time.time() - self.lifetime_seconds:
                     return ""
                 return stream.read()
-        except FileNotFoundError:
-            return ""
         except UnicodeDecodeError:
             return ""  # not ours; core treats "" as no session
         except OSError as exc:
@@ -91,11 +179,13 @@ class FileSessionHandler(SessionHandler):
         self._ensure_folder()
         temp_name: str | None = None
         try:
-            # The writer's pid in the name lets gc clear what a killed writer left.
+            # mkstemp opens with O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600. The writer's
+            # pid in the name lets gc clear what a killed writer left.
             prefix = f"{TEMP_PREFIX}{os.getpid()}-"
-            fd, temp_name = tempfile.mkstemp(prefix=prefix, dir=self.folder)  # mode 0600
+            fd, temp_name = tempfile.mkstemp(prefix=prefix, dir=self.folder)
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 stream.write(data)
+            # rename replaces whatever has the name, a planted link included, never its target.
             os.replace(temp_name, path)
             temp_name = None
         except OSError as exc:
@@ -110,13 +200,19 @@ class FileSessionHandler(SessionHandler):
                     os.unlink(temp_name)
         return True
 
-    def _is_live(self, path: Path) -> bool:
+    def _stored(self, path: Path) -> os.stat_result | None:
+        """The session file's status, or None when no plain file is stored there."""
         try:
-            return path.stat().st_mtime >= time.time() - self.lifetime_seconds
+            info = os.lstat(path)
         except FileNotFoundError:
-            return False
+            return None
         except OSError as exc:
             raise self._error(f"cannot check a session file: {exc.strerror or exc}") from exc
+        return info if stat.S_ISREG(info.st_mode) else None
+
+    def _is_live(self, path: Path) -> bool:
+        info = self._stored(path)
+        return info is not None and info.st_mtime >= time.time() - self.lifetime_seconds
 
     def write_existing(
         self, session_id: str, data: str, metadata: RequestMetadata | None = None
@@ -125,7 +221,7 @@ class FileSessionHandler(SessionHandler):
         # The first check, unlocked, spares an unknown id a lock file.
         if path is None or not self._is_live(path):
             return False
-        with self._brief_lock(session_id):
+        with self._flocked(session_id, create=True):
             # destroy takes the same lock, so it cannot land between check and replace.
             if not self._is_live(path):
                 return False
@@ -136,8 +232,16 @@ class FileSessionHandler(SessionHandler):
         if path is None:
             return False
         try:
-            os.utime(path)
-        except FileNotFoundError:
+            opened = _open_plain_file(path, os.O_RDONLY)
+            if opened is None:
+                return False
+            fd, _ = opened
+            try:
+                os.utime(fd)
+            finally:
+                os.close(fd)
+        except _NotAFile:
+            self._warn_not_a_file(session_id, "session file")
             return False
         except OSError as exc:
             raise self._error(f"cannot touch a session file: {exc.strerror or exc}") from exc
@@ -145,48 +249,51 @@ class FileSessionHandler(SessionHandler):
 
     def destroy(self, session_id: str) -> bool:
         path = self._path(session_id)
-        # A missing file needs no lock: write_existing never creates one.
-        if path is None or not os.path.lexists(path):
+        if path is None:
             return True
-        with self._brief_lock(session_id):
+        stored = os.path.lexists(path)
+        # Nothing stored and no lock file left behind: nothing to do, and no lock file made.
+        if not stored and not os.path.lexists(self._lock_path(session_id)):
+            return True
+        # A stored session is removed under the brief lock write_existing takes, so a
+        # late save cannot bring it back; the lock file goes with it on the way out.
+        with self._flocked(session_id, create=stored):
             try:
-                path.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)  # a planted link goes, never its target
             except OSError as exc:
                 raise self._error(f"cannot delete a session file: {exc.strerror or exc}") from exc
         return True
 
     @contextlib.contextmanager
     def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
-        if not _SAFE_NAME.fullmatch(session_id):
+        if self._path(session_id) is None:
             raise ValueError("refusing a session id that is not a safe file name")
         self._ensure_folder()
-        path = self._lock_path(session_id)
         token = new_lock_token()
 
         def try_acquire() -> bool:
-            return self._update_lock_file(path, token, lock_seconds, acquire=True)
+            return self._update_lock_file(session_id, token, lock_seconds, acquire=True)
 
         wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a file session")
         try:
             yield
         finally:
-            self._update_lock_file(path, token, lock_seconds, acquire=False)
+            # For a session that is not stored (an unknown id), releasing also removes
+            # the lock file: the request leaves nothing behind.
+            self._update_lock_file(session_id, token, lock_seconds, acquire=False)
 
     def _update_lock_file(
-        self, path: Path, token: str, lock_seconds: float, *, acquire: bool
+        self, session_id: str, token: str, lock_seconds: float, *, acquire: bool
     ) -> bool:
         """Under a brief ``flock``: take the lock if free or expired, or release it if ours."""
-        with self._flocked(path) as fd:
-            holder, _, expiry = os.pread(fd, 128, 0).decode("ascii", "replace").partition(" ")
-            now = time.time()
-            try:
-                held = bool(holder) and float(expiry) > now
-            except ValueError:
-                held = False  # unreadable: treat as free
+        with self._flocked(session_id, create=acquire) as fd:
+            if fd is None:
+                return True  # no lock file: nothing of ours to release
+            holder, held = _lock_record(fd)
             if acquire:
                 if held and holder != token:
                     return False
-                record = f"{token} {now + lock_seconds:.6f}".encode("ascii")
+                record = f"{token} {time.time() + lock_seconds:.6f}".encode("ascii")
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, record, 0)
                 return True
@@ -194,33 +301,82 @@ class FileSessionHandler(SessionHandler):
                 os.ftruncate(fd, 0)
             return True
 
-    def _lock_path(self, session_id: str) -> Path:
-        return self.folder / f"{LOCK_PREFIX}{session_id}"
-
-    def _brief_lock(self, session_id: str) -> contextlib.AbstractContextManager[int]:
-        """The session's lock file under ``flock`` for one short step (not session blocking)."""
-        return self._flocked(self._lock_path(session_id))
-
     @contextlib.contextmanager
-    def _flocked(self, path: Path) -> Iterator[int]:
-        """Hold an exclusive ``flock`` on the lock file at ``path``; yields its descriptor."""
+    def _flocked(self, session_id: str, *, create: bool, wait: bool = True) -> Iterator[int | None]:
+        """Hold an exclusive ``flock`` on the session's lock file for one brief step.
+
+        Yields the lock file's descriptor; ``None`` when there is no lock file
+        and ``create`` is false, or when ``wait`` is false and someone holds the
+        ``flock``. On the way out, a lock file whose session is not stored and
+        that holds no live lock is removed, still under the ``flock``: a lock
+        file lives while its session does or while a request holds it, never
+        longer. A lock file is only ever unlinked under its ``flock``, so a process
+        that opened it before and gets the ``flock`` after sees the name gone
+        (``_same_file``) and starts over: two processes never each hold a
+        ``flock`` on a different file.
+        """
+        path = self._lock_path(session_id)
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
         while True:
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                opened = _open_plain_file(path, flags)
+            except _NotAFile:
+                self._warn_not_a_file(session_id, "lock file")
+                self._remove_non_file(path)
+                continue
             except OSError as exc:
                 raise self._error(f"cannot open a lock file: {exc.strerror or exc}") from exc
+            if opened is None:
+                yield None
+                return
+            fd, _ = opened
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                # gc may have unlinked the file between our open and our flock
-                # (it unlinks only under the flock): then lock the new one.
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield None  # in use this very moment
+                    return
                 if _same_file(fd, path):
-                    yield fd
+                    try:
+                        yield fd
+                    finally:
+                        gone = self._stored(self.folder / session_id) is None
+                        if gone and not _lock_record(fd)[1]:
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(path)
                     return
             finally:
                 os.close(fd)  # closing drops the flock
 
+    def _remove_non_file(self, path: Path) -> None:
+        """Remove a link (or FIFO, …) that sits where a lock file belongs: the name only."""
+        folder_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # Under the folder's flock, so that of two processes that both met the
+            # link, the second never removes the real lock file the first made since.
+            fcntl.flock(folder_fd, fcntl.LOCK_EX)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                return
+            if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+                os.unlink(path)  # unlink never follows a link
+        except OSError as exc:
+            raise self._error(f"cannot replace a lock file: {exc.strerror or exc}") from exc
+        finally:
+            os.close(folder_fd)
+
     def gc(self, lifetime: int) -> int:
+        """Remove the sessions idle for more than ``lifetime`` seconds, with their lock files.
+
+        Only names this driver writes are ever removed (a 64-digit lowercase hex
+        session file, its ``.lock-`` file, a temporary file of a write that died):
+        anything else in the folder stays, however old, and so do links and
+        folders whatever their name. A session in use at this very moment (its
+        ``flock`` held) is left for the next run.
+        """
         now = time.time()
+        cutoff = now - lifetime
         removed = 0
         try:
             entries = list(os.scandir(self.folder))
@@ -230,67 +386,84 @@ class FileSessionHandler(SessionHandler):
             try:
                 if not entry.is_file(follow_symlinks=False):
                     continue
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-                if entry.name.startswith(LOCK_PREFIX):
-                    # A lock unused for an hour (every acquire rewrites it).
-                    if mtime < now - STALE_TEMP_SECONDS:
-                        _unlink_unless_flocked(entry.path)
-                    continue
-                if entry.name.startswith(TEMP_PREFIX):
+                name = entry.name
+                if _SESSION_NAME.fullmatch(name):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        removed += self._remove_idle(name, cutoff)
+                elif lock := _LOCK_NAME.fullmatch(name):
+                    # Left by a process that died holding it: a brief flock removes it,
+                    # as every step does once neither its session nor a live lock needs it.
+                    with self._flocked(lock[1], create=False, wait=False):
+                        pass
+                elif temp := _TEMP_NAME.fullmatch(name):
                     # Left by a writer that died mid-write; never counted as a session.
-                    if mtime < now - STALE_TEMP_SECONDS or _writer_died(entry.name):
+                    stale = entry.stat(follow_symlinks=False).st_mtime < now - STALE_TEMP_SECONDS
+                    if stale or _process_gone(int(temp[1])):
                         os.unlink(entry.path)
-                    continue
-                if entry.name.startswith(".") or not _SAFE_NAME.fullmatch(entry.name):
-                    continue
-                if mtime < now - lifetime:
-                    os.unlink(entry.path)
-                    removed += 1
             except FileNotFoundError:
                 continue  # removed by a concurrent gc or destroy
         return removed
+
+    def _remove_idle(self, session_id: str, cutoff: float) -> bool:
+        """Remove a session idle since before ``cutoff`` (and its lock file, on the way out)."""
+        path = self.folder / session_id
+        with self._flocked(session_id, create=True, wait=False) as fd:
+            if fd is None:
+                return False  # in use this very moment: not idle
+            info = self._stored(path)
+            if info is None or info.st_mtime >= cutoff:
+                return False  # written since the folder was listed
+            os.unlink(path)
+            return True
+
+
+def _open_plain_file(path: Path, flags: int) -> tuple[int, os.stat_result] | None:
+    """Open ``path`` without following a link: its descriptor and status, or None if absent.
+
+    Raises :class:`_NotAFile` for a symbolic link or anything but a plain file.
+    """
+    try:
+        fd = os.open(path, flags | _OPEN_FLAGS, 0o600)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in _LINK_ERRNOS:
+            raise _NotAFile from exc
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _NotAFile
+    return fd, info
+
+
+def _lock_record(fd: int) -> tuple[str, bool]:
+    """The token in a lock file, and whether that holder's lock is still live."""
+    holder, _, expiry = os.pread(fd, 128, 0).decode("ascii", "replace").partition(" ")
+    try:
+        return holder, bool(holder) and float(expiry) > time.time()
+    except ValueError:
+        return holder, False  # unreadable: treat as free
 
 
 def _same_file(fd: int, path: Path) -> bool:
     """True while ``path`` still names the file open as ``fd``."""
     try:
-        named = os.stat(path)
+        named = os.lstat(path)
     except FileNotFoundError:
         return False
     opened = os.fstat(fd)
     return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def _unlink_unless_flocked(path: str) -> None:
-    """Remove a lock file unless someone holds its ``flock`` right now.
-
-    Unlinking under the ``flock`` means a process that opened the old file and
-    then gets the ``flock`` sees the name gone (``_same_file``) and starts over,
-    so two processes can never each hold a ``flock`` on a different file.
-    """
-    fd = os.open(path, os.O_RDWR)
+def _process_gone(pid: int) -> bool:
+    """True when no process ``pid`` exists (the writer of a temporary file died)."""
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # in use this very moment: not stale
-        if _same_file(fd, Path(path)):
-            os.unlink(path)
-    finally:
-        os.close(fd)
-
-
-def _writer_died(name: str) -> bool:
-    """True for a temporary file whose writing process no longer exists."""
-    if not name.startswith(TEMP_PREFIX):
-        return False
-    pid_text = name[len(TEMP_PREFIX) :].partition("-")[0]
-    if not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False  # alive, owned by someone else
+    except OverflowError:
+        return False  # no pid of ours: left to the age rule
     return False

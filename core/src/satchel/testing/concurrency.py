@@ -15,7 +15,7 @@ import asyncio
 import io
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -126,6 +126,18 @@ def run_wsgi(
     block: bool | None = None,
 ) -> list[int]:
     """``requests`` concurrent WSGI requests carrying ``cookie``; returns their status codes."""
+    return _wsgi_statuses(manager, work, [cookie] * requests, workers=requests, block=block)
+
+
+def _wsgi_statuses(
+    manager: SessionManager,
+    work: Callable[[Session, int], None],
+    cookies: Sequence[str],
+    *,
+    workers: int,
+    block: bool | None,
+) -> list[int]:
+    """One WSGI request per cookie value, from ``workers`` threads; their status codes."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         work(environ["satchel.session"], environ["satchel.test.index"])
@@ -133,16 +145,15 @@ def run_wsgi(
         return [b"ok"]
 
     middleware = WsgiSessionMiddleware(app, manager, block=block)
-    cookie_header = f"{manager.config.cookie}={cookie}"
 
     def one(index: int) -> int:
-        environ = wsgi_environ(cookie_header)
+        environ = wsgi_environ(f"{manager.config.cookie}={cookies[index]}")
         environ["satchel.test.index"] = index
         status, _, _ = call_wsgi(middleware, environ)
         return int(status.split()[0])
 
-    with ThreadPoolExecutor(max_workers=requests) as pool:
-        return list(pool.map(one, range(requests)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, range(len(cookies))))
 
 
 def run_asgi(
@@ -157,6 +168,18 @@ def run_asgi(
 
     ``work(session, index)`` may return an awaitable, awaited inside the request.
     """
+    return _asgi_statuses(manager, work, [cookie] * requests, workers=requests, block=block)
+
+
+def _asgi_statuses(
+    manager: SessionManager,
+    work: Callable[[Session, int], Any],
+    cookies: Sequence[str],
+    *,
+    workers: int,
+    block: bool | None,
+) -> list[int]:
+    """One ASGI request per cookie value, ``workers`` at a time; their status codes."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         result = work(scope["session"], scope["satchel.test.index"])
@@ -166,20 +189,40 @@ def run_asgi(
         await send({"type": "http.response.body", "body": b"ok"})
 
     middleware = AsgiSessionMiddleware(app, manager, block=block)
-    cookie_header = f"{manager.config.cookie}={cookie}".encode("latin-1")
 
-    async def one(index: int) -> int:
-        return await call_asgi(
-            middleware,
-            [(b"host", b"testserver"), (b"cookie", cookie_header)],
-            client=("127.0.0.1", 40000 + index),
-            extra={"satchel.test.index": index},
-        )
+    async def one(index: int, slots: asyncio.Semaphore) -> int:
+        cookie_header = f"{manager.config.cookie}={cookies[index]}".encode("latin-1")
+        async with slots:
+            return await call_asgi(
+                middleware,
+                [(b"host", b"testserver"), (b"cookie", cookie_header)],
+                client=("127.0.0.1", 40000 + index),
+                extra={"satchel.test.index": index},
+            )
 
     async def everything() -> list[int]:
-        return list(await asyncio.gather(*(one(index) for index in range(requests))))
+        slots = asyncio.Semaphore(workers)
+        return list(await asyncio.gather(*(one(index, slots) for index in range(len(cookies)))))
 
     return asyncio.run(everything())
+
+
+def untouched_requests(
+    manager: SessionManager,
+    cookies: Sequence[str],
+    *,
+    via: Via,
+    block: bool | None = None,
+    workers: int = 16,
+) -> list[int]:
+    """One request per cookie value to a page that never touches the session, ``workers``
+    at a time; their statuses."""
+
+    def leave_alone(session: Session, index: int) -> None:
+        pass
+
+    statuses = _wsgi_statuses if via == "wsgi" else _asgi_statuses
+    return statuses(manager, leave_alone, cookies, workers=workers, block=block)
 
 
 def concurrent_increments(

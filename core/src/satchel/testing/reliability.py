@@ -30,16 +30,20 @@ your driver with the given config keys on top of the ones it needs, and
   through the WSGI and the ASGI middleware; with ``block = true`` (alone or with
   ``merge_on_save``) every increment survives, with ``merge_on_save`` every
   request's own key. The
-  controls without either must lose writes, so the suite can fail. Needs a
-  driver that locks.
+  controls without either must lose writes, so the suite can fail. And 200
+  requests with made-up ids under ``block = true`` leave the store as it was
+  (the locks they took leave no record). Needs a driver that locks, and
+  ``stored_state`` overridden to list what the store holds.
 
 Class attributes tune it: ``handler_type`` / ``async_handler_type`` (the
 handler classes the manager must build), ``clock_start`` (the fake clock's
 first reading; ``None`` for the real time), ``close_async_handler`` (close the
-async twin inside the event loop that used it). Override
-:meth:`ResurrectionConformance.stored_state` to compare what the store holds
-before and after a late save, and the ``via`` fixture to run only some of
-``"wsgi"`` and ``"asgi"``.
+async twin inside the event loop that used it), ``released_lock_lingers_seconds``
+(how long a released lock may stay in the store before it expires by itself).
+Override ``stored_state(manager)`` to return every record the store holds
+(sessions and locks, say as sets of keys): the suite compares it before and
+after a late save, and before and after the made-up ids. Override the ``via``
+fixture to run only some of ``"wsgi"`` and ``"asgi"``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from typing import ClassVar
 
 import pytest
 
+from satchel.ids import generate_id
 from satchel.manager import SessionManager
 from satchel.store import SaveOutcome, Session
 from satchel.testing.concurrency import (
@@ -58,6 +63,8 @@ from satchel.testing.concurrency import (
     Via,
     concurrent_distinct_keys,
     concurrent_increments,
+    seed_session,
+    untouched_requests,
 )
 
 ManagerFactory = Callable[..., SessionManager]
@@ -74,6 +81,7 @@ MOVES: dict[str, Callable[[Session], None]] = {
 }
 TOUCH_INTERVAL_SECONDS = 60
 PAST_THE_TOUCH_INTERVAL = 120  # a save this much later is a refresh, even unchanged
+UNKNOWN_ID_REQUESTS = 200
 
 
 class Clock:
@@ -115,6 +123,11 @@ class _ManagerFixtures:
             assert isinstance(manager.handler(), self.handler_type)
         self.check_async_handler(manager.async_handler())
 
+    def stored_state(self, manager: SessionManager) -> object:
+        """Every record the store holds under the manager's config (sessions, locks), to
+        compare before and after; override it. :class:`ConcurrencyConformance` needs it."""
+        return None
+
     def assert_nothing_stored(self, manager: SessionManager, cookie: str) -> None:
         """The ended session's id holds no record, read past core."""
         assert manager.handler().read(manager.storage_key(cookie)) == ""
@@ -130,10 +143,6 @@ class _ManagerFixtures:
 
 class ResurrectionConformance(_ManagerFixtures):
     """A late save of an ended session writes nothing (sync)."""
-
-    def stored_state(self, manager: SessionManager) -> object:
-        """What the store holds, compared before and after a late save (override it)."""
-        return None
 
     @pytest.mark.parametrize("ending", list(ENDINGS))
     def test_a_late_write_does_not_resurrect(
@@ -307,9 +316,13 @@ class AsyncResurrectionConformance(_ManagerFixtures):
 
 
 class ConcurrencyConformance(_ManagerFixtures):
-    """Overlapping requests of one session keep every write with ``block`` or ``merge_on_save``."""
+    """Overlapping requests of one session keep every write with ``block`` or ``merge_on_save``;
+    requests with made-up ids under ``block`` leave nothing in the store."""
 
     requests: ClassVar[int] = REQUESTS
+    # How long a released lock may stay in the store before it expires by itself
+    # (memcached keeps a released marker for a second of its whole-second clock).
+    released_lock_lingers_seconds: ClassVar[float] = 0.0
 
     @pytest.fixture(params=["wsgi", "asgi"])
     def via(self, request: pytest.FixtureRequest) -> Via:
@@ -352,3 +365,19 @@ class ConcurrencyConformance(_ManagerFixtures):
         manager = satchel_manager_factory()
         keys = concurrent_distinct_keys(manager, via=via, requests=self.requests)
         assert len(keys) < self.requests
+
+    def test_blocking_on_unknown_ids_leaves_nothing_in_the_store(
+        self, satchel_manager_factory: ManagerFactory, via: Via
+    ) -> None:
+        """Made-up ids under ``block``, to a page that never touches the session: the
+        locks they took leave no record, so the store holds what it held before."""
+        manager = satchel_manager_factory(block=True)
+        seed_session(manager, {"seed": True})  # the store is in use
+        before = self.stored_state(manager)
+        if before is None:
+            pytest.fail("override stored_state() to list what the store holds", pytrace=False)
+        cookies = [generate_id() for _ in range(UNKNOWN_ID_REQUESTS)]
+        statuses = untouched_requests(manager, cookies, via=via)
+        assert set(statuses) == {200}
+        time.sleep(self.released_lock_lingers_seconds)
+        assert self.stored_state(manager) == before
