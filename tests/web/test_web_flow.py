@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import NoReturn
 
 import pytest
 from web_support import (
@@ -10,11 +11,19 @@ from web_support import (
     Harness,
     HarnessFactory,
     ManagerFactory,
+    Reply,
     SpyHandler,
     cookie_attributes,
 )
 
-from satchel import ConfigError, LockTimeout, SessionManager
+from satchel import (
+    ConfigError,
+    LockTimeout,
+    PoolExhausted,
+    SessionBackendError,
+    SessionBusy,
+    SessionManager,
+)
 from satchel.ids import generate_id, storage_key
 from satchel.web import BUSY_BODY
 
@@ -387,3 +396,42 @@ def test_a_save_that_times_out_on_the_merge_lock_gets_503(
     assert json.loads(client.get("/get", key="streamed").text) is None
     assert client.get("/put", key="a", value="3").status == 200
     assert json.loads(client.get("/get", key="a").text) == "3"
+
+
+def _pool_exhausted(*args: object, **kwargs: object) -> NoReturn:
+    raise PoolExhausted("spy", "spy://pool", "no connection came free within 0.1 seconds")
+
+
+def _assert_busy(reply: Reply) -> None:
+    assert reply.status == 503
+    assert reply.header("retry-after") == "5"
+    assert reply.header("cache-control") == "no-store"
+    assert reply.set_cookies() == []
+    assert reply.text == BUSY_BODY.decode()
+
+
+@pytest.mark.parametrize("method", ["read", "write_existing", "lock"])
+def test_a_store_out_of_connections_gets_503_never_a_500(
+    harness: HarnessFactory, spy: SpyHandler, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """A pool that stayed exhausted for its whole timeout (``PoolExhausted``) at load, at
+    save or at the lock is answered as a lock timeout is: 503, Retry-After, nothing saved."""
+    client = harness(block=method == "lock", block_lock_seconds=5)
+    client.get("/put", key="a", value="1")
+    with monkeypatch.context() as patch:
+        patch.setattr(spy, method, _pool_exhausted)
+        _assert_busy(client.get("/put", key="a", value="2"))
+    assert json.loads(client.get("/get", key="a").text) == "1"
+    assert client.get("/put", key="a", value="3").status == 200
+    assert json.loads(client.get("/get", key="a").text) == "3"
+
+
+def test_the_busy_errors_are_one_family() -> None:
+    """``SessionBusy`` is what the glue answers with 503: a lock timeout or an exhausted
+    pool; the pool's is also a backend error naming the driver and its address."""
+    assert issubclass(LockTimeout, SessionBusy)
+    error = PoolExhausted("redis", "redis://127.0.0.1:6379/0", "no connection came free")
+    assert isinstance(error, SessionBusy)
+    assert isinstance(error, SessionBackendError)
+    assert "'redis'" in str(error)
+    assert "redis://127.0.0.1:6379/0" in str(error)

@@ -32,7 +32,7 @@ from satchel.store import SaveOutcome, Session
 logger = logging.getLogger("satchel")
 
 BUSY_STATUS = 503
-BUSY_BODY = b"This session is busy with another request; try again shortly.\n"
+BUSY_BODY = b"The session store is busy; try again shortly.\n"
 
 
 def client_address(host: object) -> str | None:
@@ -118,6 +118,15 @@ class SessionFlow:
     def retry_after(self) -> str:
         """``Retry-After`` for a request that timed out waiting for the lock: the lock's own lifetime."""
         return str(max(1, math.ceil(self.manager.config.block_lock_seconds)))
+
+    def busy_headers(self) -> list[tuple[str, str]]:
+        """The headers of the 503 (body :data:`BUSY_BODY`) for a request the store could not
+        serve in time (:class:`satchel.SessionBusy`: a lock or a connection that stayed taken)."""
+        return [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Retry-After", self.retry_after()),
+            ("Cache-Control", "no-store"),
+        ]
 
     def start(self, cookie: str | None, metadata: RequestMetadata | None = None) -> Session:
         """A lazy session for the request's cookie value: no backend call until it is used."""
