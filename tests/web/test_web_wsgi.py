@@ -11,7 +11,7 @@ from web_support import ManagerFactory, SpyHandler
 from werkzeug.test import Client
 
 import satchel
-from satchel import PoolExhausted, SessionTooLarge
+from satchel import PoolExhausted, SessionManager, SessionTooLarge
 from satchel.ids import generate_id, storage_key
 from satchel.web import BUSY_BODY
 from satchel.wsgi import SessionMiddleware
@@ -130,18 +130,9 @@ def test_a_generator_app_whose_save_times_out_gets_the_503_body(
             closed.append(True)
 
     manager = make_manager(merge_on_save=True, block_wait_seconds=0.05, block_lock_seconds=5)
-    with Client(SessionMiddleware(_put_and_start, manager)).get("/") as first:
-        cookie = first.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    cookie = _stored_session(manager)
     with spy.lock(storage_key(cookie), lock_seconds=5, wait_seconds=0):
-        reply = Client(SessionMiddleware(app, manager), use_cookies=False).get(
-            "/", headers={"Cookie": f"satchel_session={cookie}"}
-        )
-        body = reply.get_data()
-        reply.close()
-    assert reply.status_code == 503
-    assert reply.headers["Retry-After"] == "5"
-    assert "Set-Cookie" not in reply.headers
-    assert body == BUSY_BODY
+        _assert_the_503_replaced(app, manager, cookie)
     assert closed == [True]
 
 
@@ -163,9 +154,20 @@ def test_a_generator_app_whose_load_finds_the_pool_exhausted_gets_the_503(
         raise PoolExhausted("spy", "spy://pool", "no connection came free within 0.1 seconds")
 
     manager = make_manager(block_lock_seconds=5)
-    with Client(SessionMiddleware(_put_and_start, manager)).get("/") as first:
-        cookie = first.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    cookie = _stored_session(manager)
     monkeypatch.setattr(spy, "read", exhausted)
+    _assert_the_503_replaced(app, manager, cookie)
+    assert closed == [True]
+
+
+def _stored_session(manager: SessionManager) -> str:
+    """The cookie of a session stored through the middleware."""
+    with Client(SessionMiddleware(_put_and_start, manager)).get("/") as first:
+        return first.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+
+
+def _assert_the_503_replaced(app: Any, manager: SessionManager, cookie: str) -> None:
+    """A request of ``cookie``'s session to ``app`` gets the 503 and its body, no cookie."""
     reply = Client(SessionMiddleware(app, manager), use_cookies=False).get(
         "/", headers={"Cookie": f"satchel_session={cookie}"}
     )
@@ -175,7 +177,6 @@ def test_a_generator_app_whose_load_finds_the_pool_exhausted_gets_the_503(
     assert reply.headers["Retry-After"] == "5"
     assert "Set-Cookie" not in reply.headers
     assert body == BUSY_BODY
-    assert closed == [True]
 
 
 def _put_and_start(environ: dict[str, Any], start_response: Any) -> list[bytes]:
