@@ -10,14 +10,13 @@ connection for as long as the test needs.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
+from fixtures.pool_support import IN_FLIGHT_SECONDS, race_for_one_connection
 
 from satchel import ConfigError, PoolExhausted, SessionBackendError, SessionBusy, SessionConfig
 from satchel.testing import free_port, new_storage_id
@@ -25,7 +24,6 @@ from satchel.testing.services import frozen_process
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 
 SOCKET_TIMEOUT = 10.0  # far longer than any test holds the server stopped
-IN_FLIGHT_SECONDS = 0.3  # time for the first command to take the pool's only connection
 
 
 def _config(url: str, prefix: str, **options: Any) -> SessionConfig:
@@ -61,25 +59,11 @@ def test_a_command_waits_for_the_busy_pool_then_succeeds(
     )
     key = new_storage_id()
     handler.write(key, "stored")
-    results: dict[str, object] = {}
-
-    def read(name: str) -> None:
-        try:
-            results[name] = handler.read(key)
-        except Exception as exc:
-            results[name] = exc
-
-    with frozen_process(process):
-        first = threading.Thread(target=read, args=("first",))
-        first.start()
-        time.sleep(IN_FLIGHT_SECONDS)
-        second = threading.Thread(target=read, args=("second",))
-        second.start()
-        time.sleep(IN_FLIGHT_SECONDS)
-        assert "second" not in results  # waiting for the connection, not failed
-    first.join(5)
-    second.join(5)
-    assert results == {"first": "stored", "second": "stored"}
+    race = race_for_one_connection(
+        process, lambda: handler.read(key), lambda: handler.read(key), hold=IN_FLIGHT_SECONDS
+    )
+    assert race.second_waited  # waiting for the connection, not failed
+    assert (race.first, race.second) == ("stored", "stored")
 
 
 def test_a_pool_busy_past_pool_timeout_is_pool_exhausted(
@@ -91,18 +75,14 @@ def test_a_pool_busy_past_pool_timeout_is_pool_exhausted(
     )
     key = new_storage_id()
     handler.write(key, "stored")
-    with frozen_process(process):
-        first = threading.Thread(target=handler.read, args=(key,))
-        first.start()
-        time.sleep(IN_FLIGHT_SECONDS)
-        started = time.monotonic()
-        with pytest.raises(PoolExhausted) as caught:
-            handler.write(key, "refused")
-        waited = time.monotonic() - started
-    first.join(5)
-    assert 0.25 <= waited < 5
-    _assert_names_the_pool(caught.value, url)
-    assert "pool_timeout" in str(caught.value)
+    race = race_for_one_connection(
+        process, lambda: handler.read(key), lambda: handler.write(key, "refused"), hold=5
+    )
+    assert not race.second_waited  # failed after pool_timeout, long before the server resumed
+    assert isinstance(race.second, PoolExhausted)
+    _assert_names_the_pool(race.second, url)
+    assert "pool_timeout" in str(race.second)
+    assert race.first == "stored"
     assert handler.read(key) == "stored"
 
 
