@@ -2,20 +2,19 @@
 a command waits for a free connection up to ``options.pool_timeout``, then fails with
 ``PoolExhausted`` (a 503 in the web glue), never with pymemcache's bare
 ``RuntimeError: Too many objects``. The async twin runs the same handler in threads.
+The wait itself is tested with redis's in ``tests/reliability/test_pool_waits.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fixtures.pool_support import IN_FLIGHT_SECONDS, race_for_one_connection
 from pymemcache.client.base import PooledClient
 
-from satchel import ConfigError, PoolExhausted, SessionBackendError, SessionBusy, SessionConfig
-from satchel.testing import free_port, new_storage_id
+from satchel import ConfigError, PoolExhausted, SessionConfig
+from satchel.testing import new_storage_id
 from satchel_memcached import AsyncMemcachedSessionHandler, MemcachedSessionHandler
 
 TIMEOUT = 10.0  # far longer than any test holds the server stopped
@@ -28,53 +27,6 @@ def _config(connection: str, prefix: str, **options: Any) -> SessionConfig:
         prefix=prefix,
         options={"timeout": TIMEOUT, **options},
     )
-
-
-@pytest.fixture
-def own_memcached(start_memcached: Any) -> Iterator[tuple[str, Any]]:
-    """A memcached of this test (it is stopped and resumed): its connection and process."""
-    port = free_port()
-    with start_memcached(port) as process:
-        yield f"127.0.0.1:{port}", process
-
-
-def test_a_command_waits_for_the_busy_pool_then_succeeds(
-    own_memcached: tuple[str, Any], unique_prefix: str
-) -> None:
-    connection, process = own_memcached
-    handler = MemcachedSessionHandler.from_config(
-        _config(connection, unique_prefix, max_pool_size=1, pool_timeout=10)
-    )
-    key = new_storage_id()
-    handler.write(key, "stored")
-    race = race_for_one_connection(
-        process, lambda: handler.read(key), lambda: handler.read(key), hold=IN_FLIGHT_SECONDS
-    )
-    assert race.second_waited  # waiting for the connection, not failed
-    assert (race.first, race.second) == ("stored", "stored")
-
-
-def test_a_pool_busy_past_pool_timeout_is_pool_exhausted(
-    own_memcached: tuple[str, Any], unique_prefix: str
-) -> None:
-    connection, process = own_memcached
-    handler = MemcachedSessionHandler.from_config(
-        _config(connection, unique_prefix, max_pool_size=1, pool_timeout=0.3)
-    )
-    key = new_storage_id()
-    handler.write(key, "stored")
-    race = race_for_one_connection(
-        process, lambda: handler.read(key), lambda: handler.write(key, "refused"), hold=5
-    )
-    assert not race.second_waited  # failed after pool_timeout, long before the server resumed
-    assert isinstance(race.second, PoolExhausted)
-    assert isinstance(race.second, SessionBusy)
-    assert isinstance(race.second, SessionBackendError)
-    assert race.second.driver == "memcached"
-    assert connection in str(race.second)
-    assert "max_pool_size" in str(race.second)
-    assert race.first == "stored"
-    assert handler.read(key) == "stored"
 
 
 def test_the_async_twin_serves_a_burst_on_two_connections(

@@ -1,10 +1,8 @@
 """The redis driver's connection pool under a burst: a command waits for a free
 connection (``options.max_connections``) up to ``options.pool_timeout``, then fails
 with ``PoolExhausted`` (a 503 in the web glue), never with redis-py's
-``MaxConnectionsError``.
-
-A server held stopped (SIGSTOP) keeps a command in flight on the pool's only
-connection for as long as the test needs.
+``MaxConnectionsError``. The sync handler's wait is tested with memcached's in
+``tests/reliability/test_pool_waits.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
-from fixtures.pool_support import IN_FLIGHT_SECONDS, race_for_one_connection
+from fixtures.pool_support import IN_FLIGHT_SECONDS
 
 from satchel import ConfigError, PoolExhausted, SessionBackendError, SessionBusy, SessionConfig
 from satchel.testing import free_port, new_storage_id
@@ -41,49 +39,6 @@ def own_redis(start_redis: Any) -> Iterator[tuple[str, Any]]:
     port = free_port()
     with start_redis(port) as process:
         yield f"redis://127.0.0.1:{port}/0", process
-
-
-def _assert_names_the_pool(error: PoolExhausted, url: str) -> None:
-    assert isinstance(error, SessionBusy)
-    assert isinstance(error, SessionBackendError)
-    assert error.driver == "redis"
-    assert url.removeprefix("redis://") in str(error)
-
-
-def test_a_command_waits_for_the_busy_pool_then_succeeds(
-    own_redis: tuple[str, Any], unique_prefix: str
-) -> None:
-    url, process = own_redis
-    handler = RedisSessionHandler.from_config(
-        _config(url, unique_prefix, max_connections=1, pool_timeout=10)
-    )
-    key = new_storage_id()
-    handler.write(key, "stored")
-    race = race_for_one_connection(
-        process, lambda: handler.read(key), lambda: handler.read(key), hold=IN_FLIGHT_SECONDS
-    )
-    assert race.second_waited  # waiting for the connection, not failed
-    assert (race.first, race.second) == ("stored", "stored")
-
-
-def test_a_pool_busy_past_pool_timeout_is_pool_exhausted(
-    own_redis: tuple[str, Any], unique_prefix: str
-) -> None:
-    url, process = own_redis
-    handler = RedisSessionHandler.from_config(
-        _config(url, unique_prefix, max_connections=1, pool_timeout=0.3)
-    )
-    key = new_storage_id()
-    handler.write(key, "stored")
-    race = race_for_one_connection(
-        process, lambda: handler.read(key), lambda: handler.write(key, "refused"), hold=5
-    )
-    assert not race.second_waited  # failed after pool_timeout, long before the server resumed
-    assert isinstance(race.second, PoolExhausted)
-    _assert_names_the_pool(race.second, url)
-    assert "pool_timeout" in str(race.second)
-    assert race.first == "stored"
-    assert handler.read(key) == "stored"
 
 
 def test_the_async_twin_waits_for_the_busy_pool_then_fails_past_pool_timeout(
@@ -115,7 +70,10 @@ def test_the_async_twin_waits_for_the_busy_pool_then_fails_past_pool_timeout(
     first, second = asyncio.run(scenario(impatient))
     assert first == "stored"
     assert isinstance(second, PoolExhausted)
-    _assert_names_the_pool(second, url)
+    assert isinstance(second, SessionBusy)
+    assert isinstance(second, SessionBackendError)
+    assert second.driver == "redis"
+    assert url.removeprefix("redis://") in str(second)
 
 
 def test_three_hundred_concurrent_commands_on_ten_connections_all_succeed(
