@@ -31,7 +31,9 @@ class DatabaseOptions:
             connection; PostgreSQL drivers take no read timeout.)
         pool_size: Connections kept open per process (SQLAlchemy's default when unset).
         max_overflow: Extra connections allowed above ``pool_size`` under load.
-        pool_timeout: Seconds to wait for a free pooled connection.
+        pool_timeout: Seconds a request waits for a free pooled connection when all
+            ``pool_size + max_overflow`` are in use; past that it fails with
+            ``PoolExhausted``, which the web glue answers with 503 and ``Retry-After``.
         pool_recycle: Seconds after which a pooled connection is replaced
             (servers close idle connections; MySQL after 8 hours by default).
         pool_pre_ping: Check a pooled connection before use, so a restarted
@@ -47,7 +49,7 @@ class DatabaseOptions:
     read_timeout: float | None = 30.0
     pool_size: int | None = None
     max_overflow: int | None = None
-    pool_timeout: float | None = None
+    pool_timeout: float = 10.0
     pool_recycle: int | None = 3600
     pool_pre_ping: bool = True
     write_retries: int = 3
