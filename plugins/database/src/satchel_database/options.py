@@ -7,6 +7,8 @@ import attrs
 from satchel import ConfigError, SessionConfig
 
 DRIVER_NAME = "database"
+# MySQL's TEXT holds 65,535 bytes: 16,383 characters of four bytes (utf8mb4).
+USER_AGENT_MAX_LENGTH = 16383
 
 
 @attrs.frozen(kw_only=True)
@@ -17,7 +19,8 @@ class DatabaseOptions:
         user_key: The session value whose content goes into the ``user_id``
             column, so ``satchel sessions --user ID`` can find a user's sessions.
         user_agent_max_length: ``User-Agent`` headers are cut to this many
-            characters before they are stored.
+            characters before they are stored (control characters dropped, at most
+            16,383, what MySQL's ``TEXT`` holds in four-byte characters).
         gc_batch_size: Rows deleted per statement by ``gc``; each batch is its
             own short transaction, so pruning never holds a long lock.
         connect_timeout: Seconds to wait for a new connection before the
@@ -65,6 +68,12 @@ class DatabaseOptions:
         """Refuse values out of range, naming the option (cattrs only checks the types)."""
         for name in ("user_agent_max_length", "gc_batch_size", "connect_timeout"):
             _require(name, getattr(self, name), minimum=0, inclusive=False)
+        if self.user_agent_max_length > USER_AGENT_MAX_LENGTH:
+            raise ConfigError(
+                "options.user_agent_max_length",
+                f"must be at most {USER_AGENT_MAX_LENGTH} (what MySQL's TEXT column holds), "
+                f"got {self.user_agent_max_length!r}",
+            )
         for name in ("read_timeout", "pool_size", "pool_timeout", "pool_recycle"):
             _require(name, getattr(self, name), minimum=0, inclusive=False)
         for name in ("max_overflow", "write_retries"):
