@@ -2,19 +2,25 @@
 a command waits for a free connection up to ``options.pool_timeout``, then fails with
 ``PoolExhausted`` (a 503 in the web glue), never with pymemcache's bare
 ``RuntimeError: Too many objects``. The async twin runs the same handler in threads.
-The wait itself is tested with redis's in ``tests/reliability/test_pool_waits.py``.
+A server held stopped (SIGSTOP) keeps a command in flight on the pool's only
+connection for as long as a test needs (``tests/fixtures/pool_support.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fixtures.pool_support import (
+    check_a_busy_pool_is_pool_exhausted,
+    check_a_command_waits_then_succeeds,
+)
 from pymemcache.client.base import PooledClient
 
 from satchel import ConfigError, PoolExhausted, SessionConfig
-from satchel.testing import new_storage_id
+from satchel.testing import free_port, new_storage_id
 from satchel_memcached import AsyncMemcachedSessionHandler, MemcachedSessionHandler
 
 TIMEOUT = 10.0  # far longer than any test holds the server stopped
@@ -26,6 +32,34 @@ def _config(connection: str, prefix: str, **options: Any) -> SessionConfig:
         connection=connection,
         prefix=prefix,
         options={"timeout": TIMEOUT, **options},
+    )
+
+
+@pytest.fixture
+def own_memcached(start_memcached: Any) -> Iterator[tuple[str, Any]]:
+    """A memcached of this test (it is stopped and resumed): its connection and process."""
+    port = free_port()
+    with start_memcached(port) as process:
+        yield f"127.0.0.1:{port}", process
+
+
+def test_a_command_waits_for_the_busy_pool_then_succeeds(
+    own_memcached: tuple[str, Any], unique_prefix: str
+) -> None:
+    connection, process = own_memcached
+    options = {"max_pool_size": 1, "pool_timeout": 10}
+    handler = MemcachedSessionHandler.from_config(_config(connection, unique_prefix, **options))
+    check_a_command_waits_then_succeeds(handler, process)
+
+
+def test_a_pool_busy_past_pool_timeout_is_pool_exhausted(
+    own_memcached: tuple[str, Any], unique_prefix: str
+) -> None:
+    connection, process = own_memcached
+    options = {"max_pool_size": 1, "pool_timeout": 0.3}
+    handler = MemcachedSessionHandler.from_config(_config(connection, unique_prefix, **options))
+    check_a_busy_pool_is_pool_exhausted(
+        handler, process, driver="memcached", address=connection, size_option="max_pool_size"
     )
 
 

@@ -1,8 +1,10 @@
 """The redis driver's connection pool under a burst: a command waits for a free
 connection (``options.max_connections``) up to ``options.pool_timeout``, then fails
 with ``PoolExhausted`` (a 503 in the web glue), never with redis-py's
-``MaxConnectionsError``. The sync handler's wait is tested with memcached's in
-``tests/reliability/test_pool_waits.py``.
+``MaxConnectionsError``.
+
+A server held stopped (SIGSTOP) keeps a command in flight on the pool's only
+connection for as long as a test needs (``tests/fixtures/pool_support.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
-from fixtures.pool_support import IN_FLIGHT_SECONDS
+from fixtures.pool_support import (
+    IN_FLIGHT_SECONDS,
+    check_a_busy_pool_is_pool_exhausted,
+    check_a_command_waits_then_succeeds,
+)
 
 from satchel import ConfigError, PoolExhausted, SessionBackendError, SessionBusy, SessionConfig
 from satchel.testing import free_port, new_storage_id
@@ -39,6 +45,30 @@ def own_redis(start_redis: Any) -> Iterator[tuple[str, Any]]:
     port = free_port()
     with start_redis(port) as process:
         yield f"redis://127.0.0.1:{port}/0", process
+
+
+def test_a_command_waits_for_the_busy_pool_then_succeeds(
+    own_redis: tuple[str, Any], unique_prefix: str
+) -> None:
+    url, process = own_redis
+    options = {"max_connections": 1, "pool_timeout": 10}
+    handler = RedisSessionHandler.from_config(_config(url, unique_prefix, **options))
+    check_a_command_waits_then_succeeds(handler, process)
+
+
+def test_a_pool_busy_past_pool_timeout_is_pool_exhausted(
+    own_redis: tuple[str, Any], unique_prefix: str
+) -> None:
+    url, process = own_redis
+    options = {"max_connections": 1, "pool_timeout": 0.3}
+    handler = RedisSessionHandler.from_config(_config(url, unique_prefix, **options))
+    check_a_busy_pool_is_pool_exhausted(
+        handler,
+        process,
+        driver="redis",
+        address=url.removeprefix("redis://"),
+        size_option="max_connections",
+    )
 
 
 def test_the_async_twin_waits_for_the_busy_pool_then_fails_past_pool_timeout(
