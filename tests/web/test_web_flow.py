@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
@@ -435,3 +437,30 @@ def test_the_busy_errors_are_one_family() -> None:
     assert isinstance(error, SessionBackendError)
     assert "'redis'" in str(error)
     assert "redis://127.0.0.1:6379/0" in str(error)
+
+
+def test_a_lock_release_the_busy_store_cannot_make_still_serves_the_request(
+    harness: HarnessFactory,
+    spy: SpyHandler,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The save went through; the lock, left behind, expires by itself."""
+    client = harness(block=True, block_lock_seconds=5)
+    client.get("/put", key="a", value="1")
+    real_lock = spy.lock
+
+    @contextlib.contextmanager
+    def lock_whose_release_finds_the_pool_exhausted(
+        session_id: str, **timing: float
+    ) -> Iterator[None]:
+        with real_lock(session_id, **timing):
+            yield
+        _pool_exhausted()
+
+    monkeypatch.setattr(spy, "lock", lock_whose_release_finds_the_pool_exhausted)
+    reply = client.get("/put", key="a", value="2")
+    assert reply.status == 200
+    assert "expires by itself" in caplog.text
+    monkeypatch.undo()
+    assert json.loads(client.get("/get", key="a").text) == "2"

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 import attrs
 
 from satchel.cookies import CookiePolicy, merge_cache_control, merge_vary
+from satchel.errors import SessionBusy
 from satchel.handler import RequestMetadata
 from satchel.manager import SessionManager
 from satchel.store import SaveOutcome, Session
@@ -32,6 +33,10 @@ from satchel.store import SaveOutcome, Session
 logger = logging.getLogger("satchel")
 
 BUSY_STATUS = 503
+LOCK_NOT_RELEASED = (
+    "satchel: the store was too busy to release a session lock; it expires by itself "
+    "after block_lock_seconds"
+)
 BUSY_BODY = b"The session store is busy; try again shortly.\n"
 
 
@@ -134,15 +139,35 @@ class SessionFlow:
 
     @contextlib.contextmanager
     def lock(self, cookie: str | None) -> Iterator[None]:
-        """Hold the session's lock across the request when blocking (``LockTimeout`` when busy)."""
-        with self.manager.lock(cookie, block=self.block):
+        """Hold the session's lock across the request when blocking (``SessionBusy`` when the
+        store cannot give it in time).
+
+        A release that the busy store cannot make in time is logged, not raised:
+        the request has been served, and the lock expires by itself after
+        ``block_lock_seconds``.
+        """
+        held = self.manager.lock(cookie, block=self.block)
+        held.__enter__()
+        try:
             yield
+        finally:
+            try:
+                held.__exit__(None, None, None)
+            except SessionBusy:
+                logger.warning(LOCK_NOT_RELEASED, exc_info=True)
 
     @contextlib.asynccontextmanager
     async def alock(self, cookie: str | None) -> AsyncIterator[None]:
         """The async form of :meth:`lock`."""
-        async with self.manager.alock(cookie, block=self.block):
+        held = self.manager.alock(cookie, block=self.block)
+        await held.__aenter__()
+        try:
             yield
+        finally:
+            try:
+                await held.__aexit__(None, None, None)
+            except SessionBusy:
+                logger.warning(LOCK_NOT_RELEASED, exc_info=True)
 
     def finish(
         self,
