@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fixtures.command import run_satchel
-from fixtures.live_servers import SERVERS, get_many, werkzeug_server
+from fixtures.live_servers import SERVERS, get_many, serve_wsgi
 from web.web_support import build_starlette, build_wsgi
 
 from satchel import ConfigError, SessionConfig, SessionManager
@@ -91,7 +91,7 @@ def test_the_gc_lottery_of_a_real_request_removes_only_sessions(tmp_path: Path) 
     project_folder(folder)
     manager = SessionManager(SessionConfig(files=str(folder), lottery=(1, 1)))
     idle = idle_session(manager)
-    with werkzeug_server(build_wsgi(manager)) as url:
+    with serve_wsgi(build_wsgi(manager)) as url:
         # The request loads its session, so it draws the lottery, which always wins here.
         assert get_many(f"{url}/put?key=a&value=1", [f"{COOKIE}={generate_id()}"]) == [200]
     assert not idle.exists()  # the lottery did run gc

@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fixtures.live_servers import serve_wsgi
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
-from web_support import ManagerFactory, werkzeug_server
+from web_support import ManagerFactory
 from werkzeug.test import Client
 
 import satchel
@@ -93,7 +94,7 @@ def test_through_werkzeugs_server_one_worker_thread_serves_both_apps_apart(
         app = unrelated_app if environ["PATH_INFO"] == "/other" else satchel_app
         return app(environ, start_response)
 
-    with werkzeug_server(dispatch, threaded=False) as url, httpx.Client(base_url=url) as http:
+    with serve_wsgi(dispatch, threaded=False) as url, httpx.Client(base_url=url) as http:
         for _ in range(3):
             assert http.get("/").text == "hello Ada"
             assert http.get("/other").text == "unbound"

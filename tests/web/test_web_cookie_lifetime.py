@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.live_servers import serve_wsgi
 from web_support import (
     FakeClock,
     HarnessFactory,
@@ -20,7 +21,6 @@ from web_support import (
     build_flask,
     build_wsgi,
     cookie_attributes,
-    werkzeug_server,
 )
 from werkzeug.http import http_date, parse_date
 
@@ -125,7 +125,7 @@ def test_through_werkzeugs_server_the_cookie_expires_and_an_emptied_session_is_d
         app.config.update(FLASK_COOKIE_SETTINGS)
     else:
         app = build_wsgi(manager)
-    with werkzeug_server(app) as url, httpx.Client(base_url=url) as http:
+    with serve_wsgi(app) as url, httpx.Client(base_url=url) as http:
         login = http.get("/login", params={"user": "ada"})
         set_header = next(
             value

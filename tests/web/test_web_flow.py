@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 from web_support import (
@@ -10,12 +13,20 @@ from web_support import (
     Harness,
     HarnessFactory,
     ManagerFactory,
+    Reply,
     SpyHandler,
     cookie_attributes,
 )
 from werkzeug.http import http_date
 
-from satchel import ConfigError, LockTimeout, SessionManager
+from satchel import (
+    ConfigError,
+    LockTimeout,
+    PoolExhausted,
+    SessionBackendError,
+    SessionBusy,
+    SessionManager,
+)
 from satchel.ids import generate_id
 from satchel.web import BUSY_BODY
 
@@ -399,3 +410,69 @@ def test_a_save_that_times_out_on_the_merge_lock_gets_503(
     assert json.loads(client.get("/get", key="streamed").text) is None
     assert client.get("/put", key="a", value="3").status == 200
     assert json.loads(client.get("/get", key="a").text) == "3"
+
+
+def _pool_exhausted(*args: object, **kwargs: object) -> NoReturn:
+    raise PoolExhausted("spy", "spy://pool", "no connection came free within 0.1 seconds")
+
+
+def _assert_busy(reply: Reply) -> None:
+    assert reply.status == 503
+    assert reply.header("retry-after") == "5"
+    assert reply.header("cache-control") == "no-store"
+    assert reply.set_cookies() == []
+    assert reply.text == BUSY_BODY.decode()
+
+
+@pytest.mark.parametrize("method", ["read", "write_existing", "lock"])
+def test_a_store_out_of_connections_gets_503_never_a_500(
+    harness: HarnessFactory, spy: SpyHandler, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """A pool that stayed exhausted for its whole timeout (``PoolExhausted``) at load, at
+    save or at the lock is answered as a lock timeout is: 503, Retry-After, nothing saved."""
+    client = harness(block=method == "lock", block_lock_seconds=5)
+    client.get("/put", key="a", value="1")
+    with monkeypatch.context() as patch:
+        patch.setattr(spy, method, _pool_exhausted)
+        _assert_busy(client.get("/put", key="a", value="2"))
+    assert json.loads(client.get("/get", key="a").text) == "1"
+    assert client.get("/put", key="a", value="3").status == 200
+    assert json.loads(client.get("/get", key="a").text) == "3"
+
+
+def test_the_busy_errors_are_one_family() -> None:
+    """``SessionBusy`` is what the glue answers with 503: a lock timeout or an exhausted
+    pool; the pool's is also a backend error naming the driver and its address."""
+    assert issubclass(LockTimeout, SessionBusy)
+    error = PoolExhausted("redis", "redis://127.0.0.1:6379/0", "no connection came free")
+    assert isinstance(error, SessionBusy)
+    assert isinstance(error, SessionBackendError)
+    assert "'redis'" in str(error)
+    assert "redis://127.0.0.1:6379/0" in str(error)
+
+
+def test_a_lock_release_the_busy_store_cannot_make_still_serves_the_request(
+    harness: HarnessFactory,
+    spy: SpyHandler,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The save went through; the lock, left behind, expires by itself."""
+    client = harness(block=True, block_lock_seconds=5)
+    client.get("/put", key="a", value="1")
+    real_lock = spy.lock
+
+    @contextlib.contextmanager
+    def lock_whose_release_finds_the_pool_exhausted(
+        session_id: str, **timing: float
+    ) -> Iterator[None]:
+        with real_lock(session_id, **timing):
+            yield
+        _pool_exhausted()
+
+    monkeypatch.setattr(spy, "lock", lock_whose_release_finds_the_pool_exhausted)
+    reply = client.get("/put", key="a", value="2")
+    assert reply.status == 200
+    assert "expires by itself" in caplog.text
+    monkeypatch.undo()
+    assert json.loads(client.get("/get", key="a").text) == "2"

@@ -11,7 +11,7 @@ from web_support import ManagerFactory, SpyHandler
 from werkzeug.test import Client
 
 import satchel
-from satchel import SessionTooLarge
+from satchel import PoolExhausted, SessionManager, SessionTooLarge
 from satchel.ids import generate_id
 from satchel.web import BUSY_BODY
 from satchel.wsgi import SessionMiddleware
@@ -130,19 +130,53 @@ def test_a_generator_app_whose_save_times_out_gets_the_503_body(
             closed.append(True)
 
     manager = make_manager(merge_on_save=True, block_wait_seconds=0.05, block_lock_seconds=5)
-    with Client(SessionMiddleware(_put_and_start, manager)).get("/") as first:
-        cookie = first.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    cookie = _stored_session(manager)
     with spy.lock(manager.storage_key(cookie), lock_seconds=5, wait_seconds=0):
-        reply = Client(SessionMiddleware(app, manager), use_cookies=False).get(
-            "/", headers={"Cookie": f"satchel_session={cookie}"}
-        )
-        body = reply.get_data()
-        reply.close()
+        _assert_the_503_replaced(app, manager, cookie)
+    assert closed == [True]
+
+
+def test_a_generator_app_whose_load_finds_the_pool_exhausted_gets_the_503(
+    make_manager: ManagerFactory, spy: SpyHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session loads on the body's first step, before the app starts its response."""
+    closed: list[bool] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        try:
+            name = environ["satchel.session"].get("name")
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            yield str(name).encode()
+        finally:
+            closed.append(True)
+
+    def exhausted(session_id: str) -> str:
+        raise PoolExhausted("spy", "spy://pool", "no connection came free within 0.1 seconds")
+
+    manager = make_manager(block_lock_seconds=5)
+    cookie = _stored_session(manager)
+    monkeypatch.setattr(spy, "read", exhausted)
+    _assert_the_503_replaced(app, manager, cookie)
+    assert closed == [True]
+
+
+def _stored_session(manager: SessionManager) -> str:
+    """The cookie of a session stored through the middleware."""
+    with Client(SessionMiddleware(_put_and_start, manager)).get("/") as first:
+        return first.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+
+
+def _assert_the_503_replaced(app: Any, manager: SessionManager, cookie: str) -> None:
+    """A request of ``cookie``'s session to ``app`` gets the 503 and its body, no cookie."""
+    reply = Client(SessionMiddleware(app, manager), use_cookies=False).get(
+        "/", headers={"Cookie": f"satchel_session={cookie}"}
+    )
+    body = reply.get_data()
+    reply.close()
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "5"
     assert "Set-Cookie" not in reply.headers
     assert body == BUSY_BODY
-    assert closed == [True]
 
 
 def _put_and_start(environ: dict[str, Any], start_response: Any) -> list[bytes]:

@@ -12,7 +12,6 @@ clients' jars are off) so that they can send forged or stale cookies exactly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 import time
@@ -28,7 +27,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from werkzeug.serving import make_server
 from werkzeug.test import Client
 from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -396,23 +394,6 @@ class Harness:
             self.cookie = None
         else:
             self.cookie = value
-
-
-@contextlib.contextmanager
-def werkzeug_server(app: Any, *, threaded: bool = True) -> Iterator[str]:
-    """``app`` served by werkzeug's own HTTP server on a free loopback port; yields its base URL.
-
-    ``threaded=False`` serves every request in one worker thread, one after the other.
-    """
-    server = make_server("127.0.0.1", 0, app, threaded=threaded)
-    thread = threading.Thread(target=server.serve_forever, name="werkzeug-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 ManagerFactory = Callable[..., SessionManager]

@@ -30,7 +30,7 @@ from typing import Any
 
 from satchel import context
 from satchel.cookies import read_cookie
-from satchel.errors import LockTimeout
+from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
 from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow, request_metadata
@@ -88,7 +88,7 @@ class SessionMiddleware:
         lock = contextlib.AsyncExitStack()
         try:
             await lock.enter_async_context(self.flow.alock(cookie))
-        except LockTimeout:
+        except SessionBusy:
             await self._busy(scope, send)
             return
         # The lock guards load-modify-save only: it is released once the session is
@@ -96,7 +96,13 @@ class SessionMiddleware:
         # socket's life. Leaving this block releases it on every other path.
         async with lock:
             if cookie is not None:
-                await session.aload()
+                try:
+                    await session.aload()
+                except SessionBusy:
+                    # The store had no connection free in time: the app has not run yet.
+                    await lock.aclose()
+                    await self._busy(scope, send)
+                    return
             if scope["type"] == "websocket":
                 # A websocket has no response to carry a cookie: its session is read-only.
                 await lock.aclose()
@@ -106,7 +112,7 @@ class SessionMiddleware:
         await self.flow.acollect_garbage(session)
 
     async def _busy(self, scope: Scope, send: Send) -> None:
-        """Answer a request whose session stayed locked by another one for too long."""
+        """Answer a request whose session the store could not serve in time (lock or pool)."""
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})  # "try again later"
             return
@@ -115,9 +121,8 @@ class SessionMiddleware:
                 "type": "http.response.start",
                 "status": BUSY_STATUS,
                 "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"retry-after", self.flow.retry_after().encode("ascii")),
-                    (b"cache-control", b"no-store"),
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in self.flow.busy_headers()
                 ],
             }
         )
@@ -153,9 +158,10 @@ class SessionMiddleware:
                 started = True
                 try:
                     extra = await self.flow.afinish(session, https=https)
-                except LockTimeout:
-                    # merge_on_save's lock stayed taken: nothing was saved, and no
-                    # byte of the app's response has gone out, so it can still be a 503.
+                except SessionBusy:
+                    # merge_on_save's lock stayed taken, or no connection came free:
+                    # nothing was saved, and no byte of the app's response has gone
+                    # out, so it can still be a 503.
                     busy = True
                 finally:
                     # Saved (or failed to): the next request of this session may go now.

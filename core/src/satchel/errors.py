@@ -42,7 +42,14 @@ class SessionTooLarge(SatchelError):
         )
 
 
-class LockTimeout(SatchelError):
+class SessionBusy(SatchelError):
+    """The store could not serve this request in time; the same request shortly after may succeed.
+
+    The web glue answers it with HTTP 503 and ``Retry-After``, never a 500.
+    """
+
+
+class LockTimeout(SessionBusy):
     """A session lock could not be had within ``block_wait_seconds`` (answer with HTTP 503)."""
 
 
@@ -53,3 +60,11 @@ class SessionBackendError(SatchelError):
         self.driver = driver
         self.address = address
         super().__init__(f"session driver {driver!r} at {address}: {message}")
+
+
+class PoolExhausted(SessionBusy, SessionBackendError):
+    """Every connection of the driver's pool stayed in use for the whole pool timeout.
+
+    A burst of requests, not a failed store: the web glue answers it as it
+    answers a :class:`LockTimeout`, with HTTP 503 and ``Retry-After``.
+    """

@@ -40,7 +40,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from satchel import context
 from satchel.config import SessionConfig
 from satchel.cookies import CookiePolicy, read_cookie
-from satchel.errors import ConfigError, LockTimeout
+from satchel.errors import ConfigError, SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
 from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow, request_metadata
@@ -73,6 +73,8 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
     both are honoured (a nested change is also noticed without it).
     """
 
+    store_busy = False  # loading found the store busy: the response is the 503
+
     @property
     def accessed(self) -> bool:
         """Whether the app looked at the session during this request."""
@@ -95,6 +97,17 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
         if value:
             self._touch()
             self._force_write = True
+
+    def load(self) -> None:
+        """Read the session now; a store too busy to answer in time stops the request with 503."""
+        try:
+            super().load()
+        except SessionBusy as exc:
+            # Flask turns an exception from a view into a 500, but answers an HTTP
+            # exception as it is; save_session then makes it the same 503 a lock
+            # timeout gets.
+            self.store_busy = True
+            raise ServiceUnavailable() from exc
 
 
 class _RequestState:
@@ -220,7 +233,7 @@ class SessionInterface(FlaskSessionInterface):
         busy = False
         try:
             lock.enter_context(self.flow.lock(cookie))
-        except LockTimeout:
+        except SessionBusy:
             # Another request holds this session: hooks that run anyway (before_request,
             # error handlers) get an empty session instead of reading it unlocked.
             busy = True
@@ -240,7 +253,7 @@ class SessionInterface(FlaskSessionInterface):
         state = self._state_of(flask.request.environ)
         if state is None or state.session is not session:
             return  # not ours
-        if state.busy:
+        if state.busy or state.session.store_busy:
             self._answer_busy(response)
             return
         if state.finishing:
@@ -255,8 +268,9 @@ class SessionInterface(FlaskSessionInterface):
                 policy=self.cookie_policy(app),
                 refresh_each_request=bool(app.config["SESSION_REFRESH_EACH_REQUEST"]),
             )
-        except LockTimeout:
-            # merge_on_save's lock stayed taken: nothing was saved, nothing sent yet.
+        except SessionBusy:
+            # merge_on_save's lock or every connection stayed taken: nothing was
+            # saved, nothing sent yet.
             state.busy = True
             self._answer_busy(response)
             return
@@ -270,7 +284,7 @@ class SessionInterface(FlaskSessionInterface):
         response.headers.extend(headers)
 
     def _answer_busy(self, response: Response) -> None:
-        """Make ``response`` the 503 for a session locked by another request for too long."""
+        """Make ``response`` the 503 for a request the store could not serve in time."""
         body = response.response
         close = getattr(body, "close", None)
         if close is not None:
@@ -279,9 +293,7 @@ class SessionInterface(FlaskSessionInterface):
         response.direct_passthrough = False
         response.status_code = BUSY_STATUS
         response.set_data(BUSY_BODY)
-        response.headers["Content-Type"] = "text/plain; charset=utf-8"
-        response.headers["Retry-After"] = self.flow.retry_after()
-        response.headers["Cache-Control"] = "no-store"
+        response.headers.extend(self.flow.busy_headers())
 
     def _state_of(self, environ: dict[str, Any]) -> _RequestState | None:
         state = environ.get(STATE_KEY)

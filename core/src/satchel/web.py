@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 import attrs
 
 from satchel.cookies import CookiePolicy, merge_cache_control, merge_vary
+from satchel.errors import SessionBusy
 from satchel.handler import RequestMetadata
 from satchel.manager import SessionManager
 from satchel.store import SaveOutcome, Session
@@ -32,7 +33,11 @@ from satchel.store import SaveOutcome, Session
 logger = logging.getLogger("satchel")
 
 BUSY_STATUS = 503
-BUSY_BODY = b"This session is busy with another request; try again shortly.\n"
+LOCK_NOT_RELEASED = (
+    "satchel: the store was too busy to release a session lock; it expires by itself "
+    "after block_lock_seconds"
+)
+BUSY_BODY = b"The session store is busy; try again shortly.\n"
 
 
 def client_address(host: object) -> str | None:
@@ -119,21 +124,50 @@ class SessionFlow:
         """``Retry-After`` for a request that timed out waiting for the lock: the lock's own lifetime."""
         return str(max(1, math.ceil(self.manager.config.block_lock_seconds)))
 
+    def busy_headers(self) -> list[tuple[str, str]]:
+        """The headers of the 503 (body :data:`BUSY_BODY`) for a request the store could not
+        serve in time (:class:`satchel.SessionBusy`: a lock or a connection that stayed taken)."""
+        return [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Retry-After", self.retry_after()),
+            ("Cache-Control", "no-store"),
+        ]
+
     def start(self, cookie: str | None, metadata: RequestMetadata | None = None) -> Session:
         """A lazy session for the request's cookie value: no backend call until it is used."""
         return self.manager.lazy(cookie, metadata=metadata)
 
     @contextlib.contextmanager
     def lock(self, cookie: str | None) -> Iterator[None]:
-        """Hold the session's lock across the request when blocking (``LockTimeout`` when busy)."""
-        with self.manager.lock(cookie, block=self.block):
+        """Hold the session's lock across the request when blocking (``SessionBusy`` when the
+        store cannot give it in time).
+
+        A release that the busy store cannot make in time is logged, not raised:
+        the request has been served, and the lock expires by itself after
+        ``block_lock_seconds``.
+        """
+        held = self.manager.lock(cookie, block=self.block)
+        held.__enter__()
+        try:
             yield
+        finally:
+            try:
+                held.__exit__(None, None, None)
+            except SessionBusy:
+                logger.warning(LOCK_NOT_RELEASED, exc_info=True)
 
     @contextlib.asynccontextmanager
     async def alock(self, cookie: str | None) -> AsyncIterator[None]:
         """The async form of :meth:`lock`."""
-        async with self.manager.alock(cookie, block=self.block):
+        held = self.manager.alock(cookie, block=self.block)
+        await held.__aenter__()
+        try:
             yield
+        finally:
+            try:
+                await held.__aexit__(None, None, None)
+            except SessionBusy:
+                logger.warning(LOCK_NOT_RELEASED, exc_info=True)
 
     def finish(
         self,

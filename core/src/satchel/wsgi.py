@@ -11,7 +11,10 @@
 The session is lazy: a request whose handler never touches it costs no
 backend call, creates nothing and sets no cookie. It is saved when the
 application calls ``start_response``, so the cookie is part of the headers
-even when the body is streamed afterwards.
+even when the body is streamed afterwards. A store that cannot serve the
+request in time (:class:`satchel.SessionBusy`: the session's lock or every
+pooled connection stayed taken) gets a 503 with ``Retry-After``, as long as
+the application has not started its response.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, TypeVar
 
 from satchel import context
 from satchel.cookies import read_cookie
-from satchel.errors import LockTimeout
+from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
 from satchel.web import BUSY_BODY, SessionFlow, SessionHeaders, request_metadata
@@ -61,12 +64,20 @@ class SessionMiddleware:
         lock = contextlib.ExitStack()
         try:
             lock.enter_context(self.flow.lock(cookie))
-        except LockTimeout:
-            start_response("503 Service Unavailable", self._busy_headers())
+        except SessionBusy:
+            start_response("503 Service Unavailable", self.flow.busy_headers())
             return [BUSY_BODY]
         environ[ENVIRON_KEY] = session
         saved: list[SessionHeaders] = []
         busy: list[bool] = []
+
+        def answer_busy() -> bool:
+            """Start the 503 instead of the app's response, unless the app started one."""
+            if saved or busy:
+                return False
+            busy.append(True)
+            start_response("503 Service Unavailable", self.flow.busy_headers())
+            return True
 
         def start_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -79,12 +90,12 @@ class SessionMiddleware:
                 saved.append(SessionHeaders())
                 try:
                     saved[0] = self.flow.finish(session, https=https)
-                except LockTimeout:
-                    # merge_on_save's lock stayed taken: nothing was saved and nothing
-                    # sent yet, so the client can still get the 503 (the body is swapped
-                    # in _ClosingBody).
+                except SessionBusy:
+                    # merge_on_save's lock or every connection stayed taken: nothing was
+                    # saved and nothing sent yet, so the client can still get the 503
+                    # (the body is swapped in _ClosingBody).
                     busy.append(True)
-                    start_response("503 Service Unavailable", self._busy_headers())
+                    start_response("503 Service Unavailable", self.flow.busy_headers())
                     return _discard
                 finally:
                     # The lock guards load-modify-save; the next request may go once this is saved.
@@ -96,18 +107,23 @@ class SessionMiddleware:
 
         try:
             body = _bound(session, self.app, environ, start_with_session)
+        except SessionBusy:
+            # Loading the session (lazily, in the app) found the store busy.
+            lock.close()
+            if not answer_busy():
+                raise
+            return [BUSY_BODY]
         except BaseException:
             lock.close()  # closing twice is harmless
             raise
-        return _ClosingBody(body, session, lock, lambda: self._after(session, saved), busy)
-
-    def _busy_headers(self) -> list[tuple[str, str]]:
-        """The headers of the 503 for a request that waited too long for a session lock."""
-        return [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Retry-After", self.flow.retry_after()),
-            ("Cache-Control", "no-store"),
-        ]
+        return _ClosingBody(
+            body,
+            session=session,
+            lock=lock,
+            after=lambda: self._after(session, saved),
+            busy=busy,
+            answer_busy=answer_busy,
+        )
 
     def _after(self, session: Session, saved: list[SessionHeaders]) -> None:
         if saved:
@@ -138,23 +154,27 @@ class _ClosingBody:
 
     Each step the application takes (producing a chunk, closing) runs with
     the session bound. When the 503 replaced the response (``busy`` became
-    true once the app started it), the app's body is dropped and the 503's
-    body sent instead.
+    true once the app started it, or ``answer_busy`` started the 503 for a
+    generator app whose session load found the store busy before it started
+    its own), the app's body is dropped and the 503's body sent instead.
     """
 
     def __init__(
         self,
         body: Iterable[bytes],
+        *,
         session: Session,
         lock: contextlib.ExitStack,
         after: Callable[[], None],
         busy: list[bool],
+        answer_busy: Callable[[], bool],
     ) -> None:
         self._body = body
         self._session = session
         self._lock = lock
         self._after = after
         self._busy = busy
+        self._answer_busy = answer_busy
 
     def __iter__(self) -> Iterator[bytes]:
         if not self._busy:
@@ -168,6 +188,10 @@ class _ClosingBody:
                 try:
                     chunk = _bound(self._session, chunks.__next__)
                 except StopIteration:
+                    break
+                except SessionBusy:
+                    if not self._answer_busy():
+                        raise
                     break
                 if self._busy:
                     break

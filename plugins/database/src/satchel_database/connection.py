@@ -15,10 +15,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
 
-from satchel import ConfigError, SessionBackendError
+from satchel import ConfigError, PoolExhausted, SessionBackendError
 from satchel_database.options import DRIVER_NAME, DatabaseOptions
 
 # The sync driver that reaches the same server as an async one.
@@ -202,9 +208,17 @@ def is_busy(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def backend_errors(url: sa.URL, table: str) -> Iterator[None]:
-    """Turn SQLAlchemy and socket errors into ``SessionBackendError`` naming the store."""
+    """Turn SQLAlchemy and socket errors into ``SessionBackendError`` naming the store.
+
+    A pool whose connections all stayed in use for ``pool_timeout`` is
+    ``PoolExhausted``: the store is busy, not failing (the web glue answers 503).
+    """
     try:
         yield
+    except PoolTimeoutError as exc:
+        raise PoolExhausted(
+            DRIVER_NAME, display_address(url), describe_error(exc, url, table)
+        ) from exc
     except (SQLAlchemyError, OSError) as exc:
         raise SessionBackendError(
             DRIVER_NAME, display_address(url), describe_error(exc, url, table)

@@ -7,6 +7,8 @@ import attrs
 from satchel import ConfigError, SessionConfig
 
 DRIVER_NAME = "database"
+# MySQL's TEXT holds 65,535 bytes: 16,383 characters of four bytes (utf8mb4).
+USER_AGENT_MAX_LENGTH = 16383
 
 
 @attrs.frozen(kw_only=True)
@@ -17,7 +19,8 @@ class DatabaseOptions:
         user_key: The session value whose content goes into the ``user_id``
             column, so ``satchel sessions --user ID`` can find a user's sessions.
         user_agent_max_length: ``User-Agent`` headers are cut to this many
-            characters before they are stored.
+            characters before they are stored (control characters dropped, at most
+            16,383, what MySQL's ``TEXT`` holds in four-byte characters).
         gc_batch_size: Rows deleted per statement by ``gc``; each batch is its
             own short transaction, so pruning never holds a long lock.
         connect_timeout: Seconds to wait for a new connection before the
@@ -31,7 +34,9 @@ class DatabaseOptions:
             connection; PostgreSQL drivers take no read timeout.)
         pool_size: Connections kept open per process (SQLAlchemy's default when unset).
         max_overflow: Extra connections allowed above ``pool_size`` under load.
-        pool_timeout: Seconds to wait for a free pooled connection.
+        pool_timeout: Seconds a request waits for a free pooled connection when all
+            ``pool_size + max_overflow`` are in use; past that it fails with
+            ``PoolExhausted``, which the web glue answers with 503 and ``Retry-After``.
         pool_recycle: Seconds after which a pooled connection is replaced
             (servers close idle connections; MySQL after 8 hours by default).
         pool_pre_ping: Check a pooled connection before use, so a restarted
@@ -47,7 +52,7 @@ class DatabaseOptions:
     read_timeout: float | None = 30.0
     pool_size: int | None = None
     max_overflow: int | None = None
-    pool_timeout: float | None = None
+    pool_timeout: float = 10.0
     pool_recycle: int | None = 3600
     pool_pre_ping: bool = True
     write_retries: int = 3
@@ -63,6 +68,12 @@ class DatabaseOptions:
         """Refuse values out of range, naming the option (cattrs only checks the types)."""
         for name in ("user_agent_max_length", "gc_batch_size", "connect_timeout"):
             _require(name, getattr(self, name), minimum=0, inclusive=False)
+        if self.user_agent_max_length > USER_AGENT_MAX_LENGTH:
+            raise ConfigError(
+                "options.user_agent_max_length",
+                f"must be at most {USER_AGENT_MAX_LENGTH} (what MySQL's TEXT column holds), "
+                f"got {self.user_agent_max_length!r}",
+            )
         for name in ("read_timeout", "pool_size", "pool_timeout", "pool_recycle"):
             _require(name, getattr(self, name), minimum=0, inclusive=False)
         for name in ("max_overflow", "write_retries"):

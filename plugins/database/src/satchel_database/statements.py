@@ -7,6 +7,7 @@ spliced into SQL text.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,16 @@ from satchel_database.schema import IP_ADDRESS_LENGTH, USER_ID_LENGTH
 
 PAYLOAD_COLUMNS = ("payload", "last_activity")
 METADATA_COLUMNS = ("user_id", "ip_address", "user_agent")
+
+# What no text column keeps: control characters (C0, DEL, C1: PostgreSQL refuses
+# NUL, and the rest would reach a terminal through `satchel sessions`) and
+# surrogates (no UTF-8 encoding exists for them: every DBAPI refuses to send one).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# An int of more digits than this cannot fit user_id (its sign included), and
+# str() of a huge one would raise (Python's limit on int-to-text conversion).
+_USER_ID_INT_LIMIT = 10 ** (USER_ID_LENGTH - 1)
 
 
 @attrs.frozen
@@ -43,28 +54,54 @@ class StoredSession:
     last_activity: int
 
 
+def cleaned_text(value: str, max_length: int) -> str | None:
+    """Free text (the user agent) as every dialect stores it: control characters
+    dropped, surrogates replaced by U+FFFD, cut to ``max_length`` characters;
+    ``None`` when nothing is left."""
+    if not (value.isascii() and value.isprintable()):  # the common case costs two scans
+        value = _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))
+    return value[:max_length].strip() or None
+
+
+def exact_text(value: str, max_length: int) -> str | None:
+    """An identifier (a user id, an address) stored exactly or not at all: ``None`` when
+    it is empty, longer than ``max_length`` or holds a character no column keeps.
+
+    Cleaning or cutting an identifier would make it name someone else.
+    """
+    if not 0 < len(value) <= max_length or _UNSTORABLE.search(value):
+        return None
+    return value
+
+
 def user_id_of(values: Mapping[str, Any], user_key: str) -> str | None:
-    """The ``user_id`` column's value: the session value ``user_key``, as text."""
+    """The ``user_id`` column's value: the session value ``user_key``, as text, if it
+    is a string, an integer or a UUID that fits the column exactly."""
     value = values.get(user_key)
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
         return None
-    text = str(value)
-    # A value that does not fit is left out rather than cut: a cut id names another user.
-    return text if 0 < len(text) <= USER_ID_LENGTH else None
+    if isinstance(value, int) and not -_USER_ID_INT_LIMIT < value < _USER_ID_INT_LIMIT:
+        return None
+    return exact_text(str(value), USER_ID_LENGTH)
 
 
 def metadata_columns(metadata: RequestMetadata, options: DatabaseOptions) -> dict[str, Any]:
-    """The ``user_id``, ``ip_address`` and ``user_agent`` columns for one write."""
+    """The ``user_id``, ``ip_address`` and ``user_agent`` columns for one write.
+
+    Whatever bytes a client sent (a NUL or escape in ``User-Agent``, 100 KB of
+    it) and whatever the application put under ``user_key``, every dialect
+    stores the result: text is cleaned and cut, identifiers kept exact or left out.
+    """
     ip_address = metadata.ip_address
-    if ip_address is not None:
-        ip_address = ip_address.strip()[:IP_ADDRESS_LENGTH] or None
     user_agent = metadata.user_agent
-    if user_agent is not None:
-        user_agent = user_agent[: options.user_agent_max_length] or None
     return {
         "user_id": user_id_of(metadata.values, options.user_key),
-        "ip_address": ip_address,
-        "user_agent": user_agent,
+        "ip_address": (
+            None if ip_address is None else exact_text(ip_address.strip(), IP_ADDRESS_LENGTH)
+        ),
+        "user_agent": (
+            None if user_agent is None else cleaned_text(user_agent, options.user_agent_max_length)
+        ),
     }
 
 

@@ -17,15 +17,16 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from pymemcache.exceptions import MemcacheError
 
 from satchel.config import SessionConfig
-from satchel.errors import ConfigError, SessionBackendError
+from satchel.errors import ConfigError, PoolExhausted, SessionBackendError
 from satchel.handler import RequestMetadata, SessionHandler
 from satchel.locking import new_lock_token, wait_for_lock
+from satchel.pooling import ConnectionSlots
 from satchel.threaded import ThreadedAsyncHandler
 from satchel_memcached.connection import (
     PoolServerError,
@@ -56,6 +57,8 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 HASHED_MARK = "~"
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (MemcacheError, OSError, PoolServerError)
+# How pymemcache's pool (max_pool_size) says every connection is in use: a bare RuntimeError.
+POOL_FULL = "Too many objects"
 
 
 def is_valid_key(key: str) -> bool:
@@ -110,7 +113,9 @@ class MemcachedSessionHandler(SessionHandler):
 
     Build it from a config with :meth:`from_config`, or hand it a ready client:
     ``MemcachedSessionHandler(client, lifetime_seconds=7200)``. A client handed
-    in is used as it is and never closed by the driver.
+    in is used as it is and never closed by the driver. ``slots`` (made for a
+    pool the driver built with ``max_pool_size``) make a command wait for a
+    free connection instead of failing when the pool is in use.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class MemcachedSessionHandler(SessionHandler):
         prefix: str = "satchel:",
         address: str | None = None,
         owns_client: bool = False,
+        slots: ConnectionSlots | None = None,
     ) -> None:
         if client is None:
             raise TypeError("MemcachedSessionHandler needs a pymemcache client")
@@ -129,6 +135,8 @@ class MemcachedSessionHandler(SessionHandler):
         self.prefix = check_prefix(prefix)
         self.address = address or describe_client(client)
         self.owns_client = owns_client
+        self.slots = slots
+        self._slot: AbstractContextManager[None] = slots if slots is not None else nullcontext()
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> MemcachedSessionHandler:
@@ -140,12 +148,24 @@ class MemcachedSessionHandler(SessionHandler):
             )
         servers = parse_servers(config.connection)
         check_prefix(config.prefix)
+        address = format_servers(servers)
+        slots = None
+        if options.max_pool_size is not None:
+            # pymemcache's pool refuses past max_pool_size: wait for a connection instead.
+            slots = ConnectionSlots(
+                size=options.max_pool_size,
+                timeout=options.pool_timeout,
+                driver=DRIVER,
+                address=address,
+                size_option="max_pool_size",
+            )
         return cls(
             build_client(servers, options),
             lifetime_seconds=config.lifetime_seconds,
             prefix=config.prefix,
-            address=format_servers(servers),
+            address=address,
             owns_client=True,
+            slots=slots,
         )
 
     def _key(self, session_id: str) -> str:
@@ -157,11 +177,19 @@ class MemcachedSessionHandler(SessionHandler):
 
     def _call(self, action: str, command: Callable[[], T]) -> T:
         try:
-            return command()
+            with self._slot:
+                return command()
         except STORE_ERRORS as exc:
             text = str(exc).strip() or type(exc).__name__
             raise SessionBackendError(
                 DRIVER, self.address, f"{action} failed: {type(exc).__name__}: {text}"
+            ) from exc
+        except RuntimeError as exc:
+            if not str(exc).startswith(POOL_FULL):
+                raise
+            # A client handed in, whose own pool is full.
+            raise PoolExhausted(
+                DRIVER, self.address, f"{action} failed: the client's connection pool: {exc}"
             ) from exc
 
     def _expiry(self) -> int:

@@ -48,7 +48,12 @@ class MemcachedOptions:
             out of the pool (its keys then hash to the other servers).
         retry_timeout: Pool only: seconds before a failing server is tried again.
         dead_timeout: Pool only: seconds a server taken out stays out before it is tried again.
-        max_pool_size: Connections kept per server; ``None`` for pymemcache's default.
+        max_pool_size: Connections the driver's pool may open per server; ``None`` for
+            no limit (pymemcache's default). With a limit, a request that finds them
+            all in use waits for one, up to ``pool_timeout``.
+        pool_timeout: Seconds a command waits for a free connection when
+            ``max_pool_size`` is set; past that it fails with ``PoolExhausted``, which
+            the web glue answers with 503 and ``Retry-After``.
         tls: Connect with TLS.
         tls_ca_certs: CA bundle that verifies the servers (the system's when unset).
         tls_certfile: Client certificate, for servers that ask for one.
@@ -63,6 +68,7 @@ class MemcachedOptions:
     retry_timeout: float = 1.0
     dead_timeout: float = 30.0
     max_pool_size: int | None = None
+    pool_timeout: float = 10.0
     tls: bool = False
     tls_ca_certs: str | None = None
     tls_certfile: str | None = None
@@ -86,7 +92,7 @@ class MemcachedOptions:
                     "stores text itself: hand in a client made without serde, serializer "
                     "or deserializer",
                 )
-        for name in ("connect_timeout", "timeout"):
+        for name in ("connect_timeout", "timeout", "pool_timeout"):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"options.{name}", f"must be greater than 0, got {value!r}")

@@ -39,11 +39,13 @@ from pymongo.errors import (
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
+    WaitQueueTimeoutError,
 )
 
 from satchel import (
     AsyncSessionHandler,
     ConfigError,
+    PoolExhausted,
     RequestMetadata,
     SessionBackendError,
     SessionConfig,
@@ -72,12 +74,21 @@ class MongoOptions:
             operation) before the store counts as down.
         ttl_grace_seconds: How long after ``expires_at`` the TTL index deletes
             a document (reads ignore it from ``expires_at`` on).
+        max_pool_size: Connections the client may open per server (pymongo's
+            ``maxPoolSize``). A request that finds them all in use waits for one,
+            up to ``pool_timeout``.
+        pool_timeout: Seconds a request waits for a free connection (pymongo's
+            ``waitQueueTimeoutMS``, which otherwise waits for ever); past that it
+            fails with ``PoolExhausted``, which the web glue answers with 503 and
+            ``Retry-After``.
     """
 
     database: str = "satchel"
     collection: str = "sessions"
     timeout: float = 5.0
     ttl_grace_seconds: int = 60
+    max_pool_size: int = 100
+    pool_timeout: float = 10.0
 
 
 def mongo_settings(config: SessionConfig) -> tuple[str, MongoOptions, dict[str, Any]]:
@@ -85,8 +96,14 @@ def mongo_settings(config: SessionConfig) -> tuple[str, MongoOptions, dict[str, 
     if not config.connection:
         raise ConfigError("connection", "the mongo driver needs a mongodb:// URL")
     options = config.structure_options(MongoOptions, driver=DRIVER_NAME)
-    if not options.timeout > 0:
-        raise ConfigError("options.timeout", f"must be greater than 0, got {options.timeout!r}")
+    for name in ("timeout", "pool_timeout"):
+        value = getattr(options, name)
+        if not value > 0:
+            raise ConfigError(f"options.{name}", f"must be greater than 0, got {value!r}")
+    if options.max_pool_size < 1:
+        raise ConfigError(
+            "options.max_pool_size", f"must be at least 1, got {options.max_pool_size!r}"
+        )
     if options.ttl_grace_seconds < 0:
         raise ConfigError(
             "options.ttl_grace_seconds", f"must not be negative, got {options.ttl_grace_seconds!r}"
@@ -96,6 +113,8 @@ def mongo_settings(config: SessionConfig) -> tuple[str, MongoOptions, dict[str, 
         "serverSelectionTimeoutMS": milliseconds,
         "connectTimeoutMS": milliseconds,
         "socketTimeoutMS": milliseconds,
+        "maxPoolSize": options.max_pool_size,
+        "waitQueueTimeoutMS": int(options.pool_timeout * 1000),
         "tz_aware": True,
         "appname": "satchel",
     }
@@ -204,6 +223,9 @@ class _Documents:
         except PyMongoError as exc:
             text = str(exc).splitlines()[0][:300] if str(exc) else ""
             message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            if isinstance(exc, WaitQueueTimeoutError):
+                # Every pooled connection stayed in use for pool_timeout: busy, not failing.
+                raise PoolExhausted(DRIVER_NAME, self.address, message) from exc
             raise SessionBackendError(DRIVER_NAME, self.address, message) from exc
 
 

@@ -217,8 +217,7 @@ def _common_kwargs(target: RedisTarget, options: RedisOptions) -> dict[str, Any]
         kwargs["username"] = target.username
     if target.password is not None:
         kwargs["password"] = target.password
-    if options.max_connections is not None:
-        kwargs["max_connections"] = options.max_connections
+    kwargs["max_connections"] = options.max_connections
     return kwargs
 
 

@@ -18,7 +18,13 @@ import asyncio
 import math
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from typing import Any, TypeVar
 
 import redis
@@ -28,9 +34,10 @@ import redis.exceptions
 import redis.sentinel
 
 from satchel.config import SessionConfig
-from satchel.errors import ConfigError, SessionBackendError
+from satchel.errors import ConfigError, PoolExhausted, SessionBackendError
 from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
 from satchel.locking import await_lock, new_lock_token, wait_for_lock
+from satchel.pooling import AsyncConnectionSlots, ConnectionSlots
 from satchel.threaded import ThreadedAsyncHandler
 from satchel_redis.connection import (
     build_async_client,
@@ -58,6 +65,15 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OS
 # What a master configured with min-replicas-to-write answers once its replica is
 # gone, as when a Sentinel has just promoted that replica. The write was refused.
 NO_REPLICAS = "NOREPLICAS"
+# What redis-py's BlockingConnectionPool raises once its timeout passed without a free connection.
+POOL_WAIT_TIMED_OUT = "No connection available."
+
+
+def _pool_ran_out(exc: BaseException) -> bool:
+    """True when the client's own pool had no connection to give (a client handed in)."""
+    return isinstance(exc, redis.exceptions.MaxConnectionsError) or (
+        isinstance(exc, redis.exceptions.ConnectionError) and str(exc) == POOL_WAIT_TIMED_OUT
+    )
 
 
 def _refused_for_lack_of_replicas(exc: BaseException) -> bool:
@@ -96,7 +112,20 @@ class _RedisKeys:
         return f"{self.prefix}{LOCK_INFIX}{session_id}"
 
     def _error(self, action: str, exc: BaseException) -> SessionBackendError:
-        return SessionBackendError(DRIVER, self.address, f"{action} failed: {_describe_error(exc)}")
+        message = f"{action} failed: {_describe_error(exc)}"
+        if _pool_ran_out(exc):
+            return PoolExhausted(DRIVER, self.address, f"{message} (the client's connection pool)")
+        return SessionBackendError(DRIVER, self.address, message)
+
+
+def _slot_settings(options: RedisOptions, address: str) -> dict[str, Any]:
+    """The slots of a pool the driver builds: as many as its connections."""
+    return {
+        "size": options.max_connections,
+        "timeout": options.pool_timeout,
+        "driver": DRIVER,
+        "address": address,
+    }
 
 
 def _resolve_options(config: SessionConfig) -> RedisOptions:
@@ -108,7 +137,9 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
 
     Build it from a config with :meth:`from_config`, or hand it a ready client:
     ``RedisSessionHandler(client, lifetime_seconds=7200)``. A client handed in is
-    used as it is and never closed by the driver.
+    used as it is and never closed by the driver. ``slots`` (made for the pool
+    of a client the driver built) make a command wait for a free connection
+    instead of failing when the pool is in use.
     """
 
     def __init__(
@@ -119,6 +150,7 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
         prefix: str = "satchel:",
         address: str | None = None,
         owns_client: bool = False,
+        slots: ConnectionSlots | None = None,
     ) -> None:
         if client is None:
             raise TypeError("RedisSessionHandler needs a redis-py client")
@@ -127,6 +159,8 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
         self.prefix = prefix
         self.address = address or describe_client(client)
         self.owns_client = owns_client
+        self.slots = slots
+        self._slot: AbstractContextManager[None] = slots if slots is not None else nullcontext()
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> RedisSessionHandler:
@@ -150,16 +184,18 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
             prefix=config.prefix,
             address=target.address,
             owns_client=True,
+            slots=ConnectionSlots(**_slot_settings(options, target.address)),
         )
 
     def _call(self, action: str, command: Callable[[], T]) -> T:
         try:
-            try:
-                return command()
-            except redis.exceptions.ResponseError as exc:
-                if not self._follow_new_master(exc):
-                    raise
-                return command()  # refused, so not applied: safe to send again
+            with self._slot:
+                try:
+                    return command()
+                except redis.exceptions.ResponseError as exc:
+                    if not self._follow_new_master(exc):
+                        raise
+                    return command()  # refused, so not applied: safe to send again
         except STORE_ERRORS as exc:
             raise self._error(action, exc) from exc
 
@@ -251,10 +287,11 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
 
 
 class _LoopClient:
-    """A ``redis.asyncio`` client and what it needs before its first command."""
+    """A ``redis.asyncio`` client, the slots of its pool, and what it needs before its first command."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, slots: AsyncConnectionSlots | None = None) -> None:
         self.client = client
+        self.slot: AbstractAsyncContextManager[None] = slots if slots is not None else nullcontext()
         # redis.asyncio's RedisCluster, when its very first commands run
         # concurrently, can lose some of them ("Connection closed", a None
         # writer) while it discovers the slots; they are discovered once first.
@@ -277,7 +314,8 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
     the driver built from ``connection`` is therefore made once per event loop
     (an app whose loop is restarted, or a test client that runs a loop per
     request, keeps working); a client handed in is used as it is, in the loop
-    its owner runs it in.
+    its owner runs it in. ``slots_factory`` makes the slots of each such
+    client's pool, so a command waits for a free connection instead of failing.
     """
 
     def __init__(
@@ -289,6 +327,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         address: str | None = None,
         owns_client: bool = False,
         client_factory: Callable[[], Any] | None = None,
+        slots_factory: Callable[[], AsyncConnectionSlots] | None = None,
     ) -> None:
         if client is None:
             raise TypeError("AsyncRedisSessionHandler needs a redis.asyncio client")
@@ -298,7 +337,8 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         self.address = address or describe_client(client)
         self.owns_client = owns_client
         self._client_factory = client_factory
-        self._given = _LoopClient(client)
+        self._slots_factory = slots_factory
+        self._given = _LoopClient(client, self._new_slots())
         self._given_claimed = False
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
@@ -324,7 +364,11 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
             address=target.address,
             owns_client=True,
             client_factory=lambda: build_async_client(target, options),
+            slots_factory=lambda: AsyncConnectionSlots(**_slot_settings(options, target.address)),
         )
+
+    def _new_slots(self) -> AsyncConnectionSlots | None:
+        return None if self._slots_factory is None else self._slots_factory()
 
     def _loop_client(self) -> _LoopClient:
         if self._client_factory is None:
@@ -334,7 +378,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         if entry is None:
             # The first loop gets the client made with the handler; later ones their own.
             if self._given_claimed:
-                entry = _LoopClient(self._client_factory())
+                entry = _LoopClient(self._client_factory(), self._new_slots())
             else:
                 entry, self._given_claimed = self._given, True
             self._per_loop[loop] = entry
@@ -343,13 +387,15 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
 
     async def _call(self, action: str, command: Callable[[Any], Awaitable[T]]) -> T:
         try:
-            client = await self._loop_client().ready()
-            try:
-                return await command(client)
-            except redis.exceptions.ResponseError as exc:
-                if not await self._follow_new_master(client, exc):
-                    raise
-                return await command(client)  # refused, so not applied: safe to send again
+            entry = self._loop_client()
+            client = await entry.ready()
+            async with entry.slot:
+                try:
+                    return await command(client)
+                except redis.exceptions.ResponseError as exc:
+                    if not await self._follow_new_master(client, exc):
+                        raise
+                    return await command(client)  # refused, so not applied: safe to send again
         except STORE_ERRORS as exc:
             raise self._error(action, exc) from exc
 

@@ -59,7 +59,12 @@ class RedisOptions:
         retries: How many times a command that failed on a connection error is
             retried on a fresh connection (so a restarted server is picked up by
             the next request without an error).
-        max_connections: Upper bound of the connection pool; ``None`` for redis-py's default.
+        max_connections: Connections the driver's pool may open (per event loop for the
+            async twin, per node in a Cluster). A request that finds them all in use
+            waits for one, up to ``pool_timeout``.
+        pool_timeout: Seconds a command waits for a free connection of the pool; past
+            that it fails with ``PoolExhausted``, which the web glue answers with 503
+            and ``Retry-After``.
         sentinel_username: Username for the Sentinel servers themselves (the URL's
             credentials are for the master).
         sentinel_password: Password for the Sentinel servers themselves.
@@ -77,7 +82,8 @@ class RedisOptions:
     socket_timeout: float = 5.0
     socket_connect_timeout: float = 5.0
     retries: int = 1
-    max_connections: int | None = None
+    max_connections: int = 100
+    pool_timeout: float = 10.0
     sentinel_username: str | None = None
     sentinel_password: str | None = attrs.field(default=None, repr=False)
     ssl_ca_certs: str | None = None
@@ -90,13 +96,13 @@ class RedisOptions:
         """Refuse values no Redis connection can use; the error names the option."""
         _check_client("client", self.client, asyncio_client=False)
         _check_client("async_client", self.async_client, asyncio_client=True)
-        for name in ("socket_timeout", "socket_connect_timeout"):
+        for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"options.{name}", f"must be greater than 0, got {value!r}")
         if self.retries < 0:
             raise ConfigError("options.retries", f"must not be negative, got {self.retries!r}")
-        if self.max_connections is not None and self.max_connections < 1:
+        if self.max_connections < 1:
             raise ConfigError(
                 "options.max_connections", f"must be at least 1, got {self.max_connections!r}"
             )
