@@ -300,6 +300,24 @@ def test_nested_mutation_is_detected(recording_manager: SessionManager, recordin
     assert recording_manager.start(session.id).get("user.prefs.theme") == "light"
 
 
+def test_nested_mutation_through_item_access_is_detected(
+    recording_manager: SessionManager, recording: Any
+) -> None:
+    # Starlette's and Flask's habit: session["cart"].append(...), never get().
+    session = recording_manager.start(None)
+    session["cart"] = ["apple"]
+    session["user"] = {"prefs": {"theme": "dark"}}
+    session.save()
+    session = recording_manager.start(session.id)
+    session["cart"].append("pear")
+    session["user"]["prefs"]["theme"] = "light"
+    assert session.save() is SaveOutcome.WRITTEN
+    assert recording.count("write") == 2
+    session = recording_manager.start(session.id)
+    assert session["cart"] == ["apple", "pear"]
+    assert session["user"] == {"prefs": {"theme": "light"}}
+
+
 def test_nested_mutation_to_an_unsupported_value_fails_at_save_naming_the_key(
     recording_manager: SessionManager, recording: Any
 ) -> None:
