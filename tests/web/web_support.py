@@ -207,6 +207,21 @@ def run_action(session: Session, action: str, params: Mapping[str, str]) -> str:
         return "ok"
     if action == "all":
         return json.dumps(session.all())
+    if action == "deep":
+        # Tuples: the container the decoder spends the most stack on.
+        value: Any = "leaf"
+        for _ in range(int(params["levels"])):
+            value = (value,)
+        try:
+            session.put("deep", value)
+        except TypeError as exc:
+            return f"TypeError: {exc}"
+        return "ok"
+    if action == "depth":
+        value, levels = session.get("deep"), 0
+        while isinstance(value, tuple):
+            value, levels = value[0], levels + 1
+        return str(levels)
     return "hello"  # "untouched" and anything else never looks at the session
 
 
