@@ -74,6 +74,12 @@ def encode_value(value: Any, path: str, *, hashable: bool = False, depth: int = 
     ``depth``: how many containers already enclose the value (a dotted key's own
     levels, say); a container that would be level ``MAX_DEPTH + 1`` is refused.
     """
+    return _encode(value, path, hashable, depth)
+
+
+def _encode(value: Any, path: str, hashable: bool, depth: int) -> Any:
+    # encode_value's recursion: positional arguments and the depth check inline, as
+    # every save runs it over the whole session.
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -84,38 +90,38 @@ def encode_value(value: Any, path: str, *, hashable: bool = False, depth: int = 
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else {TAG: "float", "v": repr(float(value))}
     if isinstance(value, list):
-        inner = _level_below(depth, path)
-        return [
-            encode_value(item, f"{path}[{index}]", depth=inner) for index, item in enumerate(value)
-        ]
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        depth += 1
+        return [_encode(item, f"{path}[{index}]", False, depth) for index, item in enumerate(value)]
     if isinstance(value, dict):
-        inner = _level_below(depth, path)
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        depth += 1
         if all(isinstance(key, str) for key in value) and TAG not in value:
             return {
-                key: encode_value(item, f"{path}.{key}", depth=inner) for key, item in value.items()
+                key: _encode(item, f"{path}.{key}", False, depth) for key, item in value.items()
             }
         return {
             TAG: "dict",
             "v": [
-                [
-                    encode_value(key, path, hashable=True, depth=inner),
-                    encode_value(item, f"{path}[{key!r}]", depth=inner),
-                ]
+                [_encode(key, path, True, depth), _encode(item, f"{path}[{key!r}]", False, depth)]
                 for key, item in value.items()
             ],
         }
     if isinstance(value, tuple):
-        inner = _level_below(depth, path)
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        depth += 1
         return {
             TAG: "tuple",
-            "v": [
-                encode_value(item, f"{path}[{i}]", hashable=hashable, depth=inner)
-                for i, item in enumerate(value)
-            ],
+            "v": [_encode(item, f"{path}[{i}]", hashable, depth) for i, item in enumerate(value)],
         }
     if isinstance(value, (set, frozenset)):
-        inner = _level_below(depth, path)
-        items = [encode_value(item, f"{path}{{}}", hashable=True, depth=inner) for item in value]
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        depth += 1
+        items = [_encode(item, f"{path}{{}}", True, depth) for item in value]
         items.sort(
             key=canonical_json
         )  # a stable order, so an unchanged set is never seen as changed
@@ -150,19 +156,12 @@ def encode_value(value: Any, path: str, *, hashable: bool = False, depth: int = 
             # cattrs recurses through nested instances before the depth below is counted.
             raise _too_deep(path) from None
         # The instance is the mapping it unstructures to: one level, counted there.
-        return {TAG: "object", "v": encode_value(plain, path, depth=depth)}
+        return {TAG: "object", "v": _encode(plain, path, False, depth)}
     raise TypeError(
         f"session value {path!r} has type {type(value).__name__}, which satchel cannot store; "
         "store JSON types, datetime, date, time, timedelta, UUID, Decimal, bytes, tuple, set, "
         "frozenset, or attrs/dataclass instances"
     )
-
-
-def _level_below(depth: int, path: str) -> int:
-    """The depth of a container's items, or the ``TypeError`` when it is one level too many."""
-    if depth >= MAX_DEPTH:
-        raise _too_deep(path)
-    return depth + 1
 
 
 def _too_deep(path: str) -> TypeError:
@@ -180,15 +179,18 @@ def decode_value(data: Any, depth: int = 0) -> Any:
     does: a stored value nested deeper than ``MAX_DEPTH`` is malformed too.
     """
     if isinstance(data, list):
-        inner = _stored_level_below(depth)
-        return [decode_value(item, inner) for item in data]
+        if depth >= MAX_DEPTH:
+            raise _stored_too_deep()
+        return [decode_value(item, depth + 1) for item in data]
     if not isinstance(data, dict):
         if isinstance(data, (str, int, float, bool)) or data is None:
             return data
         raise PayloadError(f"unexpected JSON value of type {type(data).__name__}")
     tag = data.get(TAG)
     if tag is None:
-        inner = _stored_level_below(depth)
+        if depth >= MAX_DEPTH:
+            raise _stored_too_deep()
+        inner = depth + 1
         return {key: decode_value(item, inner) for key, item in data.items()}
     raw = data.get("v")
     decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
@@ -205,9 +207,14 @@ def decode_value(data: Any, depth: int = 0) -> Any:
 
 
 def _stored_level_below(depth: int) -> int:
+    """The depth of a tagged container's items, or the ``PayloadError`` past the limit."""
     if depth >= MAX_DEPTH:
-        raise PayloadError(f"a value nests containers more than {MAX_DEPTH} levels deep")
+        raise _stored_too_deep()
     return depth + 1
+
+
+def _stored_too_deep() -> PayloadError:
+    return PayloadError(f"a value nests containers more than {MAX_DEPTH} levels deep")
 
 
 def _decode_datetime(raw: Any, data: dict[str, Any], depth: int) -> dt.datetime:
@@ -305,7 +312,7 @@ class Envelope:
 
 def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """Encode the application's data, naming the key of any value that cannot be stored."""
-    return {key: encode_value(value, key) for key, value in values.items()}
+    return {key: _encode(value, key, False, 0) for key, value in values.items()}
 
 
 def data_json(encoded_values: Mapping[str, Any]) -> str:
