@@ -12,6 +12,13 @@ Both ways of reaching the session from the seed appear: ``request.session``
 Sessions use the ``file`` driver (in ``storage/sessions``) unless
 ``SESSION_*`` environment variables say otherwise, e.g.
 ``SESSION_DRIVER=cookie SESSION_SECRET_KEY=…`` (see ``SessionConfig.from_env``).
+
+A visitor who has not acted stores nothing: pages carry a CSRF token only for
+a visitor who already has a session, so a crawler or a flood of cookieless
+requests never writes one (Django's CVE-2015-5143 was that flood). A POST
+without a session has nothing to forge against; it must still come from this
+site's own pages (its ``Origin``, or its ``Referer``), or a forged login could
+sign a visitor in to the attacker's account.
 """
 
 from __future__ import annotations
@@ -45,12 +52,33 @@ async def form_of(request: Request) -> dict[str, str]:
 
 
 def csrf_field(request: Request) -> str:
+    # Only for a visitor who has a session already: making a token for anyone else
+    # would store a session per page view.
+    if session.new:
+        return ""
     return f'<input type="hidden" name="_token" value="{session.token()}">'
 
 
+def from_this_site(request: Request) -> bool:
+    """Whether the browser says the request comes from this site's own pages."""
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin == own
+    referer = request.headers.get("referer")
+    return referer is not None and (referer == own or referer.startswith(own + "/"))
+
+
 async def checked_form(request: Request) -> dict[str, str] | None:
-    """The form, or ``None`` when its CSRF token does not match the session's."""
+    """The form, or ``None`` when the request may be forged.
+
+    With a session, its CSRF token must match the session's. Without one there
+    is nothing to forge against, but the request must come from this site
+    (a cross-site request never carries the SameSite=Lax cookie, so it lands here).
+    """
     form = await form_of(request)
+    if session.new:
+        return form if from_this_site(request) else None
     if not ids_equal(form.get("_token", ""), session.token()):
         return None
     return form

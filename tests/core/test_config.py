@@ -313,3 +313,45 @@ def test_from_env_names_the_bad_one_of_two_spellings() -> None:
         SessionConfig.from_env({"SESSION_SECURE": "true", "SESSION_SECURE_COOKIE": "perhaps"})
     assert info.value.key == "secure"
     assert "SESSION_SECURE_COOKIE" in str(info.value)
+
+
+def test_max_payload_bytes_defaults_to_256_kib() -> None:
+    assert SessionConfig().max_payload_bytes == 256 * 1024
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("4096", 4096), (" 1048576 ", 1024 * 1024), ("null", None), ("", None), ("0", None)],
+)
+def test_max_payload_bytes_from_env(given: str, expected: int | None) -> None:
+    assert SessionConfig.from_env({"SESSION_MAX_PAYLOAD_BYTES": given}).max_payload_bytes == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(("text", "expected"), [("65536", 65536), ("0", None)])
+def test_max_payload_bytes_from_toml(tmp_path: Path, text: str, expected: int | None) -> None:
+    # TOML has no null: 0 spells "no limit".
+    path = tmp_path / "session.toml"
+    path.write_text(f"max_payload_bytes = {text}\n")
+    assert SessionConfig.from_toml(path).max_payload_bytes == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [(4096, 4096), ("4096", 4096), (None, None), (0, None)]
+)
+def test_max_payload_bytes_from_dict(given: object, expected: int | None) -> None:
+    assert SessionConfig.from_dict({"max_payload_bytes": given}).max_payload_bytes == expected
+
+
+@pytest.mark.parametrize("given", [-1, "lots", "4 KiB", 1.5, True, [4096]])
+def test_a_bad_max_payload_bytes_is_named(given: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_dict({"max_payload_bytes": given})
+    assert info.value.key == "max_payload_bytes"
+    with pytest.raises(ConfigError) as info:
+        SessionConfig(max_payload_bytes=given)  # type: ignore[arg-type]
+    assert info.value.key == "max_payload_bytes"
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_env({"SESSION_MAX_PAYLOAD_BYTES": str(given)})
+    assert info.value.key == "max_payload_bytes"

@@ -22,12 +22,14 @@ from hypothesis import strategies as st
 from satchel import SessionManager
 from satchel.payload import (
     FORMAT_VERSION,
+    MAX_DEPTH,
     Envelope,
     PayloadError,
     decode_value,
     dumps,
     encode_value,
     loads,
+    value_converter,
 )
 from satchel.store import Session
 
@@ -267,6 +269,109 @@ def test_decode_value_never_builds_other_types() -> None:
     for tag in ("pickle", "object_", "type", "eval", "__reduce__", "module"):
         with pytest.raises(PayloadError):
             decode_value({"__t": tag, "v": "os.system"})
+
+
+# -- depth ---------------------------------------------------------------------------------
+
+
+@attrs.define
+class Node:
+    child: Any
+
+
+NESTINGS: dict[str, Callable[[Any], Any]] = {
+    "list": lambda inner: [inner],
+    "dict": lambda inner: {"a": inner},
+    "tuple": lambda inner: (inner,),
+    "frozenset": lambda inner: frozenset([inner]),
+    "int-keyed-dict": lambda inner: {1: inner},
+    "attrs": Node,
+}
+
+
+def nested(kind: str, levels: int) -> Any:
+    """A value of ``levels`` containers of one kind, one inside the other, around a string."""
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = NESTINGS[kind](value)
+    return value
+
+
+# Every way a value enters the session (the session is loaded first).
+MUTATORS: dict[str, Callable[[Session, str, Any], object]] = {
+    "put": lambda session, key, value: session.put(key, value),
+    "put-mapping": lambda session, key, value: session.put({key: value}),
+    "setitem": lambda session, key, value: session.__setitem__(key, value),
+    "push": lambda session, key, value: session.push(key, value),
+    "flash": lambda session, key, value: session.flash(key, value),
+    "now": lambda session, key, value: session.now(key, value),
+    "remember": lambda session, key, value: session.remember(key, lambda: value),
+}
+
+
+@pytest.mark.parametrize("kind", list(NESTINGS))
+def test_a_value_at_the_depth_limit_round_trips(
+    manager: SessionManager, next_request: NextRequest, kind: str
+) -> None:
+    value = nested(kind, MAX_DEPTH)
+    session = manager.start(None)
+    session.put("deep", value)
+    session = next_request(manager, session)
+    assert session.get("deep") == (value if kind != "attrs" else value_converter.unstructure(value))
+
+
+@pytest.mark.parametrize("mutator", list(MUTATORS))
+@pytest.mark.parametrize("kind", list(NESTINGS))
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 480])
+def test_a_value_nested_past_the_depth_limit_is_refused_naming_the_key(
+    manager: SessionManager, next_request: NextRequest, kind: str, mutator: str, levels: int
+) -> None:
+    # 480 levels: deep enough that the encoder, unchecked, ran out of stack at save.
+    session = manager.start(None)
+    session.put("keep", 1)
+    with pytest.raises(TypeError, match=rf"'deep\b.*more than {MAX_DEPTH} levels deep"):
+        MUTATORS[mutator](session, "deep", nested(kind, levels))
+    assert session.all() == {"keep": 1}
+    session = next_request(manager, session)
+    assert session.all() == {"keep": 1}
+
+
+def test_a_dotted_keys_own_levels_count_toward_the_depth_limit(manager: SessionManager) -> None:
+    session = manager.start(None)
+    session.put("a.b", nested("list", MAX_DEPTH - 1))  # "a" holds MAX_DEPTH levels
+    with pytest.raises(TypeError, match=r"'c\.d\.e"):
+        session.put("c.d.e", nested("list", MAX_DEPTH - 1))
+    assert session.all() == {"a": {"b": nested("list", MAX_DEPTH - 1)}}
+    session.save()
+
+
+def test_a_self_containing_value_is_refused_at_put(manager: SessionManager) -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    session = manager.start(None)
+    with pytest.raises(TypeError, match="'loop"):
+        session.put("loop", loop)
+
+
+def test_a_too_deep_change_made_in_place_fails_at_save_naming_the_key(
+    manager: SessionManager,
+) -> None:
+    session = manager.start(None)
+    session.put("deep", [])
+    session.get("deep").append(nested("list", 480))  # never passes through put
+    with pytest.raises(TypeError, match="'deep"):
+        session.save()
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 600])
+def test_decoding_refuses_a_stored_value_nested_past_the_depth_limit(levels: int) -> None:
+    text = "[" * levels + "]" * levels
+    assert decode_value(json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)) is not None
+    with pytest.raises(PayloadError, match="levels deep"):
+        decode_value(json.loads(text))
+    envelope = dumps(Envelope(values={}, created=1.0, last_activity=1.0), f'{{"deep":{text}}}')
+    with pytest.raises(PayloadError):
+        loads(envelope)
 
 
 # -- properties ----------------------------------------------------------------------------

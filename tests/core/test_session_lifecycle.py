@@ -14,9 +14,17 @@ from typing import Any
 
 import pytest
 
-from satchel import LockTimeout, RequestMetadata, SaveOutcome, SessionConfig, SessionManager
+from satchel import (
+    LockTimeout,
+    RequestMetadata,
+    SaveOutcome,
+    SessionConfig,
+    SessionManager,
+    SessionTooLarge,
+)
 from satchel.drivers.file import LOCK_PREFIX
 from satchel.handler import SupportsLock
+from satchel.ids import storage_digest  # these managers have no secret: the plain digest
 from satchel.store import Session
 
 NextRequest = Callable[[SessionManager, Session], Session]
@@ -292,6 +300,24 @@ def test_nested_mutation_is_detected(recording_manager: SessionManager, recordin
     assert session.modified
     assert session.save() is SaveOutcome.WRITTEN
     assert recording_manager.start(session.id).get("user.prefs.theme") == "light"
+
+
+def test_nested_mutation_through_item_access_is_detected(
+    recording_manager: SessionManager, recording: Any
+) -> None:
+    # Starlette's and Flask's habit: session["cart"].append(...), never get().
+    session = recording_manager.start(None)
+    session["cart"] = ["apple"]
+    session["user"] = {"prefs": {"theme": "dark"}}
+    session.save()
+    session = recording_manager.start(session.id)
+    session["cart"].append("pear")
+    session["user"]["prefs"]["theme"] = "light"
+    assert session.save() is SaveOutcome.WRITTEN
+    assert recording.count("write") == 2
+    session = recording_manager.start(session.id)
+    assert session["cart"] == ["apple", "pear"]
+    assert session["user"] == {"prefs": {"theme": "light"}}
 
 
 def test_nested_mutation_to_an_unsupported_value_fails_at_save_naming_the_key(
@@ -772,3 +798,117 @@ def test_encrypt_hands_drivers_no_session_values(
             assert seen.values["user_id"] == 42
     stored = "".join(store.store.values())
     assert ("plaintext-marker" in stored) is not encrypt
+
+
+# -- max_payload_bytes: a save larger than the limit is an error, never a silent loss ----------
+
+SMALL_LIMIT = 2000
+
+
+def stored_size(recording: Any, session: Session) -> int:
+    """The bytes the driver was handed for ``session``, as UTF-8."""
+    return len(recording.store[storage_digest(session.id, None)].encode("utf-8"))
+
+
+def test_the_default_limit_refuses_a_ten_megabyte_session(
+    recording_manager: SessionManager, recording: Any
+) -> None:
+    session = recording_manager.start(None)
+    session.put("blob", "x" * (10 * 1024 * 1024))
+    with pytest.raises(SessionTooLarge) as caught:
+        session.save()
+    assert (caught.value.limit, caught.value.limit_name) == (256 * 1024, "max_payload_bytes")
+    assert caught.value.size > 10 * 1024 * 1024
+    message = str(caught.value)
+    assert "max_payload_bytes" in message
+    assert str(caught.value.size) in message
+    assert str(256 * 1024) in message
+    assert recording.count("write") == 0
+
+
+@pytest.mark.parametrize("text", ["x", "é"], ids=["ascii", "two-byte-utf8"])
+def test_a_payload_of_exactly_the_limit_is_written_and_one_byte_more_is_not(
+    make_recording_manager: MakeManager, recording: Any, text: str
+) -> None:
+    measure = make_recording_manager(max_payload_bytes=None).start(None)
+    measure.put("blob", text * 500)
+    measure.save()
+    limit = stored_size(recording, measure)  # UTF-8 bytes: "é" counts twice
+    manager = make_recording_manager(max_payload_bytes=limit)
+    fits = manager.start(None)
+    fits.put("blob", text * 500)
+    assert fits.save() is SaveOutcome.WRITTEN
+    assert stored_size(recording, fits) == limit
+    over = manager.start(None)
+    over.put("blob", text * 501)
+    with pytest.raises(SessionTooLarge) as caught:
+        over.save()
+    assert caught.value.size == limit + len(text.encode("utf-8"))
+    assert storage_digest(over.id, None) not in recording.store
+
+
+def test_an_oversized_change_keeps_the_stored_session(
+    make_recording_manager: MakeManager, recording: Any
+) -> None:
+    manager = make_recording_manager(max_payload_bytes=SMALL_LIMIT)
+    session = manager.start(None)
+    session.put("cart", ["apple"])
+    session.save()
+    before = dict(recording.store)
+    session = manager.start(session.id)
+    session.put("blob", "x" * SMALL_LIMIT)
+    with pytest.raises(SessionTooLarge):
+        session.save()
+    assert recording.store == before
+    assert manager.start(session.id).all() == {"cart": ["apple"]}
+
+
+def test_the_limit_counts_what_the_driver_stores_encrypted(
+    make_recording_manager: MakeManager, recording: Any
+) -> None:
+    plain = make_recording_manager(max_payload_bytes=None).start(None)
+    plain.put("blob", "x" * 1000)
+    plain.save()
+    plaintext_size = stored_size(recording, plain)
+    manager = make_recording_manager(
+        encrypt=True, secret_key="k" * 32, max_payload_bytes=plaintext_size
+    )
+    session = manager.start(None)
+    session.put("blob", "x" * 1000)  # fits as plaintext, not once encrypted and encoded
+    with pytest.raises(SessionTooLarge) as caught:
+        session.save()
+    assert caught.value.size > plaintext_size
+
+
+def test_a_refresh_of_a_session_stored_under_a_larger_limit_is_not_refused(
+    make_recording_manager: MakeManager, recording: Any, clock: Any
+) -> None:
+    # Lowering the limit must not turn every read-only request of a larger session into
+    # an error: the refresh rewrites what the store already holds. A change is refused.
+    big = make_recording_manager(max_payload_bytes=None).start(None)
+    big.put("blob", "x" * (2 * SMALL_LIMIT))
+    big.save()
+    manager = make_recording_manager(max_payload_bytes=SMALL_LIMIT, touch_interval=60)
+    clock.advance(61)
+    reader = manager.start(big.id)
+    assert len(reader.get("blob")) == 2 * SMALL_LIMIT
+    assert reader.save() is SaveOutcome.REFRESHED
+    writer = manager.start(big.id)
+    writer.put("more", 1)
+    with pytest.raises(SessionTooLarge):
+        writer.save()
+
+
+def test_the_cookie_driver_is_held_to_both_limits() -> None:
+    config: dict[str, Any] = {"driver": "cookie", "secret_key": "s" * 32}
+    small = SessionManager(SessionConfig(max_payload_bytes=SMALL_LIMIT, **config)).start(None)
+    small.put("blob", "x" * SMALL_LIMIT)
+    with pytest.raises(SessionTooLarge) as caught:
+        small.save()
+    assert (caught.value.limit, caught.value.limit_name) == (SMALL_LIMIT, "max_payload_bytes")
+    default = SessionManager(SessionConfig(**config)).start(None)
+    default.put("blob", "x" * 5000)
+    with pytest.raises(SessionTooLarge) as caught:
+        default.save()
+    assert (caught.value.limit, caught.value.limit_name) == (4096, "cookie")
+    assert "browsers" in str(caught.value)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
+import attrs
 import pytest
 from fixtures.base64_spellings import other_spellings
 from recording_store import recording_manager
@@ -20,9 +21,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from werkzeug.test import Client
 
-from satchel import SessionConfig, SessionManager
+from satchel import SessionConfig, SessionManager, payload
 from satchel.asgi import SessionMiddleware as AsgiSessionMiddleware
-from satchel.ids import generate_id
+from satchel.ids import generate_id, is_valid_id
 from satchel.testing.concurrency import call_wsgi, wsgi_environ
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
@@ -73,6 +74,7 @@ def wsgi_client(manager: SessionManager) -> Callable[..., Reply]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(session.get("visits")).encode()]
 
+    # use_cookies=False: with its cookie jar on, werkzeug's client drops the Cookie header.
     client = Client(WsgiSessionMiddleware(app, manager), use_cookies=False)
 
     def request(cookie: str | None, pad: int = 0) -> Reply:
@@ -234,6 +236,53 @@ def test_a_cookie_driver_cookie_in_another_format_is_rejected() -> None:
         base64.urlsafe_b64encode(b'{"v":1,"data":{"role":"admin"}}').decode(),
     ):
         assert manager.start(variant).all() == {}
+
+
+def cookie_with_client_id(manager: SessionManager, client_id: object) -> str:
+    """A cookie-driver cookie sealed under the app's own key, holding ``visits = 41``,
+    whose payload carries ``client_id`` as its id (``None``: no id at all)."""
+    real_dumps = payload.dumps
+
+    def dumps(envelope: payload.Envelope, data_text: str | None = None) -> str:
+        return real_dumps(attrs.evolve(envelope, client_id=client_id), data_text)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(payload, "dumps", dumps)
+        session = manager.start(None)
+        session.put("visits", 41)
+        session.save()
+    return session.cookie_value()
+
+
+BAD_CLIENT_IDS = {
+    "missing": None,
+    "empty": "",
+    "short": "a" * 39,
+    "long": "a" * 41,
+    "dotdot": "../" + "a" * 37,
+    "nul": "a" * 39 + "\x00",
+    "non-ascii": "é" * 40,
+    "number": 42,
+    "list": ["a" * 40],
+}
+
+
+@pytest.mark.parametrize("via", list(CLIENTS))
+@pytest.mark.parametrize("client_id", list(BAD_CLIENT_IDS))
+def test_a_cookie_driver_payload_without_a_valid_client_id_is_a_fresh_session(
+    via: str, client_id: str
+) -> None:
+    # Sealed under the right key, so only the id check stands between it and adoption.
+    manager = SessionManager(SessionConfig(driver="cookie", secret_key=SECRET))
+    genuine = cookie_with_client_id(manager, generate_id())
+    assert CLIENTS[via](manager)(genuine).body == "42"  # the control: the forging path works
+    forged = cookie_with_client_id(manager, BAD_CLIENT_IDS[client_id])
+    session = manager.start(forged)
+    assert session.all() == {}
+    assert is_valid_id(session.id)
+    reply = CLIENTS[via](manager)(forged)
+    assert (reply.status, reply.body) == (200, "1")
+    assert manager.start(reply.issued_id()).all() == {"visits": 1}
 
 
 @pytest.mark.parametrize("via", list(CLIENTS))

@@ -1,8 +1,9 @@
-"""The cart example through Starlette's TestClient: covered even where Chromium is absent.
+"""The cart example through Starlette's TestClient, and through uvicorn as its README runs it.
 
 The browser test (``test_web_browser.py``) drives the same app in headless
-Chromium; this one needs no browser, so the example's flow is checked on
-every machine.
+Chromium; these need no browser, so the example's flow is checked on every
+machine. A visitor who has not acted stores nothing (no session per page
+view, Django's CVE-2015-5143): checked through the real server too.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from typing import Any
 import httpx
 import pytest
 from starlette.testclient import TestClient
-from web_support import SECRET
+from web_support import CART_APP, SECRET, serve_cart_example
 
 from satchel import SessionConfig, SessionManager
 
-CART_APP = Path(__file__).resolve().parents[2] / "examples" / "cart" / "app.py"
 COOKIE = "satchel_session"
 TOKEN = re.compile(r'name="_token" value="([^"]+)"')
+SITE = {"Origin": "http://testserver"}  # what a browser sends with the site's own forms
+ANONYMOUS_VIEWS = 50
+# The example's first request loads the installed drivers; on a loaded machine that is slow.
+FIRST_REQUEST_SECONDS = 60.0
 
 
 def load_cart_example() -> ModuleType:
@@ -36,14 +40,29 @@ def load_cart_example() -> ModuleType:
 
 
 @pytest.fixture(params=["file", "cookie"])
-def cart(request: pytest.FixtureRequest, tmp_path: Path) -> TestClient:
-    settings: dict[str, Any] = {"driver": request.param, "lottery": (0, 1)}
-    if request.param == "file":
-        settings["files"] = str(tmp_path / "sessions")
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Path:
+    return tmp_path / "sessions"
+
+
+@pytest.fixture
+def cart(driver: str, sessions: Path) -> TestClient:
+    settings: dict[str, Any] = {"driver": driver, "lottery": (0, 1)}
+    if driver == "file":
+        settings["files"] = str(sessions)
     else:
         settings["secret_key"] = SECRET
     manager = SessionManager(SessionConfig(**settings))
     return TestClient(load_cart_example().create_app(manager))
+
+
+def stored(sessions: Path) -> list[str]:
+    """The files the file driver keeps (none when the folder was never made)."""
+    return sorted(path.name for path in sessions.iterdir()) if sessions.exists() else []
 
 
 def token_of(page: httpx.Response) -> str:
@@ -73,7 +92,8 @@ def test_products_are_listed_and_the_health_check_has_no_session(cart: TestClien
 
 def test_the_cart_flow(cart: TestClient) -> None:
     page = cart.get("/")
-    added = cart.post("/cart/add", data={"_token": token_of(page), "product": "apple"})
+    assert TOKEN.search(page.text) is None  # no session yet, so no token
+    added = cart.post("/cart/add", data={"product": "apple"}, headers=SITE)
     # Redirected to the products page, which shows the flash once.
     assert added.history[0].status_code == 303
     assert element(added, "flash") == "Item added"
@@ -98,12 +118,89 @@ def test_the_cart_flow(cart: TestClient) -> None:
     assert logged_out.history[0].status_code == 303
     assert element(logged_out, "user") is None
     assert element(logged_out, "cart-count") == "0"
-    assert cart.cookies.get(COOKIE) != after
+    assert cart.cookies.get(COOKIE) is None  # deleted, and the page after it made none
     assert element(cart.get("/cart"), "empty") == "Your cart is empty."
 
 
+def test_a_first_login_needs_no_session_beforehand(cart: TestClient) -> None:
+    form = cart.get("/login")
+    assert TOKEN.search(form.text) is None
+    welcome = cart.post("/login", data={"name": "Grace"}, headers=SITE)
+    assert element(welcome, "user") == "Grace"
+    assert token_of(welcome)  # signed in: the logout form carries the session's token
+
+
 def test_a_form_without_the_sessions_token_is_refused(cart: TestClient) -> None:
-    cart.get("/")
-    refused = cart.post("/cart/add", data={"_token": "forged", "product": "apple"})
-    assert refused.status_code == 400
-    assert element(cart.get("/"), "cart-count") == "0"
+    cart.post("/cart/add", data={"product": "apple"}, headers=SITE)
+    assert cart.cookies.get(COOKIE) is not None
+    # With a session, only its token will do: coming from the site is not enough.
+    for token in ("forged", ""):
+        refused = cart.post("/cart/add", data={"_token": token, "product": "fig"}, headers=SITE)
+        assert refused.status_code == 400
+    assert element(cart.get("/"), "cart-count") == "1"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "https://attacker.example"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver.attacker.example"},
+        {"Referer": "https://attacker.example/form"},
+        {"Referer": "http://testserver.attacker.example/"},
+    ],
+    ids=["no-origin", "other-origin", "null-origin", "lookalike", "other-referer", "lookalike-ref"],
+)
+def test_a_session_less_post_from_another_site_is_refused_and_stores_nothing(
+    cart: TestClient, sessions: Path, headers: dict[str, str]
+) -> None:
+    # A forged login or add-to-cart from another site, for a visitor without a session.
+    for path, data in (("/cart/add", {"product": "apple"}), ("/login", {"name": "Mallory"})):
+        refused = cart.post(path, data=data, headers=headers)
+        assert refused.status_code == 400
+        assert "set-cookie" not in refused.headers
+    assert stored(sessions) == []
+
+
+def test_a_session_less_post_with_the_sites_referer_is_accepted(cart: TestClient) -> None:
+    # A browser that sends no Origin still sends the page it came from.
+    added = cart.post(
+        "/cart/add", data={"product": "pear"}, headers={"Referer": "http://testserver/"}
+    )
+    assert element(added, "cart-count") == "1"
+
+
+def look_around(client: httpx.Client) -> None:
+    """Every page, ``ANONYMOUS_VIEWS`` times, without acting: none may set a cookie."""
+    for _ in range(ANONYMOUS_VIEWS):
+        for path in ("/", "/cart", "/login"):
+            page = client.get(path)
+            assert page.status_code == 200
+            assert "set-cookie" not in page.headers
+
+
+def test_anonymous_page_views_store_nothing_and_set_no_cookie(
+    cart: TestClient, sessions: Path
+) -> None:
+    look_around(cart)
+    assert stored(sessions) == []
+    assert cart.cookies.get(COOKIE) is None
+
+
+def test_anonymous_page_views_through_uvicorn_store_nothing(driver: str, sessions: Path) -> None:
+    # The example as its README runs it: python examples/cart/app.py, behind uvicorn.
+    with (
+        serve_cart_example(driver, sessions) as url,
+        httpx.Client(base_url=url, timeout=FIRST_REQUEST_SECONDS) as client,
+    ):
+        look_around(client)
+        assert stored(sessions) == []
+        # And the first act still works, from the site's own page.
+        added = client.post(
+            "/cart/add", data={"product": "fig"}, headers={"Origin": url}, follow_redirects=True
+        )
+        assert element(added, "cart-count") == "1"
+        assert COOKIE in client.cookies
+    if driver == "file":
+        assert len(stored(sessions)) >= 1

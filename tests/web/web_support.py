@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
 import flask
+import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,7 +48,9 @@ from satchel import (
     SessionManager,
 )
 from satchel.drivers import ArraySessionHandler
+from satchel.testing.services import free_port, wait_for_port
 
+CART_APP = Path(__file__).resolve().parents[2] / "examples" / "cart" / "app.py"
 FRAMEWORKS = ("starlette", "fastapi", "flask", "wsgi")
 SECRET = "a-test-secret-of-enough-length-0123456789"
 OLD_SECRET = "an-older-test-secret-of-enough-length-9876"
@@ -209,6 +216,21 @@ def run_action(session: Session, action: str, params: Mapping[str, str]) -> str:
         return json.dumps(session.all())
     if action == "pop":
         return json.dumps(session.pop(params["key"], None))  # the mapping's pop, as Flask apps use
+    if action == "deep":
+        # Tuples: the container the decoder spends the most stack on.
+        value: Any = "leaf"
+        for _ in range(int(params["levels"])):
+            value = (value,)
+        try:
+            session.put("deep", value)
+        except TypeError as exc:
+            return f"TypeError: {exc}"
+        return "ok"
+    if action == "depth":
+        value, levels = session.get("deep"), 0
+        while isinstance(value, tuple):
+            value, levels = value[0], levels + 1
+        return str(levels)
     return "hello"  # "untouched" and anything else never looks at the session
 
 
@@ -398,3 +420,38 @@ class Harness:
 
 ManagerFactory = Callable[..., SessionManager]
 HarnessFactory = Callable[..., Harness]
+
+
+# -- the cart example, as its README runs it ---------------------------------------------------
+
+
+@contextmanager
+def serve_cart_example(driver: str, folder: Path) -> Iterator[str]:
+    """``python examples/cart/app.py`` (uvicorn) on a free port, the ``driver`` chosen by
+    ``SESSION_*`` variables (the file driver's sessions in ``folder``); yields its URL."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SESSION_")}
+    env["SESSION_DRIVER"] = driver
+    env["SESSION_FILES"] = str(folder)
+    env["SESSION_SECRET_KEY"] = "browser-test-secret-0123456789abcdef"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(CART_APP), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        try:
+            wait_for_port(port, timeout=20)
+        except TimeoutError:
+            process.kill()
+            _, errors = process.communicate()
+            pytest.fail(f"the cart app did not start: {errors.decode(errors='replace')}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -31,6 +31,9 @@ HOST_PREFIX = "__Host-"
 SECURE_PREFIX = "__Secure-"
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+# 256 KiB: 64 times what a cookie holds and a quarter of memcached's default item size,
+# far above what a session that is read on every request should carry.
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
 # Environment variables that start with SESSION_ but belong to someone else.
 FOREIGN_ENV_NAMES = frozenset({"SESSION_MANAGER"})
 # RFC 6265 path-value: any CHAR except CTLs or ";" (so printable ASCII, space included).
@@ -235,6 +238,11 @@ def _path_text(value: str | os.PathLike[str]) -> str:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
+def _zero_is_no_limit(value: object) -> object:
+    # 0 cannot be a real limit (nothing fits), and TOML has no null: 0 spells "no limit".
+    return None if type(value) is int and value == 0 else value
+
+
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and not value > 0:
         raise ConfigError(attribute.name, f"must be greater than 0, got {value!r}")
@@ -304,6 +312,10 @@ class SessionConfig:
         block_wait_seconds: How long a request waits for the lock before ``LockTimeout``.
         merge_on_save: Re-read the stored session at save and apply only the keys changed.
         touch_interval: Seconds between refreshes of an unchanged session's last activity.
+        max_payload_bytes: The most bytes a changed session may hand its driver (the
+            payload as stored: serialised and, with ``encrypt``, encrypted); a larger
+            save raises ``SessionTooLarge``. ``None`` (or ``0``, which TOML can
+            write) for no limit.
         options: Driver-specific settings, structured by the driver itself.
     """
 
@@ -335,6 +347,9 @@ class SessionConfig:
     block_wait_seconds: float = attrs.field(default=10.0, validator=_not_negative)
     merge_on_save: bool = False
     touch_interval: float = attrs.field(default=60.0, validator=_not_negative)
+    max_payload_bytes: int | None = attrs.field(
+        default=DEFAULT_MAX_PAYLOAD_BYTES, converter=_zero_is_no_limit, validator=_positive
+    )
     options: Mapping[str, Any] = attrs.field(factory=dict)
 
     ENV_ALIASES: ClassVar[Mapping[str, str]] = {

@@ -31,15 +31,28 @@ class DuplicateDriverError(SatchelError):
 
 
 class SessionTooLarge(SatchelError):
-    """A session cookie would exceed what browsers keep (4096 bytes)."""
+    """A save would pass a size limit, so nothing was saved; the message names the limit.
 
-    def __init__(self, size: int, limit: int = 4096) -> None:
+    ``limit_name`` says which limit: ``"cookie"``, the 4096 bytes (name and
+    value) browsers keep of a cookie, or ``"max_payload_bytes"``, the config key
+    that caps the payload a driver is handed.
+    """
+
+    def __init__(self, size: int, limit: int = 4096, limit_name: str = "cookie") -> None:
         self.size = size
         self.limit = limit
-        super().__init__(
-            f"the session cookie would be {size} bytes, over the {limit}-byte limit browsers keep; "
-            "store less in the session or use a server-side driver"
-        )
+        self.limit_name = limit_name
+        if limit_name == "cookie":
+            message = (
+                f"the session cookie would be {size} bytes, over the {limit}-byte limit browsers "
+                "keep; store less in the session or use a server-side driver"
+            )
+        else:
+            message = (
+                f"the session payload would be {size} bytes, over the {limit} bytes that "
+                f"{limit_name} allows; store less in the session or raise {limit_name}"
+            )
+        super().__init__(message)
 
 
 class SessionBusy(SatchelError):

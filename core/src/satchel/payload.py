@@ -4,7 +4,8 @@ What the application puts comes back equal: JSON's own types and datetime,
 date, time, timedelta, UUID, Decimal, bytes, tuple, set, frozenset, integers of
 any size, and attrs or dataclass instances (read back as mappings, or typed
 with ``session.get(key, type=Cls)``). Anything else is a ``TypeError`` naming
-the key. Nothing is ever pickled: decoding builds only these plain types.
+the key, and so is a value that nests containers more than ``MAX_DEPTH``
+levels deep. Nothing is ever pickled: decoding builds only these plain types.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ import cattrs
 FORMAT_VERSION = 1
 TAG = "__t"  # a JSON object carrying this key is a tagged value
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Containers (lists, dicts, tuples, sets, attrs/dataclass instances) one value may nest.
+# Real session data nests a few levels; each level costs the encoder and decoder up to
+# four Python frames, so a value at the limit needs about a quarter of Python's default
+# recursion limit (1000) and leaves the rest to the web framework's stack.
+MAX_DEPTH = 64
+_PATH_SHOWN = 120  # characters of a too-deep value's path put in the error message
 
 
 class PayloadError(ValueError):
@@ -59,12 +66,20 @@ value_converter = _make_value_converter()
 """The cattrs converter that turns attrs/dataclass values into mappings and back."""
 
 
-def encode_value(value: Any, path: str, *, hashable: bool = False) -> Any:
+def encode_value(value: Any, path: str, *, hashable: bool = False, depth: int = 0) -> Any:
     """Turn a session value into JSON-ready data with type tags; ``TypeError`` names ``path``.
 
     ``hashable``: the value is a set member or a dict key (inside one, an attrs or
     dataclass instance is refused: it would read back as an unhashable mapping).
+    ``depth``: how many containers already enclose the value (a dotted key's own
+    levels, say); a container that would be level ``MAX_DEPTH + 1`` is refused.
     """
+    return _encode(value, path, hashable, depth)
+
+
+def _encode(value: Any, path: str, hashable: bool, depth: int) -> Any:
+    # encode_value's recursion: positional arguments and the depth check inline, as
+    # every save runs it over the whole session.
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -75,27 +90,38 @@ def encode_value(value: Any, path: str, *, hashable: bool = False) -> Any:
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else {TAG: "float", "v": repr(float(value))}
     if isinstance(value, list):
-        return [encode_value(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        depth += 1
+        return [_encode(item, f"{path}[{index}]", False, depth) for index, item in enumerate(value)]
     if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        depth += 1
         if all(isinstance(key, str) for key in value) and TAG not in value:
-            return {key: encode_value(item, f"{path}.{key}") for key, item in value.items()}
+            return {
+                key: _encode(item, f"{path}.{key}", False, depth) for key, item in value.items()
+            }
         return {
             TAG: "dict",
             "v": [
-                [encode_value(key, path, hashable=True), encode_value(item, f"{path}[{key!r}]")]
+                [_encode(key, path, True, depth), _encode(item, f"{path}[{key!r}]", False, depth)]
                 for key, item in value.items()
             ],
         }
     if isinstance(value, tuple):
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        depth += 1
         return {
             TAG: "tuple",
-            "v": [
-                encode_value(item, f"{path}[{i}]", hashable=hashable)
-                for i, item in enumerate(value)
-            ],
+            "v": [_encode(item, f"{path}[{i}]", hashable, depth) for i, item in enumerate(value)],
         }
     if isinstance(value, (set, frozenset)):
-        items = [encode_value(item, f"{path}{{}}", hashable=True) for item in value]
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
+        depth += 1
+        items = [_encode(item, f"{path}{{}}", True, depth) for item in value]
         items.sort(
             key=canonical_json
         )  # a stable order, so an unchanged set is never seen as changed
@@ -124,7 +150,13 @@ def encode_value(value: Any, path: str, *, hashable: bool = False) -> Any:
                 f"session value {path!r} holds a {type(value).__name__} instance in a set or as "
                 "a dict key, which would read back as an unhashable mapping; use a tuple or a str"
             )
-        return {TAG: "object", "v": encode_value(value_converter.unstructure(value), path)}
+        try:
+            plain = value_converter.unstructure(value)
+        except RecursionError:
+            # cattrs recurses through nested instances before the depth below is counted.
+            raise _too_deep(path) from None
+        # The instance is the mapping it unstructures to: one level, counted there.
+        return {TAG: "object", "v": _encode(plain, path, False, depth)}
     raise TypeError(
         f"session value {path!r} has type {type(value).__name__}, which satchel cannot store; "
         "store JSON types, datetime, date, time, timedelta, UUID, Decimal, bytes, tuple, set, "
@@ -132,23 +164,40 @@ def encode_value(value: Any, path: str, *, hashable: bool = False) -> Any:
     )
 
 
-def decode_value(data: Any) -> Any:
-    """Rebuild a value from :func:`encode_value`'s output; ``PayloadError`` when it is malformed."""
+def _too_deep(path: str) -> TypeError:
+    shown = path if len(path) <= _PATH_SHOWN else path[:_PATH_SHOWN] + "…"
+    return TypeError(
+        f"session value {shown!r} nests containers more than {MAX_DEPTH} levels deep, "
+        "which satchel refuses to store"
+    )
+
+
+def decode_value(data: Any, depth: int = 0) -> Any:
+    """Rebuild a value from :func:`encode_value`'s output; ``PayloadError`` when it is malformed.
+
+    ``depth`` counts the containers around ``data``, as :func:`encode_value`
+    does: a stored value nested deeper than ``MAX_DEPTH`` is malformed too.
+    """
     if isinstance(data, list):
-        return [decode_value(item) for item in data]
+        if depth >= MAX_DEPTH:
+            raise _stored_too_deep()
+        return [decode_value(item, depth + 1) for item in data]
     if not isinstance(data, dict):
         if isinstance(data, (str, int, float, bool)) or data is None:
             return data
         raise PayloadError(f"unexpected JSON value of type {type(data).__name__}")
     tag = data.get(TAG)
     if tag is None:
-        return {key: decode_value(item) for key, item in data.items()}
+        if depth >= MAX_DEPTH:
+            raise _stored_too_deep()
+        inner = depth + 1
+        return {key: decode_value(item, inner) for key, item in data.items()}
     raw = data.get("v")
     decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
     if decoder is None:
         raise PayloadError(f"unknown type tag {tag!r}")
     try:
-        return decoder(raw, data)
+        return decoder(raw, data, depth)
     except PayloadError:
         raise
     except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
@@ -157,7 +206,18 @@ def decode_value(data: Any) -> Any:
         raise PayloadError(f"bad {tag!r} value: {exc}") from exc
 
 
-def _decode_datetime(raw: Any, data: dict[str, Any]) -> dt.datetime:
+def _stored_level_below(depth: int) -> int:
+    """The depth of a tagged container's items, or the ``PayloadError`` past the limit."""
+    if depth >= MAX_DEPTH:
+        raise _stored_too_deep()
+    return depth + 1
+
+
+def _stored_too_deep() -> PayloadError:
+    return PayloadError(f"a value nests containers more than {MAX_DEPTH} levels deep")
+
+
+def _decode_datetime(raw: Any, data: dict[str, Any], depth: int) -> dt.datetime:
     value = dt.datetime.fromisoformat(raw)
     zone_key = data.get("tz")
     if isinstance(zone_key, str) and value.tzinfo is not None:
@@ -168,8 +228,15 @@ def _decode_datetime(raw: Any, data: dict[str, Any]) -> dt.datetime:
     return value
 
 
-def _decode_dict(raw: Any, data: dict[str, Any]) -> dict[Any, Any]:
-    return {_hashable(decode_value(key)): decode_value(item) for key, item in raw}
+def _decode_dict(raw: Any, data: dict[str, Any], depth: int) -> dict[Any, Any]:
+    inner = _stored_level_below(depth)
+    return {_hashable(decode_value(key, inner)): decode_value(item, inner) for key, item in raw}
+
+
+def _decode_items(raw: Any, depth: int) -> list[Any]:
+    """The decoded items of a tagged tuple, set or frozenset: one level below it."""
+    inner = _stored_level_below(depth)
+    return [decode_value(item, inner) for item in _list(raw)]
 
 
 def _hashable(value: Any) -> Any:
@@ -178,20 +245,21 @@ def _hashable(value: Any) -> Any:
 
 
 _DECODERS: dict[str, Any] = {
-    "int": lambda raw, _: int(str(raw)),
-    "float": lambda raw, _: float(str(raw)),
+    "int": lambda raw, _, __: int(str(raw)),
+    "float": lambda raw, _, __: float(str(raw)),
     "dict": _decode_dict,
-    "tuple": lambda raw, _: tuple(decode_value(item) for item in _list(raw)),
-    "set": lambda raw, _: {_hashable(decode_value(item)) for item in _list(raw)},
-    "frozenset": lambda raw, _: frozenset(_hashable(decode_value(item)) for item in _list(raw)),
+    "tuple": lambda raw, _, depth: tuple(_decode_items(raw, depth)),
+    "set": lambda raw, _, depth: {_hashable(item) for item in _decode_items(raw, depth)},
+    "frozenset": lambda raw, _, depth: frozenset(map(_hashable, _decode_items(raw, depth))),
     "datetime": _decode_datetime,
-    "date": lambda raw, _: dt.date.fromisoformat(raw),
-    "time": lambda raw, _: dt.time.fromisoformat(raw),
-    "timedelta": lambda raw, _: dt.timedelta(days=raw[0], seconds=raw[1], microseconds=raw[2]),
-    "uuid": lambda raw, _: uuid.UUID(raw),
-    "decimal": lambda raw, _: decimal.Decimal(raw),
-    "bytes": lambda raw, _: base64.b64decode(raw, validate=True),
-    "object": lambda raw, _: decode_value(raw),
+    "date": lambda raw, _, __: dt.date.fromisoformat(raw),
+    "time": lambda raw, _, __: dt.time.fromisoformat(raw),
+    "timedelta": lambda raw, _, __: dt.timedelta(days=raw[0], seconds=raw[1], microseconds=raw[2]),
+    "uuid": lambda raw, _, __: uuid.UUID(raw),
+    "decimal": lambda raw, _, __: decimal.Decimal(raw),
+    "bytes": lambda raw, _, __: base64.b64decode(raw, validate=True),
+    # An instance is stored as the mapping it unstructured to: that mapping is its level.
+    "object": lambda raw, _, depth: decode_value(raw, depth),
 }
 
 
@@ -244,7 +312,7 @@ class Envelope:
 
 def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """Encode the application's data, naming the key of any value that cannot be stored."""
-    return {key: encode_value(value, key) for key, value in values.items()}
+    return {key: _encode(value, key, False, 0) for key, value in values.items()}
 
 
 def data_json(encoded_values: Mapping[str, Any]) -> str:

@@ -407,8 +407,10 @@ class Session(MutableMapping[str, Any]):
         envelope.last_activity = now
         envelope.client_id = self._id if in_cookie else None
         text = payload.dumps(envelope, data_text)
+        # A refresh rewrites what the store already holds: only a write is held to the limit.
+        limited = plan.outcome is SaveOutcome.WRITTEN
         if in_cookie:
-            self._cookie_value = self._seal_cookie(text)
+            self._cookie_value = self._seal_cookie(text, limited=limited)
             return plan
         assert key is not None
         plan.write_key = key
@@ -425,6 +427,8 @@ class Session(MutableMapping[str, Any]):
             and not self._manager.holds_lock(key)
         )
         plan.data = self._seal_stored(text, key)
+        if limited:
+            self._check_payload_size(plan.data)
         if wants_metadata:
             plan.metadata = record_metadata(self._config, envelope.values, self.metadata)
         return plan
@@ -432,10 +436,21 @@ class Session(MutableMapping[str, Any]):
     def _seal_stored(self, text: str, key: str) -> str:
         return seal_record(self._manager, text, key)
 
-    def _seal_cookie(self, text: str) -> str:
+    def _check_payload_size(self, data: str) -> None:
+        """``SessionTooLarge`` when ``data``, as handed to the driver, passes ``max_payload_bytes``."""
+        limit = self._config.max_payload_bytes
+        if limit is None:
+            return
+        size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise SessionTooLarge(size, limit, "max_payload_bytes")
+
+    def _seal_cookie(self, text: str, *, limited: bool) -> str:
         encrypter = self._manager.encrypter
         assert encrypter is not None
         value = encrypter.encrypt(text.encode("utf-8"), self._cookie_context())
+        if limited:
+            self._check_payload_size(value)
         size = len(self._config.cookie) + 1 + len(value)
         if size > MAX_COOKIE_BYTES:
             raise SessionTooLarge(size, MAX_COOKIE_BYTES)
@@ -572,10 +587,12 @@ class Session(MutableMapping[str, Any]):
         theirs.created = min(theirs.created, ours.created)
         theirs.last_activity = ours.last_activity
         data_text = payload.data_json(payload.encode_values(theirs.values))
+        data = self._seal_stored(payload.dumps(theirs, data_text), key)
+        self._check_payload_size(data)  # the merged session, theirs and ours, must fit too
         plan.data_text = data_text
         plan.fingerprint = payload.body_fingerprint(data_text, theirs)
         self._envelope = theirs
-        return self._seal_stored(payload.dumps(theirs, data_text), key)
+        return data
 
     def cookie_value(self) -> str:
         """What the session cookie carries: the id, or the sealed payload for the cookie driver."""
@@ -654,7 +671,9 @@ class Session(MutableMapping[str, Any]):
         for name, item in pairs:
             if not isinstance(name, str):
                 raise TypeError(f"session keys must be strings, not {type(name).__name__}")
-            payload.encode_value(item, name)  # refuse what cannot be stored, naming the key
+            # Refuse what cannot be stored, naming the key; a dotted key's own levels count
+            # toward the depth limit.
+            payload.encode_value(item, name, depth=name.count("."))
             _assign(values, name, item)
 
     def push(self, key: str, value: Any) -> None:

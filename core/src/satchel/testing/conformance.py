@@ -31,7 +31,7 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 
 from satchel.config import SessionConfig
-from satchel.errors import LockTimeout
+from satchel.errors import LockTimeout, SessionTooLarge
 from satchel.handler import (
     AsyncSessionHandler,
     AsyncSupportsLock,
@@ -44,6 +44,7 @@ from satchel.handler import (
 )
 from satchel.ids import generate_id
 from satchel.manager import SessionManager
+from satchel.payload import MAX_DEPTH, Envelope, dumps
 
 T = TypeVar("T")
 SyncFactory = Callable[[SessionConfig], SessionHandler]
@@ -51,6 +52,7 @@ AsyncFactory = Callable[[SessionConfig], AsyncSessionHandler]
 
 NON_ASCII = "zß水🎉 — ünïcödé \u00e9\u0301 \U0001f600 \\ \" ' <>&"
 ONE_MEGABYTE = 1024 * 1024
+PAYLOAD_LIMIT = 8 * 1024  # max_payload_bytes in the size tests
 SHORT_LIFETIME_SECONDS = 1
 IDLE_SLEEP_SECONDS = 2.2  # past a 1-second lifetime even for stores that keep whole seconds
 # touch: a session of a 4-second lifetime is touched 2.5 s after its write and read
@@ -290,6 +292,68 @@ class HandlerConformance(_ConfigFixtures):
             assert session.id != cookie, f"{name}: the planted id must not be kept"
             assert PICKLE_BOMB_WENT_OFF == [], name
             assert cookie not in caplog.text  # never a raw id in a log line
+
+    def test_a_stored_payload_nested_too_deep_starts_a_fresh_session(
+        self,
+        make_handler: Callable[..., SessionHandler],
+        satchel_base_config: Mapping[str, Any],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A payload planted under a valid id's key with a value nested past
+        ``MAX_DEPTH`` (or past what the JSON parser can take) is a corrupt session:
+        an empty one and a warning, never a ``RecursionError``. The control, a value
+        at the limit planted the same way, is adopted."""
+        handler = make_handler()
+        manager = SessionManager(_config(satchel_base_config))
+        manager.extend(manager.config.driver, lambda _config: handler)
+        for levels in (MAX_DEPTH, MAX_DEPTH + 1, 100_000):
+            cookie = generate_id()
+            handler.write(manager.storage_key(cookie), nested_payload(levels, manager.clock()))
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="satchel"):
+                session = manager.start(cookie)
+            if levels <= MAX_DEPTH and not self.keeps_nothing:
+                assert session.id == cookie, "the control, at the limit, must be adopted"
+                assert session.get("deep") is not None
+                continue
+            assert session.all() == {}, levels
+            assert session.id != cookie, levels
+            if not self.keeps_nothing:
+                assert "corrupt" in caplog.text, levels
+            assert cookie not in caplog.text
+
+    def test_a_save_over_max_payload_bytes_raises_and_keeps_the_stored_session(
+        self, make_handler: Callable[..., SessionHandler], satchel_base_config: Mapping[str, Any]
+    ) -> None:
+        """A changed session larger than ``max_payload_bytes`` is a ``SessionTooLarge``
+        naming the limit; the driver is handed nothing, so the stored session stays."""
+        handler = make_handler()
+        manager = SessionManager(_config(satchel_base_config, max_payload_bytes=PAYLOAD_LIMIT))
+        manager.extend(manager.config.driver, lambda _config: handler)
+        session = manager.start(None)
+        session.put("blob", "x" * (PAYLOAD_LIMIT // 2))
+        session.save()
+        cookie = session.cookie_value()
+        stored = handler.read(manager.storage_key(cookie))
+        assert (stored != "") is not self.keeps_nothing  # the control was stored
+        grown = manager.start(cookie)
+        grown.put("more", "y" * PAYLOAD_LIMIT)
+        with pytest.raises(SessionTooLarge) as caught:
+            grown.save()
+        assert (caught.value.limit, caught.value.limit_name) == (PAYLOAD_LIMIT, "max_payload_bytes")
+        assert caught.value.size > PAYLOAD_LIMIT
+        assert handler.read(manager.storage_key(cookie)) == stored
+        fresh = manager.start(None)
+        fresh.put("blob", "z" * (2 * PAYLOAD_LIMIT))
+        with pytest.raises(SessionTooLarge):
+            fresh.save()
+        assert handler.read(manager.storage_key(fresh.id)) == ""
+
+
+def nested_payload(levels: int, now: float) -> str:
+    """A stored payload whose value ``deep`` is ``levels`` lists, one inside the other."""
+    deep = "[" * levels + "]" * levels
+    return dumps(Envelope(values={}, created=now, last_activity=now), f'{{"deep":{deep}}}')
 
 
 class TouchConformance(_ConfigFixtures):

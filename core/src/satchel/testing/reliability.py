@@ -24,16 +24,21 @@ your driver with the given config keys on top of the ones it needs, and
   late, with changed data or only a refresh; the save reports
   :attr:`~satchel.SaveOutcome.ENDED` and the old id stays empty (Rack
   CVE-2025-46336); so does one that moved the session to a new id meanwhile
-  (``regenerate``, ``migrate``), which writes nothing under the new id either. Needs ``write_existing`` or core's read-then-write fallback.
+  (``regenerate``, ``migrate``), which writes nothing under the new id either; and a
+  ``merge_on_save`` save into a record that expired during the request writes
+  nothing. Needs ``write_existing`` or core's read-then-write fallback.
 * :class:`AsyncResurrectionConformance`: the same race through the async twin.
 * :class:`ConcurrencyConformance`: 40 overlapping requests of one session
   through the WSGI and the ASGI middleware; with ``block = true`` (alone or with
   ``merge_on_save``) every increment survives, with ``merge_on_save`` every
   request's own key. The
-  controls without either must lose writes, so the suite can fail. And 200
-  requests with made-up ids under ``block = true`` leave the store as it was
-  (the locks they took leave no record). Needs a driver that locks, and
-  ``stored_state`` overridden to list what the store holds.
+  controls without either must lose writes, so the suite can fail. What a
+  merge applies: a ``forget`` reaches the store, a key the request only read is
+  never written back over another request's change, and the merged session is
+  held to ``max_payload_bytes``. And 200 requests with made-up ids under
+  ``block = true`` leave the store as it was (the locks they took leave no
+  record). Needs a driver that locks, and ``stored_state`` overridden to list
+  what the store holds.
 
 Class attributes tune it: ``handler_type`` / ``async_handler_type`` (the
 handler classes the manager must build), ``clock_start`` (the fake clock's
@@ -55,6 +60,7 @@ from typing import ClassVar
 
 import pytest
 
+from satchel.errors import SessionTooLarge
 from satchel.ids import generate_id
 from satchel.manager import SessionManager
 from satchel.store import SaveOutcome, Session
@@ -82,6 +88,7 @@ MOVES: dict[str, Callable[[Session], None]] = {
 TOUCH_INTERVAL_SECONDS = 60
 PAST_THE_TOUCH_INTERVAL = 120  # a save this much later is a refresh, even unchanged
 UNKNOWN_ID_REQUESTS = 200
+MERGE_LIMIT = 8 * 1024  # max_payload_bytes in the merge size test
 
 
 class Clock:
@@ -181,6 +188,22 @@ class ResurrectionConformance(_ManagerFixtures):
         assert slow.save() is SaveOutcome.ENDED
         assert manager.start(cookie).all() == {}
         self.assert_nothing_stored(manager, cookie)
+
+    def test_a_merge_into_a_record_that_expired_meanwhile_writes_nothing(
+        self, satchel_manager_factory: ManagerFactory
+    ) -> None:
+        clock = self.new_clock()
+        manager = satchel_manager_factory(clock=clock, merge_on_save=True)
+        cookie = logged_in(manager)
+        slow = manager.start(cookie)  # loaded while the session was live
+        slow.get("user_id")
+        stored = manager.handler().read(manager.storage_key(cookie))
+        clock.now += manager.config.lifetime_seconds + 1  # it idles out during the request
+        slow.put("cart", ["plum"])
+        assert slow.save() is SaveOutcome.ENDED
+        assert slow.cookie_action() is None
+        assert manager.handler().read(manager.storage_key(cookie)) == stored  # nothing written
+        assert manager.start(cookie).all() == {}  # still expired, not revived
 
     def test_a_late_write_under_merge_on_save_does_not_resurrect(
         self, satchel_manager_factory: ManagerFactory
@@ -381,3 +404,47 @@ class ConcurrencyConformance(_ManagerFixtures):
         assert set(statuses) == {200}
         time.sleep(self.released_lock_lingers_seconds)
         assert self.stored_state(manager) == before
+
+    def test_merge_on_save_applies_a_forget(self, satchel_manager_factory: ManagerFactory) -> None:
+        # A logout that forgets the user id, while another request of the session writes.
+        manager = satchel_manager_factory(merge_on_save=True)
+        self.check_handlers(manager)
+        cookie = seed_session(manager, {"user_id": 42, "cart": ["apple"]})
+        logout = manager.start(cookie)
+        other = manager.start(cookie)
+        logout.forget("user_id")
+        other.put("theme", "dark")
+        assert other.save() is SaveOutcome.WRITTEN
+        assert logout.save() is SaveOutcome.WRITTEN
+        assert manager.start(cookie).all() == {"cart": ["apple"], "theme": "dark"}
+
+    def test_merge_on_save_never_writes_back_a_key_it_only_read(
+        self, satchel_manager_factory: ManagerFactory
+    ) -> None:
+        manager = satchel_manager_factory(merge_on_save=True)
+        cookie = seed_session(manager, {"count": 1, "cart": ["apple"]})
+        reader = manager.start(cookie)  # loaded before the writer's save
+        assert (reader.get("count"), reader.get("cart")) == (1, ["apple"])
+        writer = manager.start(cookie)
+        writer.increment("count")
+        writer.push("cart", "pear")
+        assert writer.save() is SaveOutcome.WRITTEN
+        reader.put("seen", True)  # a change of its own, so its save merges
+        assert reader.save() is SaveOutcome.WRITTEN
+        assert manager.start(cookie).all() == {"count": 2, "cart": ["apple", "pear"], "seen": True}
+
+    def test_merge_on_save_holds_the_merged_session_to_max_payload_bytes(
+        self, satchel_manager_factory: ManagerFactory
+    ) -> None:
+        manager = satchel_manager_factory(merge_on_save=True, max_payload_bytes=MERGE_LIMIT)
+        cookie = seed_session(manager, {"n": 1})
+        first = manager.start(cookie)
+        second = manager.start(cookie)
+        half = MERGE_LIMIT * 5 // 8
+        first.put("a", "x" * half)
+        assert first.save() is SaveOutcome.WRITTEN
+        second.put("b", "y" * half)  # fits alone, not beside the first request's value
+        with pytest.raises(SessionTooLarge) as caught:
+            second.save()
+        assert caught.value.limit_name == "max_payload_bytes"
+        assert manager.start(cookie).all() == {"n": 1, "a": "x" * half}
