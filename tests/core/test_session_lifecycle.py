@@ -871,7 +871,7 @@ def test_the_limit_counts_what_the_driver_stores_encrypted(
     plain.save()
     plaintext_size = stored_size(recording, plain)
     manager = make_recording_manager(
-        encrypt=True, secret_key="k" * 32, max_payload_bytes=plaintext_size
+        encrypt=True, secret_key=SECRET, max_payload_bytes=plaintext_size
     )
     session = manager.start(None)
     session.put("blob", "x" * 1000)  # fits as plaintext, not once encrypted and encoded
@@ -900,7 +900,7 @@ def test_a_refresh_of_a_session_stored_under_a_larger_limit_is_not_refused(
 
 
 def test_the_cookie_driver_is_held_to_both_limits() -> None:
-    config: dict[str, Any] = {"driver": "cookie", "secret_key": "s" * 32}
+    config: dict[str, Any] = {"driver": "cookie", "secret_key": SECRET}
     small = SessionManager(SessionConfig(max_payload_bytes=SMALL_LIMIT, **config)).start(None)
     small.put("blob", "x" * SMALL_LIMIT)
     with pytest.raises(SessionTooLarge) as caught:

@@ -139,7 +139,6 @@ class SessionManager:
             with self._mutex:
                 if self._handler is None:
                     self._handler = self._checked(self.driver_spec().factory(self.config))
-                    self._warn_if_unkeyed(self._handler)
                 handler = self._handler
         return handler
 
@@ -158,10 +157,8 @@ class SessionManager:
                                 f"driver {self.config.driver!r} offers no async lock to merge under",
                             )
                         self._async_handler = twin
-                        self._warn_if_unkeyed(twin)
                     else:
                         sync = self._handler or self._checked(spec.factory(self.config))
-                        self._warn_if_unkeyed(sync)
                         self._handler = sync
                         self._async_handler = ThreadedAsyncHandler(sync)
                 handler = self._async_handler
@@ -176,13 +173,19 @@ class SessionManager:
             )
         return handler
 
-    def _warn_if_unkeyed(self, handler: object) -> None:
-        """Warn once when sessions go to a store other apps may share, keyed by no secret."""
+    def warn_if_shared_store(self) -> None:
+        """Warn once when sessions go to a store other apps may share, keyed by no secret.
+
+        Called as sessions load, so commands that only prune or migrate stay quiet.
+        """
         if self._digest_keys or self._warned_unkeyed:
             return
+        self._warned_unkeyed = True
+        handler: object = self._async_handler if self._handler is None else self._handler
+        if handler is None:
+            handler = self.handler()
         if getattr(handler, "stores_in_cookie", False) or getattr(handler, "process_local", False):
             return
-        self._warned_unkeyed = True
         logger.warning(
             "satchel: driver %r stores sessions without a secret_key: another application that "
             "uses the same store (the same Redis database and prefix, table or folder) would "

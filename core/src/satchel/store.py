@@ -234,6 +234,7 @@ class Session(MutableMapping[str, Any]):
 
         ``fallback``: ``key`` is a ``secret_key_fallbacks`` key's, not the current one.
         """
+        self._manager.warn_if_shared_store()
         self._start_fresh()
         incoming = self._incoming
         if self._manager.stores_in_cookie:
