@@ -176,3 +176,31 @@ def test_gc_under_a_real_terminal_ends_the_bar_before_the_count(tmp_path: Path) 
         "\r[##############################] 2/2\r\n"
         "removed 2 expired session(s) from driver 'file'\r\n"
     )
+
+
+BAD_CONFIGS = {
+    "missing": (None, "cannot read the config file {path}: No such file or directory"),
+    "a-folder": ("folder", "cannot read the config file {path}: Is a directory"),
+    "not-toml": (b"driver = \n", "session config key '<file>': {path} is not valid TOML: "),
+    "not-utf8": (b'driver = "\xff"\n', "session config key '<file>': {path} is not valid TOML: "),
+    "bad-key": (b"lifetime = 'forever'\n", "session config key 'lifetime': "),
+}
+
+
+def bad_config(tmp_path: Path, case: str) -> Path:
+    path = tmp_path / "session.toml"
+    content = BAD_CONFIGS[case][0]
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_a_bad_config_file_is_one_line_on_stderr_and_exit_code_1(tmp_path: Path, case: str) -> None:
+    path = bad_config(tmp_path, case)
+    result = run_satchel("gc", "--config", str(path))
+    assert (result.returncode, result.stdout) == (1, "")
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("satchel: error: " + BAD_CONFIGS[case][1].format(path=path))

@@ -259,6 +259,22 @@ def test_session_table_refuses_a_folder_with_two_heads(
     assert "wrote" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [("migrate",), ("sessions", "--user", "7"), ("session:table", "--sql", "sqlite")],
+    ids=["migrate", "sessions", "session-table"],
+)
+def test_a_missing_config_file_is_one_line_on_stderr(
+    tmp_path: Path, argv: tuple[str, ...], environment_of: EnvironmentOf
+) -> None:
+    missing = tmp_path / "missing.toml"
+    result = run_satchel(*argv, "--config", str(missing), env=environment_of())
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"satchel: error: cannot read the config file {missing}: No such file or directory\n"
+    )
+
+
 def test_drivers_lists_the_database_driver_and_its_distribution(
     satchel_drivers_listing: subprocess.CompletedProcess[str],
 ) -> None:

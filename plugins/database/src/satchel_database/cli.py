@@ -10,10 +10,9 @@ import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from satchel import SessionConfig
-from satchel.cli import add_config_argument, config_from_args
+from satchel.commands import CommandError, CommandRegistrar, config_from_args
 from satchel_database.handler import DatabaseSessionHandler
 from satchel_database.options import DRIVER_NAME
 from satchel_database.schema import (
@@ -28,17 +27,18 @@ ID_DIGEST_CHARS = 12
 AGENT_COLUMN_CHARS = 60
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add the commands to the ``satchel`` command's sub-parsers."""
-    table = subparsers.add_parser(
+def register(commands: CommandRegistrar) -> None:
+    """Add the commands to the ``satchel`` command."""
+    table = commands.add(
         "session:table",
+        command_session_table,
         help="write an Alembic migration for the sessions table, or print its DDL with --sql",
         description=(
             "Write an Alembic migration that creates the sessions table into VERSIONS "
             "(your Alembic versions folder), or print the table's DDL with --sql DIALECT."
         ),
+        config=True,
     )
-    add_config_argument(table)
     table.add_argument("versions", nargs="?", metavar="VERSIONS", help="Alembic's versions folder")
     table.add_argument(
         "--sql",
@@ -51,32 +51,31 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="REV",
         help="the revision the migration follows (default: the folder's single head)",
     )
-    table.set_defaults(func=command_session_table)
 
-    migrate = subparsers.add_parser(
-        "migrate", help="create the sessions table if it is missing (safe to run again)"
+    commands.add(
+        "migrate",
+        command_migrate,
+        help="create the sessions table if it is missing (safe to run again)",
+        config=True,
     )
-    add_config_argument(migrate)
-    migrate.set_defaults(func=command_migrate)
 
-    sessions = subparsers.add_parser(
-        "sessions", help="list a user's sessions, or end them all with --revoke"
+    sessions = commands.add(
+        "sessions",
+        command_sessions,
+        help="list a user's sessions, or end them all with --revoke",
+        config=True,
     )
-    add_config_argument(sessions)
     sessions.add_argument("--user", required=True, metavar="ID", help="the user's id")
     sessions.add_argument("--revoke", action="store_true", help="end every session of the user")
-    sessions.set_defaults(func=command_sessions)
 
 
-def _database_config(args: argparse.Namespace) -> SessionConfig | None:
+def _database_config(args: argparse.Namespace) -> SessionConfig:
     config = config_from_args(args)
     if config.driver != DRIVER_NAME:
-        print(
-            f"satchel: error: this command needs driver {DRIVER_NAME!r}; "
-            f"the config's driver is {config.driver!r}",
-            file=sys.stderr,
+        raise CommandError(
+            f"this command needs driver {DRIVER_NAME!r}; the config's driver is {config.driver!r}",
+            exit_code=2,
         )
-        return None
     return config
 
 
@@ -87,21 +86,17 @@ def command_session_table(args: argparse.Namespace) -> int:
         try:
             tables = (sessions_table(config.table), locks_table(config.table))
         except ValueError as exc:
-            print(f"satchel: error: {exc}", file=sys.stderr)
-            return 1
+            raise CommandError(str(exc)) from exc
         sys.stdout.write(create_ddl(*tables, dialect_name=args.sql))
         return 0
     if not args.versions:
-        print(
-            "satchel: error: give Alembic's versions folder, or --sql DIALECT to print the DDL",
-            file=sys.stderr,
+        raise CommandError(
+            "give Alembic's versions folder, or --sql DIALECT to print the DDL", exit_code=2
         )
-        return 2
     try:
         path = write_migration(Path(args.versions), config.table, down_revision=args.down_revision)
     except (OSError, ValueError) as exc:
-        print(f"satchel: error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     print(f"wrote {path}")
     print("apply it with `alembic upgrade head` (or create the table directly: `satchel migrate`)")
     return 0
@@ -110,8 +105,6 @@ def command_session_table(args: argparse.Namespace) -> int:
 def command_migrate(args: argparse.Namespace) -> int:
     """Create the table and its indexes unless they exist."""
     config = _database_config(args)
-    if config is None:
-        return 2
     handler = DatabaseSessionHandler.from_config(config)
     try:
         created = handler.create_table()
@@ -127,8 +120,6 @@ def command_migrate(args: argparse.Namespace) -> int:
 def command_sessions(args: argparse.Namespace) -> int:
     """List the user's sessions, or end them all with ``--revoke``."""
     config = _database_config(args)
-    if config is None:
-        return 2
     handler = DatabaseSessionHandler.from_config(config)
     try:
         if args.revoke:
