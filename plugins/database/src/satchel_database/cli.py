@@ -17,6 +17,7 @@ from satchel_database.handler import DatabaseSessionHandler
 from satchel_database.options import DRIVER_NAME
 from satchel_database.schema import (
     DIALECTS,
+    TableAlreadyMigrated,
     create_ddl,
     locks_table,
     sessions_table,
@@ -51,11 +52,16 @@ def register(commands: CommandRegistrar) -> None:
         metavar="REV",
         help="the revision the migration follows (default: the folder's single head)",
     )
+    table.add_argument(
+        "--force",
+        action="store_true",
+        help="write the migration even if one in VERSIONS already creates the table",
+    )
 
     commands.add(
         "migrate",
         command_migrate,
-        help="create the sessions table if it is missing (safe to run again)",
+        help="create the sessions table and its lock table where missing (safe to run again)",
         config=True,
     )
 
@@ -94,7 +100,13 @@ def command_session_table(args: argparse.Namespace) -> int:
             "give Alembic's versions folder, or --sql DIALECT to print the DDL", exit_code=2
         )
     try:
-        path = write_migration(Path(args.versions), config.table, down_revision=args.down_revision)
+        path = write_migration(
+            Path(args.versions), config.table, down_revision=args.down_revision, force=args.force
+        )
+    except TableAlreadyMigrated as exc:
+        raise CommandError(
+            f"{exc}; not writing a second migration for it (--force writes one anyway)"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     print(f"wrote {path}")
@@ -103,17 +115,19 @@ def command_session_table(args: argparse.Namespace) -> int:
 
 
 def command_migrate(args: argparse.Namespace) -> int:
-    """Create the table and its indexes unless they exist."""
+    """Create the sessions table and its lock table where missing; say which were made."""
     config = _database_config(args)
     handler = DatabaseSessionHandler.from_config(config)
     try:
         created = handler.create_table()
     finally:
         handler.close()
-    if created:
-        print(f"created table {config.table!r} with its indexes")
-    else:
-        print(f"table {config.table!r} already exists; nothing to do")
+    for table, detail in ((handler.table.name, " with its indexes"), (handler.locks.name, "")):
+        print(
+            f"created table {table!r}{detail}"
+            if table in created
+            else f"table {table!r} already exists"
+        )
     return 0
 
 
