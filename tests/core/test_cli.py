@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -204,3 +205,21 @@ def test_a_bad_config_file_is_one_line_on_stderr_and_exit_code_1(tmp_path: Path,
     assert (result.returncode, result.stdout) == (1, "")
     (line,) = result.stderr.splitlines()
     assert line.startswith("satchel: error: " + BAD_CONFIGS[case][1].format(path=path))
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+LOTTERY = re.compile(r"""["']?lottery["']?\s*[=:]\s*\[\s*(\d+)\s*,\s*(\d+)\s*\]""")
+
+
+def test_the_docs_spell_a_lottery_that_never_runs_one_way() -> None:
+    """Every page that turns the GC lottery off (for ``satchel gc`` from cron) writes ``[0, 100]``."""
+    spellings = {
+        (path.relative_to(DOCS).as_posix(), (int(chances), int(out_of)))
+        for path in DOCS.rglob("*.md")
+        for chances, out_of in LOTTERY.findall(path.read_text(encoding="utf-8"))
+        if chances == "0"
+    }
+    pages = {page for page, _ in spellings}
+    assert {"cli.md", "drivers/database.md"} <= pages
+    assert {lottery for _, lottery in spellings} == {(0, 100)}, sorted(spellings)
+    assert SessionConfig.from_dict({"lottery": [0, 100]}).lottery == (0, 100)
