@@ -108,7 +108,7 @@ def test_migrate_reads_session_environment_variables(
 def test_migrate_refuses_another_driver(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "file.toml"
     path.write_text('driver = "file"\n', encoding="utf-8")
-    assert main(["migrate", "--config", str(path)]) == 2
+    assert main(["migrate", "--config", str(path)]) == 1
     assert "needs driver 'database'" in capsys.readouterr().err
 
 
@@ -475,6 +475,9 @@ def test_the_commands_end_to_end_in_a_process_of_their_own(
 def test_a_process_without_configuration_names_what_is_missing(
     environment_of: EnvironmentOf,
 ) -> None:
+    """With no config at all the driver is the default ``file``: a config error, exit code 1."""
     result = run_satchel("migrate", env=environment_of())
-    assert result.returncode == 2
-    assert "needs driver 'database'" in result.stderr
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "satchel: error: this command needs driver 'database'; the config's driver is 'file'\n"
+    )

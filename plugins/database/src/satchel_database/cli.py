@@ -78,9 +78,9 @@ def register(commands: CommandRegistrar) -> None:
 def _database_config(args: argparse.Namespace) -> SessionConfig:
     config = config_from_args(args)
     if config.driver != DRIVER_NAME:
+        # A config for another driver is a config error, as a bad key is: exit code 1.
         raise CommandError(
-            f"this command needs driver {DRIVER_NAME!r}; the config's driver is {config.driver!r}",
-            exit_code=2,
+            f"this command needs driver {DRIVER_NAME!r}; the config's driver is {config.driver!r}"
         )
     return config
 
