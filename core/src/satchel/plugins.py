@@ -18,7 +18,6 @@ distribution names) turns plugins off.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib.metadata
 import inspect
 import logging
@@ -292,6 +291,8 @@ def _hook_problem(manager: pluggy.PluginManager, module: object) -> str | None:
 
 
 def _did_you_mean(name: str) -> str:
+    import difflib  # noqa: PLC0415 - needed only for a plugin with a mistake, not at start-up
+
     close = difflib.get_close_matches(name, HOOK_NAMES, n=1)
     return f" (did you mean {close[0]!r}?)" if close and close[0] != name else ""
 
