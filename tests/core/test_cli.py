@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import string
 import sys
 import time
@@ -182,3 +183,49 @@ def test_key_generate_prints_a_fresh_key_that_satchel_accepts() -> None:
     assert len(set(keys)) == 3
     config = SessionConfig.from_env({"SESSION_SECRET_KEY": keys[0], "SESSION_ENCRYPT": "true"})
     assert config.secret_key == keys[0]
+
+
+BAD_CONFIGS = {
+    "missing": (None, "cannot read the config file {path}: No such file or directory"),
+    "a-folder": ("folder", "cannot read the config file {path}: Is a directory"),
+    "not-toml": (b"driver = \n", "session config key '<file>': {path} is not valid TOML: "),
+    "not-utf8": (b'driver = "\xff"\n', "session config key '<file>': {path} is not valid TOML: "),
+    "bad-key": (b"lifetime = 'forever'\n", "session config key 'lifetime': "),
+}
+
+
+def bad_config(tmp_path: Path, case: str) -> Path:
+    path = tmp_path / "session.toml"
+    content = BAD_CONFIGS[case][0]
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_a_bad_config_file_is_one_line_on_stderr_and_exit_code_1(tmp_path: Path, case: str) -> None:
+    path = bad_config(tmp_path, case)
+    result = run_satchel("gc", "--config", str(path))
+    assert (result.returncode, result.stdout) == (1, "")
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("satchel: error: " + BAD_CONFIGS[case][1].format(path=path))
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+LOTTERY = re.compile(r"""["']?lottery["']?\s*[=:]\s*\[\s*(\d+)\s*,\s*(\d+)\s*\]""")
+
+
+def test_the_docs_spell_a_lottery_that_never_runs_one_way() -> None:
+    """Every page that turns the GC lottery off (for ``satchel gc`` from cron) writes ``[0, 100]``."""
+    spellings = {
+        (path.relative_to(DOCS).as_posix(), (int(chances), int(out_of)))
+        for path in DOCS.rglob("*.md")
+        for chances, out_of in LOTTERY.findall(path.read_text(encoding="utf-8"))
+        if chances == "0"
+    }
+    pages = {page for page, _ in spellings}
+    assert {"cli.md", "drivers/database.md"} <= pages
+    assert {lottery for _, lottery in spellings} == {(0, 100)}, sorted(spellings)
+    assert SessionConfig.from_dict({"lottery": [0, 100]}).lottery == (0, 100)

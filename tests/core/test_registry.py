@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -11,10 +12,12 @@ import attrs
 import pytest
 
 from satchel import (
+    AsyncSessionHandler,
     DuplicateDriverError,
     SessionConfig,
     SessionHandler,
     SessionManager,
+    ThreadedAsyncHandler,
     UnknownDriverError,
     hookimpl,
 )
@@ -243,3 +246,149 @@ def test_extend_wins_over_a_plugin_of_the_same_name() -> None:
 
     manager.extend("array", Marked.from_config)
     assert isinstance(manager.handler(), Marked)
+
+
+def test_hooks_are_called_through_the_plugin_manager_one_plugin_at_a_time() -> None:
+    loaded = load(
+        entry_point("one", "one", plugin_module("one", "alpha")),
+        entry_point("two", "two", plugin_module("two", "beta")),
+    )
+    calls: list[tuple[str, list[str]]] = []
+
+    def before(hook: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        calls.append((hook, [impl.plugin_name for impl in impls]))
+
+    undo = loaded.manager.add_hookcall_monitoring(before, lambda *args: None)
+    try:
+        registered: dict[str, list[str]] = {}
+
+        def registrar_for(plugin: Any) -> DriverRegistrar:
+            def register(name: str, factory: Any, async_factory: Any = None) -> None:
+                registered.setdefault(plugin.distribution, []).append(name)
+
+            return register
+
+        assert loaded.hooks.register_drivers(registrar_for) == []
+    finally:
+        undo()
+    assert calls == [("register_drivers", ["one:one"]), ("register_drivers", ["two:two"])]
+    assert registered == {"one": ["alpha"], "two": ["beta"]}
+
+
+def module_with(name: str, **functions: Callable[..., None]) -> types.ModuleType:
+    module = types.ModuleType(name)
+    for attribute, function in functions.items():
+        setattr(module, attribute, function)
+    return module
+
+
+def test_a_misspelt_hook_fails_to_load_naming_plugin_and_hook_and_others_still_work() -> None:
+    @hookimpl
+    def register_driver(register: DriverRegistrar) -> None:
+        register("acme", ArraySessionHandler.from_config)
+
+    loaded = load(
+        entry_point("acme-typo", "typo", module_with("typo", register_driver=register_driver)),
+        entry_point("satchel-good", "good", plugin_module("g", "good")),
+    )
+    (failure,) = loaded.failures
+    assert (failure.distribution, failure.hook) == ("acme-typo", None)
+    assert "hook 'register_driver', which satchel does not define" in failure.error
+    assert "did you mean 'register_drivers'?" in failure.error
+    assert loaded.registry.names() == ["good"]
+    # Unregistered whole: nothing of it is left pending in the manager.
+    loaded.manager.check_pending()
+    assert not loaded.manager.has_plugin("acme-typo:typo")
+
+
+def test_a_plugin_without_any_marked_hook_fails_to_load() -> None:
+    def register_drivers(register: DriverRegistrar) -> None:
+        register("acme", ArraySessionHandler.from_config)
+
+    loaded = load(entry_point("acme", "acme", module_with("m", register_drivers=register_drivers)))
+    (failure,) = loaded.failures
+    assert failure.error == "its function 'register_drivers' is not marked with @satchel.hookimpl"
+    assert loaded.registry.names() == []
+
+
+def test_an_optional_hook_of_another_project_is_no_failure() -> None:
+    @hookimpl(optionalhook=True)
+    def some_other_hook() -> None:
+        pass
+
+    module = plugin_module("m", "acme")
+    module.some_other_hook = some_other_hook  # type: ignore[attr-defined]
+    loaded = load(entry_point("acme", "acme", module))
+    assert loaded.failures == []
+    assert loaded.registry.names() == ["acme"]
+
+
+def test_unknown_driver_names_the_plugins_that_failed() -> None:
+    loaded = load(
+        entry_point("satchel-redis", "redis", ImportError("No module named 'redis'")),
+        entry_point("satchel-x", "x", plugin_module("x", "alpha")),
+    )
+    manager = SessionManager(SessionConfig(driver="redis"), plugins=loaded)
+    with pytest.raises(UnknownDriverError) as info:
+        manager.start(None)
+    assert str(info.value) == (
+        "unknown session driver 'redis'; available drivers: alpha; it may belong to a plugin "
+        "that failed: plugin 'redis = satchel_redis.plugin' of distribution 'satchel-redis' "
+        "failed to load: ImportError: No module named 'redis'"
+    )
+    assert [failure.distribution for failure in info.value.failed_plugins] == ["satchel-redis"]
+
+
+class NotAHandler:
+    """Has nothing of the driver contract."""
+
+
+def test_extend_with_a_factory_returning_no_handler_is_a_type_error_naming_the_driver() -> None:
+    manager = SessionManager(SessionConfig(driver="acme"))
+    manager.extend("acme", lambda config: NotAHandler())  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError) as info:
+        manager.start(None)
+    assert str(info.value) == (
+        "session driver 'acme' (registered with SessionManager.extend): its factory returned "
+        "NotAHandler, not a satchel.SessionHandler"
+    )
+
+
+def test_an_async_factory_returning_a_sync_handler_is_a_type_error_naming_the_driver() -> None:
+    manager = SessionManager(SessionConfig(driver="acme"))
+    manager.extend("acme", ArraySessionHandler.from_config, ArraySessionHandler.from_config)  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as info:
+        manager.async_handler()
+    assert str(info.value) == (
+        "session driver 'acme' (registered with SessionManager.extend): its async_factory "
+        "returned ArraySessionHandler, not a satchel.AsyncSessionHandler"
+    )
+
+
+def test_an_async_def_factory_is_a_type_error_that_says_so() -> None:
+    async def factory(config: SessionConfig) -> AsyncSessionHandler:
+        return ThreadedAsyncHandler(ArraySessionHandler.from_config(config))
+
+    manager = SessionManager(SessionConfig(driver="acme"))
+    manager.extend("acme", ArraySessionHandler.from_config, factory)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the coroutine is closed, never left un-awaited
+        with pytest.raises(TypeError, match=r"returned coroutine, .*a plain function"):
+            manager.async_handler()
+
+
+def test_a_plugin_factory_returning_no_handler_names_the_driver_and_its_distribution() -> None:
+    module = types.ModuleType("bad")
+
+    @hookimpl
+    def register_drivers(register: DriverRegistrar) -> None:
+        register("acme", lambda config: NotAHandler())  # type: ignore[arg-type,return-value]
+
+    module.register_drivers = register_drivers  # type: ignore[attr-defined]
+    loaded = load(entry_point("acme-sessions", "acme", module))
+    manager = SessionManager(SessionConfig(driver="acme"), plugins=loaded)
+    with pytest.raises(
+        TypeError,
+        match=r"^session driver 'acme' \(registered by acme-sessions 1\.2\.3\): its factory returned NotAHandler",
+    ):
+        manager.handler()

@@ -423,14 +423,31 @@ def test_the_lock_table_is_made_on_first_lock_and_holds_one_row(
 def test_create_table_is_idempotent(database_url: str, table_name: str) -> None:
     handler = create_handler(make_config(database_url, table_name))
     try:
-        assert handler.create_table() is True
-        assert handler.create_table() is False
+        assert handler.create_table() == [table_name, f"{table_name}_locks"]
+        assert handler.create_table() == []
         inspector = sa.inspect(sa.create_engine(sync_url(database_url)))
         indexed = {tuple(index["column_names"]) for index in inspector.get_indexes(table_name)}
         assert {("user_id",), ("last_activity",)} <= indexed
     finally:
         handler.close()
         drop_table(database_url, table_name)
+
+
+def test_async_create_table_names_the_tables_it_created(
+    database_url: str, make_table: Callable[..., str]
+) -> None:
+    table = make_table(database_url)  # the sessions table alone, without its lock table
+    config = make_config(async_url(database_url), table)
+
+    async def main() -> tuple[list[str], list[str]]:
+        handler = create_async_handler(config)
+        assert isinstance(handler, AsyncDatabaseSessionHandler)
+        try:
+            return await handler.create_table(), await handler.create_table()
+        finally:
+            await handler.close()
+
+    assert asyncio.run(main()) == ([f"{table}_locks"], [])
 
 
 @pytest.mark.parametrize(

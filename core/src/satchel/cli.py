@@ -4,40 +4,83 @@ Core's commands are ``drivers``, ``gc`` and ``key:generate``; plugins add theirs
 ``register_commands`` hook (the database plugin adds ``session:table``,
 ``migrate`` and ``sessions``). Every command that needs settings takes
 ``--config PATH`` (a TOML file) and otherwise reads ``SESSION_*`` variables.
+
+Plugin failures are the business of ``satchel drivers``, which lists them;
+another command mentions one only when it matters to it: a command or a
+driver that is unknown may have been the failed plugin's.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, NoReturn, TextIO
 
-from satchel.config import SessionConfig
+from satchel.commands import (
+    CORE,
+    CommandError,
+    CommandRegistrar,
+    add_config_argument,
+    config_from_args,
+)
 from satchel.crypto import generate_secret
 from satchel.errors import SatchelError
 from satchel.manager import SessionManager
-from satchel.plugins import installed_plugins
+from satchel.plugins import LoadedPlugins, Plugin, installed_plugins, normalise_distribution
+from satchel.registry import PluginFailure
 
 
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """Give a command the ``--config PATH`` option; read it back with :func:`config_from_args`."""
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="a TOML file of session settings (default: the SESSION_* environment variables)",
-    )
+class SatchelArgumentParser(argparse.ArgumentParser):
+    """Names the failed plugins when the command asked for is unknown: it may be theirs."""
+
+    plugin_failures: Sequence[PluginFailure] = ()
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        notes = ""
+        if message.startswith("argument COMMAND: invalid choice"):
+            notes = "".join(
+                f"{self.prog}: a plugin that failed may provide it: {failure}\n"
+                for failure in self.plugin_failures
+            )
+        self.exit(2, f"{self.prog}: error: {message}\n{notes}")
 
 
-def config_from_args(args: argparse.Namespace) -> SessionConfig:
-    """The config named by ``--config``, or the one from ``SESSION_*`` variables."""
-    path = getattr(args, "config", None)
-    return SessionConfig.from_toml(path) if path else SessionConfig.from_env()
+class VersionAction(argparse.Action):
+    """``--version``: prints the text it was given, line breaks kept, and exits."""
+
+    def __init__(self, option_strings: list[str], version: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.version = version
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        sys.stdout.write(self.version)
+        parser.exit()
+
+
+def version_text(loaded: LoadedPlugins, failures: Sequence[PluginFailure]) -> str:
+    """Core's version, then each plugin distribution's (and whether it failed or is disabled)."""
+    lines = [f"satchel {importlib.metadata.version('satchel')}"]
+    failed = {normalise_distribution(failure.distribution) for failure in failures}
+    listed: dict[str, Plugin] = {}
+    for plugin in loaded.plugins:
+        listed.setdefault(normalise_distribution(plugin.distribution), plugin)
+    listed.pop(normalise_distribution(CORE), None)
+    for key, plugin in sorted(listed.items()):
+        state = ""
+        if plugin.disabled:
+            state = "  (disabled by SATCHEL_DISABLE_PLUGINS)"
+        elif key in failed:
+            state = "  (failed: see `satchel drivers`)"
+        lines.append(f"{plugin.distribution} {plugin.version or '(version unknown)'}{state}")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with core's commands and every plugin's."""
-    parser = argparse.ArgumentParser(prog="satchel", description="Server-side sessions for Python.")
+    parser = SatchelArgumentParser(prog="satchel", description="Server-side sessions for Python.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     drivers = subparsers.add_parser(
@@ -54,26 +97,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     key_generate.set_defaults(func=command_key_generate)
 
-    add_plugin_commands(subparsers)
+    loaded = installed_plugins(log_problems=False)
+    failures = [*loaded.failures, *add_plugin_commands(loaded, subparsers)]
+    parser.plugin_failures = failures
+    parser.set_defaults(plugin_failures=failures)
+    parser.add_argument(
+        "--version",
+        action=VersionAction,
+        version=version_text(loaded, failures),
+        help="show the versions of satchel and of every plugin, and exit",
+    )
     return parser
 
 
-def add_plugin_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Let each plugin add its commands, one at a time.
+def add_plugin_commands(
+    loaded: LoadedPlugins, subparsers: argparse._SubParsersAction[Any]
+) -> list[PluginFailure]:
+    """Let each plugin add its commands, one at a time; the plugins that failed.
 
-    A plugin whose command clashes with another's name (argparse refuses it)
-    or whose hook raises loses its own commands only, with a line on stderr
-    naming it; the ``satchel`` command and every other plugin's still work.
+    A plugin whose command clashes with another's name or whose hook raises
+    loses what it had not yet added, and is listed by ``satchel drivers``;
+    the ``satchel`` command and every other plugin's commands still work.
     """
-    for impl in installed_plugins().manager.hook.register_commands.get_hookimpls():
-        try:
-            impl.function(subparsers=subparsers)
-        except Exception as exc:
-            print(
-                f"satchel: the commands of plugin {impl.plugin_name!r} were not added: "
-                f"{type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
+    owners = dict.fromkeys(subparsers.choices, CORE)
+    return loaded.hooks.register_commands(
+        lambda plugin: CommandRegistrar(subparsers, plugin.distribution, owners)
+    )
 
 
 def command_drivers(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -83,6 +132,7 @@ def command_drivers(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """
     out = out or sys.stdout
     loaded = installed_plugins()
+    failures: Sequence[PluginFailure] = getattr(args, "plugin_failures", loaded.failures)
     registry = loaded.registry
     specs = [registry.drivers[name] for name in registry.names()]
     width = max((len(spec.name) for spec in specs), default=6)
@@ -92,9 +142,9 @@ def command_drivers(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"{spec.name:<{width}}  {spec.provider}{twin}", file=out)
     for name in sorted(registry.conflicts):
         print(f"conflict: {name}: {registry.conflict_message(name)}", file=out)
-    for failure in loaded.failures:
+    for failure in failures:
         print(f"failed: {failure}", file=out)
-    return 1 if loaded.failures or registry.conflicts else 0
+    return 1 if failures or registry.conflicts else 0
 
 
 def command_gc(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -164,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except SatchelError as exc:
         print(f"satchel: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code if isinstance(exc, CommandError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -404,7 +404,8 @@ class SessionConfig:
         with Path(path).open("rb") as stream:
             try:
                 document = tomllib.load(stream)
-            except tomllib.TOMLDecodeError as exc:
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                # TOML is UTF-8: a file in another encoding is no TOML either.
                 raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from exc
         return cls.from_dict(document)
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from satchel.registry import PluginFailure
+
 
 class SatchelError(Exception):
     """Base class of every error satchel raises on purpose."""
@@ -17,13 +23,24 @@ class ConfigError(SatchelError, ValueError):
 
 
 class UnknownDriverError(SatchelError, LookupError):
-    """No driver is registered under the requested name."""
+    """No driver is registered under the requested name.
 
-    def __init__(self, name: str, available: list[str]) -> None:
+    The message lists the available drivers and the plugins that failed
+    (``failed_plugins``): the driver may have been one of theirs.
+    """
+
+    def __init__(
+        self, name: str, available: list[str], failed_plugins: Sequence[PluginFailure] = ()
+    ) -> None:
         self.name = name
         self.available = sorted(available)
+        self.failed_plugins = list(failed_plugins)
         listing = ", ".join(self.available) or "none"
-        super().__init__(f"unknown session driver {name!r}; available drivers: {listing}")
+        message = f"unknown session driver {name!r}; available drivers: {listing}"
+        if self.failed_plugins:
+            failures = "; ".join(str(failure) for failure in self.failed_plugins)
+            message += f"; it may belong to a plugin that failed: {failures}"
+        super().__init__(message)
 
 
 class DuplicateDriverError(SatchelError):

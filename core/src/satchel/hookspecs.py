@@ -1,18 +1,20 @@
 """The pluggy hook markers and specifications of satchel's plugin system.
 
 A plugin is a module listed under the ``satchel`` entry-point group that
-implements one or more of these hooks with ``@satchel.hookimpl``.
+implements one or more of these hooks with ``@satchel.hookimpl``. A function
+named after a hook satchel does not define, or a plugin module that implements
+none of them (a forgotten ``@satchel.hookimpl``), makes the plugin fail to
+load, with a message naming it and the hook.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
-    import argparse
-
+    from satchel.commands import CommandRegistrar
     from satchel.registry import DriverRegistrar
 
 hookspec = pluggy.HookspecMarker("satchel")
@@ -31,9 +33,10 @@ def register_drivers(register: DriverRegistrar) -> None:
 
 
 @hookspec
-def register_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register_commands(commands: CommandRegistrar) -> None:
     """Add sub-commands to the ``satchel`` command.
 
-    Each command's parser must set ``func`` with ``set_defaults(func=...)``;
-    the function receives the parsed namespace and returns an exit code.
+    Call ``commands.add(name, run, help=..., config=False)`` once per command
+    (see :class:`satchel.commands.CommandRegistrar`): ``run(args)`` receives
+    the parsed arguments and returns the exit code.
     """

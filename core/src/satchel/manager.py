@@ -117,7 +117,12 @@ class SessionManager:
         factory: HandlerFactory,
         async_factory: AsyncHandlerFactory | None = None,
     ) -> None:
-        """Register a driver at run time; it wins over a plugin of the same name."""
+        """Register a driver at run time; it wins over a plugin of the same name.
+
+        ``factory(config)`` must return a :class:`SessionHandler` (and
+        ``async_factory(config)`` an :class:`AsyncSessionHandler`): anything
+        else is a ``TypeError`` naming the driver when it is first used.
+        """
         with self._mutex:
             self._extensions[name] = DriverSpec(name, factory, async_factory)
             if name == self.config.driver:
@@ -130,7 +135,7 @@ class SessionManager:
         if name in self._extensions:
             return self._extensions[name]
         plugins = self._plugins if self._plugins is not None else installed_plugins()
-        return plugins.registry.get(name)
+        return plugins.driver_spec(name)
 
     def handler(self) -> SessionHandler:
         """The configured driver's sync handler, built on first use."""
@@ -138,7 +143,7 @@ class SessionManager:
         if handler is None:
             with self._mutex:
                 if self._handler is None:
-                    self._handler = self._checked(self.driver_spec().factory(self.config))
+                    self._handler = self._checked(self.driver_spec().build(self.config))
                 handler = self._handler
         return handler
 
@@ -150,7 +155,7 @@ class SessionManager:
             with self._mutex:
                 if self._async_handler is None:
                     if spec.async_factory is not None:
-                        twin = spec.async_factory(self.config)
+                        twin = spec.build_async(self.config)
                         if self.config.merge_on_save and not supports(twin, AsyncSupportsLock):
                             raise ConfigError(
                                 "merge_on_save",
@@ -158,7 +163,7 @@ class SessionManager:
                             )
                         self._async_handler = twin
                     else:
-                        sync = self._handler or self._checked(spec.factory(self.config))
+                        sync = self._handler or self._checked(spec.build(self.config))
                         self._handler = sync
                         self._async_handler = ThreadedAsyncHandler(sync)
                 handler = self._async_handler

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 from satchel.errors import DuplicateDriverError, UnknownDriverError
+from satchel.handler import AsyncSessionHandler, SessionHandler
 
 if TYPE_CHECKING:
     from satchel.config import SessionConfig
-    from satchel.handler import AsyncSessionHandler, SessionHandler
+
+RUNTIME = "<runtime>"  # the distribution of a driver added with SessionManager.extend
 
 HandlerFactory = Callable[["SessionConfig"], "SessionHandler"]
 AsyncHandlerFactory = Callable[["SessionConfig"], "AsyncSessionHandler"]
@@ -41,7 +44,7 @@ class DriverSpec:
     name: str
     factory: HandlerFactory
     async_factory: AsyncHandlerFactory | None = None
-    distribution: str = "<runtime>"
+    distribution: str = RUNTIME
     version: str | None = None
 
     @property
@@ -49,23 +52,59 @@ class DriverSpec:
         """The distribution and version, for messages and ``satchel drivers``."""
         return f"{self.distribution} {self.version}" if self.version else self.distribution
 
+    def build(self, config: SessionConfig) -> SessionHandler:
+        """The sync handler from :attr:`factory`; a ``TypeError`` naming the driver if it is none."""
+        handler = self.factory(config)
+        if not isinstance(handler, SessionHandler):
+            raise self._not_a_handler(handler, "factory", "SessionHandler")
+        return handler
+
+    def build_async(self, config: SessionConfig) -> AsyncSessionHandler:
+        """The async twin from :attr:`async_factory`, checked as :meth:`build` checks."""
+        assert self.async_factory is not None
+        handler = self.async_factory(config)
+        if not isinstance(handler, AsyncSessionHandler):
+            raise self._not_a_handler(handler, "async_factory", "AsyncSessionHandler")
+        return handler
+
+    def _not_a_handler(self, made: object, role: str, expected: str) -> TypeError:
+        # Raised at the driver's first use rather than left to surface as an
+        # AttributeError on the first write, far from the factory that is wrong.
+        origin = (
+            "registered with SessionManager.extend"
+            if self.distribution == RUNTIME
+            else f"registered by {self.provider}"
+        )
+        hint = ""
+        if inspect.iscoroutine(made):
+            made.close()  # never to be awaited: said here rather than in a RuntimeWarning
+            hint = " (the factory must be a plain function that returns the handler)"
+        return TypeError(
+            f"session driver {self.name!r} ({origin}): its {role} returned "
+            f"{type(made).__qualname__}, not a satchel.{expected}{hint}"
+        )
+
 
 @attrs.frozen
 class PluginFailure:
-    """A plugin that could not be loaded, with the reason.
+    """A plugin that could not be loaded, or whose hook failed, with the reason.
 
     Attributes:
         distribution: The distribution that lists the entry point.
         entry_point: The entry point, as ``name = module``.
         error: What went wrong, in one line.
+        hook: The hook that raised, or ``None`` when the plugin failed to load
+            (an import error, a hook satchel does not define, no hook at all).
     """
 
     distribution: str
     entry_point: str
     error: str
+    hook: str | None = None
 
     def __str__(self) -> str:
-        return f"plugin {self.entry_point!r} of distribution {self.distribution!r} failed to load: {self.error}"
+        what = "failed to load" if self.hook is None else f"failed in its {self.hook} hook"
+        return f"plugin {self.entry_point!r} of distribution {self.distribution!r} {what}: {self.error}"
 
 
 @attrs.define

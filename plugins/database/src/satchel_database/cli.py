@@ -10,14 +10,14 @@ import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from satchel import SessionConfig
-from satchel.cli import add_config_argument, config_from_args
+from satchel.commands import CommandError, CommandRegistrar, config_from_args
 from satchel_database.handler import DatabaseSessionHandler
 from satchel_database.options import DRIVER_NAME
 from satchel_database.schema import (
     DIALECTS,
+    TableAlreadyMigrated,
     create_ddl,
     locks_table,
     sessions_table,
@@ -28,17 +28,18 @@ ID_DIGEST_CHARS = 12
 AGENT_COLUMN_CHARS = 60
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add the commands to the ``satchel`` command's sub-parsers."""
-    table = subparsers.add_parser(
+def register(commands: CommandRegistrar) -> None:
+    """Add the commands to the ``satchel`` command."""
+    table = commands.add(
         "session:table",
+        command_session_table,
         help="write an Alembic migration for the sessions table, or print its DDL with --sql",
         description=(
             "Write an Alembic migration that creates the sessions table into VERSIONS "
             "(your Alembic versions folder), or print the table's DDL with --sql DIALECT."
         ),
+        config=True,
     )
-    add_config_argument(table)
     table.add_argument("versions", nargs="?", metavar="VERSIONS", help="Alembic's versions folder")
     table.add_argument(
         "--sql",
@@ -51,32 +52,36 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="REV",
         help="the revision the migration follows (default: the folder's single head)",
     )
-    table.set_defaults(func=command_session_table)
-
-    migrate = subparsers.add_parser(
-        "migrate", help="create the sessions table if it is missing (safe to run again)"
+    table.add_argument(
+        "--force",
+        action="store_true",
+        help="write the migration even if one in VERSIONS already creates the table",
     )
-    add_config_argument(migrate)
-    migrate.set_defaults(func=command_migrate)
 
-    sessions = subparsers.add_parser(
-        "sessions", help="list a user's sessions, or end them all with --revoke"
+    commands.add(
+        "migrate",
+        command_migrate,
+        help="create the sessions table and its lock table where missing (safe to run again)",
+        config=True,
     )
-    add_config_argument(sessions)
+
+    sessions = commands.add(
+        "sessions",
+        command_sessions,
+        help="list a user's sessions, or end them all with --revoke",
+        config=True,
+    )
     sessions.add_argument("--user", required=True, metavar="ID", help="the user's id")
     sessions.add_argument("--revoke", action="store_true", help="end every session of the user")
-    sessions.set_defaults(func=command_sessions)
 
 
-def _database_config(args: argparse.Namespace) -> SessionConfig | None:
+def _database_config(args: argparse.Namespace) -> SessionConfig:
     config = config_from_args(args)
     if config.driver != DRIVER_NAME:
-        print(
-            f"satchel: error: this command needs driver {DRIVER_NAME!r}; "
-            f"the config's driver is {config.driver!r}",
-            file=sys.stderr,
+        # A config for another driver is a config error, as a bad key is: exit code 1.
+        raise CommandError(
+            f"this command needs driver {DRIVER_NAME!r}; the config's driver is {config.driver!r}"
         )
-        return None
     return config
 
 
@@ -87,48 +92,48 @@ def command_session_table(args: argparse.Namespace) -> int:
         try:
             tables = (sessions_table(config.table), locks_table(config.table))
         except ValueError as exc:
-            print(f"satchel: error: {exc}", file=sys.stderr)
-            return 1
+            raise CommandError(str(exc)) from exc
         sys.stdout.write(create_ddl(*tables, dialect_name=args.sql))
         return 0
     if not args.versions:
-        print(
-            "satchel: error: give Alembic's versions folder, or --sql DIALECT to print the DDL",
-            file=sys.stderr,
+        raise CommandError(
+            "give Alembic's versions folder, or --sql DIALECT to print the DDL", exit_code=2
         )
-        return 2
     try:
-        path = write_migration(Path(args.versions), config.table, down_revision=args.down_revision)
+        path = write_migration(
+            Path(args.versions), config.table, down_revision=args.down_revision, force=args.force
+        )
+    except TableAlreadyMigrated as exc:
+        raise CommandError(
+            f"{exc}; not writing a second migration for it (--force writes one anyway)"
+        ) from exc
     except (OSError, ValueError) as exc:
-        print(f"satchel: error: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     print(f"wrote {path}")
     print("apply it with `alembic upgrade head` (or create the table directly: `satchel migrate`)")
     return 0
 
 
 def command_migrate(args: argparse.Namespace) -> int:
-    """Create the table and its indexes unless they exist."""
+    """Create the sessions table and its lock table where missing; say which were made."""
     config = _database_config(args)
-    if config is None:
-        return 2
     handler = DatabaseSessionHandler.from_config(config)
     try:
         created = handler.create_table()
     finally:
         handler.close()
-    if created:
-        print(f"created table {config.table!r} with its indexes")
-    else:
-        print(f"table {config.table!r} already exists; nothing to do")
+    for table, detail in ((handler.table.name, " with its indexes"), (handler.locks.name, "")):
+        print(
+            f"created table {table!r}{detail}"
+            if table in created
+            else f"table {table!r} already exists"
+        )
     return 0
 
 
 def command_sessions(args: argparse.Namespace) -> int:
     """List the user's sessions, or end them all with ``--revoke``."""
     config = _database_config(args)
-    if config is None:
-        return 2
     handler = DatabaseSessionHandler.from_config(config)
     try:
         if args.revoke:

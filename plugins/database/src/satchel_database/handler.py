@@ -32,7 +32,7 @@ from satchel_database.connection import (
     parse_url,
 )
 from satchel_database.options import DatabaseOptions
-from satchel_database.schema import locks_table, sessions_table
+from satchel_database.schema import create_missing_tables, locks_table, sessions_table
 from satchel_database.statements import (
     METADATA_COLUMNS,
     PAYLOAD_COLUMNS,
@@ -280,17 +280,13 @@ class DatabaseSessionHandler(SessionHandler):
         with self._errors(), self.engine.begin() as connection:
             return int(connection.execute(self.statements.destroy_user_sessions(user_id)).rowcount)
 
-    def create_table(self) -> bool:
-        """Create the table, its indexes and the lock table if missing.
+    def create_table(self) -> list[str]:
+        """Create the sessions table (with its indexes) and the lock table where missing.
 
-        True when the sessions table was created now.
+        Returns the names of the tables created now; one left out already existed.
         """
         with self._errors(), self.engine.begin() as connection:
-            self.locks.create(connection, checkfirst=True)
-            if sa.inspect(connection).has_table(self.table.name):
-                return False
-            self.table.create(connection, checkfirst=True)
-        return True
+            return create_missing_tables(connection, self.table, self.locks)
 
     def drop_table(self) -> None:
         """Drop the table and the lock table if they exist (tests and tear-downs)."""
@@ -517,21 +513,14 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
                 result = await connection.execute(self.statements.destroy_user_sessions(user_id))
                 return int(result.rowcount)
 
-    async def create_table(self) -> bool:
-        """Create the table, its indexes and the lock table if missing.
+    async def create_table(self) -> list[str]:
+        """Create the sessions table (with its indexes) and the lock table where missing.
 
-        True when the sessions table was created now.
+        Returns the names of the tables created now; one left out already existed.
         """
         with self._errors():
             async with self.engine.begin() as connection:
-                await connection.run_sync(self.locks.create, checkfirst=True)
-                exists = await connection.run_sync(
-                    lambda sync: sa.inspect(sync).has_table(self.table.name)
-                )
-                if exists:
-                    return False
-                await connection.run_sync(self.table.create, checkfirst=True)
-        return True
+                return await connection.run_sync(create_missing_tables, self.table, self.locks)
 
     async def drop_table(self) -> None:
         """Drop the table and the lock table if they exist (tests and tear-downs)."""

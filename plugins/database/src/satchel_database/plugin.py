@@ -7,10 +7,8 @@ drivers`` as a failed plugin of satchel-database.
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
 from satchel import hookimpl
+from satchel.commands import CommandRegistrar
 from satchel.registry import DriverRegistrar
 from satchel_database import cli
 from satchel_database.handler import create_async_handler, create_handler
@@ -22,5 +20,5 @@ def register_drivers(register: DriverRegistrar) -> None:
 
 
 @hookimpl
-def register_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
-    cli.register(subparsers)
+def register_commands(commands: CommandRegistrar) -> None:
+    cli.register(commands)

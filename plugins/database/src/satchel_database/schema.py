@@ -96,6 +96,15 @@ def locks_table(sessions: str = "sessions", metadata: sa.MetaData | None = None)
     )
 
 
+def create_missing_tables(connection: sa.Connection, *tables: sa.Table) -> list[str]:
+    """Create each of ``tables`` (with its indexes) that the database lacks; the names created."""
+    inspector = sa.inspect(connection)
+    missing = [table for table in tables if not inspector.has_table(table.name, table.schema)]
+    for table in missing:
+        table.create(connection, checkfirst=True)
+    return [table.name for table in missing]
+
+
 def create_ddl(*tables: sa.Table, dialect_name: str) -> str:
     """The ``CREATE TABLE`` and ``CREATE INDEX`` statements of ``tables`` for one dialect."""
     try:
@@ -197,22 +206,55 @@ def find_heads(versions: Path) -> list[str]:
     return sorted(revisions - parents)
 
 
+class TableAlreadyMigrated(ValueError):
+    """A migration in the versions folder already creates the table.
+
+    Attributes:
+        table: The table's name.
+        path: The migration that creates it.
+    """
+
+    def __init__(self, table: str, path: Path) -> None:
+        self.table = table
+        self.path = path
+        super().__init__(f"{path} already creates table {table!r}")
+
+
+def migrations_creating(versions: Path, table: str) -> list[Path]:
+    """The migrations in ``versions`` that create ``table`` (``op.create_table("table", …)``)."""
+    creates = re.compile(
+        rf"""\bcreate_table\(\s*(?:table_name\s*=\s*)?['"]{re.escape(table)}['"]"""
+    )
+    return sorted(
+        path for path in versions.glob("*.py") if creates.search(path.read_text(encoding="utf-8"))
+    )
+
+
 def write_migration(
     versions: Path,
     table: str,
     *,
     down_revision: str | None = None,
     detect_head: bool = True,
+    force: bool = False,
     now: datetime | None = None,
 ) -> Path:
     """Write an Alembic migration creating ``table`` and its lock table into ``versions``.
 
     Unless ``down_revision`` is given, the new migration follows the folder's
-    single head; a folder with several heads is an error (name one).
+    single head; a folder with several heads is an error (name one). A
+    migration in the folder that already creates either table raises
+    :class:`TableAlreadyMigrated`, unless ``force``: upgrading would fail on
+    the second ``CREATE TABLE``.
     """
     sessions_table(table)  # validates the name, lock table included
     if not versions.is_dir():
         raise FileNotFoundError(f"{versions} is not a folder (give Alembic's versions folder)")
+    if not force:
+        for name in (table, locks_table_name(table)):
+            existing = migrations_creating(versions, name)
+            if existing:
+                raise TableAlreadyMigrated(name, existing[0])
     if down_revision is None and detect_head:
         heads = find_heads(versions)
         if len(heads) > 1:
