@@ -189,6 +189,42 @@ def test_a_validator_error_inside_options_still_names_the_option() -> None:
     assert "at least 1" in str(info.value)
 
 
+@attrs.frozen(kw_only=True)
+class AttrsValidatedOptions:
+    """Attributes:
+    timeout: seconds, above 0 (attrs' own validator).
+    mode: one of two words (attrs' own validator).
+    retries: validated by a function that does not name its field.
+    """
+
+    timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    mode: str = attrs.field(default="fast", validator=attrs.validators.in_(("fast", "safe")))
+    retries: int = attrs.field(default=1, validator=lambda _, __, value: _not_negative(value))
+
+
+def _not_negative(value: int) -> None:
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "reason"),
+    [
+        ({"timeout": -1}, "options.timeout", "'timeout' must be > 0: -1.0"),
+        ({"mode": "slow"}, "options.mode", "'mode' must be in ('fast', 'safe') (got 'slow')"),
+        ({"retries": -2, "mode": "safe"}, "options.retries", "must not be negative, got -2"),
+    ],
+)
+def test_an_attrs_validator_failure_names_the_option_in_one_readable_line(
+    options: dict[str, Any], key: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        SessionConfig(options=options).structure_options(AttrsValidatedOptions, driver="acme")
+    assert info.value.key == key
+    assert info.value.reason == f"bad value for driver 'acme': {reason}"
+    assert "Attribute(" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [

@@ -446,7 +446,7 @@ class SessionConfig:
         try:
             return converter.structure(dict(self.options), options_class)
         except cattrs.ClassValidationError as exc:
-            key, message = _first_failure(exc)
+            key, message = _first_failure(exc, options_class, self.options)
             raise ConfigError(
                 f"options.{key}", f"bad value for driver {owner!r}: {message}"
             ) from exc
@@ -467,17 +467,41 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _first_failure(exc: cattrs.ClassValidationError) -> tuple[str, str]:
-    """The option that failed and why: a field's own error, or a validator's ``ConfigError``."""
+def _first_failure(
+    exc: cattrs.ClassValidationError, options_class: type, options: Mapping[str, Any]
+) -> tuple[str, str]:
+    """The option that failed and why: a field's own error, or a validator's."""
     failures, others = exc.group_exceptions()
     for inner, note in failures:
         return str(getattr(note, "name", "?")), _describe(inner)
     for inner in others:
-        # An attrs validator raised while the class was built: its ConfigError names the field.
+        # An attrs validator raised while the class was built: a ConfigError names
+        # the field; any other error (attrs' own validators raise ValueError and
+        # TypeError with the field in their arguments) is traced to its field.
         if isinstance(inner, ConfigError):
             return inner.key.removeprefix("options."), inner.reason
-        return "?", _describe(inner)
+        name = _failing_field(options_class, options)
+        return name or "?", _validator_message(inner)
     return "?", _describe(exc)
+
+
+def _validator_message(exc: BaseException) -> str:
+    # attrs' validators raise with (message, attribute, expected, value) as arguments.
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, str) else _describe(exc)
+
+
+def _failing_field(options_class: type, options: Mapping[str, Any]) -> str | None:
+    """The first given option whose validator refuses its value, run one field at a time."""
+    attrs.resolve_types(options_class)
+    for field in attrs.fields(options_class):
+        if field.validator is None or field.name not in options:
+            continue
+        try:
+            field.validator(None, field, converter.structure(options[field.name], field.type))
+        except Exception:  # any failure of this field's validator names it
+            return field.name
+    return None
 
 
 def _require_agreement(
