@@ -494,11 +494,13 @@ def _validator_message(exc: BaseException) -> str:
 def _failing_field(options_class: type, options: Mapping[str, Any]) -> str | None:
     """The first given option whose validator refuses its value, run one field at a time."""
     attrs.resolve_types(options_class)
+    field: attrs.Attribute[Any]
     for field in attrs.fields(options_class):
         if field.validator is None or field.name not in options:
             continue
         try:
-            field.validator(None, field, converter.structure(options[field.name], field.type))
+            value = converter.structure(options[field.name], field.type or Any)
+            field.validator(None, field, value)
         except Exception:  # any failure of this field's validator names it
             return field.name
     return None
