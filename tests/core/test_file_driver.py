@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import random
 import signal
@@ -216,7 +217,7 @@ def test_lock_of_a_killed_process_expires(tmp_path: Path) -> None:
             "from satchel.drivers.file import FileSessionHandler\n"
             "h = FileSessionHandler(sys.argv[1], 60)\n"
             "held = h.lock(sys.argv[2], lock_seconds=3, wait_seconds=1)\n"
-            "held.__enter__()  # kept referenced: collecting it would release the lock\n"
+            "held.__enter__()\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n",
             str(folder),
@@ -234,6 +235,20 @@ def test_lock_of_a_killed_process_expires(tmp_path: Path) -> None:
     started = time.monotonic()
     with handler.lock(key, lock_seconds=5, wait_seconds=5):
         assert time.monotonic() - started < 4
+
+
+def test_a_lock_entered_and_abandoned_is_left_to_expire_not_released_by_the_collector(
+    tmp_path: Path,
+) -> None:
+    handler = FileSessionHandler(tmp_path / "sessions", 60)
+    key = new_storage_id()
+    held = handler.lock(key, lock_seconds=30, wait_seconds=1)
+    held.__enter__()
+    del held
+    gc.collect()
+    # Only its holder's exit releases a lock: the collector never runs file I/O on its behalf.
+    with pytest.raises(LockTimeout), handler.lock(key, lock_seconds=5, wait_seconds=0.1):
+        pass
 
 
 # -- logout against a late save ----------------------------------------------------------

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import attrs
 
 from satchel.config import SessionConfig
 from satchel.handler import RequestMetadata, SessionHandler
-from satchel.locking import new_lock_token, wait_for_lock
+from satchel.locking import TokenLock
 
 
 @attrs.define
@@ -79,11 +78,8 @@ class ArraySessionHandler(SessionHandler):
                 del self._entries[key]
         return len(expired)
 
-    @contextmanager
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
-        token = new_lock_token()
-
-        def try_acquire() -> bool:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
+        def try_acquire(token: str) -> bool:
             now = time.monotonic()
             with self._mutex:
                 holder = self._locks.get(session_id)
@@ -92,11 +88,12 @@ class ArraySessionHandler(SessionHandler):
                 self._locks[session_id] = (token, now + lock_seconds)
                 return True
 
-        wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="an array session")
-        try:
-            yield
-        finally:
+        def release(token: str) -> None:
             with self._mutex:
                 holder = self._locks.get(session_id)
                 if holder is not None and holder[0] == token:
                     del self._locks[session_id]
+
+        return TokenLock(
+            try_acquire, release, wait_seconds=wait_seconds, description="an array session"
+        )

@@ -18,7 +18,7 @@ from satchel.config import SessionConfig
 from satchel.errors import ConfigError, SessionBackendError
 from satchel.handler import RequestMetadata, SessionHandler
 from satchel.ids import log_digest
-from satchel.locking import new_lock_token, wait_for_lock
+from satchel.locking import TokenLock
 
 logger = logging.getLogger("satchel")
 
@@ -264,23 +264,18 @@ class FileSessionHandler(SessionHandler):
                 raise self._error(f"cannot delete a session file: {exc.strerror or exc}") from exc
         return True
 
-    @contextlib.contextmanager
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
         if self._path(session_id) is None:
             raise ValueError("refusing a session id that is not a safe file name")
         self._ensure_folder()
-        token = new_lock_token()
-
-        def try_acquire() -> bool:
-            return self._update_lock_file(session_id, token, lock_seconds, acquire=True)
-
-        wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a file session")
-        try:
-            yield
-        finally:
+        return TokenLock(
+            lambda token: self._update_lock_file(session_id, token, lock_seconds, acquire=True),
             # For a session that is not stored (an unknown id), releasing also removes
             # the lock file: the request leaves nothing behind.
-            self._update_lock_file(session_id, token, lock_seconds, acquire=False)
+            lambda token: self._update_lock_file(session_id, token, lock_seconds, acquire=False),
+            wait_seconds=wait_seconds,
+            description="a file session",
+        )
 
     def _update_lock_file(
         self, session_id: str, token: str, lock_seconds: float, *, acquire: bool
