@@ -39,8 +39,12 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Generic, TypeVar
 
 from satchel.errors import LockTimeout
+
+Acquired = TypeVar("Acquired")
+Released = TypeVar("Released")
 
 POLL_SECONDS = 0.05  # Laravel polls its cache lock every 50 ms as well
 
@@ -88,7 +92,23 @@ def _log_release_failure(description: str, error: BaseException) -> None:
     )
 
 
-class TokenLock:
+class _TokenLockBase(Generic[Acquired, Released]):
+    def __init__(
+        self,
+        try_acquire: Callable[[str], Acquired],
+        release: Callable[[str], Released],
+        *,
+        wait_seconds: float,
+        description: str,
+    ) -> None:
+        self.token = new_lock_token()
+        self._try_acquire = try_acquire
+        self._release = release
+        self._wait_seconds = wait_seconds
+        self._description = description
+
+
+class TokenLock(_TokenLockBase[bool, object]):
     """The lock of one session, held for a ``with`` block: ``with TokenLock(...):``.
 
     Args:
@@ -103,20 +123,6 @@ class TokenLock:
     Attributes:
         token: This holder's random token (:func:`new_lock_token`).
     """
-
-    def __init__(
-        self,
-        try_acquire: Callable[[str], bool],
-        release: Callable[[str], object],
-        *,
-        wait_seconds: float,
-        description: str,
-    ) -> None:
-        self.token = new_lock_token()
-        self._try_acquire = try_acquire
-        self._release = release
-        self._wait_seconds = wait_seconds
-        self._description = description
 
     def __enter__(self) -> None:
         try:
@@ -149,26 +155,12 @@ class TokenLock:
             _log_release_failure(self._description, error)
 
 
-class AsyncTokenLock:
+class AsyncTokenLock(_TokenLockBase[Awaitable[bool], Awaitable[object]]):
     """The async form of :class:`TokenLock`: ``async with AsyncTokenLock(...):``.
 
     ``try_acquire`` and ``release`` are coroutine functions; the release runs
     shielded in its own task, so a cancelled request still frees its lock.
     """
-
-    def __init__(
-        self,
-        try_acquire: Callable[[str], Awaitable[bool]],
-        release: Callable[[str], Awaitable[object]],
-        *,
-        wait_seconds: float,
-        description: str,
-    ) -> None:
-        self.token = new_lock_token()
-        self._try_acquire = try_acquire
-        self._release = release
-        self._wait_seconds = wait_seconds
-        self._description = description
 
     async def __aenter__(self) -> None:
         try:

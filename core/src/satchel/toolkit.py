@@ -263,8 +263,11 @@ class StoreErrors:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._reraise(exc, None)
+
+    def _reraise(self, exc: BaseException | None, action: str | None) -> None:
         if exc is not None and isinstance(exc, self.kinds):
-            raise self.error(exc) from exc
+            raise self.error(exc, action) from exc
 
 
 class _Translating:
@@ -275,14 +278,8 @@ class _Translating:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is not None and isinstance(exc, self._errors.kinds):
-            raise self._errors.error(exc, self._action) from exc
+    def __exit__(self, *exc_info: Any) -> None:
+        self._errors._reraise(exc_info[1], self._action)
 
 
 def redact_url(url: str) -> str:
