@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import secrets
 from types import ModuleType
 from typing import Any
@@ -282,6 +284,94 @@ def test_lock_key_holds_a_token_with_a_millisecond_expiry(
     assert raw_redis.get(lock_key) is None
 
 
+class LosesLockReplies:
+    """A redis-py client whose lock claims reach the server but whose reply is lost."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def set(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.client.set(*args, **kwargs)
+        if kwargs.get("nx"):
+            raise redis.exceptions.TimeoutError("Timeout reading from socket")
+        return result
+
+
+def test_a_lock_claim_whose_reply_was_lost_is_released(
+    redis_url: str, raw_redis: redis.Redis, unique_prefix: str
+) -> None:
+    lossy = RedisSessionHandler(
+        LosesLockReplies(redis.Redis.from_url(redis_url)),
+        lifetime_seconds=30,
+        prefix=unique_prefix,
+    )
+    key = new_storage_id()
+    with pytest.raises(SessionBackendError, match="SET NX failed: TimeoutError"):
+        lossy.lock(key, lock_seconds=30, wait_seconds=1).__enter__()
+    # The claim landed: it is released with its token rather than left for 30 seconds.
+    assert raw_redis.get(f"{unique_prefix}lock:{key}") is None
+
+
+def test_a_lock_entered_and_abandoned_is_not_released_by_the_collector(
+    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    held = handler.lock(key, lock_seconds=30, wait_seconds=1)
+    held.__enter__()
+    del held
+    gc.collect()
+    # No network call from the garbage collector: the lock expires as a dead holder's does.
+    assert raw_redis.get(f"{unique_prefix}lock:{key}") is not None
+    raw_redis.delete(f"{unique_prefix}lock:{key}")
+
+
+def test_a_request_cancelled_while_it_releases_its_async_lock_still_releases_it(
+    redis_url: str, raw_redis: redis.Redis, unique_prefix: str
+) -> None:
+    key = new_storage_id()
+    lock_key = f"{unique_prefix}lock:{key}"
+
+    async def main() -> None:
+        handler = AsyncRedisSessionHandler.from_config(
+            SessionConfig(driver="redis", connection=redis_url, prefix=unique_prefix)
+        )
+        release_lock = handler.release_lock
+
+        async def slow_release(session_id: str, token: str) -> None:
+            await asyncio.sleep(0.2)  # a slow round trip, during which the request is cancelled
+            await release_lock(session_id, token)
+
+        handler.release_lock = slow_release  # type: ignore[method-assign]
+
+        async def request() -> None:
+            async with handler.lock(key, lock_seconds=30, wait_seconds=1):
+                pass
+
+        task = asyncio.create_task(request())
+        await asyncio.sleep(0.1)
+        assert raw_redis.get(lock_key) is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)
+        await handler.close()
+
+    asyncio.run(main())
+    assert raw_redis.get(lock_key) is None
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://bad host:7000", "redis+sentinel://s1:26379,s 2:26379/mymaster"]
+)
+def test_a_host_list_with_what_no_host_holds_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_connection(url)
+    assert caught.value.key == "connection"
+
+
 def test_one_round_trip_per_operation(
     start_redis: Any, unique_prefix: str, redis_round_trips: ModuleType
 ) -> None:
@@ -314,8 +404,10 @@ def test_registered_through_the_entry_point_with_an_async_twin() -> None:
     loaded = load_plugins()
     spec = loaded.registry.get("redis")
     assert spec.distribution == "satchel-redis"
-    assert spec.factory == RedisSessionHandler.from_config
-    assert spec.async_factory == AsyncRedisSessionHandler.from_config
+    config = SessionConfig(driver="redis")
+    assert isinstance(spec.build(config), RedisSessionHandler)
+    assert spec.async_factory is not None
+    assert isinstance(spec.build_async(config), AsyncRedisSessionHandler)
     assert not [failure for failure in loaded.failures if "redis" in failure.distribution]
 
 

@@ -10,7 +10,8 @@ Registration
     :data:`DriverRegistrar`, :data:`HandlerFactory`, :data:`AsyncHandlerFactory`
     (the ``register_drivers`` hook's types), :class:`CommandRegistrar` (the
     ``register_commands`` hook's), :func:`lazy_factory` (a factory that imports
-    its handler on first use, so a plugin module stays light),
+    its handler on first use, so a plugin module stays light) and
+    :func:`lazy_exports` (the same for the names a package exports),
     :func:`require_modules` (a plugin whose client library is missing fails to
     load, naming what to install).
 Handlers
@@ -36,7 +37,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -71,6 +72,7 @@ __all__ = [
     "decode_payload",
     "describe_error",
     "format_hosts",
+    "lazy_exports",
     "lazy_factory",
     "new_lock_token",
     "parse_hosts",
@@ -117,6 +119,27 @@ def lazy_factory(target: str) -> Callable[[SessionConfig], Any]:
 
     factory.__qualname__ = factory.__name__ = f"lazy_factory({target!r})"
     return factory
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports each exported name from its module on first use.
+
+    The entry point's module lives in the plugin's package, so importing it
+    runs the package's ``__init__`` first: with this, that stays light too,
+    while ``from acme_sessions import AcmeSessionHandler`` keeps working::
+
+        __getattr__ = lazy_exports(__name__, {"AcmeSessionHandler": "acme_sessions.handler"})
+
+    ``exports`` maps each name to the module that defines it.
+    """
+
+    def __getattr__(name: str) -> Any:  # becomes the package's own __getattr__
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(module), name)
+
+    return __getattr__
 
 
 def require_modules(*modules: str, install: str) -> None:

@@ -1,20 +1,25 @@
 """satchel-redis: the ``redis`` session driver (redis-py; one server, Sentinel, Cluster; sync and asyncio).
 
-Installed, it registers itself through the ``satchel`` entry-point group, so
-``SessionConfig(driver="redis", connection="redis://127.0.0.1:6379/0")`` just works.
+Installed, it registers itself through the ``satchel`` entry-point group
+(:mod:`satchel_redis.plugin`), so ``SessionConfig(driver="redis",
+connection="redis://127.0.0.1:6379/0")`` just works. The names below are
+imported on first use, so importing the package loads no client library.
 """
 
 from __future__ import annotations
 
-from satchel.hookspecs import hookimpl
-from satchel.registry import DriverRegistrar
-from satchel_redis.connection import RedisTarget, parse_connection
-from satchel_redis.handler import (
-    AsyncRedisSessionHandler,
-    RedisSessionHandler,
-    ThreadedRedisSessionHandler,
-)
-from satchel_redis.options import RedisOptions
+from typing import TYPE_CHECKING
+
+from satchel.toolkit import lazy_exports
+
+if TYPE_CHECKING:
+    from satchel_redis.connection import RedisTarget, parse_connection
+    from satchel_redis.handler import (
+        AsyncRedisSessionHandler,
+        RedisSessionHandler,
+        ThreadedRedisSessionHandler,
+    )
+    from satchel_redis.options import RedisOptions
 
 __all__ = [
     "AsyncRedisSessionHandler",
@@ -23,12 +28,16 @@ __all__ = [
     "RedisTarget",
     "ThreadedRedisSessionHandler",
     "parse_connection",
-    "register_drivers",
 ]
 
-
-@hookimpl
-def register_drivers(register: DriverRegistrar) -> None:
-    register(
-        "redis", RedisSessionHandler.from_config, async_factory=AsyncRedisSessionHandler.from_config
-    )
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "AsyncRedisSessionHandler": "satchel_redis.handler",
+        "RedisSessionHandler": "satchel_redis.handler",
+        "ThreadedRedisSessionHandler": "satchel_redis.handler",
+        "RedisTarget": "satchel_redis.connection",
+        "parse_connection": "satchel_redis.connection",
+        "RedisOptions": "satchel_redis.options",
+    },
+)

@@ -29,7 +29,8 @@ import redis.connection
 import redis.retry
 import redis.sentinel
 
-from satchel.errors import ConfigError
+from satchel import ConfigError
+from satchel.toolkit import format_hosts, parse_hosts
 from satchel_redis.options import RedisOptions
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -68,28 +69,6 @@ class RedisTarget:
     address: str = ""
 
 
-def _split_host(text: str, default_port: int) -> tuple[str, int]:
-    text = text.strip()
-    if text.startswith("["):  # [IPv6]:port
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
-    if not host:
-        raise ValueError(f"missing host in {text!r}")
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        raise ValueError(f"bad port in {text!r}") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"port out of range in {text!r}")
-    return host, port
-
-
-def _format_hosts(hosts: tuple[tuple[str, int], ...]) -> str:
-    return ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in hosts)
-
-
 def parse_connection(url: str | None, *, cluster: bool = False) -> RedisTarget:
     """Parse a ``connection`` URL; a malformed one is a ``ConfigError`` on ``connection``."""
     url = url or DEFAULT_URL
@@ -121,7 +100,7 @@ def _parse(url: str, *, cluster: bool) -> RedisTarget:
         else:
             host = str(kwargs.get("host", "127.0.0.1"))
             hosts = ((host, int(kwargs.get("port", DEFAULT_PORT))),)
-            address = f"{scheme}://{_format_hosts(hosts)}"
+            address = f"{scheme}://{format_hosts(hosts)}"
         db = int(kwargs.get("db", 0))
         if cluster:
             if scheme == "unix":
@@ -133,7 +112,7 @@ def _parse(url: str, *, cluster: bool) -> RedisTarget:
                 tls=scheme == "rediss",
                 username=kwargs.get("username"),
                 password=kwargs.get("password"),
-                address=f"{scheme}+cluster://{_format_hosts(hosts)}",
+                address=f"{scheme}+cluster://{format_hosts(hosts)}",
             )
         return RedisTarget(
             "single",
@@ -159,9 +138,7 @@ def _parse(url: str, *, cluster: bool) -> RedisTarget:
         username = password = None
     is_sentinel = scheme in SENTINEL_SCHEMES
     default_port = DEFAULT_SENTINEL_PORT if is_sentinel else DEFAULT_PORT
-    hosts = tuple(_split_host(item, default_port) for item in host_list.split(",") if item.strip())
-    if not hosts:
-        raise ValueError("no host:port given")
+    hosts = parse_hosts(host_list, default_port=default_port)
     tls = scheme.startswith("rediss")
     if not is_sentinel:
         return RedisTarget(
@@ -171,7 +148,7 @@ def _parse(url: str, *, cluster: bool) -> RedisTarget:
             tls=tls,
             username=username,
             password=password,
-            address=f"{scheme}://{_format_hosts(hosts)}",
+            address=f"{scheme}://{format_hosts(hosts)}",
         )
     segments = [unquote(segment) for segment in parts.path.split("/") if segment]
     if not segments:
@@ -187,7 +164,7 @@ def _parse(url: str, *, cluster: bool) -> RedisTarget:
         username=username,
         password=password,
         service=service,
-        address=f"{scheme}://{_format_hosts(hosts)}/{service}/{db}",
+        address=f"{scheme}://{format_hosts(hosts)}/{service}/{db}",
     )
 
 

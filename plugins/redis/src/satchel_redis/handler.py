@@ -17,12 +17,10 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
-    asynccontextmanager,
-    contextmanager,
     nullcontext,
 )
 from typing import Any, TypeVar
@@ -33,12 +31,23 @@ import redis.asyncio.sentinel
 import redis.exceptions
 import redis.sentinel
 
-from satchel.config import SessionConfig
-from satchel.errors import ConfigError, PoolExhausted, SessionBackendError
-from satchel.handler import AsyncSessionHandler, RequestMetadata, SessionHandler
-from satchel.locking import await_lock, new_lock_token, wait_for_lock
-from satchel.pooling import AsyncConnectionSlots, ConnectionSlots
-from satchel.threaded import ThreadedAsyncHandler
+from satchel import (
+    AsyncSessionHandler,
+    ConfigError,
+    RequestMetadata,
+    SessionBackendError,
+    SessionConfig,
+    SessionHandler,
+)
+from satchel.toolkit import (
+    AsyncConnectionSlots,
+    AsyncTokenLock,
+    ConnectionSlots,
+    StoreErrors,
+    ThreadedAsyncHandler,
+    TokenLock,
+    decode_payload,
+)
 from satchel_redis.connection import (
     build_async_client,
     build_sync_client,
@@ -80,29 +89,12 @@ def _refused_for_lack_of_replicas(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(NO_REPLICAS)
 
 
-def _decode(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):  # a user's client made with decode_responses=True
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return ""  # not a payload core wrote; core treats "" as no session
-    return ""
-
-
-def _describe_error(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
-
-
 class _RedisKeys:
     """Key naming and error wrapping shared by the sync and async handlers."""
 
     prefix: str
     address: str
+    errors: StoreErrors
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}{session_id}"
@@ -112,10 +104,7 @@ class _RedisKeys:
         return f"{self.prefix}{LOCK_INFIX}{session_id}"
 
     def _error(self, action: str, exc: BaseException) -> SessionBackendError:
-        message = f"{action} failed: {_describe_error(exc)}"
-        if _pool_ran_out(exc):
-            return PoolExhausted(DRIVER, self.address, f"{message} (the client's connection pool)")
-        return SessionBackendError(DRIVER, self.address, message)
+        return self.errors.error(exc, action)
 
 
 def _slot_settings(options: RedisOptions, address: str) -> dict[str, Any]:
@@ -158,6 +147,7 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
         self.lifetime_seconds = max(1, int(lifetime_seconds))
         self.prefix = prefix
         self.address = address or describe_client(client)
+        self.errors = StoreErrors(DRIVER, self.address, STORE_ERRORS, busy=_pool_ran_out)
         self.owns_client = owns_client
         self.slots = slots
         self._slot: AbstractContextManager[None] = slots if slots is not None else nullcontext()
@@ -219,7 +209,7 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
     def read(self, session_id: str) -> str:
         key = self._key(session_id)
         try:
-            return _decode(self._call("GET", lambda: self.client.get(key)))
+            return decode_payload(self._call("GET", lambda: self.client.get(key)))
         except UnicodeDecodeError:
             return ""  # a decode_responses client met bytes core never wrote: no session
 
@@ -271,19 +261,14 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
         key = self._lock_key(session_id)
         self._call("lock release", lambda: self.client.eval(RELEASE_SCRIPT, 1, key, token))
 
-    @contextmanager
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
         """Hold the session's lock: ``SET NX PX`` with a token, released only by its holder."""
-        token = new_lock_token()
-        wait_for_lock(
-            lambda: self.try_lock(session_id, token, lock_seconds),
+        return TokenLock(
+            lambda token: self.try_lock(session_id, token, lock_seconds),
+            lambda token: self.release_lock(session_id, token),
             wait_seconds=wait_seconds,
             description="a redis session",
         )
-        try:
-            yield
-        finally:
-            self.release_lock(session_id, token)
 
 
 class _LoopClient:
@@ -335,6 +320,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         self.lifetime_seconds = max(1, int(lifetime_seconds))
         self.prefix = prefix
         self.address = address or describe_client(client)
+        self.errors = StoreErrors(DRIVER, self.address, STORE_ERRORS, busy=_pool_ran_out)
         self.owns_client = owns_client
         self._client_factory = client_factory
         self._slots_factory = slots_factory
@@ -415,7 +401,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
     async def read(self, session_id: str) -> str:
         key = self._key(session_id)
         try:
-            return _decode(await self._call("GET", lambda client: client.get(key)))
+            return decode_payload(await self._call("GET", lambda client: client.get(key)))
         except UnicodeDecodeError:
             return ""  # a decode_responses client met bytes core never wrote: no session
 
@@ -476,21 +462,14 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         key = self._lock_key(session_id)
         await self._call("lock release", lambda client: client.eval(RELEASE_SCRIPT, 1, key, token))
 
-    @asynccontextmanager
-    async def lock(
-        self, session_id: str, *, lock_seconds: float, wait_seconds: float
-    ) -> AsyncIterator[None]:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncTokenLock:
         """Hold the session's lock: ``SET NX PX`` with a token, released only by its holder."""
-        token = new_lock_token()
-        await await_lock(
-            lambda: self.try_lock(session_id, token, lock_seconds),
+        return AsyncTokenLock(
+            lambda token: self.try_lock(session_id, token, lock_seconds),
+            lambda token: self.release_lock(session_id, token),
             wait_seconds=wait_seconds,
             description="a redis session",
         )
-        try:
-            yield
-        finally:
-            await self.release_lock(session_id, token)
 
 
 class ThreadedRedisSessionHandler(ThreadedAsyncHandler):

@@ -8,7 +8,7 @@ import attrs
 import redis.asyncio
 import redis.asyncio.cluster
 
-from satchel.errors import ConfigError
+from satchel import ConfigError
 
 SSL_CERT_REQS = ("none", "optional", "required")
 CLIENT_COMMANDS = ("get", "set", "expire", "eval")
