@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheUnexpectedCloseError
 
-from satchel import ConfigError, SessionBackendError, SessionConfig
+from satchel import ConfigError, LockTimeout, SessionBackendError, SessionConfig
 from satchel.handler import SupportsLock, SupportsTouch
 from satchel.plugins import load_plugins
 from satchel.testing import free_port, new_storage_id
@@ -164,6 +166,49 @@ def test_gc_is_zero_and_removes_nothing(handler: MemcachedSessionHandler) -> Non
     handler.write(session_id, "kept")
     assert handler.gc(0) == 0
     assert handler.read(session_id) == "kept"
+
+
+class LosesLockReplies:
+    """A pymemcache client whose lock claims (``add``) reach the server but whose reply is lost."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        self.client.add(*args, **kwargs)
+        raise MemcacheUnexpectedCloseError
+
+
+def test_a_lock_claim_whose_reply_was_lost_is_released(
+    memcached_connection: str, unique_prefix: str, raw: Client
+) -> None:
+    lossy = MemcachedSessionHandler(
+        LosesLockReplies(_raw(memcached_connection)), lifetime_seconds=30, prefix=unique_prefix
+    )
+    key = new_storage_id()
+    with pytest.raises(SessionBackendError, match="add failed: MemcacheUnexpectedCloseError"):
+        lossy.lock(key, lock_seconds=30, wait_seconds=1).__enter__()
+    # Released with its token (marked released), not held for 30 seconds.
+    assert raw.get(f"{unique_prefix}lock:{key}") in (None, b"released")
+    with MemcachedSessionHandler(
+        _raw(memcached_connection), lifetime_seconds=30, prefix=unique_prefix
+    ).lock(key, lock_seconds=5, wait_seconds=0.1):
+        pass
+
+
+def test_a_lock_entered_and_abandoned_is_not_released_by_the_collector(
+    handler: MemcachedSessionHandler,
+) -> None:
+    key = new_storage_id()
+    held = handler.lock(key, lock_seconds=30, wait_seconds=1)
+    held.__enter__()
+    del held
+    gc.collect()
+    with pytest.raises(LockTimeout), handler.lock(key, lock_seconds=5, wait_seconds=0.1):
+        pass
 
 
 def test_handler_declares_touch_and_lock(handler: MemcachedSessionHandler) -> None:
@@ -406,8 +451,10 @@ def test_registered_through_the_entry_point_with_an_async_twin() -> None:
     loaded = load_plugins()
     spec = loaded.registry.get("memcached")
     assert spec.distribution == "satchel-memcached"
-    assert spec.factory == MemcachedSessionHandler.from_config
-    assert spec.async_factory == AsyncMemcachedSessionHandler.from_config
+    config = SessionConfig(driver="memcached")
+    assert isinstance(spec.build(config), MemcachedSessionHandler)
+    assert spec.async_factory is not None
+    assert isinstance(spec.build_async(config), AsyncMemcachedSessionHandler)
     assert not [failure for failure in loaded.failures if "memcached" in failure.distribution]
 
 

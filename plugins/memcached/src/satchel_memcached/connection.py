@@ -9,7 +9,8 @@ from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheError
 
-from satchel.errors import ConfigError
+from satchel import ConfigError
+from satchel.toolkit import format_hosts, parse_hosts
 from satchel_memcached.options import MemcachedOptions
 
 DEFAULT_CONNECTION = "127.0.0.1:11211"
@@ -49,39 +50,7 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
 def parse_servers(connection: str | None) -> tuple[tuple[str, int], ...]:
     """``host:port`` pairs from ``connection``; a malformed one is a ``ConfigError``."""
     text = connection if connection is not None else DEFAULT_CONNECTION
-    servers: list[tuple[str, int]] = []
-    for part in text.split(","):
-        item = part.strip()
-        if not item:
-            continue
-        if item.startswith("["):  # [IPv6]:port
-            host, _, rest = item[1:].partition("]")
-            port_text = rest[1:] if rest.startswith(":") else ""
-        elif item.count(":") == 1:
-            host, _, port_text = item.partition(":")
-        elif ":" in item:
-            host, port_text = item, ""  # a bare IPv6 address
-        else:
-            host, port_text = item, ""
-        if not host or any(ch.isspace() or ch in "/@?#" for ch in host):
-            raise ConfigError("connection", f"not a memcached host:port: {item!r}")
-        try:
-            port = int(port_text) if port_text else DEFAULT_PORT
-        except ValueError:
-            raise ConfigError("connection", f"bad port in {item!r}") from None
-        if not 0 < port < 65536:
-            raise ConfigError("connection", f"port out of range in {item!r}")
-        servers.append((host, port))
-    if not servers:
-        raise ConfigError("connection", "expected host:port or a comma-separated list of them")
-    return tuple(servers)
-
-
-def format_servers(servers: tuple[tuple[str, int], ...]) -> str:
-    """The servers as ``host:port,…`` for messages."""
-    return ",".join(
-        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in servers
-    )
+    return parse_hosts(text, default_port=DEFAULT_PORT)
 
 
 def _tls_context(options: MemcachedOptions) -> ssl.SSLContext:
@@ -132,7 +101,7 @@ def describe_client(client: Any) -> str:
     """Where a ready client points, for error messages."""
     server = getattr(client, "server", None)
     if isinstance(server, tuple) and len(server) == 2:
-        return format_servers((server,))
+        return format_hosts((server,))
     clients = getattr(client, "clients", None)
     if isinstance(clients, dict) and clients:
         return ",".join(sorted(str(name) for name in clients))

@@ -16,23 +16,32 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from pymemcache.exceptions import MemcacheError
 
-from satchel.config import SessionConfig
-from satchel.errors import ConfigError, PoolExhausted, SessionBackendError
-from satchel.handler import RequestMetadata, SessionHandler
-from satchel.locking import new_lock_token, wait_for_lock
-from satchel.pooling import ConnectionSlots
-from satchel.threaded import ThreadedAsyncHandler
+from satchel import (
+    ConfigError,
+    PoolExhausted,
+    RequestMetadata,
+    SessionBackendError,
+    SessionConfig,
+    SessionHandler,
+)
+from satchel.toolkit import (
+    ConnectionSlots,
+    StoreErrors,
+    ThreadedAsyncHandler,
+    TokenLock,
+    decode_payload,
+    format_hosts,
+)
 from satchel_memcached.connection import (
     PoolServerError,
     build_client,
     describe_client,
-    format_servers,
     parse_servers,
 )
 from satchel_memcached.options import MemcachedOptions
@@ -95,19 +104,6 @@ def memcached_expiry(seconds: int, now: float | None = None) -> int:
     return seconds
 
 
-def _decode(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return ""  # not a payload core wrote; core treats "" as no session
-    return ""
-
-
 class MemcachedSessionHandler(SessionHandler):
     """Sessions in memcached: one server or a consistent-hashing pool.
 
@@ -134,6 +130,7 @@ class MemcachedSessionHandler(SessionHandler):
         self.lifetime_seconds = max(1, int(lifetime_seconds))
         self.prefix = check_prefix(prefix)
         self.address = address or describe_client(client)
+        self.errors = StoreErrors(DRIVER, self.address, STORE_ERRORS)
         self.owns_client = owns_client
         self.slots = slots
         self._slot: AbstractContextManager[None] = slots if slots is not None else nullcontext()
@@ -148,7 +145,7 @@ class MemcachedSessionHandler(SessionHandler):
             )
         servers = parse_servers(config.connection)
         check_prefix(config.prefix)
-        address = format_servers(servers)
+        address = format_hosts(servers)
         slots = None
         if options.max_pool_size is not None:
             # pymemcache's pool refuses past max_pool_size: wait for a connection instead.
@@ -180,10 +177,7 @@ class MemcachedSessionHandler(SessionHandler):
             with self._slot:
                 return command()
         except STORE_ERRORS as exc:
-            text = str(exc).strip() or type(exc).__name__
-            raise SessionBackendError(
-                DRIVER, self.address, f"{action} failed: {type(exc).__name__}: {text}"
-            ) from exc
+            raise self.errors.error(exc, action) from exc
         except RuntimeError as exc:
             if not str(exc).startswith(POOL_FULL):
                 raise
@@ -196,7 +190,7 @@ class MemcachedSessionHandler(SessionHandler):
         return memcached_expiry(self.lifetime_seconds + CLOCK_SLACK_SECONDS)
 
     def read(self, session_id: str) -> str:
-        return _decode(self._call("get", lambda: self.client.get(self._key(session_id))))
+        return decode_payload(self._call("get", lambda: self.client.get(self._key(session_id))))
 
     def write(self, session_id: str, data: str) -> bool:
         key = self._key(session_id)
@@ -274,19 +268,14 @@ class MemcachedSessionHandler(SessionHandler):
                 lambda: self.client.cas(key, RELEASED, cas_id, expire=1, noreply=False),
             )
 
-    @contextmanager
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> Iterator[None]:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
         """Hold the session's lock (``add`` of a token), released only by its holder."""
-        token = new_lock_token()
-        wait_for_lock(
-            lambda: self.try_lock(session_id, token, lock_seconds),
+        return TokenLock(
+            lambda token: self.try_lock(session_id, token, lock_seconds),
+            lambda token: self.release_lock(session_id, token),
             wait_seconds=wait_seconds,
             description="a memcached session",
         )
-        try:
-            yield
-        finally:
-            self.release_lock(session_id, token)
 
 
 class AsyncMemcachedSessionHandler(ThreadedAsyncHandler):

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 from pymemcache.serde import LegacyWrappingSerde
 
-from satchel.errors import ConfigError
+from satchel import ConfigError
 
 CLIENT_COMMANDS = ("get", "set", "touch", "add", "gets", "cas", "delete")
 
