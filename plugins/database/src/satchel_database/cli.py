@@ -1,5 +1,8 @@
 """The database driver's ``satchel`` commands: ``session:table``, ``migrate`` and ``sessions``.
 
+Registering them imports no SQLAlchemy: each command imports what it runs, so
+``satchel`` stays quick for every other command.
+
 ``satchel gc`` is core's own command; it prunes this driver's table in
 batches through ``count_expired``/``gc_batches``.
 """
@@ -10,19 +13,13 @@ import argparse
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from satchel import SessionConfig
 from satchel.commands import CommandError, CommandRegistrar, config_from_args
-from satchel_database.handler import DatabaseSessionHandler
-from satchel_database.options import DRIVER_NAME
-from satchel_database.schema import (
-    DIALECTS,
-    TableAlreadyMigrated,
-    create_ddl,
-    locks_table,
-    sessions_table,
-    write_migration,
-)
+from satchel_database.options import DIALECT_NAMES, DRIVER_NAME
+
+if TYPE_CHECKING:
+    from satchel_database.handler import DatabaseSessionHandler
 
 ID_DIGEST_CHARS = 12
 AGENT_COLUMN_CHARS = 60
@@ -43,9 +40,9 @@ def register(commands: CommandRegistrar) -> None:
     table.add_argument("versions", nargs="?", metavar="VERSIONS", help="Alembic's versions folder")
     table.add_argument(
         "--sql",
-        choices=sorted(DIALECTS),
+        choices=DIALECT_NAMES,
         metavar="DIALECT",
-        help=f"print the DDL for one dialect instead ({', '.join(sorted(DIALECTS))})",
+        help=f"print the DDL for one dialect instead ({', '.join(DIALECT_NAMES)})",
     )
     table.add_argument(
         "--down-revision",
@@ -75,18 +72,29 @@ def register(commands: CommandRegistrar) -> None:
     sessions.add_argument("--revoke", action="store_true", help="end every session of the user")
 
 
-def _database_config(args: argparse.Namespace) -> SessionConfig:
+def _handler(args: argparse.Namespace) -> DatabaseSessionHandler:
+    """The handler of the config the command was given, which must be the database driver's."""
     config = config_from_args(args)
     if config.driver != DRIVER_NAME:
         # A config for another driver is a config error, as a bad key is: exit code 1.
         raise CommandError(
             f"this command needs driver {DRIVER_NAME!r}; the config's driver is {config.driver!r}"
         )
-    return config
+    from satchel_database.handler import DatabaseSessionHandler  # noqa: PLC0415 - when run
+
+    return DatabaseSessionHandler.from_config(config)
 
 
 def command_session_table(args: argparse.Namespace) -> int:
     """Print the DDL (``--sql``) or write the Alembic migration into the versions folder."""
+    from satchel_database.schema import (  # noqa: PLC0415 - SQLAlchemy only when run
+        TableAlreadyMigrated,
+        create_ddl,
+        locks_table,
+        sessions_table,
+        write_migration,
+    )
+
     config = config_from_args(args)
     if args.sql:
         try:
@@ -116,8 +124,7 @@ def command_session_table(args: argparse.Namespace) -> int:
 
 def command_migrate(args: argparse.Namespace) -> int:
     """Create the sessions table and its lock table where missing; say which were made."""
-    config = _database_config(args)
-    handler = DatabaseSessionHandler.from_config(config)
+    handler = _handler(args)
     try:
         created = handler.create_table()
     finally:
@@ -133,8 +140,7 @@ def command_migrate(args: argparse.Namespace) -> int:
 
 def command_sessions(args: argparse.Namespace) -> int:
     """List the user's sessions, or end them all with ``--revoke``."""
-    config = _database_config(args)
-    handler = DatabaseSessionHandler.from_config(config)
+    handler = _handler(args)
     try:
         if args.revoke:
             removed = handler.destroy_user_sessions(args.user)

@@ -10,9 +10,7 @@ driver in :data:`SYNC_SIBLING_DRIVERS`.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import (
@@ -24,8 +22,13 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
 
-from satchel import ConfigError, PoolExhausted, SessionBackendError
-from satchel_database.options import DRIVER_NAME, DatabaseOptions
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+from satchel import ConfigError
+from satchel.toolkit import StoreErrors
+from satchel.toolkit import describe_error as toolkit_describe_error
+from satchel_database.options import ASYNC_EXTRAS, DRIVER_NAME, DatabaseOptions
 
 # The sync driver that reaches the same server as an async one.
 SYNC_SIBLING_DRIVERS = {
@@ -147,15 +150,38 @@ def create_sync_engine(url: sa.URL, options: DatabaseOptions) -> sa.Engine:
         ) from None
 
 
+def create_async_engine(url: sa.URL, options: DatabaseOptions) -> AsyncEngine:
+    """SQLAlchemy's asyncio engine for ``url``, imported only now.
+
+    SQLAlchemy's asyncio support (greenlet) and the async DBAPI come with this
+    distribution's extras; without them the error names the extra to install.
+    """
+    try:
+        from sqlalchemy.ext.asyncio import (  # noqa: PLC0415 - only for the async twin
+            create_async_engine as create_engine,
+        )
+
+        return create_engine(url, **engine_arguments(url, options))
+    except ImportError as exc:
+        driver = url.get_driver_name()
+        extra = ASYNC_EXTRAS.get(driver)
+        install = (
+            f'pip install "satchel-database[{extra}]"'
+            if extra is not None
+            else f'pip install "sqlalchemy[asyncio]" and the {driver} driver'
+        )
+        raise ConfigError(
+            "connection",
+            f"the async twin for {url.drivername!r} needs SQLAlchemy's asyncio support and the "
+            f"{driver} driver, which are not installed ({exc}); install them with: {install}",
+        ) from None
+
+
 def describe_error(exc: BaseException, url: sa.URL, table: str) -> str:
     """One line about a store failure, with a hint when the table is missing."""
     original = getattr(exc, "orig", None) or exc
-    text = str(original).strip()
-    line = text.splitlines()[0].strip() if text else ""
-    if url.password:
-        line = line.replace(str(url.password), "***")
-    message = f"{type(original).__name__}: {line}" if line else type(original).__name__
-    lowered = text.lower()
+    message = toolkit_describe_error(original, hide=[str(url.password or "")])
+    lowered = str(original).lower()
     if table.lower() in lowered and (
         "exist" in lowered or "no such table" in lowered or "undefined" in lowered
     ):
@@ -206,20 +232,16 @@ def is_busy(exc: BaseException) -> bool:
     )
 
 
-@contextlib.contextmanager
-def backend_errors(url: sa.URL, table: str) -> Iterator[None]:
-    """Turn SQLAlchemy and socket errors into ``SessionBackendError`` naming the store.
+def backend_errors(url: sa.URL, table: str) -> StoreErrors:
+    """Turns SQLAlchemy and socket errors into ``SessionBackendError`` naming the store.
 
     A pool whose connections all stayed in use for ``pool_timeout`` is
     ``PoolExhausted``: the store is busy, not failing (the web glue answers 503).
     """
-    try:
-        yield
-    except PoolTimeoutError as exc:
-        raise PoolExhausted(
-            DRIVER_NAME, display_address(url), describe_error(exc, url, table)
-        ) from exc
-    except (SQLAlchemyError, OSError) as exc:
-        raise SessionBackendError(
-            DRIVER_NAME, display_address(url), describe_error(exc, url, table)
-        ) from exc
+    return StoreErrors(
+        DRIVER_NAME,
+        display_address(url),
+        (SQLAlchemyError, OSError),
+        busy=lambda exc: isinstance(exc, PoolTimeoutError),
+        describe=lambda exc: describe_error(exc, url, table),
+    )

@@ -11,21 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from satchel import AsyncSessionHandler, ConfigError, RequestMetadata, SessionConfig, SessionHandler
-from satchel.locking import await_lock, new_lock_token, wait_for_lock
-from satchel.threaded import ThreadedAsyncHandler
+from satchel.toolkit import AsyncTokenLock, StoreErrors, ThreadedAsyncHandler, TokenLock
 from satchel_database.connection import (
     backend_errors,
+    create_async_engine,
     create_sync_engine,
-    engine_arguments,
     is_async_url,
     is_busy,
     is_retryable,
@@ -41,6 +38,9 @@ from satchel_database.statements import (
     metadata_columns,
     stored_session,
 )
+
+if TYPE_CHECKING:  # the asyncio engine is imported only when an async twin is built
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 logger = logging.getLogger("satchel.database")
 
@@ -72,44 +72,6 @@ def _existing_values(
     return values
 
 
-class HeldLock:
-    """A context manager: ``acquire`` on enter, ``release`` on exit.
-
-    A class rather than a generator, so a lock that is entered and then
-    abandoned is never released from a finaliser: like a holder that died, it
-    simply expires.
-    """
-
-    def __init__(self, acquire: Callable[[], None], release: Callable[[], None]) -> None:
-        self._acquire = acquire
-        self._release = release
-
-    def __enter__(self) -> None:
-        self._acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._release()
-
-
-class AsyncHeldLock:
-    """An async context manager: ``acquire`` on enter, ``release`` on exit.
-
-    The async form of :class:`HeldLock`.
-    """
-
-    def __init__(
-        self, acquire: Callable[[], Awaitable[None]], release: Callable[[], Awaitable[None]]
-    ) -> None:
-        self._acquire = acquire
-        self._release = release
-
-    async def __aenter__(self) -> None:
-        await self._acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._release()
-
-
 class DatabaseSessionHandler(SessionHandler):
     """Sessions in an SQL table through a SQLAlchemy engine.
 
@@ -139,6 +101,7 @@ class DatabaseSessionHandler(SessionHandler):
             self.table, self.locks, engine.dialect.name, self.options.gc_batch_size
         )
         self._locks_ready = False
+        self._store_errors = backend_errors(engine.url, self.table.name)
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> DatabaseSessionHandler:
@@ -151,8 +114,8 @@ class DatabaseSessionHandler(SessionHandler):
     def _now(self) -> int:
         return int(self.clock())
 
-    def _errors(self) -> AbstractContextManager[None]:
-        return backend_errors(self.engine.url, self.table.name)
+    def _errors(self) -> StoreErrors:
+        return self._store_errors
 
     def close(self) -> bool:
         """Close the pooled connections; the handler reconnects if used again."""
@@ -294,23 +257,23 @@ class DatabaseSessionHandler(SessionHandler):
             self.locks.drop(connection, checkfirst=True)
             self.table.drop(connection, checkfirst=True)
 
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> HeldLock:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
         """Hold the session's lock (a row of the lock table) for session blocking.
 
         The lock expires by itself after ``lock_seconds``; waiting longer than
         ``wait_seconds`` raises ``LockTimeout``.
         """
-        token = new_lock_token()
 
-        def acquire() -> None:
+        def try_acquire(token: str) -> bool:
             with self._errors():
-                wait_for_lock(
-                    lambda: self.claim_lock(session_id, token, lock_seconds),
-                    wait_seconds=wait_seconds,
-                    description="a database session",
-                )
+                return self.claim_lock(session_id, token, lock_seconds)
 
-        return HeldLock(acquire, lambda: self.release_lock(session_id, token))
+        return TokenLock(
+            try_acquire,
+            lambda token: self.release_lock(session_id, token),
+            wait_seconds=wait_seconds,
+            description="a database session",
+        )
 
     def claim_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
         """One attempt to take the lock for ``token``; True when it holds it now."""
@@ -369,6 +332,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
             self.table, self.locks, engine.dialect.name, self.options.gc_batch_size
         )
         self._locks_ready = False
+        self._store_errors = backend_errors(engine.url, self.table.name)
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncDatabaseSessionHandler:
@@ -380,19 +344,14 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
             raise ConfigError(
                 "connection", f"{url.drivername!r} is not an async driver (use +asyncpg, ...)"
             )
-        try:
-            engine = create_async_engine(url, **engine_arguments(url, options))
-        except ImportError as exc:
-            raise ConfigError(
-                "connection", f"the async driver for {url.drivername!r} is not installed ({exc})"
-            ) from None
+        engine = create_async_engine(url, options)
         return cls(engine, lifetime_seconds=config.lifetime_seconds, table=table, options=options)
 
     def _now(self) -> int:
         return int(self.clock())
 
-    def _errors(self) -> AbstractContextManager[None]:
-        return backend_errors(self.engine.url, self.table.name)
+    def _errors(self) -> StoreErrors:
+        return self._store_errors
 
     async def close(self) -> bool:
         """Close the pooled connections; the handler reconnects if used again."""
@@ -529,19 +488,19 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
                 await connection.run_sync(self.locks.drop, checkfirst=True)
                 await connection.run_sync(self.table.drop, checkfirst=True)
 
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncHeldLock:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncTokenLock:
         """Hold the session's lock (a row of the lock table) for session blocking."""
-        token = new_lock_token()
 
-        async def acquire() -> None:
+        async def try_acquire(token: str) -> bool:
             with self._errors():
-                await await_lock(
-                    lambda: self.claim_lock(session_id, token, lock_seconds),
-                    wait_seconds=wait_seconds,
-                    description="a database session",
-                )
+                return await self.claim_lock(session_id, token, lock_seconds)
 
-        return AsyncHeldLock(acquire, lambda: self.release_lock(session_id, token))
+        return AsyncTokenLock(
+            try_acquire,
+            lambda token: self.release_lock(session_id, token),
+            wait_seconds=wait_seconds,
+            description="a database session",
+        )
 
     async def claim_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
         """One attempt to take the lock for ``token``; True when it holds it now."""

@@ -7,6 +7,15 @@ import attrs
 from satchel import ConfigError, SessionConfig
 
 DRIVER_NAME = "database"
+# The SQL dialects `satchel session:table --sql` prints DDL for.
+DIALECT_NAMES = ("mariadb", "mysql", "postgresql", "sqlite")
+# The extra of this distribution that installs each asyncio driver (with SQLAlchemy's asyncio support).
+ASYNC_EXTRAS = {
+    "asyncpg": "asyncpg",
+    "psycopg_async": "psycopg-async",
+    "aiosqlite": "aiosqlite",
+    "aiomysql": "aiomysql",
+}
 # MySQL's TEXT holds 65,535 bytes: 16,383 characters of four bytes (utf8mb4).
 USER_AGENT_MAX_LENGTH = 16383
 

@@ -23,6 +23,8 @@ from sqlalchemy.dialects import mysql, registry
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from satchel_database.options import DIALECT_NAMES
+
 LOCKS_SUFFIX = "_locks"
 TOKEN_LENGTH = 64
 ID_LENGTH = 255  # Laravel's string(); core stores a 64-character SHA-256 hex digest
@@ -35,6 +37,7 @@ DIALECTS: dict[str, Dialect] = {
     "mariadb": registry.load("mysql")(is_mariadb=True),
     "sqlite": registry.load("sqlite")(),
 }
+assert sorted(DIALECTS) == sorted(DIALECT_NAMES)
 
 MAX_TABLE_NAME = 63  # PostgreSQL's identifier limit
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
