@@ -24,18 +24,14 @@ changed in place with ``collMod``. An index on ``last_activity`` serves ``gc``.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
-import attrs
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.collection import Collection
 from pymongo.errors import (
-    ConfigurationError,
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
@@ -44,16 +40,14 @@ from pymongo.errors import (
 
 from satchel import (
     AsyncSessionHandler,
-    ConfigError,
-    PoolExhausted,
     RequestMetadata,
     SessionBackendError,
     SessionConfig,
     SessionHandler,
 )
-from satchel.locking import await_lock, new_lock_token, wait_for_lock
+from satchel.toolkit import AsyncTokenLock, StoreErrors, TokenLock, decode_payload
+from satchel_mongo.connection import DRIVER_NAME, open_client
 
-DRIVER_NAME = "mongo"
 TTL_INDEX_NAME = "satchel_expires_at_ttl"
 ACTIVITY_INDEX_NAME = "satchel_last_activity"
 # MongoDB's codes for create_index meeting an index of that name or key with other options.
@@ -61,102 +55,6 @@ INDEX_OPTIONS_CONFLICT = 85
 INDEX_KEY_SPECS_CONFLICT = 86
 LOCKS_SUFFIX = "_locks"  # session locks live in "<collection>_locks"
 Document = dict[str, Any]
-
-
-@attrs.frozen(kw_only=True)
-class MongoOptions:
-    """Settings of the ``mongo`` driver (``SessionConfig.options``).
-
-    Attributes:
-        database: The database that holds the sessions collection.
-        collection: The collection of session documents.
-        timeout: Seconds to wait for a server (selection, connection, each
-            operation) before the store counts as down.
-        ttl_grace_seconds: How long after ``expires_at`` the TTL index deletes
-            a document (reads ignore it from ``expires_at`` on).
-        max_pool_size: Connections the client may open per server (pymongo's
-            ``maxPoolSize``). A request that finds them all in use waits for one,
-            up to ``pool_timeout``.
-        pool_timeout: Seconds a request waits for a free connection (pymongo's
-            ``waitQueueTimeoutMS``, which otherwise waits for ever); past that it
-            fails with ``PoolExhausted``, which the web glue answers with 503 and
-            ``Retry-After``.
-    """
-
-    database: str = "satchel"
-    collection: str = "sessions"
-    timeout: float = 5.0
-    ttl_grace_seconds: int = 60
-    max_pool_size: int = 100
-    pool_timeout: float = 10.0
-
-
-def mongo_settings(config: SessionConfig) -> tuple[str, MongoOptions, dict[str, Any]]:
-    """The URL, the options and the client keyword arguments for ``config``."""
-    if not config.connection:
-        raise ConfigError("connection", "the mongo driver needs a mongodb:// URL")
-    options = config.structure_options(MongoOptions, driver=DRIVER_NAME)
-    for name in ("timeout", "pool_timeout"):
-        value = getattr(options, name)
-        if not value > 0:
-            raise ConfigError(f"options.{name}", f"must be greater than 0, got {value!r}")
-    if options.max_pool_size < 1:
-        raise ConfigError(
-            "options.max_pool_size", f"must be at least 1, got {options.max_pool_size!r}"
-        )
-    if options.ttl_grace_seconds < 0:
-        raise ConfigError(
-            "options.ttl_grace_seconds", f"must not be negative, got {options.ttl_grace_seconds!r}"
-        )
-    milliseconds = int(options.timeout * 1000)
-    client_arguments = {
-        "serverSelectionTimeoutMS": milliseconds,
-        "connectTimeoutMS": milliseconds,
-        "socketTimeoutMS": milliseconds,
-        "maxPoolSize": options.max_pool_size,
-        "waitQueueTimeoutMS": int(options.pool_timeout * 1000),
-        "tz_aware": True,
-        "appname": "satchel",
-    }
-    return config.connection, options, client_arguments
-
-
-def display_address(url: str) -> str:
-    """The URL's scheme and hosts, without user, password or options."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
-class HeldLock:
-    """``acquire`` on enter, ``release`` on exit.
-
-    A class rather than a generator, so a lock entered and then abandoned is
-    never released by a finaliser: like a holder that died, it just expires.
-    """
-
-    def __init__(self, acquire: Callable[[], None], release: Callable[[], None]) -> None:
-        self._acquire, self._release = acquire, release
-
-    def __enter__(self) -> None:
-        self._acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._release()
-
-
-class AsyncHeldLock:
-    """The async form of :class:`HeldLock`."""
-
-    def __init__(
-        self, acquire: Callable[[], Awaitable[None]], release: Callable[[], Awaitable[None]]
-    ) -> None:
-        self._acquire, self._release = acquire, release
-
-    async def __aenter__(self) -> None:
-        await self._acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._release()
 
 
 class _Documents:
@@ -169,6 +67,13 @@ class _Documents:
         self.ttl_grace = ttl_grace
         self.address = address
         self.clock = clock
+        self._errors = StoreErrors(
+            DRIVER_NAME,
+            address,
+            (PyMongoError,),
+            # Every pooled connection stayed in use for pool_timeout: busy, not failing.
+            busy=lambda exc: isinstance(exc, WaitQueueTimeoutError),
+        )
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
@@ -216,23 +121,14 @@ class _Documents:
             f"(is there a unique index besides _id?): {detail}",
         )
 
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        try:
-            yield
-        except PyMongoError as exc:
-            text = str(exc).splitlines()[0][:300] if str(exc) else ""
-            message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-            if isinstance(exc, WaitQueueTimeoutError):
-                # Every pooled connection stayed in use for pool_timeout: busy, not failing.
-                raise PoolExhausted(DRIVER_NAME, self.address, message) from exc
-            raise SessionBackendError(DRIVER_NAME, self.address, message) from exc
+    def errors(self) -> StoreErrors:
+        """Turns pymongo's errors into ``SessionBackendError`` (``PoolExhausted`` for a busy pool)."""
+        return self._errors
 
 
 def payload_of(found: Mapping[str, Any] | None) -> str:
     """The stored payload, or ``""`` (no session) when it is missing or not text."""
-    payload = found.get("payload") if found else None
-    return payload if isinstance(payload, str) else ""
+    return decode_payload(found.get("payload") if found else None)
 
 
 def ensure_ttl_index(collection: Collection[Document], documents: _Documents) -> None:
@@ -320,18 +216,11 @@ class MongoSessionHandler(SessionHandler):
 
         The handler closes only a client it built itself.
         """
-        url, options, client_arguments = mongo_settings(config)
-        owned = None  # a client handed in belongs to the caller, who closes it
-        if client is None:
-            try:
-                client = owned = MongoClient(url, **client_arguments)
-            except ConfigurationError as exc:
-                raise ConfigError("connection", f"not a usable MongoDB URL: {exc}") from None
-        collection = client[options.database][options.collection]
+        connected, owned, options, address = open_client(config, MongoClient, client)
         return cls(
-            collection,
+            connected[options.database][options.collection],
             lifetime_seconds=config.lifetime_seconds,
-            address=display_address(url),
+            address=address,
             client=owned,
             ttl_grace_seconds=options.ttl_grace_seconds,
         )
@@ -401,32 +290,30 @@ class MongoSessionHandler(SessionHandler):
         with self.documents.errors():
             return self._ready().delete_many(self.documents.idle_since(lifetime)).deleted_count
 
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> HeldLock:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
         """Hold the session's lock; it expires by itself after ``lock_seconds``."""
         locks = self.collection.database[self.collection.name + LOCKS_SUFFIX]
-        token = new_lock_token()
 
-        def try_acquire() -> bool:
-            if not self._locks_indexed:
-                ensure_ttl_index(locks, self.documents)
-                self._locks_indexed = True
-            try:
-                claim = self.documents.lock_claim(token, lock_seconds)
-                locks.update_one(self.documents.lock_query(session_id), claim, upsert=True)
-            except DuplicateKeyError:
-                return False  # someone holds it and it has not expired
-            return True
-
-        def acquire() -> None:
+        def try_acquire(token: str) -> bool:
             with self.documents.errors():
-                wait_for_lock(try_acquire, wait_seconds=wait_seconds, description="a mongo session")
+                if not self._locks_indexed:
+                    ensure_ttl_index(locks, self.documents)
+                    self._locks_indexed = True
+                try:
+                    claim = self.documents.lock_claim(token, lock_seconds)
+                    locks.update_one(self.documents.lock_query(session_id), claim, upsert=True)
+                except DuplicateKeyError:
+                    return False  # someone holds it and it has not expired
+                return True
 
-        def release() -> None:
+        def release(token: str) -> None:
             with self.documents.errors():
                 # Only our own token: a lock that expired and was taken over stays the new holder's.
                 locks.delete_one({"_id": session_id, "token": token})
 
-        return HeldLock(acquire, release)
+        return TokenLock(
+            try_acquire, release, wait_seconds=wait_seconds, description="a mongo session"
+        )
 
 
 class AsyncMongoSessionHandler(AsyncSessionHandler):
@@ -456,18 +343,11 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
 
         The handler closes only a client it built itself.
         """
-        url, options, client_arguments = mongo_settings(config)
-        owned = None  # a client handed in belongs to the caller, who closes it
-        if client is None:
-            try:
-                client = owned = AsyncMongoClient(url, **client_arguments)
-            except ConfigurationError as exc:
-                raise ConfigError("connection", f"not a usable MongoDB URL: {exc}") from None
-        collection = client[options.database][options.collection]
+        connected, owned, options, address = open_client(config, AsyncMongoClient, client)
         return cls(
-            collection,
+            connected[options.database][options.collection],
             lifetime_seconds=config.lifetime_seconds,
-            address=display_address(url),
+            address=address,
             client=owned,
             ttl_grace_seconds=options.ttl_grace_seconds,
         )
@@ -536,30 +416,28 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
             result = await collection.delete_many(self.documents.idle_since(lifetime))
         return result.deleted_count
 
-    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncHeldLock:
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncTokenLock:
         """Hold the session's lock; it expires by itself after ``lock_seconds``."""
         locks = self.collection.database[self.collection.name + LOCKS_SUFFIX]
-        token = new_lock_token()
 
-        async def try_acquire() -> bool:
-            if not self._locks_indexed:
-                await async_ensure_ttl_index(locks, self.documents)
-                self._locks_indexed = True
-            try:
-                claim = self.documents.lock_claim(token, lock_seconds)
-                await locks.update_one(self.documents.lock_query(session_id), claim, upsert=True)
-            except DuplicateKeyError:
-                return False
-            return True
-
-        async def acquire() -> None:
+        async def try_acquire(token: str) -> bool:
             with self.documents.errors():
-                await await_lock(
-                    try_acquire, wait_seconds=wait_seconds, description="a mongo session"
-                )
+                if not self._locks_indexed:
+                    await async_ensure_ttl_index(locks, self.documents)
+                    self._locks_indexed = True
+                try:
+                    claim = self.documents.lock_claim(token, lock_seconds)
+                    await locks.update_one(
+                        self.documents.lock_query(session_id), claim, upsert=True
+                    )
+                except DuplicateKeyError:
+                    return False
+                return True
 
-        async def release() -> None:
+        async def release(token: str) -> None:
             with self.documents.errors():
                 await locks.delete_one({"_id": session_id, "token": token})
 
-        return AsyncHeldLock(acquire, release)
+        return AsyncTokenLock(
+            try_acquire, release, wait_seconds=wait_seconds, description="a mongo session"
+        )
