@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import nox
@@ -146,9 +149,168 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
+# --- every distribution from its wheel, alone ---------------------------------------------
+
+EXAMPLE_DRIVER = ROOT / "docs" / "examples" / "satchel-sqlite"
+CHECK_INSTALL = ROOT / "tests" / "wheels" / "check_install.py"
+REDIS_URL = os.environ.get("SATCHEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+MEMCACHED = os.environ.get("SATCHEL_TEST_MEMCACHED", "127.0.0.1:11211")
+POSTGRES = "postgres@127.0.0.1:5432/test"
+MARIADB = "root@127.0.0.1:3306/test"
+
+
+@dataclass(frozen=True)
+class WheelCheck:
+    """One fresh environment: core's wheel and one plugin's wheel with ``extra``, and its checks.
+
+    Attributes:
+        extra: The plugin's extra to install, or None for its default dependencies only.
+        connection: Where a sync session round trip goes, or None for none.
+        async_connection: Where an async one goes (through the async twin), or None.
+        missing_extra: With ``async_connection``: the twin must refuse, naming this extra.
+        unreachable: A connection with no server, whose use must fail naming the driver.
+    """
+
+    extra: str | None = None
+    connection: str | None = None
+    async_connection: str | None = None
+    missing_extra: str | None = None
+    unreachable: str | None = None
+
+    def arguments(self) -> list[str]:
+        """The check script's options."""
+        options = {
+            "--connection": self.connection,
+            "--async-connection": self.async_connection,
+            "--missing-extra": self.missing_extra,
+            "--unreachable": self.unreachable,
+        }
+        return [part for name, value in options.items() if value for part in (name, value)]
+
+
+# Each documented extra, installed alone, enables what it promises.
+WHEEL_CHECKS: dict[str, list[WheelCheck]] = {
+    "redis": [WheelCheck(connection=REDIS_URL, async_connection=REDIS_URL)],
+    "memcached": [WheelCheck(connection=MEMCACHED, async_connection=MEMCACHED)],
+    "database": [
+        WheelCheck(
+            connection="sqlite:///sessions.db",
+            async_connection="sqlite+aiosqlite:///sessions.db",
+            missing_extra="aiosqlite",
+        ),
+        WheelCheck(
+            extra="postgresql",
+            connection=f"postgresql+psycopg://{POSTGRES}",
+            async_connection=f"postgresql+asyncpg://{POSTGRES}",
+            missing_extra="asyncpg",
+        ),
+        WheelCheck(extra="mysql", connection=f"mysql+pymysql://{MARIADB}"),
+        WheelCheck(extra="asyncpg", async_connection=f"postgresql+asyncpg://{POSTGRES}"),
+        WheelCheck(
+            extra="psycopg-async",
+            connection=f"postgresql+psycopg://{POSTGRES}",
+            async_connection=f"postgresql+psycopg_async://{POSTGRES}",
+        ),
+        WheelCheck(extra="aiosqlite", async_connection="sqlite+aiosqlite:///sessions.db"),
+        WheelCheck(extra="aiomysql", async_connection=f"mysql+aiomysql://{MARIADB}"),
+    ],
+    "mongo": [WheelCheck(unreachable="mongodb://127.0.0.1:1/")],
+}
+
+
+def build_wheel(session: nox.Session, project: Path, out: Path) -> Path:
+    """Build ``project``'s sdist, then its wheel from that sdist; the wheel's path."""
+    before = set(out.glob("*.whl"))
+    session.run("uv", "build", "--quiet", "--out-dir", str(out), str(project))
+    (wheel,) = set(out.glob("*.whl")) - before
+    name = wheel.name.split("-")[0]
+    if not list(out.glob(f"{name}-*.tar.gz")):
+        session.error(f"no sdist of {project} in {out}")
+    return wheel
+
+
+def fresh_environment(session: nox.Session, folder: Path, *requirements: str) -> Path:
+    """A new virtual environment in ``folder`` with only ``requirements``; its Python."""
+    shutil.rmtree(folder, ignore_errors=True)
+    session.run("uv", "venv", "--quiet", "--python", sys_python(session), str(folder))
+    python = folder / "bin" / "python"
+    session.run("uv", "pip", "install", "--quiet", "--python", str(python), *requirements)
+    return python
+
+
+def sys_python(session: nox.Session) -> str:
+    """The session's interpreter, which the fresh environments copy."""
+    python = shutil.which("python", path=session.bin)
+    if python is None:
+        session.error("the session has no python")
+    return python
+
+
+def wheel_requirement(distribution: str, wheel: Path, extra: str | None = None) -> str:
+    """A PEP 508 requirement on a built wheel, with an extra."""
+    return f"{distribution}{f'[{extra}]' if extra else ''} @ {wheel.as_uri()}"
+
+
+WHEEL_DISTRIBUTIONS = [*PLUGINS, "example"]
+
+
+@nox.session
+@nox.parametrize("distribution", WHEEL_DISTRIBUTIONS)
+def wheels(session: nox.Session, distribution: str) -> None:
+    """A plugin's wheel installed alone beside core's, checked in fresh environments.
+
+    ``satchel drivers`` lists it and a session round trip works with its
+    default dependencies; then each documented extra in turn enables what it
+    promises. ``example`` installs the third-party driver of docs/examples and
+    runs its own tests on it: an outside driver is added like the built-ins.
+    """
+    session.install("uv")
+    work = Path(session.create_tmp()).resolve()
+    out = work / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    core = wheel_requirement("satchel", build_wheel(session, ROOT / "core", out))
+    session.chdir(work)
+    if distribution == "example":
+        example = build_wheel(session, EXAMPLE_DRIVER, out)
+        python = fresh_environment(
+            session, work / "venv", core, wheel_requirement("satchel-sqlite", example), "pytest>=8"
+        )
+        session.run(
+            str(python),
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLE_DRIVER / "tests"),
+            external=True,
+        )
+        return
+    plugin = build_wheel(session, ROOT / "plugins" / distribution, out)
+    for check in WHEEL_CHECKS[distribution]:
+        python = fresh_environment(
+            session,
+            work / f"venv-{check.extra or 'default'}",
+            core,
+            wheel_requirement(f"satchel-{distribution}", plugin, check.extra),
+        )
+        session.run(
+            str(python),
+            str(CHECK_INSTALL),
+            "--driver",
+            distribution,
+            "--distribution",
+            f"satchel-{distribution}",
+            *check.arguments(),
+            external=True,
+        )
+
+
 @nox.session
 def ci(session: nox.Session) -> None:
-    """What CI runs, in one environment: lint, types, every test suite, the docs."""
+    """What CI runs, in one environment: lint, types, every test suite, the docs.
+
+    Then every distribution from its wheel, alone (``wheels``), in fresh environments.
+    """
     install_workspace(
         session, *PLUGINS, extra=[*LINT_REQUIREMENTS, *TYPE_REQUIREMENTS, *DOCS_REQUIREMENTS]
     )
@@ -157,3 +319,5 @@ def ci(session: nox.Session) -> None:
     session.run("mypy", *type_targets())
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
     run_pytest(session, "tests")
+    for distribution in WHEEL_DISTRIBUTIONS:
+        session.notify(f"wheels(distribution={distribution!r})", posargs=[])
