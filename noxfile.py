@@ -126,8 +126,8 @@ def typecheck(session: nox.Session) -> None:
 
 
 def type_targets() -> list[str]:
-    """The source folders mypy checks."""
-    targets = ["core/src/satchel"]
+    """The source folders mypy checks: core, every plugin and the example driver."""
+    targets = ["core/src/satchel", str(EXAMPLE_DRIVER / "src" / "satchel_sqlite")]
     for name in PLUGINS:
         targets += [
             str(path) for path in (ROOT / "plugins" / name / "src").iterdir() if path.is_dir()
