@@ -10,9 +10,13 @@ import pytest
 from starlette.testclient import TestClient
 from werkzeug.test import Client
 
+from satchel import SessionConfig, SessionHandler, SessionManager
 from satchel.drivers.file import LOCK_PREFIX
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "web"
+ALL_DOCS = DOCS.parent
+# manager.extend("driver", <factory expression>) as written in a snippet.
+EXTEND_CALL = re.compile(r"""^\s*\w+\.extend\("(\w+)", (.+?)\)\s*(?:#.*)?$""", re.MULTILINE)
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
@@ -84,3 +88,31 @@ def test_flask_snippet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.get("/cart").json == {"items": ["apple"], "status": "Item added"}
     client.post("/logout")
     assert client.get("/cart").json == {"items": [], "status": None}
+
+
+def extend_calls() -> list[tuple[str, str, str]]:
+    """Each ``manager.extend(name, factory)`` in a Python snippet of the docs: page, name, factory."""
+    found = []
+    for page in sorted(ALL_DOCS.rglob("*.md")):
+        for block in PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")):
+            found += [(page.name, name, factory) for name, factory in EXTEND_CALL.findall(block)]
+    return found
+
+
+def test_the_extend_snippets_are_found() -> None:
+    assert ("session-api.md", "mongo", "MongoSessionHandler.from_config") in extend_calls()
+
+
+@pytest.mark.parametrize(("page", "name", "factory"), extend_calls())
+def test_an_extend_snippet_registers_a_factory_that_builds_the_handler(
+    page: str, name: str, factory: str
+) -> None:
+    import satchel_mongo  # noqa: PLC0415 - the snippets' handler classes
+
+    namespace = {"MongoSessionHandler": satchel_mongo.MongoSessionHandler}
+    config = SessionConfig(driver=name, connection="mongodb://127.0.0.1:1/?connect=false")
+    manager = SessionManager(config)
+    manager.extend(name, eval(factory, namespace))
+    handler = manager.handler()
+    assert isinstance(handler, SessionHandler)
+    handler.close()
