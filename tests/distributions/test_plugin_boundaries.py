@@ -19,6 +19,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
 import pytest
 
 import satchel
@@ -189,3 +194,23 @@ def test_a_plugin_whose_client_library_is_missing_is_reported(tmp_path: Path, dr
     listed = {line.split()[0] for line in result.stdout.splitlines()[1:] if line[:1].isalpha()}
     assert set(CLIENT_LIBRARIES) - {driver} <= listed
     assert driver not in listed
+
+
+DISTRIBUTION_FOLDERS = [
+    *sorted(ROOT.glob("plugins/*/")),
+    ROOT / "docs" / "examples" / "satchel-sqlite",
+]
+README_SECTIONS = ["## Install", "## Configure", "## How it works", "## Tests"]
+
+
+@pytest.mark.parametrize("folder", DISTRIBUTION_FOLDERS, ids=lambda folder: folder.name)
+def test_every_driver_distribution_has_the_same_layout(folder: Path) -> None:
+    (package,) = (folder / "src").iterdir()
+    for module in ("__init__.py", "plugin.py", "options.py", "handler.py", "py.typed"):
+        assert (package / module).is_file(), f"{package.name}/{module}"
+    project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))
+    (entry_point,) = project["project"]["entry-points"]["satchel"].values()
+    assert entry_point == f"{package.name}.plugin"
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    sections = [line for line in readme.splitlines() if line.startswith("## ")]
+    assert sections == README_SECTIONS
