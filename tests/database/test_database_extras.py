@@ -9,35 +9,15 @@ installed. ``nox -s wheels`` checks the same from the built wheels.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-
-WITHOUT = """
-import sys
-for name in {blocked!r}:
-    sys.modules[name] = None  # an import of it fails, as when it is not installed
-"""
-
-
-def run_without(blocked: list[str], code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    script = WITHOUT.format(blocked=blocked) + textwrap.dedent(code)
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+from fixtures.command import run_python
 
 
 def test_without_greenlet_the_plugin_is_listed(tmp_path: Path) -> None:
-    result = run_without(
-        ["greenlet"], "from satchel.cli import main\nsys.exit(main(['drivers']))", tmp_path
+    result = run_python(
+        "from satchel.cli import main\nsys.exit(main(['drivers']))", tmp_path, blocked=("greenlet",)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "database   satchel-database" in result.stdout
@@ -45,8 +25,7 @@ def test_without_greenlet_the_plugin_is_listed(tmp_path: Path) -> None:
 
 
 def test_without_greenlet_the_sync_driver_round_trips(tmp_path: Path) -> None:
-    result = run_without(
-        ["greenlet"],
+    result = run_python(
         """
         from satchel import SessionConfig, SessionManager
         config = SessionConfig(driver="database", connection="sqlite:///sessions.db")
@@ -59,6 +38,7 @@ def test_without_greenlet_the_sync_driver_round_trips(tmp_path: Path) -> None:
         print("round trip")
         """,
         tmp_path,
+        blocked=("greenlet",),
     )
     assert result.stdout.strip() == "round trip", result.stderr
 
@@ -76,8 +56,7 @@ def test_without_greenlet_the_sync_driver_round_trips(tmp_path: Path) -> None:
 def test_an_async_twin_whose_extra_is_missing_names_the_extra_at_first_use(
     tmp_path: Path, url: str, blocked: list[str], extra: str
 ) -> None:
-    result = run_without(
-        blocked,
+    result = run_python(
         f"""
         from satchel import ConfigError, SessionConfig, SessionManager
         manager = SessionManager(SessionConfig(driver="database", connection={url!r}))
@@ -88,6 +67,7 @@ def test_an_async_twin_whose_extra_is_missing_names_the_extra_at_first_use(
             print(error)
         """,
         tmp_path,
+        blocked=tuple(blocked),
     )
     key, message = result.stdout.splitlines()
     assert key == "connection", result.stderr

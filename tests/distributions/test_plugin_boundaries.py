@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -25,6 +23,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 import pytest
+from fixtures.command import run_python
 
 import satchel
 import satchel.commands
@@ -108,24 +107,6 @@ def test_the_boundary_check_catches_an_undocumented_import(tmp_path: Path) -> No
     ] == [("satchel.store", None), ("satchel.locking", "wait_for_lock")]
 
 
-def run_python(
-    code: str, cwd: Path, *, report_loaded: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter; with ``report_loaded``, its last line of output
-    lists which of those modules it loaded."""
-    script = textwrap.dedent(code)
-    if report_loaded is not None:
-        script += f"import sys\nprint(sorted(set({report_loaded!r}) & set(sys.modules)))\n"
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_a_file_app_imports_no_plugins_client_library(tmp_path: Path) -> None:
     result = run_python(
         """
@@ -175,13 +156,12 @@ def test_resolving_one_driver_imports_no_other_plugins_client_library(
 def test_a_plugin_whose_client_library_is_missing_is_reported(tmp_path: Path, driver: str) -> None:
     library = CLIENT_LIBRARIES[driver]
     result = run_python(
-        f"""
-        import sys
-        sys.modules[{library!r}] = None  # an import of it fails, as when it is not installed
+        """
         from satchel.cli import main
         sys.exit(main(["drivers"]))
         """,
         tmp_path,
+        blocked=(library,),
     )
     distribution = DISTRIBUTIONS[driver]
     failures = [line for line in result.stdout.splitlines() if line.startswith("failed:")]
