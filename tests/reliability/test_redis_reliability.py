@@ -97,6 +97,8 @@ class TestCluster(RedisManagers, ConcurrencyConformance):
 # -- Sentinel failover under load ---------------------------------------------------------
 
 LOAD_THREADS = 4
+# At most the write each user had in flight when the replica was promoted.
+GUARDED_LOSS_PER_USER = 1
 FAILOVER_WITHIN_SECONDS = 30.0
 # From the Sentinel naming the new master to every load thread succeeding again.
 # (Without the driver following NOREPLICAS to the new master, a guarded failover
@@ -267,9 +269,12 @@ def test_sentinel_failover_under_load(
         ok = sum(1 for t, _, _, status in log if t == index and status == 200)
         attempts = sum(1 for t, *_ in log if t == index)
         if guarded:
-            # A guarded failover loses no acknowledged write; a failed request may
+            # min-replicas-to-write bounds the loss, it cannot close the window:
+            # replication stays asynchronous, so the one write a user had in flight
+            # when the replica left its master may be acknowledged and then lost.
+            # Nothing after it is (the old master refuses). A failed request may
             # still have written before its error.
-            assert ok <= count <= attempts, (index, ok, count, attempts)
+            assert ok - GUARDED_LOSS_PER_USER <= count <= attempts, (index, ok, count, attempts)
         else:
             # SIGKILL may lose the last writes not yet replicated (Redis's own
             # asynchronous replication), never more than a few.
@@ -383,6 +388,7 @@ def test_async_twin_follows_a_guarded_failover(
     for index, cookie in enumerate(cookies):
         ok = sum(1 for i, _, good in log if i == index and good)
         attempts = sum(1 for i, *_ in log if i == index)
-        assert ok <= fresh.start(cookie).get("hits") <= attempts
+        count = fresh.start(cookie).get("hits")
+        assert ok - GUARDED_LOSS_PER_USER <= count <= attempts, (index, ok, count, attempts)
     assert fresh.start(before_failover).get("user_id") == 7
     print(f"async guarded failover: {len(log)} requests, {sum(not ok for *_, ok in log)} failed")
