@@ -35,6 +35,7 @@ from benchmarks.counting import SqlCounter
 from satchel import SessionManager
 from satchel.asgi import SessionMiddleware as SatchelAsgi
 from satchel.flask import SessionInterface as SatchelFlask
+from satchel.testing.concurrency import call_wsgi
 from satchel.wsgi import SessionMiddleware as SatchelWsgi
 
 SECRET = "benchmark-secret-key-0123456789-abcdefghij"
@@ -182,7 +183,7 @@ class RawMemcached:
     def __init__(self, host: str, port: int) -> None:
         from pymemcache.client.base import Client
 
-        self.client = Client((host, port))
+        self.client = Client((host, port), no_delay=True)
 
     def load(self, key: str) -> dict[str, Any] | None:
         value = self.client.get(f"raw:{key}")
@@ -268,24 +269,10 @@ def wsgi_caller(
         setup_testing_defaults(environ)
         if extra:
             environ.update(extra)
-        captured: Headers = []
-        statuses: list[str] = []
-
-        def start_response(status: str, headers: Headers, exc_info: Any = None) -> Any:
-            statuses.append(status)
-            captured[:] = headers
-            return lambda data: None
-
-        body = app(environ, start_response)
-        try:
-            content = b"".join(body)
-        finally:
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-        if not statuses[-1].startswith("200"):
-            raise RuntimeError(f"{path}: {statuses[-1]}: {content[:2000]!r}")
-        return captured
+        status, headers, content = call_wsgi(app, environ)
+        if not status.startswith("200"):
+            raise RuntimeError(f"{path}: {status}: {content[:2000]!r}")
+        return headers
 
     return request
 

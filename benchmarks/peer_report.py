@@ -43,7 +43,8 @@ def markdown(document: dict[str, Any]) -> str:
         "backend calls / writes / `Set-Cookie` headers per request.",
         "",
     ]
-    lines += headline_table(document)
+    lines += ["<!-- --8<-- [start:headline] -->", *headline_table(document)]
+    lines += ["<!-- --8<-- [end:headline] -->", "", "<!-- --8<-- [start:table] -->", ""]
     for backend in _ordered(r["backend"] for r in results):
         for payload in _ordered(r["payload"] for r in results if r["backend"] == backend):
             cells = [r for r in results if r["backend"] == backend and r["payload"] == payload]
@@ -60,7 +61,8 @@ def markdown(document: dict[str, Any]) -> str:
                     f"| {name} | {glue} | " + " | ".join(_cell(by_kind[k]) for k in KINDS) + " |"
                 )
             lines.append("")
-    return "\n".join(lines)
+    lines.append("<!-- --8<-- [end:table] -->")
+    return "\n".join(lines) + "\n"
 
 
 def comparisons(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -154,3 +156,20 @@ def chart(document: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
+
+
+def main(argv: list[str]) -> int:
+    """Rewrite ``latest.md`` and ``latest.png`` beside the given ``latest.json``."""
+    import json
+
+    source = Path(argv[0] if argv else "benchmarks/results/latest.json")
+    document = json.loads(source.read_text())
+    (source.parent / "latest.md").write_text(markdown(document))
+    chart(document, source.parent / "latest.png")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

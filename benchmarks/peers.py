@@ -69,7 +69,7 @@ class Rounds:
     timed: int
 
 
-FULL = Rounds(warm_up=20, counted=20, timed=250)
+FULL = Rounds(warm_up=20, counted=20, timed=500)
 QUICK = Rounds(warm_up=1, counted=3, timed=3)
 
 
@@ -141,7 +141,7 @@ def django_settings(backend: str, where: dict[str, Any]) -> dict[str, Any]:
     elif backend == "memcached":
         settings["CACHES"] = {"default": {
             "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
-            "LOCATION": f"{where['host']}:{where['port']}"}}  # fmt: skip
+            "LOCATION": f"{where['host']}:{where['port']}", "OPTIONS": {"no_delay": True}}}  # fmt: skip
     elif backend == "file":
         settings["SESSION_FILE_PATH"] = os.path.join(where["folder"], "django")
         os.makedirs(settings["SESSION_FILE_PATH"])
@@ -210,7 +210,7 @@ def build_rows(backend: str, where: dict[str, Any], payload: Any, counter: Any) 
             peer_apps.flask_session(
                 {
                     "SESSION_TYPE": "memcached",
-                    "SESSION_MEMCACHED": Client((where["host"], where["port"])),
+                    "SESSION_MEMCACHED": Client((where["host"], where["port"]), no_delay=True),
                 },
                 payload,
             ),
