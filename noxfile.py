@@ -40,8 +40,14 @@ LINT_REQUIREMENTS = ["ruff>=0.6"]
 # django-stubs types Django without its mypy plugin; its minor follows the Django it describes.
 TYPE_REQUIREMENTS = ["mypy>=1.11", "django-stubs>=5.2,<5.3"]
 # mkdocstrings reads the API reference's docstrings from the source (no install of
-# satchel needed); pymdownx.snippets pulls the benchmark table into docs/benchmarks.md.
-DOCS_REQUIREMENTS = ["mkdocs>=1.6", "mkdocstrings[python]>=0.26", "pymdown-extensions>=10.0"]
+# satchel needed; ruff lays out the long signatures); pymdownx.snippets pulls the
+# benchmark table into docs/benchmarks.md.
+DOCS_REQUIREMENTS = [
+    "mkdocs>=1.6",
+    "mkdocstrings[python]>=0.26",
+    "pymdown-extensions>=10.0",
+    *LINT_REQUIREMENTS,
+]
 BENCH_REQUIREMENTS = ["-r", "benchmarks/requirements.txt"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
