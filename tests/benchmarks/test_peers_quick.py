@@ -117,11 +117,17 @@ def test_asgi_reads_a_session_whose_cookie_came_before_the_app_runs(
     assert (untouched["calls"], untouched["writes"], untouched["set_cookie"]) == (1, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="under Flask's SESSION_REFRESH_EACH_REQUEST the "
-                   "interface loads the session and sends its cookie again")  # fmt: skip
-def test_satchel_on_flask_leaves_an_untouched_session_alone(table: dict[str, Any]) -> None:
+def test_satchel_on_flask_refreshes_a_permanent_session_as_flask_does(
+    table: dict[str, Any],
+) -> None:
+    """Flask's default SESSION_REFRESH_EACH_REQUEST re-sends a permanent session's cookie.
+
+    Renewing the cookie's expiry needs the session's record, so the untouched Flask
+    request reads once and writes nothing to the store (docs/web/flask.md: the cost,
+    and that the setting set to False keeps untouched requests free).
+    """
     untouched = cell(table, "redis", "untouched", "satchel", "Flask")
-    assert (untouched["calls"], untouched["set_cookie"]) == (0, 0)
+    assert (untouched["calls"], untouched["writes"], untouched["set_cookie"]) == (1, 0, 1)
 
 
 @pytest.mark.parametrize("backend", SERVER_BACKENDS)
