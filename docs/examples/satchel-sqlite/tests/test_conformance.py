@@ -11,18 +11,11 @@ import pytest
 from satchel_sqlite import SqliteSessionHandler
 
 from satchel import ConfigError, SessionConfig, SessionManager
-from satchel.testing import (
-    HandlerConformance,
-    LockConformance,
-    TouchConformance,
-    WriteExistingConformance,
-)
+from satchel.testing import DriverConformance
 from satchel.testing.plugin import check_driver_listed
 
 
-class TestSqliteConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestSqliteConformance(DriverConformance):
     @pytest.fixture
     def satchel_handler_factory(self) -> Any:
         return SqliteSessionHandler.from_config
