@@ -37,7 +37,16 @@ lose no write with ``block`` or ``merge_on_save``), driven by a
                 return SessionManager(SessionConfig.from_dict(config), clock=clock)
 
             return make
+
+It runs on pytest: ``pip install "satchel[testing]"``.
 """
+
+try:
+    import pytest  # noqa: F401  # the kit's fixtures and tests are pytest's
+except ImportError as missing:
+    raise ImportError(
+        'satchel.testing runs on pytest, which is not installed: pip install "satchel[testing]"'
+    ) from missing
 
 from satchel.testing.conformance import (
     ASYNC,

@@ -342,7 +342,11 @@ class DriverConformance:
         return found
 
     @pytest.fixture(autouse=True)
-    def _skip_what_does_not_apply(self, request: pytest.FixtureRequest) -> None:
+    def _skip_what_does_not_apply(
+        self, request: pytest.FixtureRequest, satchel_base_config: Mapping[str, Any]
+    ) -> None:
+        # Asks for the base config by name, so a parametrized one (a URL per server)
+        # is parametrized for every test, the capability check included.
         name = request.function.__name__
         if name not in vars(DriverConformance):
             return  # a test of the subclass's own
