@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from satchel.drivers import ArraySessionHandler, FileSessionHandler, NullSessionHandler
-from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, Clock, DriverConformance
+from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, DriverConformance, MovingClock
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel.threaded import ThreadedAsyncHandler
 
@@ -36,16 +36,16 @@ class TestFileConformance(DriverConformance):
 
 
 class TestArrayConformance(DriverConformance):
-    """On a fake clock: the expiry tests move it instead of sleeping."""
+    """On a moving clock: the expiry tests move it instead of sleeping."""
 
     capabilities = frozenset({SYNC, ASYNC, LOCK, WRITE_EXISTING})
 
     @pytest.fixture
-    def satchel_clock(self) -> Clock:
-        return Clock()
+    def satchel_clock(self) -> MovingClock:
+        return MovingClock()
 
     @pytest.fixture
-    def satchel_handler_factory(self, satchel_clock: Clock) -> SyncFactory:
+    def satchel_handler_factory(self, satchel_clock: MovingClock) -> SyncFactory:
         return lambda config: ArraySessionHandler(config.lifetime_seconds, clock=satchel_clock)
 
     @pytest.fixture

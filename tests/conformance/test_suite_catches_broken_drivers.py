@@ -18,7 +18,7 @@ BROKEN_DRIVERS = textwrap.dedent(
     import pickle
     import pytest
     from satchel.drivers import ArraySessionHandler
-    from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, Clock, DriverConformance
+    from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, DriverConformance, MovingClock
     from satchel.threaded import ThreadedAsyncHandler
 
 
@@ -125,14 +125,14 @@ BROKEN_DRIVERS = textwrap.dedent(
 
 
     def suite(handler_class, *declared):
-        # The kit on handler_class, on a fake clock, for the capabilities declared.
+        # The kit on handler_class, on a moving clock, for the capabilities declared.
 
         class Suite(DriverConformance):
             capabilities = frozenset(declared)
 
             @pytest.fixture
             def satchel_clock(self):
-                return Clock()
+                return MovingClock()
 
             @pytest.fixture
             def satchel_handler_factory(self, satchel_clock):
@@ -183,7 +183,7 @@ BROKEN_DRIVERS = textwrap.dedent(
         # Nothing declared: what the handler lacks (a lock, an async twin) is skipped.
         @pytest.fixture
         def satchel_clock(self):
-            return Clock()
+            return MovingClock()
 
         @pytest.fixture
         def satchel_handler_factory(self, satchel_clock):

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from fixtures.database_support import async_url
 
-from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, DriverConformance
+from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, DriverConformance, MovingClock
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_database import (
     AsyncDatabaseSessionHandler,
@@ -26,10 +26,15 @@ class TestDatabaseConformance(DriverConformance):
     capabilities = frozenset({SYNC, LOCK, WRITE_EXISTING})
 
     @pytest.fixture
-    def satchel_handler_factory(self) -> SyncFactory:
+    def satchel_clock(self) -> MovingClock:
+        return MovingClock()  # the handler's clock decides every time it stores
+
+    @pytest.fixture
+    def satchel_handler_factory(self, satchel_clock: MovingClock) -> SyncFactory:
         def factory(config: Any) -> DatabaseSessionHandler:
             handler = create_handler(config)
             assert isinstance(handler, DatabaseSessionHandler)
+            handler.clock = satchel_clock
             return handler
 
         return factory
@@ -48,12 +53,17 @@ class TestAsyncDatabaseConformance(DriverConformance):
     async_driver: str | None = None  # the driver the URL must name, when one is given
 
     @pytest.fixture
-    def satchel_async_handler_factory(self) -> AsyncFactory:
+    def satchel_clock(self) -> MovingClock:
+        return MovingClock()
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self, satchel_clock: MovingClock) -> AsyncFactory:
         def factory(config: Any) -> Any:
             handler = create_async_handler(config)
             assert isinstance(handler, AsyncDatabaseSessionHandler)
             if self.async_driver is not None:
                 assert handler.engine.url.get_driver_name() == self.async_driver
+            handler.clock = satchel_clock
             return handler
 
         return factory

@@ -55,11 +55,11 @@ from satchel.testing.conformance import (
     SYNC,
     WRITE_EXISTING,
     DriverConformance,
+    MovingClock,
     new_storage_id,
 )
 from satchel.testing.reliability import (
     AsyncResurrectionConformance,
-    Clock,
     ConcurrencyConformance,
     ResurrectionConformance,
 )
@@ -78,9 +78,9 @@ __all__ = [
     "SYNC",
     "WRITE_EXISTING",
     "AsyncResurrectionConformance",
-    "Clock",
     "ConcurrencyConformance",
     "DriverConformance",
+    "MovingClock",
     "ResurrectionConformance",
     "free_port",
     "new_storage_id",
