@@ -79,7 +79,7 @@ class Call:
 
 
 class SpyHandler(ArraySessionHandler):
-    """The array driver (lock, touch), recording each call, its thread and any metadata."""
+    """The array driver (lock, write_existing), recording each call, its thread and any metadata."""
 
     def __init__(self, lifetime_seconds: int) -> None:
         super().__init__(lifetime_seconds)

@@ -15,7 +15,6 @@ from satchel.handler import (
     SessionHandler,
     SupportsLock,
     SupportsMetadata,
-    SupportsTouch,
     SupportsWriteExisting,
 )
 from satchel.locking import await_lock
@@ -26,7 +25,7 @@ class ThreadedAsyncHandler(AsyncSessionHandler):
 
     Core wraps a driver that registered no async twin in it, and drivers whose
     client has no asyncio form subclass it for their own twin. The optional
-    capabilities (``touch``, ``lock``, ``write_existing``,
+    capabilities (``lock``, ``write_existing``,
     ``write_with_metadata``) exist on the twin exactly when the sync handler
     has them, so core's capability checks see the truth.
     """
@@ -55,8 +54,6 @@ class ThreadedAsyncHandler(AsyncSessionHandler):
 
     def __getattr__(self, name: str) -> Any:
         # Optional capabilities exist on the twin exactly when the sync handler has them.
-        if name == "touch" and isinstance(self.handler, SupportsTouch):
-            return self._touch
         if name == "write_with_metadata" and isinstance(self.handler, SupportsMetadata):
             return self._write_with_metadata
         if name == "lock" and isinstance(self.handler, SupportsLock):
@@ -70,10 +67,6 @@ class ThreadedAsyncHandler(AsyncSessionHandler):
     ) -> bool:
         assert isinstance(self.handler, SupportsWriteExisting)
         return await asyncio.to_thread(self.handler.write_existing, session_id, data, metadata)
-
-    async def _touch(self, session_id: str) -> bool:
-        assert isinstance(self.handler, SupportsTouch)
-        return await asyncio.to_thread(self.handler.touch, session_id)
 
     async def _write_with_metadata(
         self, session_id: str, data: str, metadata: RequestMetadata

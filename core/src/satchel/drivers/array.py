@@ -57,14 +57,6 @@ class ArraySessionHandler(SessionHandler):
             self._entries[session_id] = _Entry(data, self.clock())
         return True
 
-    def touch(self, session_id: str) -> bool:
-        with self._mutex:
-            entry = self._entries.get(session_id)
-            if entry is None:
-                return False
-            entry.written_at = self.clock()
-        return True
-
     def destroy(self, session_id: str) -> bool:
         with self._mutex:
             self._entries.pop(session_id, None)

@@ -227,26 +227,6 @@ class FileSessionHandler(SessionHandler):
                 return False
             return self.write(session_id, data)
 
-    def touch(self, session_id: str) -> bool:
-        path = self._path(session_id)
-        if path is None:
-            return False
-        try:
-            opened = _open_plain_file(path, os.O_RDONLY)
-            if opened is None:
-                return False
-            fd, _ = opened
-            try:
-                os.utime(fd)
-            finally:
-                os.close(fd)
-        except _NotAFile:
-            self._warn_not_a_file(session_id, "session file")
-            return False
-        except OSError as exc:
-            raise self._error(f"cannot touch a session file: {exc.strerror or exc}") from exc
-        return True
-
     def destroy(self, session_id: str) -> bool:
         path = self._path(session_id)
         if path is None:

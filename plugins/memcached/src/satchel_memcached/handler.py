@@ -3,8 +3,8 @@
 Keys are the prefix plus the session id, always valid memcached keys. Writes
 are one ``set`` (``replace`` to write only over a record that still exists)
 with the lifetime as expiry (sent as an absolute Unix time when
-it passes 30 days, as memcached requires), reads one ``get``, ``touch`` the
-memcached ``touch`` command. The lock for session blocking is an ``add`` of a
+it passes 30 days, as memcached requires), reads one ``get``, destroys one
+``delete``. The lock for session blocking is an ``add`` of a
 random token; its release swaps the token for a "released" marker with
 ``gets``/``cas``, so a holder whose lock expired and was taken by another
 request can never free that request's lock.
@@ -215,14 +215,6 @@ class MemcachedSessionHandler(SessionHandler):
             self._call(
                 "replace",
                 lambda: self.client.replace(key, payload, expire=self._expiry(), noreply=False),
-            )
-        )
-
-    def touch(self, session_id: str) -> bool:
-        key = self._key(session_id)
-        return bool(
-            self._call(
-                "touch", lambda: self.client.touch(key, expire=self._expiry(), noreply=False)
             )
         )
 
