@@ -108,6 +108,10 @@ class FileSessionHandler(SessionHandler):
     with the session (``destroy``, gc).
     """
 
+    # A session file is small and local: the async twin reads and writes it on the
+    # event loop, where a worker-thread hop would cost more than the file I/O.
+    runs_on_event_loop = True
+
     def __init__(self, folder: str | os.PathLike[str], lifetime_seconds: int) -> None:
         self.folder = Path(folder)
         self.lifetime_seconds = lifetime_seconds
