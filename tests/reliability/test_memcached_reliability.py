@@ -33,7 +33,12 @@ from satchel.testing import (
 from satchel.testing.concurrency import call_wsgi, wsgi_environ
 from satchel.testing.conformance import IDLE_SLEEP_SECONDS
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
-from satchel_memcached import AsyncMemcachedSessionHandler, MemcachedSessionHandler, is_valid_key
+from satchel_memcached import (
+    AsyncMemcachedSessionHandler,
+    MemcachedSessionHandler,
+    ThreadedMemcachedSessionHandler,
+    is_valid_key,
+)
 
 QUICK = {"connect_timeout": 2.0, "timeout": 2.0}
 
@@ -45,7 +50,7 @@ class MemcachedReliability(
 
     connection_fixture: ClassVar[str]
     handler_type = MemcachedSessionHandler
-    async_handler_type = AsyncMemcachedSessionHandler
+    async_handler_type = (AsyncMemcachedSessionHandler, ThreadedMemcachedSessionHandler)
 
     @pytest.fixture
     def satchel_manager_factory(
