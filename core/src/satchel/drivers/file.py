@@ -8,8 +8,8 @@ import fcntl
 import logging
 import os
 import re
+import secrets
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +24,15 @@ logger = logging.getLogger("satchel")
 
 # The only names the driver writes, and so the only ones gc ever removes: a
 # session file (the SHA-256 hex digest core hands drivers), its lock file, and
-# the temporary file of a write in progress (``mkstemp``'s: the writer's pid,
-# then eight random characters). An id of any other shape never becomes a path.
+# the temporary file of a write in progress (the writer's pid, then eight random
+# characters). An id of any other shape never becomes a path.
 TEMP_PREFIX = ".tmp-"
 LOCK_PREFIX = ".lock-"
 _SESSION_NAME = re.compile(r"[0-9a-f]{64}")
 _LOCK_NAME = re.compile(re.escape(LOCK_PREFIX) + r"([0-9a-f]{64})")
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-[a-z0-9_]{8}")
 STALE_TEMP_SECONDS = 3600
+_TEMP_ATTEMPTS = 100
 # Every open in the folder: never through a symbolic link planted there, and
 # never stuck on a FIFO planted there.
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -167,14 +168,15 @@ class FileSessionHandler(SessionHandler):
             return ""
         fd, info = opened
         try:
-            with os.fdopen(fd, "r", encoding="utf-8") as stream:
-                if info.st_mtime < time.time() - self.lifetime_seconds:
-                    return ""
-                return stream.read()
+            if info.st_mtime < time.time() - self.lifetime_seconds:
+                return ""
+            return _read_all(fd, info.st_size).decode("utf-8")
         except UnicodeDecodeError:
             return ""  # not ours; core treats "" as no session
         except OSError as exc:
             raise self._error(f"cannot read a session file: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
     def write(self, session_id: str, data: str) -> bool:
         path = self._path(session_id)
@@ -183,12 +185,11 @@ class FileSessionHandler(SessionHandler):
         self._ensure_folder()
         temp_name: str | None = None
         try:
-            # mkstemp opens with O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600. The writer's
-            # pid in the name lets gc clear what a killed writer left.
-            prefix = f"{TEMP_PREFIX}{os.getpid()}-"
-            fd, temp_name = tempfile.mkstemp(prefix=prefix, dir=self.folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                stream.write(data)
+            fd, temp_name = create_temp_file(self.folder)
+            try:
+                _write_all(fd, data.encode("utf-8"))
+            finally:
+                os.close(fd)
             # rename replaces whatever has the name, a planted link included, never its target.
             os.replace(temp_name, path)
             temp_name = None
@@ -414,6 +415,40 @@ class FileSessionHandler(SessionHandler):
                 return False  # written since the folder was listed
             os.unlink(path)
             return True
+
+
+def create_temp_file(folder: Path) -> tuple[int, str]:
+    """A new temporary file in ``folder`` for a write: its descriptor and path.
+
+    Opened with ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600, so it is always a
+    new plain file of this process, never a link or file someone planted. The
+    writer's pid in the name lets gc clear what a killed writer left.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(_TEMP_ATTEMPTS):
+        name = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue  # taken by another writer this very moment: draw again
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder))
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Everything in the file open as ``fd``, which ``fstat`` gave ``size`` bytes."""
+    data = os.read(fd, size + 1)  # one more, so a file grown since is seen to be
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _open_plain_file(path: Path, flags: int) -> tuple[int, os.stat_result] | None:
