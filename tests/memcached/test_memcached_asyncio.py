@@ -62,7 +62,7 @@ def connections_made(connection: str) -> int:
 
 
 def test_the_client_speaks_each_command(memcached_connection: str, unique_prefix: str) -> None:
-    host, port = memcached_connection.split(",")[0].rsplit(":", 1)
+    host, port = memcached_connection.split(",", maxsplit=1)[0].rsplit(":", 1)
     client = AsyncMemcachedClient(host, int(port), connect_timeout=2, timeout=2)
     key = unique_prefix + "k"
     awkward = b"line\r\nEND\r\nVALUE x 0 1\r\n\x00\xff"
