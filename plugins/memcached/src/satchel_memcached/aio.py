@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import TypeVar
 
 from satchel.toolkit import AsyncConnectionSlots
 
 T = TypeVar("T")
+_WRITE_BUFFER_LIMIT = 64 * 1024
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -102,28 +103,6 @@ class AsyncMemcachedClient:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return reader, writer
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[tuple[Connection, bool]]:
-        """A connection for one command, and whether it was reused from the idle ones."""
-        if self.slots is None:
-            async with self._held() as held:
-                yield held
-            return
-        async with self.slots, self._held() as held:
-            yield held
-
-    @contextlib.asynccontextmanager
-    async def _held(self) -> AsyncIterator[tuple[Connection, bool]]:
-        pool = self._pool()
-        reused = bool(pool.idle)
-        connection = pool.idle.pop() if reused else await self._connect()
-        try:
-            yield connection, reused
-        except BaseException:
-            connection[1].close()  # its state is unknown: never reused
-            raise
-        pool.idle.append(connection)
-
     async def close(self) -> None:
         """Close the idle connections (new ones are opened on the next command)."""
         pool, self._connections = self._connections, None
@@ -151,31 +130,46 @@ class AsyncMemcachedClient:
                 raise MemcachedConnectionError(str(exc)) from None
 
     async def _exchange_once(self, request: bytes, value: bool) -> tuple[bytes, bytes | None]:
-        async with self._connection() as ((reader, writer), reused):
+        # Written out rather than as context managers: this runs for every command.
+        slots = self.slots
+        if slots is not None:
+            await slots.__aenter__()
+        try:
+            pool = self._pool()
+            reused = bool(pool.idle)
+            reader, writer = pool.idle.pop() if reused else await self._connect()
+            # Past the timeout the connection is aborted, which ends the pending read;
+            # cheaper than cancelling the task, and the connection is done for anyway.
+            expired: list[bool] = []
+            timer = pool.loop.call_later(self.timeout, _expire, writer, expired)
             try:
-                return await _within(self._answer(reader, writer, request, value), self.timeout)
-            except asyncio.TimeoutError:
-                raise MemcachedConnectionError(
-                    f"no answer within {self.timeout:g} seconds"
-                ) from None
-            except asyncio.IncompleteReadError as exc:
-                message = "the server closed the connection"
-                if reused and not exc.partial:
-                    raise _StaleConnection(message) from None
-                raise MemcachedConnectionError(message) from None
-            except (ConnectionResetError, BrokenPipeError) as exc:
-                if reused:
-                    raise _StaleConnection(f"{type(exc).__name__}: {exc}") from None
-                raise
-            except asyncio.LimitOverrunError:
-                raise MemcachedServerError("an answer line too long to be memcached's") from None
+                answer = await self._answer(reader, writer, request, value)
+            except BaseException as exc:
+                writer.close()  # its state is unknown: never reused
+                if expired:
+                    raise MemcachedConnectionError(
+                        f"no answer within {self.timeout:g} seconds"
+                    ) from None
+                failure = _failure(exc, reused)
+                if failure is exc:
+                    raise  # cancelled, or an error of its own (refused, reset)
+                raise failure from None
+            finally:
+                timer.cancel()
+            if not expired:  # aborted just as the answer came in: not kept
+                pool.idle.append((reader, writer))
+            return answer
+        finally:
+            if slots is not None:
+                await slots.__aexit__(None, None, None)
 
     @staticmethod
     async def _answer(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, value: bool
     ) -> tuple[bytes, bytes | None]:
         writer.write(request)
-        await writer.drain()
+        if writer.transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
+            await writer.drain()  # a large value the socket has not taken yet
         line = await reader.readuntil(b"\r\n")
         if not value or not line.startswith(b"VALUE "):
             _check_answer(line)
@@ -237,6 +231,25 @@ _ANSWERS = frozenset(
     {b"STORED\r\n", b"NOT_STORED\r\n", b"EXISTS\r\n", b"NOT_FOUND\r\n", b"DELETED\r\n"}
     | {b"TOUCHED\r\n", b"END\r\n"}
 )
+
+
+def _failure(exc: BaseException, reused: bool) -> BaseException:
+    """What a command's failure on a connection is raised as."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        message = "the server closed the connection"
+        if reused and not exc.partial:
+            return _StaleConnection(message)
+        return MemcachedConnectionError(message)
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and reused:
+        return _StaleConnection(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, asyncio.LimitOverrunError):
+        return MemcachedServerError("an answer line too long to be memcached's")
+    return exc
+
+
+def _expire(writer: asyncio.StreamWriter, expired: list[bool]) -> None:
+    expired.append(True)
+    writer.transport.abort()
 
 
 def _check_answer(line: bytes) -> None:
