@@ -115,6 +115,7 @@ class FileSessionHandler(SessionHandler):
 
     def __init__(self, folder: str | os.PathLike[str], lifetime_seconds: int) -> None:
         self.folder = Path(folder)
+        self._prefix = os.path.join(self.folder, "")
         self.lifetime_seconds = lifetime_seconds
         self._ready = _check_folder(self.folder)
 
@@ -136,10 +137,10 @@ class FileSessionHandler(SessionHandler):
             raise self._error(f"cannot create the sessions folder: {exc.strerror or exc}") from exc
         self._ready = True
 
-    def _path(self, session_id: str) -> Path | None:
+    def _path(self, session_id: str) -> str | None:
         if not _SESSION_NAME.fullmatch(session_id):
             return None
-        return self.folder / session_id
+        return self._prefix + session_id  # a plain string: no Path built per request
 
     def _lock_path(self, session_id: str) -> Path:
         return self.folder / f"{LOCK_PREFIX}{session_id}"
@@ -205,7 +206,7 @@ class FileSessionHandler(SessionHandler):
                     os.unlink(temp_name)
         return True
 
-    def _stored(self, path: Path) -> os.stat_result | None:
+    def _stored(self, path: str | Path) -> os.stat_result | None:
         """The session file's status, or None when no plain file is stored there."""
         try:
             info = os.lstat(path)
@@ -215,7 +216,7 @@ class FileSessionHandler(SessionHandler):
             raise self._error(f"cannot check a session file: {exc.strerror or exc}") from exc
         return info if stat.S_ISREG(info.st_mode) else None
 
-    def _is_live(self, path: Path) -> bool:
+    def _is_live(self, path: str) -> bool:
         info = self._stored(path)
         return info is not None and info.st_mtime >= time.time() - self.lifetime_seconds
 
@@ -264,7 +265,8 @@ class FileSessionHandler(SessionHandler):
         # late save cannot bring it back; the lock file goes with it on the way out.
         with self._flocked(session_id, create=stored):
             try:
-                path.unlink(missing_ok=True)  # a planted link goes, never its target
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # a planted link goes, never its target
             except OSError as exc:
                 raise self._error(f"cannot delete a session file: {exc.strerror or exc}") from exc
         return True
@@ -451,7 +453,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _open_plain_file(path: Path, flags: int) -> tuple[int, os.stat_result] | None:
+def _open_plain_file(path: str | Path, flags: int) -> tuple[int, os.stat_result] | None:
     """Open ``path`` without following a link: its descriptor and status, or None if absent.
 
     Raises :class:`_NotAFile` for a symbolic link or anything but a plain file.
