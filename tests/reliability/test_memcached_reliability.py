@@ -31,7 +31,6 @@ from satchel.testing import (
     ResurrectionConformance,
 )
 from satchel.testing.concurrency import call_wsgi, wsgi_environ
-from satchel.testing.conformance import IDLE_SLEEP_SECONDS
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
 from satchel_memcached import (
     AsyncMemcachedSessionHandler,
@@ -70,10 +69,6 @@ class MemcachedReliability(
             return SessionManager(SessionConfig.from_dict(settings), clock=clock)
 
         return make
-
-    # A released lock stays as a "released" marker that memcached drops one
-    # second later (two on its whole-second clock).
-    released_lock_lingers_seconds = IDLE_SLEEP_SECONDS
 
     def stored_state(self, manager: SessionManager) -> object:
         """Every live key under the test's prefix (sessions and locks), on every server."""

@@ -5,9 +5,9 @@ are one ``set`` (``replace`` to write only over a record that still exists)
 with the lifetime as expiry (sent as an absolute Unix time when
 it passes 30 days, as memcached requires), reads one ``get``, ``touch`` the
 memcached ``touch`` command. The lock for session blocking is an ``add`` of a
-random token; its release swaps the token for a "released" marker with
-``gets``/``cas``, so a holder whose lock expired and was taken by another
-request can never free that request's lock.
+random token; its release swaps the token, with ``gets``/``cas``, for a
+"released" marker that expires at once, so a holder whose lock expired and
+was taken by another request can never free that request's lock.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ RELATIVE_EXPIRY_LIMIT = 30 * 24 * 60 * 60
 CLOCK_SLACK_SECONDS = 1
 LOCK_INFIX = "lock:"
 RELEASED = b"released"
+# A negative expiry makes memcached drop the item at once: the released lock is
+# gone, so the next request takes it with one ``add``.
+RELEASED_EXPIRY = -1
 
 # Ids that go into a key as they are: what core hands drivers (SHA-256 hex) and
 # the like. Anything else is hashed, behind a "~" no safe id contains, so a
@@ -278,7 +281,9 @@ class MemcachedSessionHandler(SessionHandler):
             # cas fails if the lock changed hands since the gets: then it is not ours to free.
             self._call(
                 "cas",
-                lambda: self.client.cas(key, RELEASED, cas_id, expire=1, noreply=False),
+                lambda: self.client.cas(
+                    key, RELEASED, cas_id, expire=RELEASED_EXPIRY, noreply=False
+                ),
             )
 
     def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
@@ -426,7 +431,7 @@ class AsyncMemcachedSessionHandler(AsyncSessionHandler):
         try:
             current, cas_id = await self.client.gets(key)
             if current == token.encode("ascii") and cas_id is not None:
-                await self.client.cas(key, RELEASED, cas_id, 1)
+                await self.client.cas(key, RELEASED, cas_id, RELEASED_EXPIRY)
         except ASYNC_STORE_ERRORS as exc:
             raise self.errors.error(exc, "unlock") from exc
 
