@@ -205,7 +205,7 @@ def supports(handler: object, capability: type[Capability]) -> TypeIs[Capability
 
     A runtime protocol check looks up every member of the protocol, and the
     web glue asks on every request. A class that makes attributes up in
-    ``__getattr__`` (:class:`satchel.ThreadedAsyncHandler`) is asked each time.
+    ``__getattr__`` is asked each time.
     """
     kind = type(handler)
     if hasattr(kind, "__getattr__"):

@@ -23,6 +23,7 @@ class ArraySessionHandler(SessionHandler):
     """In-memory sessions that honour the lifetime, with an in-process lock for blocking."""
 
     process_local = True  # no other application can reach this store
+    runs_on_event_loop = True  # a dict lookup: no worker thread for the async twin
 
     def __init__(self, lifetime_seconds: int, clock: Callable[[], float] = time.time) -> None:
         self.lifetime_seconds = lifetime_seconds
