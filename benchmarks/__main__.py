@@ -37,6 +37,10 @@ BENCHMARKS = {
         "satchel beside its peers and the raw clients, every backend (writes benchmarks/results/)",
         quick=["--quick", "--out", str(ROOT / "benchmarks" / "results" / "quick")],
     ),
+    "async_path": Benchmark(
+        "satchel's ASGI and WSGI cost per request over the raw client: file, memcached, Redis, cookie",
+        quick=["--rounds", "2", "--requests", "10"],
+    ),
     "redis_round_trips": Benchmark("Redis commands per untouched, read-only and modified request"),
     "database_gc": Benchmark(
         "pruning 1,000,000 expired rows from PostgreSQL in batches",
