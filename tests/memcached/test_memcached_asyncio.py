@@ -156,7 +156,9 @@ def test_a_burst_waits_for_the_pool_and_opens_no_more_connections(
     own_memcached: tuple[str, Any], unique_prefix: str
 ) -> None:
     connection, _ = own_memcached
-    handler = _native(connection, unique_prefix, max_pool_size=2, pool_timeout=10)
+    # A command past its timeout gives up its connection for a new one; on a loaded
+    # machine that would count here, so the timeout is far beyond any command's wait.
+    handler = _native(connection, unique_prefix, max_pool_size=2, pool_timeout=30, timeout=30)
     keys = [new_storage_id() for _ in range(100)]
     before = connections_made(connection)
 
