@@ -78,11 +78,11 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
     @property
     def accessed(self) -> bool:
         """Whether the app looked at the session during this request."""
-        return self._accessed
+        return self._life.accessed
 
     @accessed.setter
     def accessed(self, value: bool) -> None:
-        self._accessed = bool(value)
+        self._life.accessed = bool(value)
 
     @property
     def modified(self) -> bool:
@@ -96,7 +96,7 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
     def modified(self, value: bool) -> None:
         if value:
             self._touch()
-            self._force_write = True
+            self._life.force_write = True
 
     def load(self) -> None:
         """Read the session now; a store too busy to answer in time stops the request with 503."""
