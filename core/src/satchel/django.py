@@ -54,7 +54,7 @@ from satchel.handler import RequestMetadata
 from satchel.ids import log_digest
 from satchel.manager import SessionManager
 from satchel.records import Step, record_metadata
-from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow
+from satchel.web import BusyResponse
 
 __all__ = ["SETTING", "SessionMiddleware", "SessionStore", "record_key", "session_manager"]
 
@@ -545,6 +545,8 @@ def _lock_key(manager: SessionManager, request: HttpRequest) -> str | None:
 
 
 def _busy(manager: SessionManager) -> HttpResponse:
-    response = HttpResponse(BUSY_BODY, status=BUSY_STATUS, content_type="text/plain")
-    response["Retry-After"] = SessionFlow(manager).retry_after()
+    busy = BusyResponse.for_config(manager.config)
+    response = HttpResponse(busy.body, status=busy.status)
+    for name, value in busy.headers:
+        response[name] = value
     return response

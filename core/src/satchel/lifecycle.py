@@ -22,7 +22,14 @@ from satchel import dotted, payload
 from satchel.crypto import DecryptError
 from satchel.handler import RequestMetadata
 from satchel.ids import generate_id, is_valid_id, log_digest
-from satchel.records import AsyncDriverCalls, DriverCalls, RecordCodec, Step, record_metadata
+from satchel.records import (
+    AsyncDriverCalls,
+    DriverCalls,
+    RecordCodec,
+    Step,
+    record_metadata,
+    request_metadata,
+)
 
 if TYPE_CHECKING:
     from satchel.config import SessionConfig
@@ -104,12 +111,14 @@ class SessionLifecycle:
     __slots__ = (
         "accessed",
         "backend",
+        "client",
         "config",
         "cookie_value",
         "envelope",
         "force_write",
         "id",
         "incoming",
+        "key_of_id",
         "last_outcome",
         "loaded",
         "loaded_json",
@@ -122,12 +131,19 @@ class SessionLifecycle:
     )
 
     def __init__(
-        self, backend: SessionBackend, incoming: str | None, metadata: RequestMetadata | None
+        self,
+        backend: SessionBackend,
+        incoming: str | None,
+        metadata: RequestMetadata | None,
+        client: tuple[object, str | None] | None = None,
     ) -> None:
         self.backend = backend
         self.config = backend.config
         self.incoming = incoming
         self.metadata = metadata
+        # The client's address as the server reported it and its User-Agent: made into
+        # metadata only for a driver that stores it.
+        self.client = client
         self.loaded = False
         self.accessed = False
         self.stored = False
@@ -142,7 +158,8 @@ class SessionLifecycle:
         # to a new id that is not saved yet.
         self.source_key: str | None = None
         self.id = ""
-        self.envelope = self.fresh_envelope()
+        self.key_of_id: tuple[str, str] | None = None  # the id and its storage key
+        # self.envelope is set by the load.
         self.cookie_value: str | None = None
         self.last_outcome: SaveOutcome | None = None
 
@@ -150,6 +167,19 @@ class SessionLifecycle:
         """An empty payload created now."""
         now = self.backend.clock()
         return payload.Envelope(values={}, created=now, last_activity=now)
+
+    def storage_key(self) -> str:
+        """The storage key of the current id (digested once per id)."""
+        known = self.key_of_id
+        if known is None or known[0] != self.id:
+            known = self.key_of_id = (self.id, self.backend.codec.storage_key(self.id))
+        return known[1]
+
+    def request_metadata(self) -> RequestMetadata | None:
+        """What a driver that keeps metadata is told about the request."""
+        if self.metadata is None and self.client is not None:
+            self.metadata = request_metadata(*self.client)
+        return self.metadata
 
     # -- loading ---------------------------------------------------------------------
 
@@ -177,7 +207,9 @@ class SessionLifecycle:
             logger.info("satchel: ignored a malformed session cookie")
             return []
         codec = self.backend.codec
-        return [codec.storage_key(incoming), *codec.fallback_storage_keys(incoming)]
+        key = codec.storage_key(incoming)
+        self.key_of_id = (incoming, key)
+        return [key, *codec.fallback_storage_keys(incoming)]
 
     def _finish_load(self, record: str, key: str | None, *, fallback: bool) -> None:
         """Adopt ``record``, read under ``key`` ("" when nothing was found).
@@ -187,7 +219,6 @@ class SessionLifecycle:
         backend = self.backend
         backend.warn_if_shared_store()
         self.id = ""  # issued below only if no stored session is adopted
-        self.envelope = self.fresh_envelope()
         self.stored = False
         incoming = self.incoming
         if backend.stores_in_cookie:
@@ -199,6 +230,7 @@ class SessionLifecycle:
             self._adopt(self._open_record(record, key, incoming), key=key, session_id=incoming)
         if not self.stored:
             self.id = generate_id()
+            self.envelope = self.fresh_envelope()
         self.loaded = True
         envelope = self.envelope
         self.loaded_marks = _marks(envelope)
@@ -291,10 +323,11 @@ class SessionLifecycle:
         envelope = self.envelope
         if not self.stored:
             return bool(envelope.values) or envelope.token is not None
-        return (
-            payload.values_json(payload.encode_values(envelope.values)) != self.loaded_json
-            or _marks(envelope) != self.loaded_marks
-        )
+        if _marks(envelope) != self.loaded_marks:
+            return True
+        if payload.unchanged(envelope.values, self.loaded_json):
+            return False
+        return payload.values_json(payload.encode_values(envelope.values)) != self.loaded_json
 
     def age_flash_data(self) -> None:
         """Forget last request's flash data and keep this request's for the next one."""
@@ -311,6 +344,11 @@ class SessionLifecycle:
 
     # -- saving ------------------------------------------------------------------------
 
+    def save_unloaded(self) -> SaveOutcome:
+        """The save of a session the request never used: nothing to do (nothing was read)."""
+        self.last_outcome = SaveOutcome.NOT_LOADED
+        return SaveOutcome.NOT_LOADED
+
     def save_steps(self, keeps_metadata: bool) -> Steps:
         """Age flash data, then write (or refresh, or remove) the session as needed.
 
@@ -319,23 +357,28 @@ class SessionLifecycle:
         """
         destroy_keys = list(self.pending_destroy)
         if not self.loaded:
-            yield from _destroy_all(destroy_keys)
-            return self._finish_save(SaveOutcome.NOT_LOADED)
+            return self.save_unloaded()
         envelope = self.envelope
         # Aging changes the values only when it forgets last request's flash keys.
         aging_forgets = bool(envelope.flash_old)
         self.age_flash_data()
         backend = self.backend
         in_cookie = backend.stores_in_cookie
-        key = None if in_cookie else backend.codec.storage_key(self.id)
+        key = None if in_cookie else self.storage_key()
         if not envelope.values and envelope.token is None:
             if self.stored and key is not None:
                 destroy_keys.append(key)
             yield from _destroy_all(destroy_keys)
             return self._finish_save(SaveOutcome.EMPTY)
-        if not self.accessed and self.stored and not aging_forgets and self.loaded_json:
-            # Loaded but never used, with no flash data to age: the stored JSON is current.
-            encoded_json = self.loaded_json
+        loaded_json = self.loaded_json
+        if (
+            self.stored
+            and loaded_json
+            and not aging_forgets
+            and (not self.accessed or payload.unchanged(envelope.values, loaded_json))
+        ):
+            # Unused or unchanged, with no flash data to age: the stored JSON is current.
+            encoded_json = loaded_json
         else:
             # TypeError names a key whose value cannot be stored.
             encoded_json = payload.values_json(payload.encode_values(envelope.values))
@@ -367,7 +410,9 @@ class SessionLifecycle:
         if limited:
             codec.check_size(record)
         metadata = (
-            record_metadata(self.config, envelope.values, self.metadata) if keeps_metadata else None
+            record_metadata(self.config, envelope.values, self.request_metadata())
+            if keeps_metadata
+            else None
         )
         if self.source_key is not None and (yield ("read", self.source_key)) == "":
             # Read before the old record is destroyed below: the session ended meanwhile.

@@ -343,6 +343,33 @@ def values_json(encoded_values: Mapping[str, Any]) -> bytes:
     return _encode_json(encoded_values, sort_keys=True)
 
 
+def unchanged(values: Mapping[str, Any], encoded_json: bytes | None) -> bool:
+    """Whether ``values`` are still what ``encoded_json`` (:func:`values_json`) holds.
+
+    A shortcut for the common case, values that hold no tagged type (only JSON's
+    own): equal to a fresh parse of ``encoded_json`` *and* encoding to the same
+    bytes. Equality alone misses ``1`` against ``1.0`` or ``True``; the bytes alone
+    miss a tuple, a set or a datetime that encodes like the list or string it
+    replaced. ``False`` means "not known": encode the values to find out.
+    """
+    if encoded_json is None or not _plain_json(encoded_json):
+        return False
+    try:
+        return values == _parse_json.decode(encoded_json) and (
+            _sorted_json.encode(values) == encoded_json
+        )
+    except Exception:
+        return False
+
+
+def _plain_json(encoded_json: bytes) -> bool:
+    """:func:`_plain` for the values' JSON."""
+    return (
+        b'"__t"' not in encoded_json
+        and encoded_json.count(b"{") + encoded_json.count(b"[") <= MAX_DEPTH
+    )
+
+
 def parse_values_json(encoded_json: bytes) -> dict[str, Any]:
     """The encoded values :func:`values_json` made (still tagged: see :func:`decode_value`)."""
     parsed = _parse(encoded_json.decode("utf-8"))

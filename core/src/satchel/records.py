@@ -10,6 +10,7 @@ metadata when the driver keeps it.
 from __future__ import annotations
 
 import copy
+import ipaddress
 from collections.abc import Generator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, TypeVar
@@ -133,6 +134,26 @@ class RecordCodec:
         size = len(record) if record.isascii() else len(record.encode("utf-8", "surrogatepass"))
         if size > limit:
             raise SessionTooLarge(size, limit, "max_payload_bytes")
+
+
+def client_address(host: object) -> str | None:
+    """The client's IP address as the server reported it, or ``None`` when it is not one.
+
+    Forwarding headers (``X-Forwarded-For``, ``Forwarded``) are never read
+    here: the server (uvicorn's ``--proxy-headers``, werkzeug's ``ProxyFix``)
+    is the one to decide which proxies to trust.
+    """
+    if not isinstance(host, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def request_metadata(host: object, user_agent: str | None) -> RequestMetadata:
+    """What a driver that wants it (the database driver) is told about the request."""
+    return RequestMetadata(ip_address=client_address(host), user_agent=user_agent or None)
 
 
 def record_metadata(

@@ -34,6 +34,10 @@ class Session(MutableMapping[str, Any]):
 
     ``backend`` is what the session needs from its manager (the driver, the
     clock, the record codec): :class:`satchel.SessionManager` is one.
+    ``metadata`` is what a driver that keeps request metadata is told; the web
+    glue passes ``client`` instead, the client's address as the server
+    reported it and its ``User-Agent``, made into metadata only when a driver
+    stores it.
     """
 
     def __init__(
@@ -42,9 +46,10 @@ class Session(MutableMapping[str, Any]):
         incoming: str | None,
         *,
         metadata: RequestMetadata | None = None,
+        client: tuple[object, str | None] | None = None,
     ) -> None:
         self._backend = backend
-        self._life = SessionLifecycle(backend, incoming, metadata)
+        self._life = SessionLifecycle(backend, incoming, metadata, client)
 
     # -- identity --------------------------------------------------------------
 
@@ -67,7 +72,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def metadata(self) -> RequestMetadata | None:
         """What the web glue told about the request (for drivers that store it)."""
-        return self._life.metadata
+        return self._life.request_metadata()
 
     @metadata.setter
     def metadata(self, value: RequestMetadata | None) -> None:
@@ -168,12 +173,16 @@ class Session(MutableMapping[str, Any]):
 
     def save(self) -> SaveOutcome:
         """Age flash data and write through the sync driver if anything changed."""
+        if not self._life.loaded:
+            return self._life.save_unloaded()
         calls = self._backend.driver_calls()
         outcome: SaveOutcome = calls.run(self._life.save_steps(calls.keeps_metadata))
         return outcome
 
     async def asave(self) -> SaveOutcome:
         """Age flash data and write through the async driver if anything changed."""
+        if not self._life.loaded:
+            return self._life.save_unloaded()
         calls = self._backend.async_driver_calls()
         outcome: SaveOutcome = await calls.run(self._life.save_steps(calls.keeps_metadata))
         return outcome
@@ -368,7 +377,7 @@ class Session(MutableMapping[str, Any]):
         self._touch()
         life = self._life
         if life.stored and not self._backend.stores_in_cookie:
-            life.move_from(self._backend.codec.storage_key(life.id), destroy=destroy)
+            life.move_from(life.storage_key(), destroy=destroy)
         life.id = generate_id()
         life.stored = False  # nothing is stored under the new id yet
         life.force_write = True
