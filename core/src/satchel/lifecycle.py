@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
+
 from satchel import dotted, payload
 from satchel.crypto import DecryptError
 from satchel.handler import RequestMetadata
@@ -54,6 +56,40 @@ class SaveOutcome(enum.Enum):
     ENDED = "ended"  # another request ended the session meanwhile: nothing written
 
 
+@attrs.frozen
+class Expiry:
+    """A config's expiry rules, in seconds, worked out once.
+
+    Attributes:
+        idle: The idle lifetime (``lifetime``).
+        absolute: The absolute lifetime (``absolute_lifetime``), or ``None``.
+        refresh_interval: How long an unchanged session goes unwritten:
+            ``touch_interval``, but never longer than half the idle lifetime, or
+            an active session whose data never changes would idle out while in use.
+    """
+
+    idle: int
+    absolute: int | None
+    refresh_interval: float
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> Expiry:
+        """The rules ``config`` sets."""
+        idle = config.lifetime_seconds
+        return cls(
+            idle=idle,
+            absolute=config.absolute_lifetime_seconds,
+            refresh_interval=min(config.touch_interval, idle / 2),
+        )
+
+    def passed(self, envelope: payload.Envelope, now: float) -> bool:
+        """Whether ``envelope`` is past its idle or absolute lifetime at ``now``."""
+        if now - envelope.last_activity > self.idle:
+            return True
+        absolute = self.absolute
+        return absolute is not None and now - envelope.created > absolute
+
+
 class SessionBackend(Protocol):
     """What a session needs from its manager: the driver, the clock and the record codec."""
 
@@ -68,6 +104,10 @@ class SessionBackend(Protocol):
     @property
     def codec(self) -> RecordCodec:
         """Storage keys and sealed records."""
+
+    @property
+    def expiry(self) -> Expiry:
+        """The config's expiry rules."""
 
     @property
     def stores_in_cookie(self) -> bool:
@@ -290,12 +330,8 @@ class SessionLifecycle:
 
     def expired(self, envelope: payload.Envelope) -> bool:
         """Whether ``envelope`` is past its idle or absolute lifetime."""
-        now = self.backend.clock()
-        config = self.config
-        if now - envelope.last_activity > config.lifetime_seconds:
-            return True
-        absolute = config.absolute_lifetime_seconds
-        return absolute is not None and now - envelope.created > absolute
+        backend = self.backend
+        return backend.expiry.passed(envelope, backend.clock())
 
     # -- identity changes --------------------------------------------------------------
 
@@ -336,11 +372,6 @@ class SessionLifecycle:
             dotted.forget(envelope.values, key)
         envelope.flash_old = envelope.flash_new
         envelope.flash_new = []
-
-    def _refresh_interval(self) -> float:
-        # Never longer than half the idle lifetime, or an active session whose
-        # data never changes would idle out while in use.
-        return min(self.config.touch_interval, self.config.lifetime_seconds / 2)
 
     # -- saving ------------------------------------------------------------------------
 
@@ -390,7 +421,7 @@ class SessionLifecycle:
             or _marks(envelope) != self.loaded_marks
         ):
             outcome = SaveOutcome.WRITTEN
-        elif now - envelope.last_activity >= self._refresh_interval():
+        elif now - envelope.last_activity >= backend.expiry.refresh_interval:
             outcome = SaveOutcome.REFRESHED
         else:
             yield from _destroy_all(destroy_keys)

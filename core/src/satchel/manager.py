@@ -22,6 +22,7 @@ from satchel.handler import (
     supports,
 )
 from satchel.ids import is_valid_id
+from satchel.lifecycle import Expiry
 from satchel.plugins import LoadedPlugins, installed_plugins
 from satchel.records import AsyncDriverCalls, DriverCalls, RecordCodec
 from satchel.registry import AsyncHandlerFactory, DriverSpec, HandlerFactory
@@ -83,6 +84,7 @@ class SessionManager:
         self._stores_in_cookie: bool | None = None
         # Storage keys and sealing, every key derived once, here.
         self.codec = RecordCodec(self.config)
+        self.expiry = Expiry.from_config(self.config)
         self.encrypter = self.codec.encrypter
 
     # -- storage keys ----------------------------------------------------------------

@@ -446,10 +446,8 @@ def loads(text: str) -> Envelope:
         meta = document["meta"]
         if not isinstance(data, dict) or not isinstance(meta, dict):
             raise PayloadError("data and meta must be objects")
-        if _plain(text):
-            values = {str(key): value for key, value in data.items()}
-        else:
-            values = {str(key): decode_value(item) for key, item in data.items()}
+        # JSON object keys are strings already.
+        values = data if _plain(text) else {key: decode_value(item) for key, item in data.items()}
         flash = meta.get("flash") or {}
         token = meta.get("token")
         permanent = meta.get("permanent")

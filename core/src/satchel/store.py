@@ -250,7 +250,7 @@ class Session(MutableMapping[str, Any]):
         )
 
     def missing(self, keys: str | Iterable[str]) -> bool:
-        """Absent or None (the seed's meaning); with a list, true when any of them is."""
+        """Absent or None; with a list, true when any of them is."""
         return not self.has(keys)
 
     # -- writing -----------------------------------------------------------------
