@@ -57,15 +57,51 @@ def test_a_look_alike_replacement_is_written_and_read_back_as_put(
         assert again == replacement
 
 
+# The ways a container in the session reaches the application, to be changed in place.
+HANDED_OUT = {
+    "get": lambda session: session.get("value"),
+    "item": lambda session: session["value"],
+    "items": lambda session: dict(session.items())["value"],
+    "all": lambda session: session.all()["value"],
+    "dotted": lambda session: session.get("box.inner")["value"],
+}
+
+
+@pytest.mark.parametrize("reach", HANDED_OUT.values(), ids=HANDED_OUT.keys())
 @pytest.mark.parametrize(("stored", "replacement"), LOOK_ALIKES)
 def test_a_look_alike_change_made_in_place_is_written(
-    recording_manager: SessionManager, recording: Any, stored: Any, replacement: Any
+    recording_manager: SessionManager,
+    recording: Any,
+    stored: Any,
+    replacement: Any,
+    reach: Any,
 ) -> None:
     cookie = stored_with(recording_manager, {"nested": stored})
+    setup = recording_manager.start(cookie)
+    setup.put("box.inner.value", {"nested": stored})
+    setup.save()
     session = recording_manager.start(cookie)
-    session.get("value")["nested"] = replacement  # behind the session's back
+    reach(session)["nested"] = replacement  # behind the session's back
+    assert session.modified
     assert session.save() is SaveOutcome.WRITTEN
-    assert type(recording_manager.start(cookie).get("value.nested")) is type(replacement)
+    again = recording_manager.start(cookie)
+    changed = again.get("value.nested"), again.get("box.inner.value.nested")
+    assert type(replacement) in {type(value) for value in changed}
+
+
+def test_reading_strings_and_numbers_leaves_the_session_unwritten(
+    recording_manager: SessionManager, recording: Any
+) -> None:
+    cookie = stored_with(recording_manager, "text")
+    session = recording_manager.start(cookie)
+    assert session.get("value") == "text"
+    assert session["value"] == "text"
+    assert session.get("other.kept.0") == 1
+    assert session.has("other")
+    assert "value" in session
+    assert len(session) == 2
+    assert not session.modified
+    assert session.save() is SaveOutcome.UNCHANGED
 
 
 def test_a_session_read_and_left_as_it_was_is_not_written(

@@ -117,14 +117,19 @@ class _RequestState:
     (``stream_with_context``, ``session_transaction``).
     """
 
-    __slots__ = ("busy", "collected", "finishing", "lock", "owner", "saved", "session")
+    __slots__ = ("busy", "collected", "finishing", "lock", "owner", "policy", "saved", "session")
 
     def __init__(
-        self, owner: SessionInterface, session: FlaskSession, lock: RequestLock | None
+        self,
+        owner: SessionInterface,
+        session: FlaskSession,
+        lock: RequestLock | None,
+        policy: CookiePolicy,
     ) -> None:
         self.owner = owner
         self.session = session
         self.lock = lock
+        self.policy = policy  # the cookie the app's settings describe
         self.busy = False
         self.finishing = False
         self.saved = False
@@ -251,7 +256,7 @@ class SessionInterface(FlaskSessionInterface):
             cookie,
             client=(request.remote_addr, request.headers.get("User-Agent")),
         )
-        state = _RequestState(self, session, lock)
+        state = _RequestState(self, session, lock, policy)
         state.busy = busy
         if busy:
             # Flask turns an exception raised here into a 500; a routing exception
@@ -273,7 +278,7 @@ class SessionInterface(FlaskSessionInterface):
             # trying again would age the flash data a second time.
             return
         state.finishing = True
-        policy = self.cookie_policy(app)
+        policy = state.policy
         refresh = bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
         try:
             outcome = self.flow.save(state.session, refresh_each_request=refresh)

@@ -144,6 +144,8 @@ class SessionLifecycle:
         envelope: The decoded payload: the values and the bookkeeping.
         loaded: Whether the store was read (or found to hold nothing).
         accessed: Whether the application read or changed the session.
+        exposed: Whether the application changed the values or holds one it may change
+            in place (a read of a string or a number is neither).
         stored: Whether a record for the current id exists in the store.
         force_write: The next save writes, changed or not (a new id, a rotated key).
     """
@@ -155,6 +157,7 @@ class SessionLifecycle:
         "config",
         "cookie_value",
         "envelope",
+        "exposed",
         "force_write",
         "id",
         "incoming",
@@ -186,6 +189,9 @@ class SessionLifecycle:
         self.client = client
         self.loaded = False
         self.accessed = False
+        # The application changed the values, or was handed a container it may change in
+        # place: only then must a save encode them to learn whether they changed.
+        self.exposed = False
         self.stored = False
         self.force_write = False
         # A save wrote this session's changes or removed its emptied record: ``modified`` stays true.
@@ -361,9 +367,7 @@ class SessionLifecycle:
             return bool(envelope.values) or envelope.token is not None
         if _marks(envelope) != self.loaded_marks:
             return True
-        if payload.unchanged(envelope.values, self.loaded_json):
-            return False
-        return payload.values_json(payload.encode_values(envelope.values)) != self.loaded_json
+        return self.exposed and payload.encode_to_json(envelope.values) != self.loaded_json
 
     def age_flash_data(self) -> None:
         """Forget last request's flash data and keep this request's for the next one."""
@@ -402,17 +406,12 @@ class SessionLifecycle:
             yield from _destroy_all(destroy_keys)
             return self._finish_save(SaveOutcome.EMPTY)
         loaded_json = self.loaded_json
-        if (
-            self.stored
-            and loaded_json
-            and not aging_forgets
-            and (not self.accessed or payload.unchanged(envelope.values, loaded_json))
-        ):
-            # Unused or unchanged, with no flash data to age: the stored JSON is current.
+        if self.stored and loaded_json and not aging_forgets and not self.exposed:
+            # Never changed nor handed out, with no flash data to age: the stored JSON is current.
             encoded_json = loaded_json
         else:
             # TypeError names a key whose value cannot be stored.
-            encoded_json = payload.values_json(payload.encode_values(envelope.values))
+            encoded_json = payload.encode_to_json(envelope.values)
         now = backend.clock()
         if (
             self.force_write
@@ -508,7 +507,7 @@ class SessionLifecycle:
         ours = self.envelope
         if theirs is None:
             # Unreadable: this request's whole session replaces it.
-            return ours_record, payload.values_json(payload.encode_values(ours.values))
+            return ours_record, payload.encode_to_json(ours.values)
         if self.expired(theirs):
             return None
         loaded = payload.parse_values_json(self.loaded_json or b"{}")
@@ -535,7 +534,7 @@ class SessionLifecycle:
         ]
         theirs.created = min(theirs.created, ours.created)
         theirs.last_activity = ours.last_activity
-        encoded_json = payload.values_json(payload.encode_values(theirs.values))
+        encoded_json = payload.encode_to_json(theirs.values)
         merged = self.backend.codec.seal(payload.dumps(theirs, encoded_json), key)
         self.backend.codec.check_size(merged)  # the merged session, theirs and ours, must fit too
         self.envelope = theirs

@@ -16,6 +16,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -343,23 +344,33 @@ def values_json(encoded_values: Mapping[str, Any]) -> bytes:
     return _encode_json(encoded_values, sort_keys=True)
 
 
-def unchanged(values: Mapping[str, Any], encoded_json: bytes | None) -> bool:
-    """Whether ``values`` are still what ``encoded_json`` (:func:`values_json`) holds.
+def encode_to_json(values: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of the application's values: ``values_json(encode_values(values))``.
 
-    A shortcut for the common case, values that hold no tagged type (only JSON's
-    own): equal to a fresh parse of ``encoded_json`` *and* encoding to the same
-    bytes. Equality alone misses ``1`` against ``1.0`` or ``True``; the bytes alone
-    miss a tuple, a set or a datetime that encodes like the list or string it
-    replaced. ``False`` means "not known": encode the values to find out.
+    Values that hold only JSON's own types (the common case) need no tags, and
+    are encoded in one pass in C. Such an encoding is kept only when parsing it
+    back gives values equal to these: a tuple, a set, a datetime, a UUID, a
+    Decimal, bytes, a non-string key or a non-finite float would encode like
+    the list, string or null it is not, and then compares unequal. ``1`` against
+    ``1.0`` or ``True`` compares equal but encodes apart. Anything else, or a
+    large integer (tagged to keep its digits), goes through :func:`encode_values`,
+    which also refuses what cannot be stored, naming its key.
     """
-    if encoded_json is None or not _plain_json(encoded_json):
-        return False
     try:
-        return values == _parse_json.decode(encoded_json) and (
-            _sorted_json.encode(values) == encoded_json
-        )
-    except Exception:
-        return False
+        encoded = _sorted_json.encode(values)
+        if (
+            _plain_json(encoded)
+            and _LONG_NUMBER.search(encoded) is None
+            and _parse_json.decode(encoded) == values
+        ):
+            return encoded
+    except Exception:  # noqa: S110 - not plain JSON: the full encoder decides
+        pass
+    return values_json(encode_values(values))
+
+
+# 19 digits in a row: maybe an integer past 64 bits, which the full encoder tags.
+_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 def _plain_json(encoded_json: bytes) -> bool:
@@ -384,7 +395,7 @@ def dumps(envelope: Envelope, encoded_json: bytes | str | None = None) -> str:
     ``encoded_json`` is the values' :func:`values_json`, when the caller has it already.
     """
     if encoded_json is None:
-        encoded_json = values_json(encode_values(envelope.values))
+        encoded_json = encode_to_json(envelope.values)
     elif isinstance(encoded_json, str):
         encoded_json = encoded_json.encode("utf-8")
     meta: dict[str, Any] = {

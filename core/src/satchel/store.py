@@ -21,6 +21,8 @@ from satchel.records import MAX_COOKIE_BYTES
 __all__ = ["MAX_COOKIE_BYTES", "SaveOutcome", "Session"]
 
 T = TypeVar("T")
+# Values nothing can change in place: reading one leaves the session as it was loaded.
+_UNCHANGEABLE = frozenset({str, int, float, bool, type(None)})
 
 
 class Session(MutableMapping[str, Any]):
@@ -161,11 +163,27 @@ class Session(MutableMapping[str, Any]):
             self.load()
 
     def _touch(self) -> dict[str, Any]:
+        """The values, for a change or for a read that hands out what could be changed."""
+        life = self._life
+        if not life.loaded:
+            self.load()
+        life.accessed = True
+        life.exposed = True
+        return life.envelope.values
+
+    def _read(self) -> dict[str, Any]:
+        """The values, for a read that hands out nothing the caller could change in place."""
         life = self._life
         if not life.loaded:
             self.load()
         life.accessed = True
         return life.envelope.values
+
+    def _handing_out(self, value: Any) -> Any:
+        """``value``, read from the values: a container may be changed in place from now on."""
+        if type(value) not in _UNCHANGEABLE:
+            self._life.exposed = True
+        return value
 
     def age_flash_data(self) -> None:
         """Forget last request's flash data and keep this request's for the next one."""
@@ -216,12 +234,13 @@ class Session(MutableMapping[str, Any]):
         With ``type=Cls``, the value is structured into ``Cls`` (an attrs class
         or a dataclass) with cattrs.
         """
-        value = dotted.lookup(self._touch(), key)
+        value = dotted.lookup(self._read(), key)
         if value is dotted.MISSING:
             return default() if callable(default) else default
         if type is not None:
+            self._life.exposed = True
             return payload.structure_as(value, type)
-        return value
+        return self._handing_out(value)
 
     def all(self) -> dict[str, Any]:
         """All of the application's data (a shallow copy)."""
@@ -239,12 +258,12 @@ class Session(MutableMapping[str, Any]):
 
     def exists(self, keys: str | Iterable[str]) -> bool:
         """Present, even if None; with a list, all of them."""
-        values = self._touch()
+        values = self._read()
         return all(dotted.lookup(values, key) is not dotted.MISSING for key in dotted.keys_of(keys))
 
     def has(self, keys: str | Iterable[str]) -> bool:
         """Present and not None; with a list, all of them."""
-        values = self._touch()
+        values = self._read()
         return all(
             dotted.lookup(values, key) not in (dotted.MISSING, None) for key in dotted.keys_of(keys)
         )
@@ -408,7 +427,7 @@ class Session(MutableMapping[str, Any]):
     # -- MutableMapping ------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        return self._touch()[key]
+        return self._handing_out(self._read()[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         values = self._touch()
@@ -419,13 +438,13 @@ class Session(MutableMapping[str, Any]):
         del self._touch()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._touch()))
+        return iter(list(self._read()))
 
     def __len__(self) -> int:
-        return len(self._touch())
+        return len(self._read())
 
     def __contains__(self, key: object) -> bool:
-        return key in self._touch()
+        return key in self._read()
 
     def clear(self) -> None:
         """Remove all data (the same as ``flush``)."""
