@@ -85,6 +85,8 @@ class SessionManager:
         # Storage keys and sealing, every key derived once, here.
         self.codec = RecordCodec(self.config)
         self.expiry = Expiry.from_config(self.config)
+        chances, out_of = self.config.lottery
+        self._lottery_odds = chances / out_of if out_of else 0.0
         self.encrypter = self.codec.encrypter
 
     # -- storage keys ----------------------------------------------------------------
@@ -182,7 +184,10 @@ class SessionManager:
         """The async handler's calls, as a session's load and save make them."""
         calls = self._async_driver_calls
         if calls is None or calls.handler is not self._async_handler:
-            calls = self._async_driver_calls = AsyncDriverCalls(self.async_handler())
+            handler = self.async_handler()
+            # A driver whose calls never wait is called directly, without a coroutine each.
+            local = self.driver_calls() if getattr(handler, "runs_on_event_loop", False) else None
+            calls = self._async_driver_calls = AsyncDriverCalls(handler, local)
         return calls
 
     def _checked(self, handler: SessionHandler) -> SessionHandler:
@@ -353,8 +358,7 @@ class SessionManager:
 
         ``random``, not ``secrets``: the draw decides only when housekeeping runs.
         """
-        chances, out_of = self.config.lottery
-        return chances > 0 and random.randrange(out_of) < chances  # noqa: S311
+        return random.random() < self._lottery_odds  # noqa: S311
 
     def collect_garbage(self, progress: GcProgress | None = None) -> int:
         """Remove the sessions idle for longer than the lifetime; return how many."""

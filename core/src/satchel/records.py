@@ -281,14 +281,21 @@ class DriverCalls:
 
 
 class AsyncDriverCalls:
-    """:class:`DriverCalls` through an async handler."""
+    """:class:`DriverCalls` through an async handler.
 
-    __slots__ = ("handler", "keeps_metadata", "writes_existing")
+    ``local``: the same driver's sync calls, made instead of awaiting the async
+    handler's when its class says its calls never wait
+    (``runs_on_event_loop = True``: a dict, a local file); locks still go
+    through the async handler, as waiting for one must not block the loop.
+    """
 
-    def __init__(self, handler: AsyncSessionHandler) -> None:
+    __slots__ = ("handler", "keeps_metadata", "local", "writes_existing")
+
+    def __init__(self, handler: AsyncSessionHandler, local: DriverCalls | None = None) -> None:
         self.handler = handler
         self.keeps_metadata = supports(handler, AsyncSupportsMetadata)
         self.writes_existing = supports(handler, AsyncSupportsWriteExisting)
+        self.local = local
 
     async def run(self, steps: Generator[Step, Any, T]) -> T:
         """The async form of :meth:`DriverCalls.run`."""
@@ -309,6 +316,8 @@ class AsyncDriverCalls:
                     await held[-1].__aenter__()
                 elif step[0] == "unlock":
                     await held.pop().__aexit__(None, None, None)
+                elif self.local is not None:
+                    result = getattr(self.local, step[0])(*step[1:])
                 else:
                     result = await getattr(self, step[0])(*step[1:])
         finally:
