@@ -39,7 +39,16 @@ CORE_TEST_FOLDERS = [
 LINT_REQUIREMENTS = ["ruff>=0.6"]
 # django-stubs types Django without its mypy plugin; its minor follows the Django it describes.
 TYPE_REQUIREMENTS = ["mypy>=1.11", "django-stubs>=5.2,<5.3"]
-DOCS_REQUIREMENTS = ["mkdocs>=1.6"]
+# mkdocstrings reads the API reference's docstrings from the source (no install of
+# satchel needed; ruff lays out the long signatures); pymdownx.snippets pulls the
+# benchmark table into docs/benchmarks.md.
+DOCS_REQUIREMENTS = [
+    "mkdocs>=1.6",
+    "mkdocstrings[python]>=0.26",
+    "pymdown-extensions>=10.0",
+    *LINT_REQUIREMENTS,
+]
+BENCH_REQUIREMENTS = ["-r", "benchmarks/requirements.txt"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -144,8 +153,9 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The side-by-side benchmarks in benchmarks/."""
-    install_workspace(session, *PLUGINS, extra=["-r", "benchmarks/requirements.txt"])
+    """The benchmarks in benchmarks/: the peers' table writes benchmarks/results/ and its
+    chart to docs/assets/ (``nox -s bench -- --quick`` checks shape and counts only)."""
+    install_workspace(session, *PLUGINS, extra=BENCH_REQUIREMENTS)
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
@@ -311,8 +321,11 @@ def ci(session: nox.Session) -> None:
 
     Then every distribution from its wheel, alone (``wheels``), in fresh environments.
     """
+    # The benchmarks' requirements: tests/benchmarks runs the peers' table in quick mode.
     install_workspace(
-        session, *PLUGINS, extra=[*LINT_REQUIREMENTS, *TYPE_REQUIREMENTS, *DOCS_REQUIREMENTS]
+        session,
+        *PLUGINS,
+        extra=[*LINT_REQUIREMENTS, *TYPE_REQUIREMENTS, *DOCS_REQUIREMENTS, *BENCH_REQUIREMENTS],
     )
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

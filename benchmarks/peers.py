@@ -1,348 +1,495 @@
-"""satchel side by side with peer libraries, in one run, on one Redis server.
+"""satchel beside its peers and the raw clients, on every backend, in one run.
 
-For three kinds of request — untouched (the handler never looks at the
-session), read-only and modified — it measures each library's time per
-request (in interleaved rounds, so drift in the machine's speed weighs on
-every library alike) and the Redis commands each request costs, and prints
-satchel's time as a ratio of each peer's (below 1.0: satchel is faster).
+``python -m benchmarks.peers [--quick] [--out FOLDER]`` measures the table that
+docs/benchmarks.md shows: for each backend (Redis, memcached, file, cookie,
+SQLite, PostgreSQL), each payload size (200 B and 20 KB) and each workload
+(untouched, read-only, read-modify-write), every row:
 
-- Flask: satchel's ``SessionInterface`` (redis driver) vs Flask-Session 0.8 (redis).
-- Starlette: satchel's ASGI middleware (redis driver, redis.asyncio) vs
-  starsessions (RedisStore, autoload) and Starlette's own signed-cookie
-  ``SessionMiddleware`` (no store at all: a floor, not a like-for-like peer).
-- Django: ``SESSION_ENGINE = "satchel.django"`` (redis driver) vs Django's
-  cache backend on a ``RedisCache`` of the same server, each behind Django's
-  own ``SessionMiddleware``, through Django's test ``Client``.
+- satchel through its WSGI middleware, ASGI middleware, Flask session
+  interface and Django session engine;
+- the peers on that backend: Flask-Session, starsessions, Starlette's and
+  Flask's signed-cookie sessions, Django's sessions (db, cache, file,
+  signed_cookies) and Beaker;
+- the floors: the same four frameworks with no session library, the view
+  calling the raw client itself (see :mod:`benchmarks.peer_apps`).
 
-Run: ``nox -s bench`` or ``python benchmarks/peers.py`` (needs ``redis-server`` on PATH).
+Per row it counts backend calls, writes and ``Set-Cookie`` headers per request
+(:mod:`benchmarks.counting`: from the servers' own statistics where there is a
+server), then times the rows in interleaved rounds (one request per row a
+round, the order turning each round) and reports each row's median time over
+its framework's floor. Each backend runs in a process of its own (Django's
+settings are per process), on private Redis and memcached servers; PostgreSQL
+is ``SATCHEL_BENCH_POSTGRES_URL`` (default the local ``test`` database).
+
+Writes ``latest.json``, ``latest.md`` and ``latest.png`` to ``--out``
+(default ``benchmarks/results``) and, for a full run, the chart to
+``docs/assets/benchmarks.png``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
+import os
+import platform
 import shutil
-import socket
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-import django
-import flask
-import httpx
-import redis
-from django.conf import settings as django_settings
-from django.http import HttpRequest, HttpResponse
-from django.test import Client as DjangoClient
-from django.test.utils import override_settings
-from django.urls import path as django_path
-from flask_session import Session as FlaskSessionExtension
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-from starsessions import SessionAutoloadMiddleware
-from starsessions import SessionMiddleware as StarSessions
-from starsessions.stores.redis import RedisStore
+from benchmarks import counting, peer_apps
+from benchmarks.peer_apps import KINDS, Row
 
-from satchel import SessionConfig, SessionManager
-from satchel.asgi import SessionMiddleware as SatchelSessions
-from satchel.flask import SessionInterface
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS_CHART = ROOT / "docs" / "assets" / "benchmarks.png"
+BACKENDS = ("redis", "memcached", "file", "cookie", "sqlite", "postgresql")
+PAYLOADS = {"200 B": 200, "20 KB": 20_000}
+COOKIE_LIMIT = 4096  # what browsers keep of one cookie
+POSTGRES_ENV = "SATCHEL_BENCH_POSTGRES_URL"
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-REQUESTS = 2000
-KINDS = ("untouched", "read-only", "modified")
+
+@dataclass(frozen=True)
+class Rounds:
+    """How much of each measurement a run does."""
+
+    warm_up: int
+    counted: int
+    timed: int
+
+
+FULL = Rounds(warm_up=20, counted=20, timed=500)
+QUICK = Rounds(warm_up=1, counted=3, timed=3)
+
+
+@dataclass
+class Result:
+    """One row's numbers for one backend, payload and workload."""
+
+    backend: str
+    payload: str
+    workload: str
+    library: str
+    glue: str
+    floor: bool
+    median_us: float
+    ratio: float
+    calls: float
+    writes: float
+    set_cookie: float
+
+
+def make_payload(size: int) -> dict[str, Any]:
+    """A session value whose JSON (stored under ``user``) is about ``size`` bytes."""
+    value: dict[str, Any] = {"id": 42, "name": "Ada Lovelace", "roles": ["reader", "editor"]}
+    value["note"] = "x" * max(0, size - len(json.dumps({"user": value})) - 12)
+    return value
+
+
+# -- servers -------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on a free loopback port, so command counts are ours alone."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not on PATH")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        with contextlib.suppress(redis.ConnectionError):
-            client.ping()
-            break
-        time.sleep(0.05)
+def private_server(argv: list[str], port: int) -> Iterator[None]:
+    from satchel.testing.services import stop_process, wait_for_port
+
+    if shutil.which(argv[0]) is None:
+        raise SystemExit(f"{argv[0]} is not on PATH")
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        yield url
+        wait_for_port(port, process=process)
+        yield
     finally:
-        process.terminate()
-        process.wait()
+        stop_process(process)
 
 
-def command_calls(client: redis.Redis) -> int:
-    stats: dict[str, dict[str, int]] = client.info("commandstats")  # type: ignore[assignment]
-    ignored = ("cmdstat_info", "cmdstat_ping", "cmdstat_config", "cmdstat_client", "cmdstat_hello")
-    return sum(value["calls"] for name, value in stats.items() if not name.startswith(ignored))
+# -- one backend ---------------------------------------------------------------------------
 
 
-class Result:
-    def __init__(self, library: str, kind: str, seconds: list[float], commands: float) -> None:
-        self.library = library
-        self.kind = kind
-        self.microseconds = statistics.median(seconds) * 1e6
-        self.commands = commands
+def satchel_manager(backend: str, where: dict[str, Any]) -> dict[str, Any]:
+    """The ``SessionConfig`` of satchel's rows on ``backend`` (as a dict, for Django too)."""
+    base: dict[str, Any] = {"secret_key": peer_apps.SECRET, "lottery": [0, 1], "secure": False}
+    if backend in ("redis", "memcached"):
+        return {**base, "driver": backend, "connection": where["url"]}
+    if backend == "file":
+        return {**base, "driver": "file", "files": os.path.join(where["folder"], "satchel")}
+    if backend == "cookie":
+        return {**base, "driver": "cookie"}
+    return {**base, "driver": "database", "connection": where["url"]}
 
 
-COUNTED_REQUESTS = 100  # requests per library whose Redis commands are counted, alone
+def django_settings(backend: str, where: dict[str, Any]) -> dict[str, Any]:
+    # Inside Django, its own settings and clearsessions decide these.
+    config = {
+        k: v for k, v in satchel_manager(backend, where).items() if k not in ("lottery", "secure")
+    }
+    settings: dict[str, Any] = {"SATCHEL_SESSION": config}
+    if backend == "redis":
+        settings["CACHES"] = {"default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": where["url"]}}  # fmt: skip
+    elif backend == "memcached":
+        settings["CACHES"] = {"default": {
+            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+            "LOCATION": f"{where['host']}:{where['port']}", "OPTIONS": {"no_delay": True}}}  # fmt: skip
+    elif backend == "file":
+        settings["SESSION_FILE_PATH"] = os.path.join(where["folder"], "django")
+        os.makedirs(settings["SESSION_FILE_PATH"])
+    elif backend == "sqlite":
+        settings["DATABASES"] = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                                             "NAME": where["path"], "CONN_MAX_AGE": None}}  # fmt: skip
+    elif backend == "postgresql":
+        settings["DATABASES"] = {"default": postgres_settings(where["url"])}
+    return settings
 
 
-def measure(kind: str, client: redis.Redis, requests: dict[str, Callable[[], Any]]) -> list[Result]:
-    """:func:`ameasure` for synchronous requests (each awaited as a coroutine, alike)."""
+def postgres_settings(url: str) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
 
-    def as_coroutine(one_request: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
-        async def call() -> Any:
-            return one_request()
-
-        return call
-
-    return asyncio.run(
-        ameasure(kind, client, {library: as_coroutine(f) for library, f in requests.items()})
-    )
+    parsed = make_url(url)
+    return {"ENGINE": "django.db.backends.postgresql", "NAME": parsed.database,
+            "USER": parsed.username or "", "PASSWORD": parsed.password or "",
+            "HOST": parsed.host or "", "PORT": str(parsed.port or ""), "CONN_MAX_AGE": None}  # fmt: skip
 
 
-async def ameasure(
-    kind: str, client: redis.Redis, requests: dict[str, Callable[[], Awaitable[Any]]]
+def build_rows(backend: str, where: dict[str, Any], payload: Any, counter: Any) -> list[Row]:
+    """Every row on ``backend``: satchel's four glues, the peers, the four floors."""
+    from satchel import SessionConfig, SessionManager
+
+    config = satchel_manager(backend, where)
+    manager = SessionManager(SessionConfig.from_dict(config))
+    if backend in ("sqlite", "postgresql"):
+        manager.handler().create_table()  # type: ignore[attr-defined]
+    rows = [
+        peer_apps.satchel_wsgi(manager, payload),
+        peer_apps.satchel_asgi(manager, payload),
+        peer_apps.satchel_flask(manager, payload),
+    ]
+    if backend != "cookie":  # Django's middleware owns the cookie: it holds the session key
+        rows.append(peer_apps.django_row("satchel", "satchel.django", payload))
+    raw: Any = None
+    async_raw: Any = None
+    if backend == "redis":
+        from starsessions.stores.redis import RedisStore
+
+        raw, async_raw = peer_apps.RawRedis(where["url"]), peer_apps.RawAsyncRedis(where["url"])
+        import redis
+
+        rows += [
+            peer_apps.beaker_wsgi(
+                {"session.type": "ext:redis", "session.url": where["url"]}, payload
+            ),
+            peer_apps.starsessions_asgi(RedisStore(where["url"]), payload),
+            peer_apps.flask_session(
+                {"SESSION_TYPE": "redis", "SESSION_REDIS": redis.Redis.from_url(where["url"])},
+                payload,
+            ),
+            peer_apps.django_row(
+                "Django (cache)", "django.contrib.sessions.backends.cache", payload
+            ),
+        ]
+    elif backend == "memcached":
+        from pymemcache.client.base import Client
+
+        raw = peer_apps.RawMemcached(where["host"], where["port"])
+        address = f"{where['host']}:{where['port']}"
+        rows += [
+            peer_apps.beaker_wsgi(
+                {"session.type": "ext:memcached", "session.url": address}, payload
+            ),
+            peer_apps.flask_session(
+                {
+                    "SESSION_TYPE": "memcached",
+                    "SESSION_MEMCACHED": Client((where["host"], where["port"]), no_delay=True),
+                },
+                payload,
+            ),
+            peer_apps.django_row(
+                "Django (cache)", "django.contrib.sessions.backends.cache", payload
+            ),
+        ]
+    elif backend == "file":
+        raw = peer_apps.RawFile(os.path.join(where["folder"], "raw"))
+        rows += [
+            peer_apps.beaker_wsgi(
+                {
+                    "session.type": "file",
+                    "session.data_dir": os.path.join(where["folder"], "beaker"),
+                },
+                payload,
+            ),
+            peer_apps.flask_session(
+                {
+                    "SESSION_TYPE": "filesystem",
+                    "SESSION_FILE_DIR": os.path.join(where["folder"], "flask"),
+                },
+                payload,
+            ),
+            peer_apps.django_row("Django (file)", "django.contrib.sessions.backends.file", payload),
+        ]
+    elif backend == "cookie":
+        from starsessions.stores.cookie import CookieStore
+
+        rows += [
+            peer_apps.beaker_wsgi(
+                {"session.type": "cookie", "session.validate_key": peer_apps.SECRET}, payload
+            ),
+            peer_apps.starsessions_asgi(CookieStore(peer_apps.SECRET), payload),
+            peer_apps.starlette_cookie_asgi(payload),
+            peer_apps.flask_cookie(payload),
+            peer_apps.django_row(
+                "Django (signed_cookies)",
+                "django.contrib.sessions.backends.signed_cookies",
+                payload,
+            ),
+        ]
+    else:
+        raw = peer_apps.RawSql(where["url"], counter)
+        rows += [
+            peer_apps.beaker_wsgi(
+                {
+                    "session.type": "ext:database",
+                    "session.url": where["url"],
+                    "session.table_name": "beaker_sessions",
+                },
+                payload,
+            ),
+            peer_apps.flask_session(
+                {
+                    "SESSION_TYPE": "sqlalchemy",
+                    "SQLALCHEMY_DATABASE_URI": where["url"],
+                    "SESSION_SQLALCHEMY_TABLE": "flask_sessions",
+                },
+                payload,
+            ),
+            peer_apps.django_row("Django (db)", "django.contrib.sessions.backends.db", payload),
+        ]
+    rows += [
+        peer_apps.raw_wsgi(raw, payload),
+        peer_apps.raw_asgi(async_raw or raw, payload),
+        peer_apps.raw_flask(raw, payload),
+        peer_apps.django_row("raw client", None, payload, raw),
+    ]
+    return rows
+
+
+async def login(row: Row) -> str:
+    """Store the payload in a new session; the ``name=value`` of its cookie."""
+    headers = await row.request("/login", None)
+    for name, value in headers:
+        if name.lower() == "set-cookie":
+            return value.split(";", 1)[0]
+    raise RuntimeError(f"{row.library} ({row.glue}): login set no cookie: {headers}")
+
+
+def set_cookies(headers: peer_apps.Headers) -> int:
+    return sum(1 for name, _ in headers if name.lower() == "set-cookie")
+
+
+async def measure_group(
+    backend: str, payload_name: str, rows: list[Row], counter: Any, rounds: Rounds
 ) -> list[Result]:
-    """One kind of request for every library: commands counted per library on its own,
-    then the timings taken in rounds of one request per library (the order turning
-    each round), so a machine that slows down or speeds up weighs on all alike."""
-    commands = {}
-    for library, one_request in requests.items():
-        for _ in range(50):  # warm up connections and caches
-            await one_request()
-        before = command_calls(client)
-        for _ in range(COUNTED_REQUESTS):
-            await one_request()
-        commands[library] = (command_calls(client) - before) / COUNTED_REQUESTS
-    timings: dict[str, list[float]] = {library: [] for library in requests}
-    order = list(requests)
-    for round_number in range(REQUESTS):
-        turn = round_number % len(order)
-        for library in order[turn:] + order[:turn]:
-            started = time.perf_counter()
-            await requests[library]()
-            timings[library].append(time.perf_counter() - started)
-    return [Result(library, kind, timings[library], commands[library]) for library in requests]
-
-
-def measure_test_clients(clients: dict[str, Any], client: redis.Redis) -> list[Result]:
-    """Every kind of request through each library's synchronous test client (``get(path)``)."""
+    """Every workload for every row of one backend and payload."""
+    cookies = {id(row): await login(row) for row in rows}
     results = []
     for kind in KINDS:
-        requests = {
-            library: (lambda path=f"/{kind}", http=test_client: http.get(path))
-            for library, test_client in clients.items()
-        }
-        results += measure(kind, client, requests)
+        path = f"/{kind}"
+        counts: dict[int, tuple[float, float, float]] = {}
+        for row in rows:  # counted alone, after a warm-up
+            for _ in range(rounds.warm_up):
+                await row.request(path, cookies[id(row)])
+            before = counter.snapshot()
+            headers = 0
+            for _ in range(rounds.counted):
+                headers += set_cookies(await row.request(path, cookies[id(row)]))
+            spent = counter.snapshot() - before
+            n = rounds.counted
+            counts[id(row)] = (spent.calls / n, spent.writes / n, headers / n)
+        timings: dict[int, list[float]] = {id(row): [] for row in rows}
+        for number in range(rounds.timed):
+            turn = number % len(rows)
+            for row in rows[turn:] + rows[:turn]:
+                started = time.perf_counter()
+                await row.request(path, cookies[id(row)])
+                timings[id(row)].append(time.perf_counter() - started)
+        medians = {key: statistics.median(values) * 1e6 for key, values in timings.items()}
+        floors = {row.glue: medians[id(row)] for row in rows if row.floor}
+        for row in rows:
+            calls, writes, headers_per_request = counts[id(row)]
+            results.append(Result(
+                backend, payload_name, kind, row.library, row.glue, row.floor,
+                round(medians[id(row)], 1), round(medians[id(row)] / floors[row.glue], 3),
+                calls, writes, headers_per_request,
+            ))  # fmt: skip
     return results
 
 
-# -- Flask -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def backend_services(backend: str) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Where ``backend`` lives for this run, and its counter."""
+    from satchel.testing.services import free_port
+
+    with tempfile.TemporaryDirectory(prefix="satchel-bench-") as folder:
+        if backend == "redis":
+            port = free_port()
+            argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--dir", folder]  # fmt: skip
+            with private_server(argv, port):
+                url = f"redis://127.0.0.1:{port}/0"
+                yield {"url": url}, counting.RedisCounter(url)
+        elif backend == "memcached":
+            port = free_port()
+            argv = [
+                "memcached",
+                "-u",
+                "root",
+                "-l",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-m",
+                "64",
+                "-I",
+                "4m",
+            ]
+            with private_server(argv, port):
+                where = {"host": "127.0.0.1", "port": port, "url": f"127.0.0.1:{port}"}
+                yield where, counting.MemcachedCounter("127.0.0.1", port)
+        elif backend == "file":
+            yield {"folder": folder}, counting.FileCounter(folder)
+        elif backend == "cookie":
+            yield {}, counting.NoBackend()
+        else:
+            if backend == "sqlite":
+                path = os.path.join(folder, "sessions.db")
+                url = f"sqlite:///{path}"
+            else:
+                path, url = "", os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES)
+                reset_postgres(url)
+            counter = counting.SqlCounter()
+            counter.watch_sqlalchemy()
+            yield {"url": url, "path": path}, counter
 
 
-def flask_app(configure: Callable[[Any], None]) -> Any:
-    app = flask.Flask(__name__)
-    app.secret_key = "benchmark-secret-key-0123456789"
-    configure(app)
+def reset_postgres(url: str) -> None:
+    """Drop the tables an earlier run left, so every run starts from empty tables."""
+    import sqlalchemy
 
-    @app.get("/login")
-    def login() -> str:
-        flask.session["user"] = {"id": 1, "cart": ["apple"]}
-        return "ok"
-
-    @app.get("/untouched")
-    def untouched() -> str:
-        return "ok"
-
-    @app.get("/read-only")
-    def read_only() -> str:
-        return str(flask.session.get("user"))
-
-    @app.get("/modified")
-    def modified() -> str:
-        flask.session["counter"] = flask.session.get("counter", 0) + 1
-        return "ok"
-
-    return app
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        for table in (
+            "sessions",
+            "flask_sessions",
+            "beaker_sessions",
+            "django_session",
+            "django_migrations",
+            "bench_raw",
+        ):
+            connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
 
 
-def bench_flask(url: str, client: redis.Redis) -> list[Result]:
-    def satchel_setup(app: Any) -> None:
-        manager = SessionManager(SessionConfig(driver="redis", connection=url, lottery=(0, 1)))
-        app.session_interface = SessionInterface(manager)
+def run_backend(backend: str, rounds: Rounds) -> list[Result]:
+    """All rows on one backend (in this process, which it configures Django for)."""
+    with backend_services(backend) as (where, counter):
+        peer_apps.configure_django(django_settings(backend, where))
+        if backend in ("sqlite", "postgresql"):
+            from django.core.management import call_command
 
-    def flask_session_setup(app: Any) -> None:
-        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url))
-        FlaskSessionExtension(app)
-
-    clients = {
-        library: flask_app(setup).test_client()
-        for library, setup in (("satchel", satchel_setup), ("Flask-Session", flask_session_setup))
-    }
-    for test_client in clients.values():
-        test_client.get("/login")
-    return measure_test_clients(clients, client)
-
-
-# -- Starlette -----------------------------------------------------------------------------
-
-
-def starlette_routes() -> list[Any]:
-    async def login(request: Request) -> PlainTextResponse:
-        request.session["user"] = {"id": 1, "cart": ["apple"]}
-        return PlainTextResponse("ok")
-
-    async def untouched(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    async def read_only(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(str(request.session.get("user")))
-
-    async def modified(request: Request) -> PlainTextResponse:
-        request.session["counter"] = request.session.get("counter", 0) + 1
-        return PlainTextResponse("ok")
-
-    return [
-        Route("/login", login),
-        Route("/untouched", untouched),
-        Route("/read-only", read_only),
-        Route("/modified", modified),
-    ]
-
-
-async def bench_starlette(url: str, client: redis.Redis) -> list[Result]:
-    manager = SessionManager(SessionConfig(driver="redis", connection=url, lottery=(0, 1)))
-    stacks = {
-        "satchel": [Middleware(SatchelSessions, manager=manager)],
-        "starsessions": [
-            Middleware(StarSessions, store=RedisStore(url), lifetime=3600, cookie_https_only=False),
-            Middleware(SessionAutoloadMiddleware),
-        ],
-        "Starlette (cookie)": [Middleware(StarletteSessions, secret_key="benchmark-secret")],
-    }
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {}
-        for library, middleware in stacks.items():
-            app = Starlette(routes=starlette_routes(), middleware=middleware)
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-                )
-            )
-            await http.get("/login")
-            clients[library] = http
-        results = []
-        for kind in KINDS:
-            requests = {
-                library: (lambda path=f"/{kind}", http=http: http.get(path))
-                for library, http in clients.items()
-            }
-            results += await ameasure(kind, client, requests)
+            counter.watch_django()
+            call_command("migrate", "sessions", verbosity=0)
+        results: list[Result] = []
+        for payload_name, size in PAYLOADS.items():
+            payload = make_payload(size)
+            if backend == "cookie" and size > COOKIE_LIMIT:
+                continue  # no browser keeps a cookie that large
+            rows = build_rows(backend, where, payload, counter)
+            results += asyncio.run(measure_group(backend, payload_name, rows, counter, rounds))
     return results
 
 
-# -- Django --------------------------------------------------------------------------------
+# -- the whole table -----------------------------------------------------------------------
 
 
-def django_login(request: HttpRequest) -> HttpResponse:
-    request.session["user"] = {"id": 1, "cart": ["apple"]}
-    return HttpResponse("ok")
+def run_all(rounds: Rounds, *, jobs: int) -> list[Result]:
+    """Each backend in a child process (``jobs`` at a time); their results in order."""
+
+    def child(backend: str) -> list[Result]:
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            argv = [
+                sys.executable,
+                "-m",
+                "benchmarks.peers",
+                "--backend",
+                backend,
+                "--json",
+                out.name,
+            ]
+            if rounds == QUICK:
+                argv.append("--quick")
+            done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"{backend} failed:\n{done.stdout}\n{done.stderr}")
+            return [Result(**entry) for entry in json.loads(Path(out.name).read_text())]
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return [result for results in pool.map(child, BACKENDS) for result in results]
 
 
-def django_untouched(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok")
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in ("satchel", "Flask-Session", "starsessions", "starlette", "Flask", "Django",
+                 "Beaker", "redis", "pymemcache", "python-memcached", "SQLAlchemy", "psycopg"):  # fmt: skip
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
 
 
-def django_read_only(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(str(request.session.get("user")))
-
-
-def django_modified(request: HttpRequest) -> HttpResponse:
-    request.session["counter"] = request.session.get("counter", 0) + 1
-    return HttpResponse("ok")
-
-
-# This module is the Django app's urlconf (ROOT_URLCONF).
-urlpatterns = [
-    django_path("login", django_login),
-    django_path("untouched", django_untouched),
-    django_path("read-only", django_read_only),
-    django_path("modified", django_modified),
-]
-
-
-def bench_django(url: str, client: redis.Redis) -> list[Result]:
-    django_settings.configure(
-        SECRET_KEY="benchmark-secret-key-0123456789",
-        ALLOWED_HOSTS=["*"],
-        INSTALLED_APPS=["django.contrib.sessions"],
-        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
-        ROOT_URLCONF=__name__,
-        CACHES={
-            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-        },
-        SATCHEL_SESSION={"driver": "redis", "connection": url},
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a few requests per cell: shape and counts only"
     )
-    django.setup()
-    engines = {
-        "satchel": "satchel.django",
-        "Django (cache)": "django.contrib.sessions.backends.cache",
-    }
-    clients = {}
-    for library, engine in engines.items():
-        # Django's SessionMiddleware takes its engine when the client's first request loads it.
-        with override_settings(SESSION_ENGINE=engine):
-            test_client = DjangoClient()
-            test_client.get("/login")
-        clients[library] = test_client
-    return measure_test_clients(clients, client)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json/.md/.png")
+    parser.add_argument("--jobs", type=int, default=None, help="backends measured at once")
+    parser.add_argument("--backend", choices=BACKENDS, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    rounds = QUICK if options.quick else FULL
+    if options.backend:
+        results = run_backend(options.backend, rounds)
+        options.json.write_text(json.dumps([asdict(result) for result in results]))
+        return 0
+    started = time.monotonic()
+    results = run_all(rounds, jobs=options.jobs or (2 if options.quick else 1))
+    seconds = time.monotonic() - started
+    from benchmarks import peer_report
 
-
-def report(title: str, results: list[Result]) -> None:
-    print(f"\n{title}: median µs per request ({REQUESTS} requests), Redis commands per request")
-    libraries = list(dict.fromkeys(result.library for result in results))
-    by_key = {(result.library, result.kind): result for result in results}
-    header = f"{'request':<11}" + "".join(f"{library:>24}" for library in libraries)
-    print(header)
-    for kind in KINDS:
-        cells = []
-        for library in libraries:
-            result = by_key[(library, kind)]
-            cells.append(f"{result.microseconds:>10.0f} µs {result.commands:>4.1f} cmd")
-        print(f"{kind:<11}" + "".join(f"{cell:>24}" for cell in cells))
-    for library in libraries[1:]:
-        ratios = [
-            by_key[("satchel", kind)].microseconds / by_key[(library, kind)].microseconds
-            for kind in KINDS
-        ]
-        print(
-            f"satchel / {library}: "
-            + ", ".join(f"{kind} {ratio:.2f}" for kind, ratio in zip(KINDS, ratios, strict=True))
-        )
-
-
-def main() -> None:
-    with redis_server() as url:
-        client = redis.Redis.from_url(url)
-        report("Flask", bench_flask(url, client))
-        report("Starlette", asyncio.run(bench_starlette(url, client)))
-        report("Django", bench_django(url, client))
+    meta = {"quick": options.quick, "rounds": asdict(rounds), "seconds": round(seconds, 1),
+            "date": time.strftime("%Y-%m-%d", time.gmtime()), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "versions": versions()}  # fmt: skip
+    options.out.mkdir(parents=True, exist_ok=True)
+    document = {"meta": meta, "results": [asdict(result) for result in results]}
+    (options.out / "latest.json").write_text(json.dumps(document, indent=1) + "\n")
+    (options.out / "latest.md").write_text(peer_report.markdown(document))
+    peer_report.chart(document, options.out / "latest.png")
+    if options.out.resolve() == RESULTS.resolve() and not options.quick:
+        DOCS_CHART.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(options.out / "latest.png", DOCS_CHART)
+    print(peer_report.headline(document))
+    print(f"\n{len(results)} results in {seconds:.0f} s; written to {options.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

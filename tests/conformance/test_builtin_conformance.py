@@ -4,103 +4,74 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from satchel.drivers import ArraySessionHandler, FileSessionHandler, NullSessionHandler
-from satchel.handler import SessionHandler
-from satchel.testing import (
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-    HandlerConformance,
-    LockConformance,
-    TouchConformance,
-    WriteExistingConformance,
-)
+from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, DriverConformance, MovingClock
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel.threaded import ThreadedAsyncHandler
 
 
-class _Builtin:
-    """The factories and config of one built-in driver; listed first, so they win."""
+def threaded(factory: SyncFactory) -> AsyncFactory:
+    """What core gives a driver that registered no async twin."""
+    return lambda config: ThreadedAsyncHandler(factory(config))
 
-    driver: ClassVar[str]
-    handler_class: ClassVar[type[SessionHandler]]
+
+class TestFileConformance(DriverConformance):
+    capabilities = frozenset({SYNC, ASYNC, LOCK, WRITE_EXISTING})
 
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
-        # One handler per config, like the manager keeps one per app.
-        return self.handler_class.from_config  # type: ignore[attr-defined,no-any-return]
+        return FileSessionHandler.from_config
 
     @pytest.fixture
-    def satchel_async_handler_factory(self, satchel_handler_factory: SyncFactory) -> AsyncFactory:
-        # What core gives a driver that registered no async twin.
-        return lambda config: ThreadedAsyncHandler(satchel_handler_factory(config))
+    def satchel_async_handler_factory(self) -> AsyncFactory:
+        return threaded(FileSessionHandler.from_config)
 
     @pytest.fixture
     def satchel_base_config(self, tmp_path: Path) -> Mapping[str, Any]:
-        if self.driver == "file":
-            return {"driver": "file", "files": str(tmp_path / "sessions")}
-        return {"driver": self.driver}
+        return {"driver": "file", "files": str(tmp_path / "sessions")}
 
 
-class _File(_Builtin):
-    driver = "file"
-    handler_class = FileSessionHandler
+class TestArrayConformance(DriverConformance):
+    """On a moving clock: the expiry tests move it instead of sleeping."""
+
+    capabilities = frozenset({SYNC, ASYNC, LOCK, WRITE_EXISTING})
+
+    @pytest.fixture
+    def satchel_clock(self) -> MovingClock:
+        return MovingClock()
+
+    @pytest.fixture
+    def satchel_handler_factory(self, satchel_clock: MovingClock) -> SyncFactory:
+        return lambda config: ArraySessionHandler(config.lifetime_seconds, clock=satchel_clock)
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self, satchel_handler_factory: SyncFactory) -> AsyncFactory:
+        return threaded(satchel_handler_factory)
+
+    @pytest.fixture
+    def satchel_base_config(self) -> Mapping[str, Any]:
+        return {"driver": "array"}
 
 
-class _Array(_Builtin):
-    driver = "array"
-    handler_class = ArraySessionHandler
-
-
-class _Null(_Builtin):
+class TestNullConformance(DriverConformance):
     """``null`` keeps nothing, by design: every read is empty, the rest of the contract holds."""
 
-    driver = "null"
-    handler_class = NullSessionHandler
+    capabilities = frozenset({SYNC, ASYNC})
     keeps_nothing = True
     gc_removes_expired = False
 
+    @pytest.fixture
+    def satchel_handler_factory(self) -> SyncFactory:
+        return NullSessionHandler.from_config
 
-class TestFileConformance(
-    _File, HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
-    pass
+    @pytest.fixture
+    def satchel_async_handler_factory(self) -> AsyncFactory:
+        return threaded(NullSessionHandler.from_config)
 
-
-class TestArrayConformance(
-    _Array, HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
-    pass
-
-
-class TestNullConformance(_Null, HandlerConformance):
-    pass
-
-
-class TestAsyncFileConformance(
-    _File,
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
-    pass
-
-
-class TestAsyncArrayConformance(
-    _Array,
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
-    pass
-
-
-class TestAsyncNullConformance(_Null, AsyncHandlerConformance):
-    pass
+    @pytest.fixture
+    def satchel_base_config(self) -> Mapping[str, Any]:
+        return {"driver": "null"}

@@ -9,16 +9,16 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import pytest
 
 from satchel import LockTimeout, SessionBackendError, SessionConfig, SessionManager
+from satchel.drivers import file as file_driver
 from satchel.drivers.file import FileSessionHandler
 from satchel.testing import new_storage_id
 
@@ -31,6 +31,7 @@ NEW_PAYLOAD = "new:" + "n" * PAYLOAD_SIZE
 # the hundreds of kills costs a fork rather than an interpreter start.
 ZYGOTE = """
 import os, signal, sys
+from satchel.drivers import file as file_driver
 from satchel.drivers.file import FileSessionHandler
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
 handler = FileSessionHandler(sys.argv[1], 3600)
@@ -111,16 +112,16 @@ def fail_with(error: OSError) -> Callable[..., NoReturn]:
     return fail
 
 
-def onto_a_full_disk(*args: Any, **kwargs: Any) -> tuple[int, str]:
-    """``mkstemp`` whose file takes no data: the write itself meets the kernel's ENOSPC."""
-    fd, name = REAL_MKSTEMP(*args, **kwargs)
+def onto_a_full_disk(folder: Path) -> tuple[int, str]:
+    """A temporary file that takes no data: the write itself meets the kernel's ENOSPC."""
+    fd, name = REAL_CREATE_TEMP_FILE(folder)
     os.close(fd)
     return os.open("/dev/full", os.O_WRONLY), name
 
 
-REAL_MKSTEMP = tempfile.mkstemp
+REAL_CREATE_TEMP_FILE = file_driver.create_temp_file
 FAULTS = {
-    "ENOSPC on the write": ("tempfile.mkstemp", onto_a_full_disk, errno.ENOSPC),
+    "ENOSPC on the write": ("file_driver.create_temp_file", onto_a_full_disk, errno.ENOSPC),
     "ENOSPC on the replace": (
         "os.replace",
         fail_with(OSError(errno.ENOSPC, "No space left on device")),
@@ -132,7 +133,7 @@ FAULTS = {
         errno.EACCES,
     ),
     "EACCES on the temporary file": (
-        "tempfile.mkstemp",
+        "file_driver.create_temp_file",
         fail_with(PermissionError(errno.EACCES, "Permission denied")),
         errno.EACCES,
     ),
@@ -153,7 +154,7 @@ def test_a_failed_save_is_a_clear_error_and_keeps_the_earlier_session(
     session.put("note", "later")
     target, replacement, expected_errno = FAULTS[fault]
     module, name = target.split(".")
-    monkeypatch.setattr({"os": os, "tempfile": tempfile}[module], name, replacement)
+    monkeypatch.setattr({"os": os, "file_driver": file_driver}[module], name, replacement)
     with pytest.raises(SessionBackendError) as info:
         session.save()
     monkeypatch.undo()
@@ -320,6 +321,7 @@ def test_a_destroy_racing_a_late_save_always_wins_across_threads(
 # passed: a resurrected record would otherwise keep it saving), each save late.
 LATE_SAVER = f"""
 import sys, time
+from satchel.drivers import file as file_driver
 from satchel.drivers.file import FileSessionHandler
 handler = FileSessionHandler(sys.argv[1], 3600)
 write = handler.write
@@ -528,7 +530,6 @@ def test_a_link_where_a_session_file_belongs_is_never_touched(tmp_path: Path) ->
     key = new_storage_id()
     (folder / key).symlink_to(target)
     assert handler.read(key) == ""
-    assert handler.touch(key) is False
     assert handler.write_existing(key, "through the link?") is False
     assert (target.read_text(), target.stat().st_mtime) == ("linked to", mtime)
     assert handler.destroy(key) is True  # removes the link itself
@@ -558,6 +559,7 @@ def test_a_fifo_where_a_session_file_belongs_never_blocks_a_read(tmp_path: Path)
 LOCKED_INCREMENTS = """
 import sys, time
 from pathlib import Path
+from satchel.drivers import file as file_driver
 from satchel.drivers.file import FileSessionHandler
 handler = FileSessionHandler(sys.argv[1], 3600)
 key, counter, rounds = sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from satchel.drivers import ArraySessionHandler, NullSessionHandler
-from satchel.handler import SupportsLock, SupportsMetadata, SupportsTouch, supports
+from satchel.handler import SupportsLock, SupportsMetadata, SupportsWriteExisting, supports
 from satchel.threaded import ThreadedAsyncHandler
 
 
 def test_supports_answers_as_isinstance_does() -> None:
     for handler in (ArraySessionHandler(lifetime_seconds=60), NullSessionHandler()):
-        for capability in (SupportsLock, SupportsMetadata, SupportsTouch):
+        for capability in (SupportsLock, SupportsMetadata, SupportsWriteExisting):
             assert supports(handler, capability) is isinstance(handler, capability)
             assert supports(handler, capability) is isinstance(handler, capability)  # cached
 

@@ -9,16 +9,7 @@ import pytest
 import sqlalchemy as sa
 from fixtures.database_support import async_url
 
-from satchel.testing import (
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-    HandlerConformance,
-    LockConformance,
-    TouchConformance,
-    WriteExistingConformance,
-)
+from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, DriverConformance, MovingClock
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_database import (
     AsyncDatabaseSessionHandler,
@@ -29,14 +20,21 @@ from satchel_database import (
 )
 
 
-class TestDatabaseConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestDatabaseConformance(DriverConformance):
+    """The sync engine; the async twin runs on its own URL below."""
+
+    capabilities = frozenset({SYNC, LOCK, WRITE_EXISTING})
+
     @pytest.fixture
-    def satchel_handler_factory(self) -> SyncFactory:
+    def satchel_clock(self) -> MovingClock:
+        return MovingClock()  # the handler's clock decides every time it stores
+
+    @pytest.fixture
+    def satchel_handler_factory(self, satchel_clock: MovingClock) -> SyncFactory:
         def factory(config: Any) -> DatabaseSessionHandler:
             handler = create_handler(config)
             assert isinstance(handler, DatabaseSessionHandler)
+            handler.clock = satchel_clock
             return handler
 
         return factory
@@ -48,23 +46,24 @@ class TestDatabaseConformance(
         return {"driver": "database", "connection": database_url, "table": make_table(database_url)}
 
 
-class TestAsyncDatabaseConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
+class TestAsyncDatabaseConformance(DriverConformance):
     """The asyncio engine: aiosqlite, asyncpg, aiomysql."""
 
+    capabilities = frozenset({ASYNC, LOCK, WRITE_EXISTING})
     async_driver: str | None = None  # the driver the URL must name, when one is given
 
     @pytest.fixture
-    def satchel_async_handler_factory(self) -> AsyncFactory:
+    def satchel_clock(self) -> MovingClock:
+        return MovingClock()
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self, satchel_clock: MovingClock) -> AsyncFactory:
         def factory(config: Any) -> Any:
             handler = create_async_handler(config)
             assert isinstance(handler, AsyncDatabaseSessionHandler)
             if self.async_driver is not None:
                 assert handler.engine.url.get_driver_name() == self.async_driver
+            handler.clock = satchel_clock
             return handler
 
         return factory
@@ -97,13 +96,10 @@ class TestPsycopgAsyncDatabaseConformance(TestAsyncDatabaseConformance):
         }
 
 
-class TestThreadedAsyncDatabaseConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
+class TestThreadedAsyncDatabaseConformance(DriverConformance):
     """A sync driver URL under the async twin: the sync handler in worker threads."""
+
+    capabilities = frozenset({ASYNC, LOCK, WRITE_EXISTING})
 
     @pytest.fixture
     def satchel_async_handler_factory(self) -> AsyncFactory:

@@ -17,7 +17,6 @@ from satchel import ConfigError, LockTimeout, RequestMetadata, SessionBackendErr
 from satchel.handler import (
     SupportsBatchedGc,
     SupportsMetadata,
-    SupportsTouch,
     SupportsWriteExisting,
 )
 from satchel.testing import free_port, new_storage_id
@@ -64,7 +63,6 @@ def handler_for(make_table: Callable[[str], str]) -> Any:
 
 def test_handler_has_the_optional_capabilities(database_url: str, handler_for: Any) -> None:
     handler = handler_for(database_url)
-    assert isinstance(handler, SupportsTouch)
     assert isinstance(handler, SupportsMetadata)
     assert isinstance(handler, SupportsBatchedGc)
     assert isinstance(handler, SupportsWriteExisting)
@@ -197,13 +195,11 @@ def test_sql_metacharacters_in_ids_are_inert(
     assert handler.read(hostile) == ""
     # An injected ``OR 1=1`` would update the bystander's row and report it.
     assert handler.write_existing(hostile, "hostile") is False
-    assert handler.touch(hostile) is False
     assert handler.read(bystander) == "kept"
     handler.write(hostile, "hostile")
     assert handler.read(hostile) == "hostile"
     assert handler.write_existing(hostile, "hostile, again") is True
     assert handler.read(hostile) == "hostile, again"
-    assert handler.touch(hostile) is True
     with handler.lock(hostile, lock_seconds=5, wait_seconds=1):
         # Only the hostile id is locked; the bystander's lock is free.
         with pytest.raises(LockTimeout), handler.lock(hostile, lock_seconds=5, wait_seconds=0.2):
@@ -244,7 +240,6 @@ def test_write_existing_of_an_unchanged_row_reports_it_exists(
     key = new_storage_id()
     handler.write(key, "same")
     assert handler.write_existing(key, "same") is True  # same payload, same second
-    assert handler.touch(key) is True
 
 
 def test_async_write_existing_of_an_unchanged_or_idle_row(
@@ -296,7 +291,9 @@ def test_write_existing_sets_metadata_only_when_given(database_url: str, handler
     )
 
 
-def test_reads_ignore_idle_rows_and_touch_never_revives(sqlite_url: str, handler_for: Any) -> None:
+def test_reads_ignore_idle_rows_and_write_existing_never_revives(
+    sqlite_url: str, handler_for: Any
+) -> None:
     clock = FakeClock()
     handler = handler_for(sqlite_url, clock=clock)
     key = new_storage_id()
@@ -305,7 +302,7 @@ def test_reads_ignore_idle_rows_and_touch_never_revives(sqlite_url: str, handler
     assert handler.read(key) == "data"
     clock.now += 1
     assert handler.read(key) == ""
-    assert handler.touch(key) is False
+    assert handler.write_existing(key, "revived?") is False
     assert handler.read(key) == ""
     # The row is still there until gc: a read never deletes.
     assert fetch_row(sqlite_url, handler.table.name, key) is not None

@@ -8,43 +8,17 @@ from typing import Any
 import pytest
 from pymemcache.client.base import PooledClient
 
-from satchel.testing import (
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-    HandlerConformance,
-    LockConformance,
-    TouchConformance,
-    WriteExistingConformance,
-)
+from satchel.testing import LOCK, SYNC, WRITE_EXISTING, DriverConformance
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_memcached import AsyncMemcachedSessionHandler, MemcachedSessionHandler
 
 
-class TestMemcachedConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestMemcachedConformance(DriverConformance):
     gc_removes_expired = False
 
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         return MemcachedSessionHandler.from_config
-
-    @pytest.fixture
-    def satchel_base_config(
-        self, memcached_connection: str, unique_prefix: str
-    ) -> Mapping[str, Any]:
-        return {"driver": "memcached", "connection": memcached_connection, "prefix": unique_prefix}
-
-
-class TestAsyncMemcachedConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
-    gc_removes_expired = False
 
     @pytest.fixture
     def satchel_async_handler_factory(self) -> AsyncFactory:
@@ -61,30 +35,12 @@ def _pool_connection(ports: list[int]) -> str:
     return ",".join(f"127.0.0.1:{port}" for port in ports)
 
 
-class TestMemcachedPoolConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestMemcachedPoolConformance(DriverConformance):
     gc_removes_expired = False
 
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         return MemcachedSessionHandler.from_config
-
-    @pytest.fixture
-    def satchel_base_config(
-        self, memcached_pool: list[int], unique_prefix: str
-    ) -> Mapping[str, Any]:
-        return {"driver": "memcached", "connection": _pool_connection(memcached_pool),
-                "prefix": unique_prefix}  # fmt: skip
-
-
-class TestAsyncMemcachedPoolConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
-    gc_removes_expired = False
 
     @pytest.fixture
     def satchel_async_handler_factory(self) -> AsyncFactory:
@@ -98,11 +54,10 @@ class TestAsyncMemcachedPoolConformance(
                 "prefix": unique_prefix}  # fmt: skip
 
 
-class TestReadyClientConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestReadyClientConformance(DriverConformance):
     """A pymemcache client the application built itself, handed in as ``options.client``."""
 
+    capabilities = frozenset({SYNC, LOCK, WRITE_EXISTING})
     gc_removes_expired = False
 
     @pytest.fixture

@@ -13,7 +13,7 @@ from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
 
 from satchel import ConfigError, LockTimeout, SessionBackendError, SessionConfig
-from satchel.handler import SupportsLock, SupportsTouch
+from satchel.handler import SupportsLock, SupportsWriteExisting
 from satchel.plugins import load_plugins
 from satchel.testing import free_port, new_storage_id
 from satchel.testing.services import frozen_process
@@ -145,20 +145,8 @@ def test_a_lifetime_over_thirty_days_keeps_the_session(
     session_id = new_storage_id()
     handler.write(session_id, "a month and a day")
     assert handler.read(session_id) == "a month and a day"
-    assert handler.touch(session_id) is True
-    assert handler.read(session_id) == "a month and a day"
-
-
-def test_touch_extends_without_rewriting(
-    handler: MemcachedSessionHandler, raw: Client, unique_prefix: str
-) -> None:
-    session_id = new_storage_id()
-    handler.write(session_id, "original")
-    raw.set(unique_prefix + session_id, b"changed elsewhere", expire=2)
-    assert handler.touch(session_id) is True
-    time.sleep(2.5)  # past the 2 s the other writer gave it; touch set the full lifetime
-    assert handler.read(session_id) == "changed elsewhere"
-    assert handler.touch(new_storage_id()) is False
+    assert handler.write_existing(session_id, "rewritten") is True
+    assert handler.read(session_id) == "rewritten"
 
 
 def test_gc_is_zero_and_removes_nothing(handler: MemcachedSessionHandler) -> None:
@@ -211,8 +199,8 @@ def test_a_lock_entered_and_abandoned_is_not_released_by_the_collector(
         pass
 
 
-def test_handler_declares_touch_and_lock(handler: MemcachedSessionHandler) -> None:
-    assert isinstance(handler, SupportsTouch)
+def test_handler_declares_lock_and_write_existing(handler: MemcachedSessionHandler) -> None:
+    assert isinstance(handler, SupportsWriteExisting)
     assert isinstance(handler, SupportsLock)
 
 
@@ -230,7 +218,7 @@ def test_released_lock_is_marked_and_free_for_the_next(
 
 def _stats(client: Client) -> dict[str, int]:
     stats = client.stats()
-    names = ("cmd_get", "cmd_set", "cmd_touch", "delete_hits", "delete_misses")
+    names = ("cmd_get", "cmd_set", "delete_hits", "delete_misses")
     return {name: int(stats[name.encode()]) for name in names}
 
 
@@ -247,7 +235,6 @@ def test_one_round_trip_per_operation(start_memcached: Any, unique_prefix: str) 
             (lambda: handler.read(session_id), {"cmd_get": 1}),
             (lambda: handler.write(session_id, "x"), {"cmd_set": 1}),
             (lambda: handler.write_existing(session_id, "y"), {"cmd_set": 1}),
-            (lambda: handler.touch(session_id), {"cmd_touch": 1}),
             (lambda: handler.destroy(session_id), {"delete_hits": 1}),
             (lambda: handler.gc(60), {}),
         ]
@@ -357,7 +344,7 @@ def test_outage_is_a_clear_error_and_recovery_needs_no_restart(
     for operation in (
         lambda: handler.read(session_id),
         lambda: handler.write(session_id, "during"),
-        lambda: handler.touch(session_id),
+        lambda: handler.destroy(session_id),
     ):
         started = time.monotonic()
         with pytest.raises(SessionBackendError) as caught:

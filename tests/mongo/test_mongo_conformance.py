@@ -7,40 +7,36 @@ from typing import Any
 
 import pytest
 
-from satchel.testing import (
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-    HandlerConformance,
-    LockConformance,
-    TouchConformance,
-    WriteExistingConformance,
-)
+from satchel.testing import DriverConformance, MovingClock
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 
 
-class TestMongoConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
-    @pytest.fixture
-    def satchel_handler_factory(self, sync_factory: Any) -> SyncFactory:
-        return sync_factory  # type: ignore[no-any-return]
+class TestMongoConformance(DriverConformance):
+    """On a moving clock: the application's clock decides expiry, never the server's."""
 
     @pytest.fixture
-    def satchel_base_config(self, mongo_config: dict[str, Any]) -> Mapping[str, Any]:
-        return mongo_config
+    def satchel_clock(self) -> MovingClock:
+        return MovingClock()
 
-
-class TestAsyncMongoConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
     @pytest.fixture
-    def satchel_async_handler_factory(self, async_factory: Any) -> AsyncFactory:
-        return async_factory  # type: ignore[no-any-return]
+    def satchel_handler_factory(self, sync_factory: Any, satchel_clock: MovingClock) -> SyncFactory:
+        def factory(config: Any) -> Any:
+            handler = sync_factory(config)
+            handler.documents.clock = satchel_clock
+            return handler
+
+        return factory
+
+    @pytest.fixture
+    def satchel_async_handler_factory(
+        self, async_factory: Any, satchel_clock: MovingClock
+    ) -> AsyncFactory:
+        def factory(config: Any) -> Any:
+            handler = async_factory(config)
+            handler.documents.clock = satchel_clock
+            return handler
+
+        return factory
 
     @pytest.fixture
     def satchel_base_config(self, mongo_config: dict[str, Any]) -> Mapping[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from fixtures.mongo_support import TEST_DATABASE, real_server_url
 
 from satchel import ConfigError, LockTimeout, SessionBackendError, SessionConfig
-from satchel.handler import SupportsTouch
+from satchel.handler import SupportsWriteExisting
 from satchel.testing import free_port, new_storage_id
 from satchel.testing.plugin import check_driver_listed
 from satchel_mongo import AsyncMongoSessionHandler, MongoSessionHandler
@@ -39,7 +39,7 @@ def handler(sync_factory: Any, mongo_config: dict[str, Any]) -> Any:
 
 
 def test_documents_hold_payload_last_activity_and_expiry(handler: MongoSessionHandler) -> None:
-    assert isinstance(handler, SupportsTouch)
+    assert isinstance(handler, SupportsWriteExisting)
     key = new_storage_id()
     handler.write(key, '{"cart": [1, 2]}')
     document = handler.collection.find_one({"_id": key})
@@ -77,7 +77,7 @@ def test_reads_check_expiry_themselves(sync_factory: Any, mongo_config: dict[str
     assert handler.read(key) == "data"
     clock.now += 2
     assert handler.read(key) == ""
-    assert handler.touch(key) is False  # an expired session is never revived
+    assert handler.write_existing(key, "revived?") is False  # an expired session stays ended
     assert handler.read(key) == ""
     assert handler.collection.count_documents({"_id": key}) == 1
 
@@ -122,18 +122,6 @@ def test_async_write_existing_never_revives_an_expired_document(
             await handler.close()
 
     asyncio.run(main())
-
-
-def test_touch_extends_expires_at(sync_factory: Any, mongo_config: dict[str, Any]) -> None:
-    clock = FakeClock(time.time())
-    handler = sync_factory(SessionConfig.from_dict({**mongo_config, "lifetime": 1}))
-    handler.documents.clock = clock
-    key = new_storage_id()
-    handler.write(key, "data")
-    clock.now += 50
-    assert handler.touch(key) is True
-    clock.now += 50
-    assert handler.read(key) == "data"
 
 
 @pytest.mark.parametrize("hostile", ["' OR 1=1--", "$where", "{'$gt': ''}", "a.b"])

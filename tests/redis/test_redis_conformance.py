@@ -9,41 +9,18 @@ import pytest
 import redis
 import redis.asyncio
 
-from satchel.testing import (
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-    HandlerConformance,
-    LockConformance,
-    TouchConformance,
-    WriteExistingConformance,
-)
+from satchel.testing import ASYNC, LOCK, SYNC, WRITE_EXISTING, DriverConformance
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 
 
-class TestRedisConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestRedisConformance(DriverConformance):
+    capabilities = frozenset({SYNC, ASYNC, LOCK, WRITE_EXISTING})
     gc_removes_expired = False
 
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         return RedisSessionHandler.from_config
-
-    @pytest.fixture
-    def satchel_base_config(self, redis_url: str, unique_prefix: str) -> Mapping[str, Any]:
-        return {"driver": "redis", "connection": redis_url, "prefix": unique_prefix}
-
-
-class TestAsyncRedisConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
-    gc_removes_expired = False
 
     @pytest.fixture
     def satchel_async_handler_factory(self) -> AsyncFactory:
@@ -54,11 +31,10 @@ class TestAsyncRedisConformance(
         return {"driver": "redis", "connection": redis_url, "prefix": unique_prefix}
 
 
-class TestReadyClientConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestReadyClientConformance(DriverConformance):
     """A client the application built itself, handed in as ``options.client``."""
 
+    capabilities = frozenset({SYNC, LOCK, WRITE_EXISTING})
     gc_removes_expired = False
 
     @pytest.fixture
@@ -78,14 +54,10 @@ class TestReadyClientConformance(
         return {"driver": "redis", "prefix": unique_prefix, "options": {"client": user_client}}
 
 
-class TestReadyClientInThreadConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
+class TestReadyClientInThreadConformance(DriverConformance):
     """Only a sync ``options.client``: the async twin runs that very client in a thread."""
 
+    capabilities = frozenset({ASYNC, LOCK, WRITE_EXISTING})
     gc_removes_expired = False
 
     @pytest.fixture
@@ -101,14 +73,10 @@ class TestReadyClientInThreadConformance(
         client.close()
 
 
-class TestReadyAsyncClientConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
+class TestReadyAsyncClientConformance(DriverConformance):
     """A ``redis.asyncio`` client handed in as ``options.async_client``."""
 
+    capabilities = frozenset({ASYNC, LOCK, WRITE_EXISTING})
     gc_removes_expired = False
 
     @pytest.fixture

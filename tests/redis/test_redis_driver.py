@@ -13,7 +13,7 @@ import redis
 import redis.sentinel
 
 from satchel import ConfigError, SessionBackendError, SessionConfig
-from satchel.handler import SupportsLock, SupportsTouch
+from satchel.handler import SupportsLock, SupportsWriteExisting
 from satchel.plugins import load_plugins
 from satchel.testing import free_port, new_storage_id
 from satchel_redis import (
@@ -203,8 +203,8 @@ def handler(redis_url: str, unique_prefix: str) -> RedisSessionHandler:
     )
 
 
-def test_handler_declares_touch_and_lock(handler: RedisSessionHandler) -> None:
-    assert isinstance(handler, SupportsTouch)
+def test_handler_declares_lock_and_write_existing(handler: RedisSessionHandler) -> None:
+    assert isinstance(handler, SupportsWriteExisting)
     assert isinstance(handler, SupportsLock)
 
 
@@ -237,20 +237,6 @@ def test_app_cache_keys_and_flushes_of_other_prefixes_leave_sessions_alone(
         raw_redis.delete(app_key)
     raw_redis.delete(key)
     assert handler.read(key) == "the session"
-
-
-def test_touch_extends_expiry_without_rewriting(
-    handler: RedisSessionHandler, raw_redis: redis.Redis, unique_prefix: str
-) -> None:
-    key = new_storage_id()
-    handler.write(key, "original")
-    raw_redis.expire(f"{unique_prefix}{key}", 5)
-    # Someone else changes the payload: touch must not put the old one back.
-    raw_redis.set(f"{unique_prefix}{key}", "changed elsewhere", keepttl=True)
-    assert handler.touch(key) is True
-    assert raw_redis.ttl(f"{unique_prefix}{key}") > 30 * 60 - 3
-    assert handler.read(key) == "changed elsewhere"
-    assert handler.touch(new_storage_id()) is False
 
 
 def test_gc_returns_zero_and_deletes_nothing(
@@ -388,7 +374,6 @@ def test_one_round_trip_per_operation(
             (lambda: handler.read(key), {"get": 1}),
             (lambda: handler.write(key, "x"), {"set": 1}),
             (lambda: handler.write_existing(key, "y"), {"set": 1}),
-            (lambda: handler.touch(key), {"expire": 1}),
             (lambda: handler.destroy(key), {"del": 1}),
             (lambda: handler.gc(60), {}),
         ]

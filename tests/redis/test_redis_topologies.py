@@ -11,31 +11,23 @@ import redis
 import redis.sentinel
 
 from satchel import SessionConfig
-from satchel.testing import (
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-    HandlerConformance,
-    LockConformance,
-    TouchConformance,
-    WriteExistingConformance,
-    new_storage_id,
-)
+from satchel.testing import DriverConformance, new_storage_id
 from satchel.testing.conformance import AsyncFactory, SyncFactory
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 
 QUICK = {"socket_timeout": 2.0, "socket_connect_timeout": 1.0}
 
 
-class TestRedisClusterConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestRedisClusterConformance(DriverConformance):
     gc_removes_expired = False
 
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         return RedisSessionHandler.from_config
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self) -> AsyncFactory:
+        return AsyncRedisSessionHandler.from_config
 
     @pytest.fixture
     def satchel_base_config(self, redis_cluster_url: str, unique_prefix: str) -> Mapping[str, Any]:
@@ -59,24 +51,6 @@ class TestRedisClusterConformance(
         assert all(handler.read(key) == "spread" for key in keys)
 
 
-class TestAsyncRedisClusterConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
-    gc_removes_expired = False
-
-    @pytest.fixture
-    def satchel_async_handler_factory(self) -> AsyncFactory:
-        return AsyncRedisSessionHandler.from_config
-
-    @pytest.fixture
-    def satchel_base_config(self, redis_cluster_url: str, unique_prefix: str) -> Mapping[str, Any]:
-        return {"driver": "redis", "connection": redis_cluster_url, "prefix": unique_prefix,
-                "options": QUICK}  # fmt: skip
-
-
 def test_cluster_flag_turns_a_redis_url_into_a_cluster_client(
     redis_cluster_url: str, unique_prefix: str
 ) -> None:
@@ -95,14 +69,16 @@ def test_cluster_flag_turns_a_redis_url_into_a_cluster_client(
     assert handler.read(key) == "via one seed node"
 
 
-class TestRedisSentinelConformance(
-    HandlerConformance, TouchConformance, LockConformance, WriteExistingConformance
-):
+class TestRedisSentinelConformance(DriverConformance):
     gc_removes_expired = False
 
     @pytest.fixture
     def satchel_handler_factory(self) -> SyncFactory:
         return RedisSessionHandler.from_config
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self) -> AsyncFactory:
+        return AsyncRedisSessionHandler.from_config
 
     @pytest.fixture
     def satchel_base_config(
@@ -121,26 +97,6 @@ class TestRedisSentinelConformance(
         master.wait(1, 5000)
         replica = redis.Redis(port=redis_sentinel["replica_port"])
         assert replica.get(f"{unique_prefix}{key}") == b"replicated"
-
-
-class TestAsyncRedisSentinelConformance(
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-):
-    gc_removes_expired = False
-
-    @pytest.fixture
-    def satchel_async_handler_factory(self) -> AsyncFactory:
-        return AsyncRedisSessionHandler.from_config
-
-    @pytest.fixture
-    def satchel_base_config(
-        self, redis_sentinel: dict[str, Any], unique_prefix: str
-    ) -> Mapping[str, Any]:
-        return {"driver": "redis", "connection": redis_sentinel["url"], "prefix": unique_prefix,
-                "options": QUICK}  # fmt: skip
 
 
 def test_async_cluster_handler_survives_a_burst_of_first_commands(
@@ -168,7 +124,6 @@ def _exercise(handler: RedisSessionHandler) -> None:
     assert handler.read(key) == ""
     handler.write(key, "kept")
     assert handler.write_existing(key, "updated") is True
-    assert handler.touch(key) is True
     with handler.lock(key, lock_seconds=5, wait_seconds=1):
         assert handler.read(key) == "updated"
     handler.destroy(key)

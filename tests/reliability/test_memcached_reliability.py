@@ -31,9 +31,13 @@ from satchel.testing import (
     ResurrectionConformance,
 )
 from satchel.testing.concurrency import call_wsgi, wsgi_environ
-from satchel.testing.conformance import IDLE_SLEEP_SECONDS
 from satchel.wsgi import SessionMiddleware as WsgiSessionMiddleware
-from satchel_memcached import AsyncMemcachedSessionHandler, MemcachedSessionHandler, is_valid_key
+from satchel_memcached import (
+    AsyncMemcachedSessionHandler,
+    MemcachedSessionHandler,
+    ThreadedMemcachedSessionHandler,
+    is_valid_key,
+)
 
 QUICK = {"connect_timeout": 2.0, "timeout": 2.0}
 
@@ -45,7 +49,7 @@ class MemcachedReliability(
 
     connection_fixture: ClassVar[str]
     handler_type = MemcachedSessionHandler
-    async_handler_type = AsyncMemcachedSessionHandler
+    async_handler_type = (AsyncMemcachedSessionHandler, ThreadedMemcachedSessionHandler)
 
     @pytest.fixture
     def satchel_manager_factory(
@@ -65,10 +69,6 @@ class MemcachedReliability(
             return SessionManager(SessionConfig.from_dict(settings), clock=clock)
 
         return make
-
-    # A released lock stays as a "released" marker that memcached drops one
-    # second later (two on its whole-second clock).
-    released_lock_lingers_seconds = IDLE_SLEEP_SECONDS
 
     def stored_state(self, manager: SessionManager) -> object:
         """Every live key under the test's prefix (sessions and locks), on every server."""

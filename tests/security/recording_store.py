@@ -30,10 +30,6 @@ class RecordingArray(ArraySessionHandler):
         self.calls.append(("write_existing", session_id))
         return super().write_existing(session_id, data, metadata)
 
-    def touch(self, session_id: str) -> bool:
-        self.calls.append(("touch", session_id))
-        return super().touch(session_id)
-
     def destroy(self, session_id: str) -> bool:
         self.calls.append(("destroy", session_id))
         return super().destroy(session_id)

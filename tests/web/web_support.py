@@ -79,7 +79,12 @@ class Call:
 
 
 class SpyHandler(ArraySessionHandler):
-    """The array driver (lock, touch), recording each call, its thread and any metadata."""
+    """The array driver (lock, write_existing), recording each call, its thread and any metadata.
+
+    It stands for a driver with remote I/O, so its async twin runs it in worker threads.
+    """
+
+    runs_on_event_loop = False
 
     def __init__(self, lifetime_seconds: int) -> None:
         super().__init__(lifetime_seconds)

@@ -9,7 +9,6 @@ characters (:meth:`satchel.SessionManager.storage_key`).
 Optional capabilities, detected by core with ``isinstance`` on the
 ``Supports*`` protocols below:
 
-* ``touch(session_id)``: extend the expiry without rewriting the payload;
 * ``lock(session_id, lock_seconds=..., wait_seconds=...)``: a context manager
   holding a per-session lock for session blocking, raising
   :class:`satchel.LockTimeout` when the wait runs out;
@@ -118,13 +117,6 @@ class AsyncSessionHandler(abc.ABC):
 
 
 @runtime_checkable
-class SupportsTouch(Protocol):
-    """A store that can extend a session's expiry without rewriting it."""
-
-    def touch(self, session_id: str) -> bool: ...
-
-
-@runtime_checkable
 class SupportsLock(Protocol):
     """A store that can hold a per-session lock for session blocking.
 
@@ -162,13 +154,6 @@ class SupportsWriteExisting(Protocol):
     def write_existing(
         self, session_id: str, data: str, metadata: RequestMetadata | None = None
     ) -> bool: ...
-
-
-@runtime_checkable
-class AsyncSupportsTouch(Protocol):
-    """The async form of :class:`SupportsTouch`."""
-
-    async def touch(self, session_id: str) -> bool: ...
 
 
 @runtime_checkable
@@ -220,7 +205,7 @@ def supports(handler: object, capability: type[Capability]) -> TypeIs[Capability
 
     A runtime protocol check looks up every member of the protocol, and the
     web glue asks on every request. A class that makes attributes up in
-    ``__getattr__`` (:class:`satchel.ThreadedAsyncHandler`) is asked each time.
+    ``__getattr__`` is asked each time.
     """
     kind = type(handler)
     if hasattr(kind, "__getattr__"):

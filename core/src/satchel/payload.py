@@ -290,7 +290,7 @@ class Envelope:
     Attributes:
         values: The application's data, decoded.
         created: Unix time the session was created (absolute expiry counts from it).
-        last_activity: Unix time of the last write or touch (idle expiry counts from it).
+        last_activity: Unix time of the last write or refresh (idle expiry counts from it).
         flash_new: Keys flashed this request, kept for the next one.
         flash_old: Keys flashed last request, forgotten at this request's save.
         token: The CSRF token, or ``None`` until first asked for.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from satchel.errors import LockTimeout
 from satchel.handler import (
@@ -15,10 +15,12 @@ from satchel.handler import (
     SessionHandler,
     SupportsLock,
     SupportsMetadata,
-    SupportsTouch,
     SupportsWriteExisting,
 )
 from satchel.locking import await_lock
+
+T = TypeVar("T")
+Twin = TypeVar("Twin", bound="ThreadedAsyncHandler")
 
 
 class ThreadedAsyncHandler(AsyncSessionHandler):
@@ -26,63 +28,101 @@ class ThreadedAsyncHandler(AsyncSessionHandler):
 
     Core wraps a driver that registered no async twin in it, and drivers whose
     client has no asyncio form subclass it for their own twin. The optional
-    capabilities (``touch``, ``lock``, ``write_existing``,
+    capabilities (``lock``, ``write_existing``,
     ``write_with_metadata``) exist on the twin exactly when the sync handler
-    has them, so core's capability checks see the truth.
+    has them, so core's capability checks see the truth: building a twin picks
+    (once per combination) a subclass that has just those methods.
+
+    A sync handler whose class sets ``runs_on_event_loop = True`` (its calls are
+    local and brief: a small file, process memory, nothing at all) is called
+    inline on the event loop instead, since handing such a call to a worker
+    thread costs more than the call itself; ``gc``, which may walk a whole
+    store, still runs in a worker thread.
     """
+
+    runs_on_event_loop: ClassVar[bool] = False
+    _variants: ClassVar[dict[tuple[type, frozenset[str], bool], type]] = {}
+
+    def __new__(cls: type[Twin], handler: SessionHandler, *args: Any, **kwargs: Any) -> Twin:
+        declared: type = getattr(cls, "_declared", cls)  # a variant built again: its own class
+        inline = bool(getattr(handler, "runs_on_event_loop", False))
+        present = frozenset(
+            name for name, capability in _CAPABILITIES.items() if isinstance(handler, capability)
+        )
+        key = (declared, present, inline)
+        variant = ThreadedAsyncHandler._variants.get(key)
+        if variant is None:
+            bases = [_MIXINS[name] for name in _CAPABILITIES if name in present]
+            if inline:
+                bases.insert(0, _Inline)
+            # A subclass goes first, so its own methods win over the mixins'.
+            order: tuple[type, ...] = (
+                (*bases, declared) if declared is ThreadedAsyncHandler else (declared, *bases)
+            )
+            namespace = {"__module__": declared.__module__, "_declared": declared}
+            variant = type(declared.__name__, order, namespace)
+            ThreadedAsyncHandler._variants[key] = variant
+        twin: Twin = object.__new__(variant)
+        return twin
 
     def __init__(self, handler: SessionHandler) -> None:
         self.handler = handler
         self.stores_in_cookie = bool(getattr(handler, "stores_in_cookie", False))
 
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run one sync call: in a worker thread here, inline on the loop for local drivers."""
+        return await asyncio.to_thread(function, *args)
+
     async def open(self, save_path: str, session_name: str) -> bool:
-        return await asyncio.to_thread(self.handler.open, save_path, session_name)
+        return await self._run(self.handler.open, save_path, session_name)
 
     async def close(self) -> bool:
-        return await asyncio.to_thread(self.handler.close)
+        return await self._run(self.handler.close)
 
     async def read(self, session_id: str) -> str:
-        return await asyncio.to_thread(self.handler.read, session_id)
+        return await self._run(self.handler.read, session_id)
 
     async def write(self, session_id: str, data: str) -> bool:
-        return await asyncio.to_thread(self.handler.write, session_id, data)
+        return await self._run(self.handler.write, session_id, data)
 
     async def destroy(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.handler.destroy, session_id)
+        return await self._run(self.handler.destroy, session_id)
 
     async def gc(self, lifetime: int) -> int:
+        # Always a worker thread: gc may walk the whole store.
         return await asyncio.to_thread(self.handler.gc, lifetime)
 
-    def __getattr__(self, name: str) -> Any:
-        # Optional capabilities exist on the twin exactly when the sync handler has them.
-        if name == "touch" and isinstance(self.handler, SupportsTouch):
-            return self._touch
-        if name == "write_with_metadata" and isinstance(self.handler, SupportsMetadata):
-            return self._write_with_metadata
-        if name == "lock" and isinstance(self.handler, SupportsLock):
-            return self._lock
-        if name == "write_existing" and isinstance(self.handler, SupportsWriteExisting):
-            return self._write_existing
-        raise AttributeError(name)
 
-    async def _write_existing(
+class _Inline(ThreadedAsyncHandler):
+    """Calls the sync handler on the event loop itself (``runs_on_event_loop``)."""
+
+    runs_on_event_loop = True
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        return function(*args)
+
+
+class _WriteExisting(ThreadedAsyncHandler):
+    async def write_existing(
         self, session_id: str, data: str, metadata: RequestMetadata | None = None
     ) -> bool:
-        assert isinstance(self.handler, SupportsWriteExisting)
-        return await asyncio.to_thread(self.handler.write_existing, session_id, data, metadata)
+        handler = self.handler
+        assert isinstance(handler, SupportsWriteExisting)
+        return await self._run(handler.write_existing, session_id, data, metadata)
 
-    async def _touch(self, session_id: str) -> bool:
-        assert isinstance(self.handler, SupportsTouch)
-        return await asyncio.to_thread(self.handler.touch, session_id)
 
-    async def _write_with_metadata(
+class _WriteWithMetadata(ThreadedAsyncHandler):
+    async def write_with_metadata(
         self, session_id: str, data: str, metadata: RequestMetadata
     ) -> bool:
-        assert isinstance(self.handler, SupportsMetadata)
-        return await asyncio.to_thread(self.handler.write_with_metadata, session_id, data, metadata)
+        handler = self.handler
+        assert isinstance(handler, SupportsMetadata)
+        return await self._run(handler.write_with_metadata, session_id, data, metadata)
 
+
+class _Lock(ThreadedAsyncHandler):
     @contextlib.asynccontextmanager
-    async def _lock(
+    async def lock(
         self, session_id: str, *, lock_seconds: float, wait_seconds: float
     ) -> AsyncIterator[None]:
         sync = self.handler
@@ -102,10 +142,23 @@ class ThreadedAsyncHandler(AsyncSessionHandler):
             return True
 
         async def try_acquire() -> bool:
-            return await asyncio.to_thread(try_once)
+            return await self._run(try_once)
 
         await await_lock(try_acquire, wait_seconds=wait_seconds, description="a session")
         try:
             yield
         finally:
-            await asyncio.to_thread(holder[0].__exit__, None, None, None)
+            await self._run(holder[0].__exit__, None, None, None)
+
+
+# Each optional capability of a sync handler, and the mixin that gives a twin its async form.
+_CAPABILITIES: dict[str, type] = {
+    "write_existing": SupportsWriteExisting,
+    "write_with_metadata": SupportsMetadata,
+    "lock": SupportsLock,
+}
+_MIXINS: dict[str, type[ThreadedAsyncHandler]] = {
+    "write_existing": _WriteExisting,
+    "write_with_metadata": _WriteWithMetadata,
+    "lock": _Lock,
+}

@@ -176,7 +176,7 @@ def threaded_twin(factory: Callable[[SessionConfig], SessionHandler]) -> AsyncHa
     """The async factory that runs ``factory``'s sync handler in worker threads.
 
     For a client library with no asyncio form; :class:`ThreadedAsyncHandler`
-    carries over the optional capabilities (``touch``, ``lock``, ...). Core
+    carries over the optional capabilities (``lock``, ``write_existing``, ...). Core
     does the same for a driver registered without an async factory.
     """
 

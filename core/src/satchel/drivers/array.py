@@ -23,6 +23,7 @@ class ArraySessionHandler(SessionHandler):
     """In-memory sessions that honour the lifetime, with an in-process lock for blocking."""
 
     process_local = True  # no other application can reach this store
+    runs_on_event_loop = True  # a dict lookup: no worker thread for the async twin
 
     def __init__(self, lifetime_seconds: int, clock: Callable[[], float] = time.time) -> None:
         self.lifetime_seconds = lifetime_seconds
@@ -55,14 +56,6 @@ class ArraySessionHandler(SessionHandler):
             if entry is None or entry.written_at < self.clock() - self.lifetime_seconds:
                 return False
             self._entries[session_id] = _Entry(data, self.clock())
-        return True
-
-    def touch(self, session_id: str) -> bool:
-        with self._mutex:
-            entry = self._entries.get(session_id)
-            if entry is None:
-                return False
-            entry.written_at = self.clock()
         return True
 
     def destroy(self, session_id: str) -> bool:

@@ -19,6 +19,7 @@ class CookieSessionHandler(SessionHandler):
     """The marker handler of the cookie driver: no server-side storage at all."""
 
     stores_in_cookie = True
+    runs_on_event_loop = True  # nothing to wait for: no worker thread for the async twin
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> CookieSessionHandler:

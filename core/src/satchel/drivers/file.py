@@ -8,8 +8,8 @@ import fcntl
 import logging
 import os
 import re
+import secrets
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +24,15 @@ logger = logging.getLogger("satchel")
 
 # The only names the driver writes, and so the only ones gc ever removes: a
 # session file (the SHA-256 hex digest core hands drivers), its lock file, and
-# the temporary file of a write in progress (``mkstemp``'s: the writer's pid,
-# then eight random characters). An id of any other shape never becomes a path.
+# the temporary file of a write in progress (the writer's pid, then eight random
+# characters). An id of any other shape never becomes a path.
 TEMP_PREFIX = ".tmp-"
 LOCK_PREFIX = ".lock-"
 _SESSION_NAME = re.compile(r"[0-9a-f]{64}")
 _LOCK_NAME = re.compile(re.escape(LOCK_PREFIX) + r"([0-9a-f]{64})")
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-[a-z0-9_]{8}")
 STALE_TEMP_SECONDS = 3600
+_TEMP_ATTEMPTS = 100
 # Every open in the folder: never through a symbolic link planted there, and
 # never stuck on a FIFO planted there.
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -108,8 +109,13 @@ class FileSessionHandler(SessionHandler):
     with the session (``destroy``, gc).
     """
 
+    # A session file is small and local: the async twin reads and writes it on the
+    # event loop, where a worker-thread hop would cost more than the file I/O.
+    runs_on_event_loop = True
+
     def __init__(self, folder: str | os.PathLike[str], lifetime_seconds: int) -> None:
         self.folder = Path(folder)
+        self._prefix = os.path.join(self.folder, "")
         self.lifetime_seconds = lifetime_seconds
         self._ready = _check_folder(self.folder)
 
@@ -131,10 +137,10 @@ class FileSessionHandler(SessionHandler):
             raise self._error(f"cannot create the sessions folder: {exc.strerror or exc}") from exc
         self._ready = True
 
-    def _path(self, session_id: str) -> Path | None:
+    def _path(self, session_id: str) -> str | None:
         if not _SESSION_NAME.fullmatch(session_id):
             return None
-        return self.folder / session_id
+        return self._prefix + session_id  # a plain string: no Path built per request
 
     def _lock_path(self, session_id: str) -> Path:
         return self.folder / f"{LOCK_PREFIX}{session_id}"
@@ -163,14 +169,15 @@ class FileSessionHandler(SessionHandler):
             return ""
         fd, info = opened
         try:
-            with os.fdopen(fd, "r", encoding="utf-8") as stream:
-                if info.st_mtime < time.time() - self.lifetime_seconds:
-                    return ""
-                return stream.read()
+            if info.st_mtime < time.time() - self.lifetime_seconds:
+                return ""
+            return _read_all(fd, info.st_size).decode("utf-8")
         except UnicodeDecodeError:
             return ""  # not ours; core treats "" as no session
         except OSError as exc:
             raise self._error(f"cannot read a session file: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
     def write(self, session_id: str, data: str) -> bool:
         path = self._path(session_id)
@@ -179,12 +186,11 @@ class FileSessionHandler(SessionHandler):
         self._ensure_folder()
         temp_name: str | None = None
         try:
-            # mkstemp opens with O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600. The writer's
-            # pid in the name lets gc clear what a killed writer left.
-            prefix = f"{TEMP_PREFIX}{os.getpid()}-"
-            fd, temp_name = tempfile.mkstemp(prefix=prefix, dir=self.folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                stream.write(data)
+            fd, temp_name = create_temp_file(self.folder)
+            try:
+                _write_all(fd, data.encode("utf-8"))
+            finally:
+                os.close(fd)
             # rename replaces whatever has the name, a planted link included, never its target.
             os.replace(temp_name, path)
             temp_name = None
@@ -200,7 +206,7 @@ class FileSessionHandler(SessionHandler):
                     os.unlink(temp_name)
         return True
 
-    def _stored(self, path: Path) -> os.stat_result | None:
+    def _stored(self, path: str | Path) -> os.stat_result | None:
         """The session file's status, or None when no plain file is stored there."""
         try:
             info = os.lstat(path)
@@ -210,7 +216,7 @@ class FileSessionHandler(SessionHandler):
             raise self._error(f"cannot check a session file: {exc.strerror or exc}") from exc
         return info if stat.S_ISREG(info.st_mode) else None
 
-    def _is_live(self, path: Path) -> bool:
+    def _is_live(self, path: str) -> bool:
         info = self._stored(path)
         return info is not None and info.st_mtime >= time.time() - self.lifetime_seconds
 
@@ -227,26 +233,6 @@ class FileSessionHandler(SessionHandler):
                 return False
             return self.write(session_id, data)
 
-    def touch(self, session_id: str) -> bool:
-        path = self._path(session_id)
-        if path is None:
-            return False
-        try:
-            opened = _open_plain_file(path, os.O_RDONLY)
-            if opened is None:
-                return False
-            fd, _ = opened
-            try:
-                os.utime(fd)
-            finally:
-                os.close(fd)
-        except _NotAFile:
-            self._warn_not_a_file(session_id, "session file")
-            return False
-        except OSError as exc:
-            raise self._error(f"cannot touch a session file: {exc.strerror or exc}") from exc
-        return True
-
     def destroy(self, session_id: str) -> bool:
         path = self._path(session_id)
         if path is None:
@@ -259,7 +245,8 @@ class FileSessionHandler(SessionHandler):
         # late save cannot bring it back; the lock file goes with it on the way out.
         with self._flocked(session_id, create=stored):
             try:
-                path.unlink(missing_ok=True)  # a planted link goes, never its target
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # a planted link goes, never its target
             except OSError as exc:
                 raise self._error(f"cannot delete a session file: {exc.strerror or exc}") from exc
         return True
@@ -412,7 +399,41 @@ class FileSessionHandler(SessionHandler):
             return True
 
 
-def _open_plain_file(path: Path, flags: int) -> tuple[int, os.stat_result] | None:
+def create_temp_file(folder: Path) -> tuple[int, str]:
+    """A new temporary file in ``folder`` for a write: its descriptor and path.
+
+    Opened with ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600, so it is always a
+    new plain file of this process, never a link or file someone planted. The
+    writer's pid in the name lets gc clear what a killed writer left.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(_TEMP_ATTEMPTS):
+        name = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue  # taken by another writer this very moment: draw again
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder))
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Everything in the file open as ``fd``, which ``fstat`` gave ``size`` bytes."""
+    data = os.read(fd, size + 1)  # one more, so a file grown since is seen to be
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _open_plain_file(path: str | Path, flags: int) -> tuple[int, os.stat_result] | None:
     """Open ``path`` without following a link: its descriptor and status, or None if absent.
 
     Raises :class:`_NotAFile` for a symbolic link or anything but a plain file.

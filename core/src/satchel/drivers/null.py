@@ -10,6 +10,7 @@ class NullSessionHandler(SessionHandler):
     """Reads nothing, keeps nothing; for apps and tests that want no session state."""
 
     process_local = True  # nothing is stored, so nothing is shared
+    runs_on_event_loop = True  # nothing to wait for: no worker thread for the async twin
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> NullSessionHandler:

@@ -1,25 +1,26 @@
 """satchel's conformance suite for drivers, and helpers for tests that need real servers.
 
-A driver package runs the suite against its handler with a few lines::
+A driver package runs the suite against its handlers with one class::
 
     import pytest
-    from satchel.testing import HandlerConformance
+    from satchel.testing import DriverConformance
 
-    class TestMongoConformance(HandlerConformance):
+    class TestMongoConformance(DriverConformance):
         @pytest.fixture
         def satchel_handler_factory(self):
             return MongoSessionHandler.from_config
 
         @pytest.fixture
+        def satchel_async_handler_factory(self):
+            return AsyncMongoSessionHandler.from_config
+
+        @pytest.fixture
         def satchel_base_config(self, mongo_url):
             return {"driver": "mongo", "connection": mongo_url}
 
-Add :class:`AsyncHandlerConformance` for an async twin,
-:class:`LockConformance` / :class:`AsyncLockConformance` for a driver that
-can lock, :class:`TouchConformance` / :class:`AsyncTouchConformance` for one
-that can ``touch`` and
-:class:`WriteExistingConformance` / :class:`AsyncWriteExistingConformance`
-for one with ``write_existing``.
+It runs every test the driver's capabilities allow (:data:`SYNC`,
+:data:`ASYNC`, :data:`LOCK`, :data:`WRITE_EXISTING`), detected from the
+handlers; declare ``capabilities = {SYNC, LOCK, ...}`` on the class to pin them.
 
 The reliability suite (:mod:`satchel.testing.reliability`) runs on a
 ``SessionManager`` rather than a handler: :class:`ResurrectionConformance`
@@ -36,17 +37,25 @@ lose no write with ``block`` or ``merge_on_save``), driven by a
                 return SessionManager(SessionConfig.from_dict(config), clock=clock)
 
             return make
+
+It runs on pytest: ``pip install "satchel[testing]"``.
 """
 
+try:
+    import pytest  # noqa: F401  # the kit's fixtures and tests are pytest's
+except ImportError as missing:
+    raise ImportError(
+        'satchel.testing runs on pytest, which is not installed: pip install "satchel[testing]"'
+    ) from missing
+
 from satchel.testing.conformance import (
-    AsyncHandlerConformance,
-    AsyncLockConformance,
-    AsyncTouchConformance,
-    AsyncWriteExistingConformance,
-    HandlerConformance,
-    LockConformance,
-    TouchConformance,
-    WriteExistingConformance,
+    ASYNC,
+    CAPABILITIES,
+    LOCK,
+    SYNC,
+    WRITE_EXISTING,
+    DriverConformance,
+    MovingClock,
     new_storage_id,
 )
 from satchel.testing.reliability import (
@@ -63,17 +72,16 @@ from satchel.testing.services import (
 )
 
 __all__ = [
-    "AsyncHandlerConformance",
-    "AsyncLockConformance",
+    "ASYNC",
+    "CAPABILITIES",
+    "LOCK",
+    "SYNC",
+    "WRITE_EXISTING",
     "AsyncResurrectionConformance",
-    "AsyncTouchConformance",
-    "AsyncWriteExistingConformance",
     "ConcurrencyConformance",
-    "HandlerConformance",
-    "LockConformance",
+    "DriverConformance",
+    "MovingClock",
     "ResurrectionConformance",
-    "TouchConformance",
-    "WriteExistingConformance",
     "free_port",
     "new_storage_id",
     "required_services",

@@ -1,19 +1,18 @@
 """The driver conformance suite: every driver passes these tests.
 
-Subclass the classes below in a ``Test…`` class and provide the fixtures:
+Subclass :class:`DriverConformance` once in a ``Test…`` class and provide the fixtures:
 
-* ``satchel_handler_factory`` (required): ``factory(config) -> SessionHandler``;
-* ``satchel_async_handler_factory`` (for :class:`AsyncHandlerConformance`):
-  ``factory(config) -> AsyncSessionHandler``, called inside the running event loop;
+* ``satchel_handler_factory``: ``factory(config) -> SessionHandler``, for a driver
+  with a synchronous handler;
+* ``satchel_async_handler_factory``: ``factory(config) -> AsyncSessionHandler``,
+  called inside the running event loop, for a driver with an async twin;
 * ``satchel_base_config`` (optional): a mapping of config keys the driver
-  needs (``driver``, ``connection``, ``options``, …).
+  needs (``driver``, ``connection``, ``options``, …);
+* ``satchel_clock`` (optional): a :class:`MovingClock` the factories hand their
+  handlers, for a driver that can take one, so expiry is tested without sleeping.
 
-Set ``gc_removes_expired = False`` on the class when the store expires
-sessions itself and ``gc`` returns 0 (Redis, memcached): the suite then checks
-that an idle session is gone without counting it. Set ``keeps_nothing = True``
-for a driver that stores nothing by design (``null``): every read is then
-expected to be ``""`` and the rest of the contract (writes, destroys and gc
-succeed, no error, no code run) still holds.
+The suite runs what the driver's capabilities allow (see
+:class:`DriverConformance`).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import pickle
 import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
@@ -35,12 +34,11 @@ from satchel.errors import LockTimeout, SessionTooLarge
 from satchel.handler import (
     AsyncSessionHandler,
     AsyncSupportsLock,
-    AsyncSupportsTouch,
     AsyncSupportsWriteExisting,
     SessionHandler,
     SupportsLock,
-    SupportsTouch,
     SupportsWriteExisting,
+    supports,
 )
 from satchel.ids import generate_id
 from satchel.manager import SessionManager
@@ -55,18 +53,40 @@ ONE_MEGABYTE = 1024 * 1024
 PAYLOAD_LIMIT = 8 * 1024  # max_payload_bytes in the size tests
 SHORT_LIFETIME_SECONDS = 1
 IDLE_SLEEP_SECONDS = 2.2  # past a 1-second lifetime even for stores that keep whole seconds
-# touch: a session of a 4-second lifetime is touched 2.5 s after its write and read
-# 3 s later, past its first expiry even where a whole-second store clock adds a
-# second (memcached), and 1.5 s inside the expiry the touch gave it.
-TOUCH_LIFETIME_SECONDS = 4
-TOUCH_AFTER_SECONDS = 2.5
-READ_AFTER_TOUCH_SECONDS = 3.0
+# gc counts in seconds: a session idle half a second is within gc(6), and past
+# what gc would keep if it took the 6 as minutes (0.1 s).
+GC_LIFETIME_SECONDS = 6
+GC_IDLE_SECONDS = 0.5
+# An overwrite: a session of a 4-second lifetime is written again 2.5 s after its
+# first write and read 3 s later, past its first expiry even where a whole-second
+# store clock adds a second (memcached), and 1.5 s inside the expiry the rewrite gave it.
+OVERWRITE_LIFETIME_SECONDS = 4
+OVERWRITE_AFTER_SECONDS = 2.5
+READ_AFTER_OVERWRITE_SECONDS = 3.0
 # A dead holder's lock: taken for DEAD_HOLDER_LOCK_SECONDS, it must keep others out
 # for nearly that long, and let them in soon after (a store whose clock ticks in
 # whole seconds may round the expiry up by a second, and a loaded machine polls late).
 DEAD_HOLDER_LOCK_SECONDS = 1.0
 DEAD_HOLDER_EARLIEST_SECONDS = 0.9 * DEAD_HOLDER_LOCK_SECONDS
 DEAD_HOLDER_LATEST_SECONDS = DEAD_HOLDER_LOCK_SECONDS + 2.0
+
+
+class MovingClock:
+    """Real time, plus however far the suite moved it forward.
+
+    Hand it to the handlers a factory builds (for a driver that takes a clock):
+    the expiry tests then move it instead of sleeping, while locks taken on it
+    still expire in real time.
+    """
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+    def advance(self, seconds: float) -> None:
+        self.ahead += seconds
 
 
 def new_storage_id() -> str:
@@ -138,48 +158,219 @@ def check_a_planted_pickle_is_ignored(
     assert manager.start(session.id).get("fresh") == 1
 
 
-class _ConfigFixtures:
+SYNC = "sync"
+"""The driver has a synchronous handler (the ``satchel_handler_factory`` fixture)."""
+ASYNC = "async"
+"""The driver has an async twin (the ``satchel_async_handler_factory`` fixture)."""
+LOCK = "lock"
+"""The handler can lock (:class:`~satchel.handler.SupportsLock`), for session blocking."""
+WRITE_EXISTING = "write_existing"
+"""The handler can write only over a record that still exists
+(:class:`~satchel.handler.SupportsWriteExisting`)."""
+CAPABILITIES = frozenset({SYNC, ASYNC, LOCK, WRITE_EXISTING})
+
+_TestFunction = TypeVar("_TestFunction", bound=Callable[..., None])
+_DECLARATION_CHECK = "test_the_driver_has_the_declared_capabilities"
+
+
+def _needs(capability: str) -> Callable[[_TestFunction], _TestFunction]:
+    """Mark a test as one that applies only to a driver with ``capability``."""
+
+    def mark(test: _TestFunction) -> _TestFunction:
+        test.satchel_needs = capability  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
+def _needed_by(name: str, test: object) -> frozenset[str]:
+    """The capabilities the test ``name`` applies to: its kind of handler, and any it is marked with."""
+    kind = ASYNC if name.startswith("test_async_") else SYNC
+    extra = getattr(test, "satchel_needs", None)
+    if name == _DECLARATION_CHECK:
+        return frozenset()
+    return frozenset({kind} if extra is None else {kind, extra})
+
+
+# The capabilities found per test class (building a handler for each test would be slow).
+_detected_capabilities: dict[type, frozenset[str]] = {}
+
+
+class DriverConformance:
+    """The contract a driver keeps: subclass it once per driver (or driver setup).
+
+    It runs every test the driver's capabilities allow: the synchronous tests
+    when ``satchel_handler_factory`` gives a factory, the async ones when
+    ``satchel_async_handler_factory`` does, and the lock and ``write_existing``
+    tests when the handler has them (found with :func:`satchel.handler.supports`).
+    A test whose capability the driver lacks is skipped as "not applicable".
+
+    Declare ``capabilities`` (a set of :data:`SYNC`, :data:`ASYNC`, :data:`LOCK`,
+    :data:`WRITE_EXISTING`) to pin them down: the tests of any other capability are
+    then not collected, and ``test_the_driver_has_the_declared_capabilities`` checks
+    that the handlers have exactly the ones declared.
+
+    Attributes:
+        capabilities: The capabilities the driver declares, or ``None`` to detect them.
+        gc_removes_expired: ``False`` when the store expires sessions itself and
+            ``gc`` returns 0 (Redis, memcached): the suite then checks that an idle
+            session is gone without counting it.
+        keeps_nothing: ``True`` for a driver that stores nothing by design
+            (``null``): every read is then expected to be ``""``, and the rest of
+            the contract (writes, destroys and gc succeed, no error, no code run) holds.
+    """
+
+    capabilities: ClassVar[frozenset[str] | set[str] | None] = None
+    gc_removes_expired: ClassVar[bool] = True
     keeps_nothing: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.capabilities
+        if declared is not None and not set(declared) <= CAPABILITIES:
+            unknown = ", ".join(sorted(set(declared) - CAPABILITIES))
+            raise TypeError(f"{cls.__name__} declares unknown capabilities: {unknown}")
+        for name, test in vars(DriverConformance).items():
+            if not name.startswith("test_") or name in cls.__dict__:
+                continue
+            if declared is None:
+                wanted = name != _DECLARATION_CHECK
+            else:
+                wanted = _needed_by(name, test) <= set(declared)
+            # A test attribute that is not callable is not collected.
+            setattr(cls, name, test if wanted else None)
+
+    @pytest.fixture
+    def satchel_handler_factory(self) -> SyncFactory | None:
+        """``factory(config) -> SessionHandler``; override it for a driver with a sync handler."""
+        return None
+
+    @pytest.fixture
+    def satchel_async_handler_factory(self) -> AsyncFactory | None:
+        """``factory(config) -> AsyncSessionHandler``, called inside the running event loop;
+        override it for a driver with an async twin."""
+        return None
 
     @pytest.fixture
     def satchel_base_config(self) -> Mapping[str, Any]:
         """Config keys the driver needs; override in the subclass."""
         return {}
 
+    @pytest.fixture
+    def satchel_clock(self) -> MovingClock | None:
+        """A :class:`MovingClock` the factories hand their handlers, for a driver that
+        takes one: the suite then moves it instead of sleeping. ``None``: it sleeps."""
+        return None
+
     def kept(self, data: str) -> str:
         """What a read gives back after ``data`` was written: ``data``, or ``""``
         for a driver that keeps nothing (``keeps_nothing = True``)."""
         return "" if self.keeps_nothing else data
 
-
-class HandlerConformance(_ConfigFixtures):
-    """The contract every synchronous :class:`~satchel.SessionHandler` keeps."""
-
-    gc_removes_expired: ClassVar[bool] = True
+    @pytest.fixture
+    def pass_time(self, satchel_clock: MovingClock | None) -> Callable[[float], None]:
+        """Let ``seconds`` pass: on the moving clock when there is one, else asleep."""
+        if self.keeps_nothing:
+            return lambda seconds: None  # nothing stored, nothing to expire: no need to wait
+        return time.sleep if satchel_clock is None else satchel_clock.advance
 
     @pytest.fixture
-    def satchel_handler_factory(self) -> SyncFactory:
-        pytest.fail("provide the satchel_handler_factory fixture in your test class", pytrace=False)
+    def async_pass_time(
+        self, satchel_clock: MovingClock | None, pass_time: Callable[[float], None]
+    ) -> Callable[[float], Awaitable[None]]:
+        """The async form of ``pass_time``."""
+
+        async def advance(seconds: float) -> None:
+            pass_time(seconds)
+
+        return asyncio.sleep if satchel_clock is None and not self.keeps_nothing else advance
 
     @pytest.fixture
     def make_handler(
-        self, satchel_handler_factory: SyncFactory, satchel_base_config: Mapping[str, Any]
+        self, satchel_handler_factory: SyncFactory | None, satchel_base_config: Mapping[str, Any]
     ) -> Iterator[Callable[..., SessionHandler]]:
         """Build a handler from the base config plus overrides; closes them all afterwards."""
         made: list[SessionHandler] = []
 
         def make(**overrides: Any) -> SessionHandler:
+            assert satchel_handler_factory is not None
             handler = satchel_handler_factory(_config(satchel_base_config, **overrides))
             made.append(handler)
             return handler
 
         yield make
         for handler in made:
-            handler.close()
+            assert handler.close() is True
 
     @pytest.fixture
     def handler(self, make_handler: Callable[..., SessionHandler]) -> SessionHandler:
         return make_handler()
+
+    @pytest.fixture
+    def run_with_handler(
+        self,
+        satchel_async_handler_factory: AsyncFactory | None,
+        satchel_base_config: Mapping[str, Any],
+    ) -> Callable[..., Any]:
+        """Run ``body(handler)`` in a fresh event loop with a handler built inside it."""
+
+        def run(
+            body: Callable[[AsyncSessionHandler], Coroutine[Any, Any, T]], **overrides: Any
+        ) -> T:
+            async def main() -> T:
+                assert satchel_async_handler_factory is not None
+                handler = satchel_async_handler_factory(_config(satchel_base_config, **overrides))
+                try:
+                    return await body(handler)
+                finally:
+                    assert await handler.close() is True
+
+            return _run(main())
+
+        return run
+
+    def _detect(self, request: pytest.FixtureRequest) -> frozenset[str]:
+        """The capabilities the driver's handlers have (found once per test class)."""
+        found = _detected_capabilities.get(type(self))
+        if found is not None:
+            return found
+        capabilities: set[str] = set()
+        if request.getfixturevalue("satchel_handler_factory") is not None:
+            capabilities.add(SYNC)
+            handler = request.getfixturevalue("make_handler")()
+            capabilities |= {LOCK} if supports(handler, SupportsLock) else set()
+            if supports(handler, SupportsWriteExisting):
+                capabilities.add(WRITE_EXISTING)
+        if request.getfixturevalue("satchel_async_handler_factory") is not None:
+            capabilities.add(ASYNC)
+
+            async def twin_capabilities(twin: AsyncSessionHandler) -> set[str]:
+                found = {LOCK} if supports(twin, AsyncSupportsLock) else set()
+                return found | (
+                    {WRITE_EXISTING} if supports(twin, AsyncSupportsWriteExisting) else set()
+                )
+
+            twin = request.getfixturevalue("run_with_handler")(twin_capabilities)
+            capabilities |= twin if SYNC not in capabilities else set()
+        found = _detected_capabilities[type(self)] = frozenset(capabilities)
+        return found
+
+    @pytest.fixture(autouse=True)
+    def _skip_what_does_not_apply(
+        self, request: pytest.FixtureRequest, satchel_base_config: Mapping[str, Any]
+    ) -> None:
+        # Asks for the base config by name, so a parametrized one (a URL per server)
+        # is parametrized for every test, the capability check included.
+        name = request.function.__name__
+        if name not in vars(DriverConformance):
+            return  # a test of the subclass's own
+        missing = _needed_by(name, request.function) - self._detect(request)
+        if missing:
+            pytest.skip(f"not applicable: the driver has no {' or '.join(sorted(missing))}")
+
+    def test_the_driver_has_the_declared_capabilities(self, request: pytest.FixtureRequest) -> None:
+        assert self.capabilities is not None
+        assert self._detect(request) == set(self.capabilities)
 
     def test_open_and_close_succeed(self, handler: SessionHandler) -> None:
         assert handler.open("", "satchel_session") is True
@@ -239,12 +430,12 @@ class HandlerConformance(_ConfigFixtures):
         assert handler.read(key) == self.kept("fresh")
 
     def test_gc_removes_only_idle_sessions(
-        self, make_handler: Callable[..., SessionHandler]
+        self, make_handler: Callable[..., SessionHandler], pass_time: Callable[[float], None]
     ) -> None:
         handler = make_handler(lifetime=SHORT_LIFETIME_SECONDS / 60)
         idle, live = new_storage_id(), new_storage_id()
         handler.write(idle, "idle")
-        time.sleep(IDLE_SLEEP_SECONDS)
+        pass_time(IDLE_SLEEP_SECONDS)
         handler.write(live, "live")
         removed = handler.gc(SHORT_LIFETIME_SECONDS)
         if self.gc_removes_expired:
@@ -349,42 +540,61 @@ class HandlerConformance(_ConfigFixtures):
             fresh.save()
         assert handler.read(manager.storage_key(fresh.id)) == ""
 
+    def test_gc_counts_the_lifetime_in_seconds(
+        self, handler: SessionHandler, pass_time: Callable[[float], None]
+    ) -> None:
+        """``gc(lifetime)`` takes seconds: a session idle longer than ``lifetime / 60``
+        seconds, but well within ``lifetime``, stays."""
+        key = new_storage_id()
+        handler.write(key, "idle a little")
+        pass_time(GC_IDLE_SECONDS)
+        handler.gc(GC_LIFETIME_SECONDS)
+        assert handler.read(key) == self.kept("idle a little")
 
-def nested_payload(levels: int, now: float) -> str:
-    """A stored payload whose value ``deep`` is ``levels`` lists, one inside the other."""
-    deep = "[" * levels + "]" * levels
-    return dumps(Envelope(values={}, created=now, last_activity=now), f'{{"deep":{deep}}}')
+    def test_read_honours_the_lifetime_without_gc(
+        self, make_handler: Callable[..., SessionHandler], pass_time: Callable[[float], None]
+    ) -> None:
+        handler = make_handler(lifetime=SHORT_LIFETIME_SECONDS / 60)
+        key = new_storage_id()
+        handler.write(key, "idle")
+        pass_time(IDLE_SLEEP_SECONDS)
+        assert handler.read(key) == ""
 
+    def test_an_overwrite_restarts_the_lifetime(
+        self, make_handler: Callable[..., SessionHandler], pass_time: Callable[[float], None]
+    ) -> None:
+        """Core keeps an active session alive by writing it again: a session lives
+        ``lifetime`` past its last write, not its first."""
+        handler = make_handler(lifetime=OVERWRITE_LIFETIME_SECONDS / 60)
+        key, left = new_storage_id(), new_storage_id()
+        handler.write(key, "first")
+        handler.write(left, "left alone")
+        pass_time(OVERWRITE_AFTER_SECONDS)
+        handler.write(key, "second")
+        pass_time(READ_AFTER_OVERWRITE_SECONDS)
+        assert handler.read(left) == ""  # the wait did pass the first expiry
+        assert handler.read(key) == self.kept("second")
 
-class TouchConformance(_ConfigFixtures):
-    """For a handler with ``touch``: it extends the expiry without rewriting."""
+    def test_destroy_after_a_read_removes_the_session(self, handler: SessionHandler) -> None:
+        key = new_storage_id()
+        handler.write(key, "read, then ended")
+        assert handler.read(key) == self.kept("read, then ended")
+        assert handler.destroy(key) is True
+        assert handler.read(key) == ""
 
-    def test_handler_supports_touch(self, handler: SessionHandler) -> None:
-        assert isinstance(handler, SupportsTouch)
-
-    def test_touch_of_a_missing_id_is_harmless(self, handler: SessionHandler) -> None:
-        assert isinstance(handler, SupportsTouch)
-        handler.touch(new_storage_id())
-
-    def test_touch_extends_the_expiry(self, make_handler: Callable[..., SessionHandler]) -> None:
-        handler = make_handler(lifetime=TOUCH_LIFETIME_SECONDS / 60)
-        assert isinstance(handler, SupportsTouch)
-        key, untouched = new_storage_id(), new_storage_id()
-        handler.write(key, "kept alive")
-        handler.write(untouched, "left alone")
-        time.sleep(TOUCH_AFTER_SECONDS)
-        assert handler.touch(key) is True
-        time.sleep(READ_AFTER_TOUCH_SECONDS)
-        assert handler.read(untouched) == ""  # the wait did pass the first expiry
-        assert handler.read(key) == "kept alive"
-
-
-class WriteExistingConformance(_ConfigFixtures):
-    """For a handler with ``write_existing``: it writes only over a record that still exists."""
-
-    def test_handler_supports_write_existing(self, handler: SessionHandler) -> None:
+    @_needs(WRITE_EXISTING)
+    def test_write_existing_over_an_expired_record_writes_nothing(
+        self, make_handler: Callable[..., SessionHandler], pass_time: Callable[[float], None]
+    ) -> None:
+        handler = make_handler(lifetime=SHORT_LIFETIME_SECONDS / 60)
         assert isinstance(handler, SupportsWriteExisting)
+        key = new_storage_id()
+        handler.write(key, "logged in")
+        pass_time(IDLE_SLEEP_SECONDS)
+        assert handler.write_existing(key, "back after it expired?") is False
+        assert handler.read(key) == ""
 
+    @_needs(WRITE_EXISTING)
     def test_write_existing_updates_a_live_record(self, handler: SessionHandler) -> None:
         assert isinstance(handler, SupportsWriteExisting)
         key = new_storage_id()
@@ -392,12 +602,14 @@ class WriteExistingConformance(_ConfigFixtures):
         assert handler.write_existing(key, "second") is True
         assert handler.read(key) == "second"
 
+    @_needs(WRITE_EXISTING)
     def test_write_existing_never_creates_a_record(self, handler: SessionHandler) -> None:
         assert isinstance(handler, SupportsWriteExisting)
         key = new_storage_id()
         assert handler.write_existing(key, "resurrected?") is False
         assert handler.read(key) == ""
 
+    @_needs(WRITE_EXISTING)
     def test_write_existing_after_destroy_writes_nothing(self, handler: SessionHandler) -> None:
         assert isinstance(handler, SupportsWriteExisting)
         key = new_storage_id()
@@ -406,35 +618,7 @@ class WriteExistingConformance(_ConfigFixtures):
         assert handler.write_existing(key, "logged in, again?") is False
         assert handler.read(key) == ""
 
-
-class AsyncWriteExistingConformance(_ConfigFixtures):
-    """For an async handler with ``write_existing`` (use with :class:`AsyncHandlerConformance`)."""
-
-    def test_async_write_existing_writes_only_over_a_live_record(
-        self, run_with_handler: Callable[..., Any]
-    ) -> None:
-        async def body(handler: AsyncSessionHandler) -> None:
-            assert isinstance(handler, AsyncSupportsWriteExisting)
-            live, missing, ended = new_storage_id(), new_storage_id(), new_storage_id()
-            await handler.write(live, "first")
-            assert await handler.write_existing(live, "second") is True
-            assert await handler.read(live) == "second"
-            assert await handler.write_existing(missing, "resurrected?") is False
-            assert await handler.read(missing) == ""
-            await handler.write(ended, "logged in")
-            await handler.destroy(ended)
-            assert await handler.write_existing(ended, "logged in, again?") is False
-            assert await handler.read(ended) == ""
-
-        run_with_handler(body)
-
-
-class LockConformance(_ConfigFixtures):
-    """For a handler that locks: exclusion, timeouts, expiry and safe release."""
-
-    def test_handler_supports_lock(self, handler: SessionHandler) -> None:
-        assert isinstance(handler, SupportsLock)
-
+    @_needs(LOCK)
     def test_lock_can_be_taken_again_after_release(self, handler: SessionHandler) -> None:
         assert isinstance(handler, SupportsLock)
         key = new_storage_id()
@@ -443,6 +627,7 @@ class LockConformance(_ConfigFixtures):
         with handler.lock(key, lock_seconds=5, wait_seconds=0.5):
             pass
 
+    @_needs(LOCK)
     def test_a_held_lock_makes_others_time_out(self, handler: SessionHandler) -> None:
         assert isinstance(handler, SupportsLock)
         key = new_storage_id()
@@ -455,6 +640,7 @@ class LockConformance(_ConfigFixtures):
             with handler.lock(new_storage_id(), lock_seconds=10, wait_seconds=0.5):
                 pass
 
+    @_needs(LOCK)
     def test_waiter_gets_the_lock_once_released(self, handler: SessionHandler) -> None:
         assert isinstance(handler, SupportsLock)
         key = new_storage_id()
@@ -475,6 +661,7 @@ class LockConformance(_ConfigFixtures):
         thread.join()
         assert order == ["holder done", "waiter in"]
 
+    @_needs(LOCK)
     def test_lock_of_a_dead_holder_expires(self, handler: SessionHandler) -> None:
         assert isinstance(handler, SupportsLock)
         key = new_storage_id()
@@ -485,6 +672,7 @@ class LockConformance(_ConfigFixtures):
             waited = time.monotonic() - started
         _assert_waited_for_the_dead_holder(waited)
 
+    @_needs(LOCK)
     def test_expired_holder_never_releases_the_next_holders_lock(
         self, handler: SessionHandler
     ) -> None:
@@ -496,38 +684,6 @@ class LockConformance(_ConfigFixtures):
             first.__exit__(None, None, None)  # the late first holder lets go
             with pytest.raises(LockTimeout), handler.lock(key, lock_seconds=5, wait_seconds=0.3):
                 pass
-
-
-class AsyncHandlerConformance(_ConfigFixtures):
-    """The contract every :class:`~satchel.AsyncSessionHandler` keeps."""
-
-    gc_removes_expired: ClassVar[bool] = True
-
-    @pytest.fixture
-    def satchel_async_handler_factory(self) -> AsyncFactory:
-        pytest.fail(
-            "provide the satchel_async_handler_factory fixture in your test class", pytrace=False
-        )
-
-    @pytest.fixture
-    def run_with_handler(
-        self, satchel_async_handler_factory: AsyncFactory, satchel_base_config: Mapping[str, Any]
-    ) -> Callable[..., Any]:
-        """Run ``body(handler)`` in a fresh event loop with a handler built inside it."""
-
-        def run(
-            body: Callable[[AsyncSessionHandler], Coroutine[Any, Any, T]], **overrides: Any
-        ) -> T:
-            async def main() -> T:
-                handler = satchel_async_handler_factory(_config(satchel_base_config, **overrides))
-                try:
-                    return await body(handler)
-                finally:
-                    await handler.close()
-
-            return _run(main())
-
-        return run
 
     def test_async_open_and_close_succeed(self, run_with_handler: Callable[..., Any]) -> None:
         async def body(handler: AsyncSessionHandler) -> None:
@@ -563,12 +719,14 @@ class AsyncHandlerConformance(_ConfigFixtures):
         run_with_handler(body)
 
     def test_async_gc_removes_only_idle_sessions(
-        self, run_with_handler: Callable[..., Any]
+        self,
+        run_with_handler: Callable[..., Any],
+        async_pass_time: Callable[[float], Awaitable[None]],
     ) -> None:
         async def body(handler: AsyncSessionHandler) -> None:
             idle, live = new_storage_id(), new_storage_id()
             await handler.write(idle, "idle")
-            await asyncio.sleep(IDLE_SLEEP_SECONDS)
+            await async_pass_time(IDLE_SLEEP_SECONDS)
             await handler.write(live, "live")
             removed = await handler.gc(SHORT_LIFETIME_SECONDS)
             assert removed >= 1 if self.gc_removes_expired else removed == 0
@@ -588,10 +746,98 @@ class AsyncHandlerConformance(_ConfigFixtures):
 
         run_with_handler(body)
 
+    def test_async_gc_counts_the_lifetime_in_seconds(
+        self,
+        run_with_handler: Callable[..., Any],
+        async_pass_time: Callable[[float], Awaitable[None]],
+    ) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            key = new_storage_id()
+            await handler.write(key, "idle a little")
+            await async_pass_time(GC_IDLE_SECONDS)
+            await handler.gc(GC_LIFETIME_SECONDS)
+            assert await handler.read(key) == self.kept("idle a little")
 
-class AsyncLockConformance(_ConfigFixtures):
-    """For an async handler that locks (use with :class:`AsyncHandlerConformance`)."""
+        run_with_handler(body)
 
+    def test_async_read_honours_the_lifetime_without_gc(
+        self,
+        run_with_handler: Callable[..., Any],
+        async_pass_time: Callable[[float], Awaitable[None]],
+    ) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            key = new_storage_id()
+            await handler.write(key, "idle")
+            await async_pass_time(IDLE_SLEEP_SECONDS)
+            assert await handler.read(key) == ""
+
+        run_with_handler(body, lifetime=SHORT_LIFETIME_SECONDS / 60)
+
+    def test_async_overwrite_restarts_the_lifetime(
+        self,
+        run_with_handler: Callable[..., Any],
+        async_pass_time: Callable[[float], Awaitable[None]],
+    ) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            key, left = new_storage_id(), new_storage_id()
+            await handler.write(key, "first")
+            await handler.write(left, "left alone")
+            await async_pass_time(OVERWRITE_AFTER_SECONDS)
+            await handler.write(key, "second")
+            await async_pass_time(READ_AFTER_OVERWRITE_SECONDS)
+            assert await handler.read(left) == ""  # the wait did pass the first expiry
+            assert await handler.read(key) == self.kept("second")
+
+        run_with_handler(body, lifetime=OVERWRITE_LIFETIME_SECONDS / 60)
+
+    def test_async_destroy_after_a_read_removes_the_session(
+        self, run_with_handler: Callable[..., Any]
+    ) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            key = new_storage_id()
+            await handler.write(key, "read, then ended")
+            assert await handler.read(key) == self.kept("read, then ended")
+            assert await handler.destroy(key) is True
+            assert await handler.read(key) == ""
+
+        run_with_handler(body)
+
+    @_needs(WRITE_EXISTING)
+    def test_async_write_existing_over_an_expired_record_writes_nothing(
+        self,
+        run_with_handler: Callable[..., Any],
+        async_pass_time: Callable[[float], Awaitable[None]],
+    ) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            assert isinstance(handler, AsyncSupportsWriteExisting)
+            key = new_storage_id()
+            await handler.write(key, "logged in")
+            await async_pass_time(IDLE_SLEEP_SECONDS)
+            assert await handler.write_existing(key, "back after it expired?") is False
+            assert await handler.read(key) == ""
+
+        run_with_handler(body, lifetime=SHORT_LIFETIME_SECONDS / 60)
+
+    @_needs(WRITE_EXISTING)
+    def test_async_write_existing_writes_only_over_a_live_record(
+        self, run_with_handler: Callable[..., Any]
+    ) -> None:
+        async def body(handler: AsyncSessionHandler) -> None:
+            assert isinstance(handler, AsyncSupportsWriteExisting)
+            live, missing, ended = new_storage_id(), new_storage_id(), new_storage_id()
+            await handler.write(live, "first")
+            assert await handler.write_existing(live, "second") is True
+            assert await handler.read(live) == "second"
+            assert await handler.write_existing(missing, "resurrected?") is False
+            assert await handler.read(missing) == ""
+            await handler.write(ended, "logged in")
+            await handler.destroy(ended)
+            assert await handler.write_existing(ended, "logged in, again?") is False
+            assert await handler.read(ended) == ""
+
+        run_with_handler(body)
+
+    @_needs(LOCK)
     def test_async_lock_excludes_and_times_out(self, run_with_handler: Callable[..., Any]) -> None:
         async def body(handler: AsyncSessionHandler) -> None:
             assert isinstance(handler, AsyncSupportsLock)
@@ -605,6 +851,7 @@ class AsyncLockConformance(_ConfigFixtures):
 
         run_with_handler(body)
 
+    @_needs(LOCK)
     def test_async_lock_of_a_dead_holder_expires(
         self, run_with_handler: Callable[..., Any]
     ) -> None:
@@ -620,6 +867,7 @@ class AsyncLockConformance(_ConfigFixtures):
 
         run_with_handler(body)
 
+    @_needs(LOCK)
     def test_async_expired_holder_never_releases_the_next_holders_lock(
         self, run_with_handler: Callable[..., Any]
     ) -> None:
@@ -637,20 +885,7 @@ class AsyncLockConformance(_ConfigFixtures):
         run_with_handler(body)
 
 
-class AsyncTouchConformance(_ConfigFixtures):
-    """For an async handler with ``touch`` (use with :class:`AsyncHandlerConformance`)."""
-
-    def test_async_touch_extends_the_expiry(self, run_with_handler: Callable[..., Any]) -> None:
-        async def body(handler: AsyncSessionHandler) -> None:
-            assert isinstance(handler, AsyncSupportsTouch)
-            key, untouched = new_storage_id(), new_storage_id()
-            await handler.write(key, "kept alive")
-            await handler.write(untouched, "left alone")
-            await handler.touch(new_storage_id())  # a missing id is harmless
-            await asyncio.sleep(TOUCH_AFTER_SECONDS)
-            assert await handler.touch(key) is True
-            await asyncio.sleep(READ_AFTER_TOUCH_SECONDS)
-            assert await handler.read(untouched) == ""  # the wait did pass the first expiry
-            assert await handler.read(key) == "kept alive"
-
-        run_with_handler(body, lifetime=TOUCH_LIFETIME_SECONDS / 60)
+def nested_payload(levels: int, now: float) -> str:
+    """A stored payload whose value ``deep`` is ``levels`` lists, one inside the other."""
+    deep = "[" * levels + "]" * levels
+    return dumps(Envelope(values={}, created=now, last_activity=now), f'{{"deep":{deep}}}')

@@ -344,7 +344,7 @@ class ConcurrencyConformance(_ManagerFixtures):
 
     requests: ClassVar[int] = REQUESTS
     # How long a released lock may stay in the store before it expires by itself
-    # (memcached keeps a released marker for a second of its whole-second clock).
+    # (for a store that marks a lock released and lets the mark expire later).
     released_lock_lingers_seconds: ClassVar[float] = 0.0
 
     @pytest.fixture(params=["wsgi", "asgi"])

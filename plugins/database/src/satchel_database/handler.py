@@ -75,7 +75,7 @@ def _existing_values(
 class DatabaseSessionHandler(SessionHandler):
     """Sessions in an SQL table through a SQLAlchemy engine.
 
-    Besides the contract it can ``touch``, ``lock`` (session blocking), store
+    Besides the contract it can ``lock`` (session blocking), store
     request metadata (``write_with_metadata``), write only over a live row
     (``write_existing``, so a logout is never undone by a slower request), prune in batches for
     ``satchel gc`` (``count_expired``/``gc_batches``), list and end a user's
@@ -199,12 +199,6 @@ class DatabaseSessionHandler(SessionHandler):
                 connection.execute(self.statements.insert(values))
         except IntegrityError:
             connection.execute(self.statements.update(session_id, changes))
-
-    def touch(self, session_id: str) -> bool:
-        now = self._now()
-        statement = self.statements.touch(session_id, now, now - self.lifetime_seconds)
-        with self._errors(), self.engine.begin() as connection:
-            return bool(connection.execute(statement).rowcount)
 
     def destroy(self, session_id: str) -> bool:
         with self._errors(), self.engine.begin() as connection:
@@ -432,13 +426,6 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
                 await connection.execute(self.statements.insert(values))
         except IntegrityError:
             await connection.execute(self.statements.update(session_id, changes))
-
-    async def touch(self, session_id: str) -> bool:
-        now = self._now()
-        statement = self.statements.touch(session_id, now, now - self.lifetime_seconds)
-        with self._errors():
-            async with self.engine.begin() as connection:
-                return bool((await connection.execute(statement)).rowcount)
 
     async def destroy(self, session_id: str) -> bool:
         with self._errors():

@@ -44,7 +44,7 @@ class StoredSession:
         user_id: The user the session belongs to, if the application stored one.
         ip_address: The client address of the last write that carried request metadata.
         user_agent: The ``User-Agent`` of that write.
-        last_activity: Unix seconds of the last write or touch.
+        last_activity: Unix seconds of the last write.
     """
 
     id: str
@@ -176,15 +176,6 @@ class SessionStatements:
 
     def destroy(self, session_id: str) -> Delete:
         return sa.delete(self.table).where(self.table.c.id == session_id)
-
-    def touch(self, session_id: str, now: int, cutoff: int) -> sa.Update:
-        """Refresh ``last_activity``; an expired row is left alone, never revived."""
-        columns = self.table.c
-        return (
-            sa.update(self.table)
-            .where(columns.id == session_id, columns.last_activity >= cutoff)
-            .values(last_activity=now)
-        )
 
     def count_expired(self, cutoff: int) -> sa.Select[Any]:
         return (

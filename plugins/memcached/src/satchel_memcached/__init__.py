@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 from satchel.toolkit import lazy_exports
 
 if TYPE_CHECKING:
+    from satchel_memcached.aio import AsyncMemcachedClient
     from satchel_memcached.connection import StrictHashClient, parse_servers
     from satchel_memcached.handler import (
         AsyncMemcachedSessionHandler,
         MemcachedSessionHandler,
+        ThreadedMemcachedSessionHandler,
         is_valid_key,
         key_id,
         memcached_expiry,
@@ -24,10 +26,12 @@ if TYPE_CHECKING:
     from satchel_memcached.options import MemcachedOptions
 
 __all__ = [
+    "AsyncMemcachedClient",
     "AsyncMemcachedSessionHandler",
     "MemcachedOptions",
     "MemcachedSessionHandler",
     "StrictHashClient",
+    "ThreadedMemcachedSessionHandler",
     "is_valid_key",
     "key_id",
     "memcached_expiry",
@@ -37,8 +41,10 @@ __all__ = [
 __getattr__ = lazy_exports(
     __name__,
     {
+        "AsyncMemcachedClient": "satchel_memcached.aio",
         "AsyncMemcachedSessionHandler": "satchel_memcached.handler",
         "MemcachedSessionHandler": "satchel_memcached.handler",
+        "ThreadedMemcachedSessionHandler": "satchel_memcached.handler",
         "is_valid_key": "satchel_memcached.handler",
         "key_id": "satchel_memcached.handler",
         "memcached_expiry": "satchel_memcached.handler",

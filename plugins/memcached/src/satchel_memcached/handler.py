@@ -3,11 +3,11 @@
 Keys are the prefix plus the session id, always valid memcached keys. Writes
 are one ``set`` (``replace`` to write only over a record that still exists)
 with the lifetime as expiry (sent as an absolute Unix time when
-it passes 30 days, as memcached requires), reads one ``get``, ``touch`` the
-memcached ``touch`` command. The lock for session blocking is an ``add`` of a
-random token; its release swaps the token for a "released" marker with
-``gets``/``cas``, so a holder whose lock expired and was taken by another
-request can never free that request's lock.
+it passes 30 days, as memcached requires), reads one ``get``, destroys one
+``delete``. The lock for session blocking is an ``add`` of a
+random token; its release swaps the token, with ``gets``/``cas``, for a
+"released" marker that expires at once, so a holder whose lock expired and
+was taken by another request can never free that request's lock.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pymemcache.exceptions import MemcacheError
 
 from satchel import (
+    AsyncSessionHandler,
     ConfigError,
     PoolExhausted,
     RequestMetadata,
@@ -31,6 +32,8 @@ from satchel import (
     SessionHandler,
 )
 from satchel.toolkit import (
+    AsyncConnectionSlots,
+    AsyncTokenLock,
     ConnectionSlots,
     StoreErrors,
     ThreadedAsyncHandler,
@@ -38,6 +41,7 @@ from satchel.toolkit import (
     decode_payload,
     format_hosts,
 )
+from satchel_memcached.aio import AsyncMemcachedClient, MemcachedServerError
 from satchel_memcached.connection import (
     PoolServerError,
     build_client,
@@ -58,6 +62,9 @@ RELATIVE_EXPIRY_LIMIT = 30 * 24 * 60 * 60
 CLOCK_SLACK_SECONDS = 1
 LOCK_INFIX = "lock:"
 RELEASED = b"released"
+# A negative expiry makes memcached drop the item at once: the released lock is
+# gone, so the next request takes it with one ``add``.
+RELEASED_EXPIRY = -1
 
 # Ids that go into a key as they are: what core hands drivers (SHA-256 hex) and
 # the like. Anything else is hashed, behind a "~" no safe id contains, so a
@@ -66,6 +73,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 HASHED_MARK = "~"
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (MemcacheError, OSError, PoolServerError)
+ASYNC_STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, MemcachedServerError)
 # How pymemcache's pool (max_pool_size) says every connection is in use: a bare RuntimeError.
 POOL_FULL = "Too many objects"
 
@@ -102,6 +110,22 @@ def memcached_expiry(seconds: int, now: float | None = None) -> int:
     if seconds > RELATIVE_EXPIRY_LIMIT:
         return int(time.time() if now is None else now) + seconds
     return seconds
+
+
+Slots = TypeVar("Slots", ConnectionSlots, AsyncConnectionSlots)
+
+
+def pool_slots(kind: type[Slots], options: MemcachedOptions, address: str) -> Slots | None:
+    """The bounded wait for one of ``options.max_pool_size`` connections; None without a bound."""
+    if options.max_pool_size is None:
+        return None
+    return kind(
+        size=options.max_pool_size,
+        timeout=options.pool_timeout,
+        driver=DRIVER,
+        address=address,
+        size_option="max_pool_size",
+    )
 
 
 class MemcachedSessionHandler(SessionHandler):
@@ -146,16 +170,8 @@ class MemcachedSessionHandler(SessionHandler):
         servers = parse_servers(config.connection)
         check_prefix(config.prefix)
         address = format_hosts(servers)
-        slots = None
-        if options.max_pool_size is not None:
-            # pymemcache's pool refuses past max_pool_size: wait for a connection instead.
-            slots = ConnectionSlots(
-                size=options.max_pool_size,
-                timeout=options.pool_timeout,
-                driver=DRIVER,
-                address=address,
-                size_option="max_pool_size",
-            )
+        # pymemcache's pool refuses past max_pool_size: wait for a connection instead.
+        slots = pool_slots(ConnectionSlots, options, address)
         return cls(
             build_client(servers, options),
             lifetime_seconds=config.lifetime_seconds,
@@ -218,14 +234,6 @@ class MemcachedSessionHandler(SessionHandler):
             )
         )
 
-    def touch(self, session_id: str) -> bool:
-        key = self._key(session_id)
-        return bool(
-            self._call(
-                "touch", lambda: self.client.touch(key, expire=self._expiry(), noreply=False)
-            )
-        )
-
     def destroy(self, session_id: str) -> bool:
         key = self._key(session_id)
         self._call("delete", lambda: self.client.delete(key, noreply=False))
@@ -265,7 +273,9 @@ class MemcachedSessionHandler(SessionHandler):
             # cas fails if the lock changed hands since the gets: then it is not ours to free.
             self._call(
                 "cas",
-                lambda: self.client.cas(key, RELEASED, cas_id, expire=1, noreply=False),
+                lambda: self.client.cas(
+                    key, RELEASED, cas_id, expire=RELEASED_EXPIRY, noreply=False
+                ),
             )
 
     def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
@@ -278,13 +288,144 @@ class MemcachedSessionHandler(SessionHandler):
         )
 
 
-class AsyncMemcachedSessionHandler(ThreadedAsyncHandler):
-    """The async twin: pymemcache has no asyncio client, so each call runs the
-    sync handler in a worker thread and the event loop never blocks on a socket."""
+class ThreadedMemcachedSessionHandler(ThreadedAsyncHandler):
+    """The async twin for a pool of servers, TLS or a client handed in: each call
+    runs the sync handler (pymemcache) in a worker thread, so the event loop never
+    blocks on a socket."""
 
     handler: MemcachedSessionHandler
 
+
+class AsyncMemcachedSessionHandler(AsyncSessionHandler):
+    """The asyncio twin for one server (:class:`~satchel_memcached.aio.AsyncMemcachedClient`).
+
+    Keys, values, expiries and the lock are those of
+    :class:`MemcachedSessionHandler`, so the two share a store. Built by
+    :meth:`from_config`, which falls back to :class:`ThreadedMemcachedSessionHandler`
+    where this client does not go: a pool of servers, TLS, a client handed in.
+    """
+
+    def __init__(
+        self,
+        client: AsyncMemcachedClient,
+        *,
+        lifetime_seconds: int,
+        prefix: str = "satchel:",
+        address: str,
+    ) -> None:
+        self.client = client
+        self.lifetime_seconds = max(1, int(lifetime_seconds))
+        self.prefix = check_prefix(prefix)
+        self.address = address
+        self.errors = StoreErrors(DRIVER, address, ASYNC_STORE_ERRORS)
+
     @classmethod
-    def from_config(cls, config: SessionConfig) -> AsyncMemcachedSessionHandler:
-        """Build the sync handler from ``config`` and wrap it."""
-        return cls(MemcachedSessionHandler.from_config(config))
+    def from_config(cls, config: SessionConfig) -> AsyncSessionHandler:
+        """The asyncio handler for one server without TLS; else the threaded twin."""
+        options = config.structure_options(MemcachedOptions, driver=DRIVER).check()
+        servers = parse_servers(config.connection)
+        if options.client is not None or options.tls or len(servers) != 1:
+            return ThreadedMemcachedSessionHandler(MemcachedSessionHandler.from_config(config))
+        address = format_hosts(servers)
+        slots = pool_slots(AsyncConnectionSlots, options, address)
+        (host, port), *_ = servers
+        client = AsyncMemcachedClient(
+            host,
+            port,
+            connect_timeout=options.connect_timeout,
+            timeout=options.timeout,
+            slots=slots,
+        )
+        return cls(
+            client,
+            lifetime_seconds=config.lifetime_seconds,
+            prefix=config.prefix,
+            address=address,
+        )
+
+    def _key(self, session_id: str) -> str:
+        return self.prefix + key_id(session_id)
+
+    def _lock_key(self, session_id: str) -> str:
+        return self.prefix + LOCK_INFIX + key_id(session_id)
+
+    def _expiry(self) -> int:
+        return memcached_expiry(self.lifetime_seconds + CLOCK_SLACK_SECONDS)
+
+    async def read(self, session_id: str) -> str:
+        try:
+            return decode_payload(await self.client.get(self._key(session_id)))
+        except ASYNC_STORE_ERRORS as exc:
+            raise self.errors.error(exc, "get") from exc
+
+    async def write(self, session_id: str, data: str) -> bool:
+        try:
+            stored = await self.client.set(
+                self._key(session_id), data.encode("utf-8"), self._expiry()
+            )
+        except ASYNC_STORE_ERRORS as exc:
+            raise self.errors.error(exc, "set") from exc
+        if not stored:
+            raise SessionBackendError(
+                DRIVER, self.address, "set failed: the server did not store it"
+            )
+        return True
+
+    async def write_existing(
+        self, session_id: str, data: str, metadata: RequestMetadata | None = None
+    ) -> bool:
+        """Write only over a record that still exists (``replace``), as the sync handler does."""
+        try:
+            return await self.client.replace(
+                self._key(session_id), data.encode("utf-8"), self._expiry()
+            )
+        except ASYNC_STORE_ERRORS as exc:
+            raise self.errors.error(exc, "replace") from exc
+
+    async def destroy(self, session_id: str) -> bool:
+        try:
+            await self.client.delete(self._key(session_id))
+        except ASYNC_STORE_ERRORS as exc:
+            raise self.errors.error(exc, "delete") from exc
+        return True
+
+    async def gc(self, lifetime: int) -> int:
+        return 0  # memcached expires items itself
+
+    async def close(self) -> bool:
+        await self.client.close()
+        return True
+
+    async def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
+        """One attempt to take the session's lock for ``token`` (as the sync handler's)."""
+        key = self._lock_key(session_id)
+        value = token.encode("ascii")
+        expire = memcached_expiry(math.ceil(lock_seconds) + CLOCK_SLACK_SECONDS)
+        try:
+            if await self.client.add(key, value, expire):
+                return True
+            current, cas_id = await self.client.gets(key)
+            if current == RELEASED and cas_id is not None:
+                return await self.client.cas(key, value, cas_id, expire)
+        except ASYNC_STORE_ERRORS as exc:
+            raise self.errors.error(exc, "lock") from exc
+        return False
+
+    async def release_lock(self, session_id: str, token: str) -> None:
+        """Free the lock if, and only if, it still holds ``token``."""
+        key = self._lock_key(session_id)
+        try:
+            current, cas_id = await self.client.gets(key)
+            if current == token.encode("ascii") and cas_id is not None:
+                await self.client.cas(key, RELEASED, cas_id, RELEASED_EXPIRY)
+        except ASYNC_STORE_ERRORS as exc:
+            raise self.errors.error(exc, "unlock") from exc
+
+    def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> AsyncTokenLock:
+        """Hold the session's lock (``add`` of a token), released only by its holder."""
+        return AsyncTokenLock(
+            lambda token: self.try_lock(session_id, token, lock_seconds),
+            lambda token: self.release_lock(session_id, token),
+            wait_seconds=wait_seconds,
+            description="a memcached session",
+        )

@@ -9,7 +9,7 @@ from pymemcache.serde import LegacyWrappingSerde
 
 from satchel import ConfigError
 
-CLIENT_COMMANDS = ("get", "set", "touch", "add", "gets", "cas", "delete")
+CLIENT_COMMANDS = ("get", "set", "add", "gets", "cas", "delete")
 
 
 def deserializing_serde(client: Any) -> str | None:

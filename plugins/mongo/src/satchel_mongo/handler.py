@@ -273,13 +273,6 @@ class MongoSessionHandler(SessionHandler):
             )
         return result.matched_count == 1
 
-    def touch(self, session_id: str) -> bool:
-        with self.documents.errors():
-            result = self._ready().update_one(
-                self.documents.live(session_id), self.documents.stamp()
-            )
-        return result.matched_count > 0
-
     def destroy(self, session_id: str) -> bool:
         with self.documents.errors():
             self._ready().delete_one({"_id": session_id})
@@ -395,14 +388,6 @@ class AsyncMongoSessionHandler(AsyncSessionHandler):
                 self.documents.live(session_id), self.documents.stamp(payload=data)
             )
         return result.matched_count == 1
-
-    async def touch(self, session_id: str) -> bool:
-        with self.documents.errors():
-            collection = await self._ready()
-            result = await collection.update_one(
-                self.documents.live(session_id), self.documents.stamp()
-            )
-        return result.matched_count > 0
 
     async def destroy(self, session_id: str) -> bool:
         with self.documents.errors():

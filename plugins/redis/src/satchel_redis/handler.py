@@ -2,7 +2,7 @@
 
 One round trip per operation: ``GET`` to read, ``SET … EX`` to write (``SET
 … EX … XX`` to write only over a record that still exists),
-``EXPIRE`` to touch, ``DEL`` to destroy. Redis expires keys itself, so ``gc``
+``DEL`` to destroy. Redis expires keys itself, so ``gc``
 has nothing to do. The session lock is ``SET NX PX`` with a random token,
 released by a Lua script that deletes the key only while it still holds that
 token, so a holder whose lock expired never frees the next holder's lock.
@@ -229,10 +229,6 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
         )
         return bool(stored)
 
-    def touch(self, session_id: str) -> bool:
-        key = self._key(session_id)
-        return bool(self._call("EXPIRE", lambda: self.client.expire(key, self.lifetime_seconds)))
-
     def destroy(self, session_id: str) -> bool:
         self._call("DEL", lambda: self.client.delete(self._key(session_id)))
         return True
@@ -419,12 +415,6 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
             "SET XX", lambda client: client.set(key, data, ex=self.lifetime_seconds, xx=True)
         )
         return bool(stored)
-
-    async def touch(self, session_id: str) -> bool:
-        key = self._key(session_id)
-        return bool(
-            await self._call("EXPIRE", lambda client: client.expire(key, self.lifetime_seconds))
-        )
 
     async def destroy(self, session_id: str) -> bool:
         key = self._key(session_id)

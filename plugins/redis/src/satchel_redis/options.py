@@ -11,7 +11,7 @@ import redis.asyncio.cluster
 from satchel import ConfigError
 
 SSL_CERT_REQS = ("none", "optional", "required")
-CLIENT_COMMANDS = ("get", "set", "expire", "eval")
+CLIENT_COMMANDS = ("get", "set", "eval")
 # The clients whose commands return coroutines. Handed to the sync handler, each
 # command would only make a coroutine nobody awaits: writes silently lost.
 ASYNCIO_CLIENTS: tuple[type, ...] = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)

@@ -104,17 +104,6 @@ class SqliteSessionHandler(SessionHandler):
 
     # --- optional capabilities, found by satchel on the class ---
 
-    def touch(self, session_id: str) -> bool:
-        """Extend the expiry without rewriting the payload."""
-        return bool(
-            self._execute(
-                "UPDATE sessions SET last_activity = ? WHERE id = ? AND last_activity >= ?",
-                self.clock(),
-                session_id,
-                self._cutoff(),
-            )[1]
-        )
-
     def write_existing(
         self, session_id: str, data: str, metadata: RequestMetadata | None = None
     ) -> bool:
