@@ -1,4 +1,4 @@
-"""The seed's cart walk-through on the file driver, printed step by step.
+"""The shopping-cart walk-through on the file driver, printed step by step.
 
 Run it with ``python examples/quickstart.py``. Each "request" starts the
 session from the cookie the previous one set, works with it, and saves it.

@@ -1,11 +1,11 @@
-"""The seed's shopping cart as a Starlette app on satchel sessions.
+"""A shopping cart as a Starlette app on satchel sessions.
 
 Run it from the root of a checkout::
 
     python3 -m venv .venv && .venv/bin/pip install -e "core[starlette]" uvicorn
     .venv/bin/python examples/cart/app.py          # http://127.0.0.1:8000
 
-Both ways of reaching the session from the seed appear: ``request.session``
+Both ways of reaching the session appear: ``request.session``
 (Starlette's, which is the satchel session) and the global helper
 ``from satchel import session``, typed as a :class:`satchel.Session`.
 
@@ -127,7 +127,7 @@ async def add_to_cart(request: Request) -> Response:
 
 
 async def cart(request: Request) -> Response:
-    # The seed's route: the cart items straight from the session.
+    # The cart items straight from the session.
     items = request.session.get("cartItems", [])
     if not items:
         return page(request, "Cart", '<p id="empty">Your cart is empty.</p>')

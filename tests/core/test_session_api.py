@@ -1,4 +1,4 @@
-"""Every ``Session`` method, with the seed's and Laravel's semantics.
+"""Every ``Session`` method, with Laravel's semantics.
 
 A request here is ``session = manager.start(cookie)``, some work, ``session.save()``;
 the next request starts with ``session.cookie_value()`` as its cookie.
@@ -321,7 +321,7 @@ def test_has_exists_missing_with_none(manager: SessionManager, next_request: Nex
 
         assert not session.has("nothing")
         assert session.exists("nothing")
-        assert session.missing("nothing")  # the seed: missing when absent or null
+        assert session.missing("nothing")  # missing when absent or null
 
         assert not session.has("absent")
         assert not session.exists("absent")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from satchel import (
+    AsyncSessionHandler,
     LockTimeout,
     RequestMetadata,
     SaveOutcome,
@@ -912,3 +913,49 @@ def test_the_cookie_driver_is_held_to_both_limits() -> None:
         default.save()
     assert (caught.value.limit, caught.value.limit_name) == (4096, "cookie")
     assert "browsers" in str(caught.value)
+
+
+class EventLoopTwin(AsyncSessionHandler):
+    """An async twin whose calls never wait (``runs_on_event_loop``); it records being awaited."""
+
+    runs_on_event_loop = True
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.awaited: list[str] = []
+
+    async def read(self, session_id: str) -> str:
+        self.awaited.append("read")
+        return str(self.store.read(session_id))
+
+    async def write(self, session_id: str, data: str) -> bool:
+        self.awaited.append("write")
+        return bool(self.store.write(session_id, data))
+
+    async def destroy(self, session_id: str) -> bool:
+        self.awaited.append("destroy")
+        return bool(self.store.destroy(session_id))
+
+    async def gc(self, lifetime: int) -> int:
+        return 0
+
+
+def test_a_twin_that_runs_on_the_event_loop_is_called_without_coroutines(
+    clock: Any, recording: Any
+) -> None:
+    twin = EventLoopTwin(recording)
+    manager = SessionManager(SessionConfig(driver="local", lottery=(0, 1)), clock)
+    manager.extend("local", lambda _config: recording, lambda _config: twin)
+
+    async def scenario() -> None:
+        session = await manager.astart(None)
+        session.put("k", 1)
+        assert await session.asave() is SaveOutcome.WRITTEN
+        again = await manager.astart(session.cookie_value())
+        assert again.get("k") == 1
+        again.forget("k")
+        assert await again.asave() is SaveOutcome.EMPTY
+
+    asyncio.run(scenario())
+    assert twin.awaited == []
+    assert recording.names() == ["write", "read", "destroy"]

@@ -1,7 +1,7 @@
 """The tables as the databases report them, made by ``satchel migrate`` and by the
 Alembic migration ``satchel session:table`` writes, on SQLite, PostgreSQL and MariaDB.
 
-The seed's table: ``id`` string primary key; ``user_id`` nullable, indexed;
+The sessions table (Laravel's): ``id`` string primary key; ``user_id`` nullable, indexed;
 ``ip_address`` string(45) nullable; ``user_agent`` text nullable; ``payload``
 text NOT NULL (``LONGTEXT`` on MySQL/MariaDB); ``last_activity`` integer
 indexed. Read back with ``sqlalchemy.inspect``, not from our own DDL.
@@ -100,7 +100,7 @@ def inspector(database_url: str) -> Iterator[Any]:
         engine.dispose()
 
 
-def test_the_sessions_table_has_the_seeds_columns(
+def test_the_sessions_table_has_laravels_columns(
     made_table: str, inspector: Any, database_url: str
 ) -> None:
     assert table_shape(inspector, made_table) == SESSIONS_COLUMNS

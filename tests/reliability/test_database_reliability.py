@@ -1,4 +1,4 @@
-"""The database driver under issue 6's load, on real SQLite, PostgreSQL and MySQL/MariaDB.
+"""The database driver under concurrent load, on real SQLite, PostgreSQL and MySQL/MariaDB.
 
 * The resurrection race (Rack CVE-2025-46336): a request that loaded a
   session before another one ended it (``invalidate``,

@@ -1,4 +1,4 @@
-"""Issue 6 on the memcached driver: no lost updates, no resurrected logouts, no invalid keys.
+"""The memcached driver under concurrent load: no lost updates, no resurrected logouts, no invalid keys.
 
 ``satchel.testing.reliability``'s suite (as in ``test_concurrency_builtin.py``
 and ``test_resurrection.py``) on real ``memcached`` processes, one server and a

@@ -1,4 +1,4 @@
-"""The mongo driver under issue 6's load: the resurrection race and 40 overlapping requests.
+"""The mongo driver under concurrent load: the resurrection race and 40 overlapping requests.
 
 No MongoDB server can be installed on the project's machines, so this runs
 on mongomock, and also against a real server when ``SATCHEL_TEST_MONGO_URL``

@@ -1,4 +1,4 @@
-"""Issue 6 on the redis driver: no lost updates, no resurrected logouts, a failover under load.
+"""The redis driver under concurrent load: no lost updates, no resurrected logouts, a failover under load.
 
 ``satchel.testing.reliability``'s suite (as in ``test_concurrency_builtin.py``
 and ``test_resurrection.py``) on real ``redis-server`` processes: 40

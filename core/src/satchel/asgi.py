@@ -24,7 +24,6 @@ streamed body or a socket's whole life.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -33,7 +32,7 @@ from satchel.cookies import read_cookie
 from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
-from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow, request_metadata
+from satchel.web import NO_HEADERS, AsyncRequestLock, SessionFlow, SessionHeaders
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,6 +67,7 @@ class SessionMiddleware:
         self.app = app
         self.flow = SessionFlow(manager, block=block)
         self.skip_paths = tuple(path.rstrip("/") for path in skip_paths)
+        self._cookie_name = self.flow.cookie_policy.name
 
     def skipped(self, path: str) -> bool:
         """Whether requests for ``path`` never touch the session."""
@@ -76,57 +76,44 @@ class SessionMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self.skipped(scope.get("path", "")):
+        if scope["type"] not in ("http", "websocket") or (
+            self.skip_paths and self.skipped(scope.get("path", ""))
+        ):
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
-        cookie = read_cookie(headers.get("cookie"), self.flow.cookie_policy.name)
+        flow = self.flow
+        cookie_header, user_agent = _headers(scope)
+        cookie = read_cookie(cookie_header, self._cookie_name)
         client = scope.get("client")
-        session = self.flow.start(
-            cookie, request_metadata(client[0] if client else None, headers.get("user-agent"))
-        )
-        lock = contextlib.AsyncExitStack()
-        try:
-            await lock.enter_async_context(self.flow.alock(cookie))
-        except SessionBusy:
-            await self._busy(scope, send)
-            return
+        session = flow.start(cookie, client[0] if client else None, user_agent)
+        request = _Request(self, scope, send, session)
+        if flow.blocking:
+            try:
+                request.lock = await flow.aacquire(cookie)
+            except SessionBusy:
+                await request.answer_busy()
+                return
         # The lock guards load-modify-save only: it is released once the session is
         # saved (or, for a websocket, loaded), never held through a long stream or a
-        # socket's life. Leaving this block releases it on every other path.
-        async with lock:
+        # socket's life; the finally below releases it on every other path.
+        try:
             if cookie is not None:
                 try:
                     await session.aload()
                 except SessionBusy:
                     # The store had no connection free in time: the app has not run yet.
-                    await lock.aclose()
-                    await self._busy(scope, send)
+                    await request.release()
+                    await request.answer_busy()
                     return
             if scope["type"] == "websocket":
                 # A websocket has no response to carry a cookie: its session is read-only.
-                await lock.aclose()
+                await request.release()
                 await self._run(scope, receive, send, session)
                 return
-            await self._run_http(scope, receive, send, session, lock)
-        await self.flow.acollect_garbage(session)
-
-    async def _busy(self, scope: Scope, send: Send) -> None:
-        """Answer a request whose session the store could not serve in time (lock or pool)."""
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1013})  # "try again later"
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": BUSY_STATUS,
-                "headers": [
-                    (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in self.flow.busy_headers()
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": BUSY_BODY})
+            await self._run(scope, receive, request.send, session)
+        finally:
+            await request.release()
+        await flow.acollect_garbage(session)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
         scope["session"] = session
@@ -136,62 +123,101 @@ class SessionMiddleware:
         finally:
             context.unbind(token)
 
-    async def _run_http(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        session: Session,
-        lock: contextlib.AsyncExitStack,
+
+class _Request:
+    """One request's state: its session, its lock and how far its response got."""
+
+    __slots__ = ("busy", "lock", "middleware", "scope", "server_send", "session", "started")
+
+    def __init__(
+        self, middleware: SessionMiddleware, scope: Scope, server_send: Send, session: Session
     ) -> None:
-        https = scope.get("scheme") == "https"
-        started = False
-        busy = False
+        self.middleware = middleware
+        self.scope = scope
+        self.server_send = server_send
+        self.session = session
+        self.lock: AsyncRequestLock | None = None
+        self.started = False  # the app started its response
+        self.busy = False  # the 503 replaced the app's response
 
-        async def send_with_session(message: Message) -> None:
-            nonlocal started, busy
-            if busy:
-                return  # the 503 replaced the app's response: the rest of it goes nowhere
-            if message["type"] == "http.response.start" and not started:
-                # Set first: should saving fail (SessionTooLarge), an error response
-                # sent next must not age the flash data a second time.
-                started = True
-                try:
-                    extra = await self.flow.afinish(session, https=https)
-                except SessionBusy:
-                    # merge_on_save's lock stayed taken, or no connection came free:
-                    # nothing was saved, and no byte of the app's response has gone
-                    # out, so it can still be a 503.
-                    busy = True
-                finally:
-                    # Saved (or failed to): the next request of this session may go now.
-                    await lock.aclose()
-                if busy:
-                    await self._busy(scope, send)
-                    return
-                headers = [
-                    (name.decode("latin-1"), value.decode("latin-1"))
-                    for name, value in message.get("headers", ())
-                ]
-                merged = extra.apply(headers)
-                if merged is not headers:
-                    message = dict(message)
-                    message["headers"] = [
-                        (name.lower().encode("latin-1"), value.encode("latin-1"))
-                        for name, value in merged
-                    ]
-            await send(message)
+    async def release(self) -> None:
+        """Let the session's lock go (the next request of the session may run)."""
+        lock = self.lock
+        if lock is not None:
+            self.lock = None
+            await lock.release()
 
-        await self._run(scope, receive, send_with_session, session)
+    async def answer_busy(self) -> None:
+        """Answer a request whose session the store could not serve in time (lock or pool)."""
+        self.busy = True
+        if self.scope["type"] == "websocket":
+            await self.server_send({"type": "websocket.close", "code": 1013})  # "try again later"
+            return
+        busy = self.middleware.flow.busy
+        await self.server_send(
+            {
+                "type": "http.response.start",
+                "status": busy.status,
+                "headers": [
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in busy.headers
+                ],
+            }
+        )
+        await self.server_send({"type": "http.response.body", "body": busy.body})
+
+    async def send(self, message: Message) -> None:
+        """The app's ``send``: the session is saved as the response starts, its headers added."""
+        if self.busy:
+            return  # the 503 replaced the app's response: the rest of it goes nowhere
+        if message["type"] == "http.response.start" and not self.started:
+            # Set first: should saving fail (SessionTooLarge), an error response
+            # sent next must not age the flash data a second time.
+            self.started = True
+            try:
+                extra = await self.middleware.flow.afinish(
+                    self.session, https=self.scope.get("scheme") == "https"
+                )
+            except SessionBusy:
+                # merge_on_save's lock stayed taken, or no connection came free:
+                # nothing was saved, and no byte of the app's response has gone
+                # out, so it can still be a 503.
+                await self.release()
+                await self.answer_busy()
+                return
+            finally:
+                # Saved (or failed to): the next request of this session may go now.
+                await self.release()
+            if extra is not NO_HEADERS:
+                message = _with_headers(message, extra)
+        await self.server_send(message)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    """The request headers the session needs, repeated ``Cookie`` headers joined (HTTP/2 splits them)."""
-    found: dict[str, str] = {}
+def _with_headers(message: Message, extra: SessionHeaders) -> Message:
+    """``message`` (a response start) with the session's headers added."""
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in message.get("headers", ())
+    ]
+    merged = extra.apply(headers)
+    if merged is headers:
+        return message
+    message = dict(message)
+    message["headers"] = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged
+    ]
+    return message
+
+
+def _headers(scope: Scope) -> tuple[str | None, str | None]:
+    """The request's ``Cookie`` (repeated headers joined: HTTP/2 splits them) and
+    ``User-Agent`` headers."""
+    cookie: str | None = None
+    user_agent: str | None = None
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        if name not in ("cookie", "user-agent"):
-            continue
-        value = raw_value.decode("latin-1")
-        found[name] = f"{found[name]}; {value}" if name in found else value
-    return found
+        if len(raw_name) == 6 and raw_name.lower() == b"cookie":
+            value = raw_value.decode("latin-1")
+            cookie = value if cookie is None else f"{cookie}; {value}"
+        elif len(raw_name) == 10 and raw_name.lower() == b"user-agent":
+            user_agent = raw_value.decode("latin-1")
+    return cookie, user_agent

@@ -30,7 +30,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -50,19 +50,11 @@ from satchel import payload
 from satchel.config import SessionConfig
 from satchel.crypto import DecryptError
 from satchel.errors import ConfigError, LockTimeout
-from satchel.handler import AsyncSupportsMetadata, RequestMetadata, SupportsMetadata, supports
+from satchel.handler import RequestMetadata
 from satchel.ids import log_digest
 from satchel.manager import SessionManager
-from satchel.store import (
-    awrite_if_present,
-    awrite_record,
-    open_record,
-    record_metadata,
-    seal_record,
-    write_if_present,
-    write_record,
-)
-from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow
+from satchel.records import Step, record_metadata
+from satchel.web import BusyResponse
 
 __all__ = ["SETTING", "SessionMiddleware", "SessionStore", "record_key", "session_manager"]
 
@@ -270,7 +262,7 @@ class SessionStore(SessionBase):
         key = self._record_key(self.session_key)
         if self._created is None:
             self._created = self._manager.clock()
-        text = seal_record(self._manager, self.encode(data), key)
+        text = self._manager.codec.seal(self.encode(data), key)
         metadata = record_metadata(self._manager.config, data) if metadata_wanted else None
         return key, text, metadata
 
@@ -281,7 +273,7 @@ class SessionStore(SessionBase):
             return None, False
         assert self.session_key is not None
         try:
-            text, stale_key = open_record(self._manager, raw, where)
+            text, stale_key = self._manager.codec.open(raw, where)
         except DecryptError as exc:
             self._report_corrupt(f"it failed to decrypt: {exc}")
             return None, False
@@ -429,23 +421,8 @@ class SessionStore(SessionBase):
         data: dict[str, Any] = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         if self._loaded_nothing():
             return self.create()
-        handler = self._manager.handler()
-        key, text, metadata = self._sealed(data, supports(handler, SupportsMetadata))
-        if must_create:
-            if self.session_key != self._unwritten_key and handler.read(key) != "":
-                raise CreateError
-            write_record(handler, key, text, metadata)
-            self._unwritten_key = None
-        elif self._moved_from is not None:
-            # Loaded under a fallback secret's key: written under the current one only if
-            # the old record still exists (never brought back after a logout elsewhere).
-            if handler.read(self._moved_from) == "":
-                raise UpdateError
-            write_record(handler, key, text, metadata)
-            handler.destroy(self._moved_from)
-            self._moved_from = None
-        elif not write_if_present(handler, key, text, metadata):
-            raise UpdateError
+        calls = self._manager.driver_calls()
+        calls.run(self._write_steps(must_create, *self._sealed(data, calls.keeps_metadata)))
         return None
 
     async def asave(self, must_create: bool = False) -> None:
@@ -454,22 +431,29 @@ class SessionStore(SessionBase):
         data: dict[str, Any] = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined]
         if self._loaded_nothing():
             return await self.acreate()
-        handler = self._manager.async_handler()
-        key, text, metadata = self._sealed(data, supports(handler, AsyncSupportsMetadata))
+        calls = self._manager.async_driver_calls()
+        await calls.run(self._write_steps(must_create, *self._sealed(data, calls.keeps_metadata)))
+        return None
+
+    def _write_steps(
+        self, must_create: bool, key: str, text: str, metadata: RequestMetadata | None
+    ) -> Generator[Step, Any, None]:
+        """The driver calls of a save (see :meth:`save`), for either driver's runner."""
         if must_create:
-            if self.session_key != self._unwritten_key and await handler.read(key) != "":
+            if self.session_key != self._unwritten_key and (yield ("read", key)) != "":
                 raise CreateError
-            await awrite_record(handler, key, text, metadata)
+            yield ("write", key, text, metadata)
             self._unwritten_key = None
         elif self._moved_from is not None:
-            if await handler.read(self._moved_from) == "":
+            # Loaded under a fallback secret's key: written under the current one only if
+            # the old record still exists (never brought back after a logout elsewhere).
+            if (yield ("read", self._moved_from)) == "":
                 raise UpdateError
-            await awrite_record(handler, key, text, metadata)
-            await handler.destroy(self._moved_from)
+            yield ("write", key, text, metadata)
+            yield ("destroy", self._moved_from)
             self._moved_from = None
-        elif not await awrite_if_present(handler, key, text, metadata):
+        elif not (yield ("write_if_present", key, text, metadata)):
             raise UpdateError
-        return None
 
     def delete(self, session_key: str | None = None) -> None:
         if session_key is None:
@@ -561,6 +545,8 @@ def _lock_key(manager: SessionManager, request: HttpRequest) -> str | None:
 
 
 def _busy(manager: SessionManager) -> HttpResponse:
-    response = HttpResponse(BUSY_BODY, status=BUSY_STATUS, content_type="text/plain")
-    response["Retry-After"] = SessionFlow(manager).retry_after()
+    busy = BusyResponse.for_config(manager.config)
+    response = HttpResponse(busy.body, status=busy.status)
+    for name, value in busy.headers:
+        response[name] = value
     return response

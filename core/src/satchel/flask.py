@@ -27,7 +27,6 @@ not hold it. ``satchel.session`` follows Flask's request context.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +38,11 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from satchel import context
 from satchel.config import SessionConfig
-from satchel.cookies import CookiePolicy, read_cookie
+from satchel.cookies import CookiePolicy, merge_cache_control, read_cookie
 from satchel.errors import ConfigError, SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
-from satchel.web import BUSY_BODY, BUSY_STATUS, SessionFlow, request_metadata
+from satchel.web import CookieChange, RequestLock, SessionFlow
 
 if TYPE_CHECKING:
     from flask.wrappers import Request, Response
@@ -78,11 +77,11 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
     @property
     def accessed(self) -> bool:
         """Whether the app looked at the session during this request."""
-        return self._accessed
+        return self._life.accessed
 
     @accessed.setter
     def accessed(self, value: bool) -> None:
-        self._accessed = bool(value)
+        self._life.accessed = bool(value)
 
     @property
     def modified(self) -> bool:
@@ -96,7 +95,7 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]  # Session 
     def modified(self, value: bool) -> None:
         if value:
             self._touch()
-            self._force_write = True
+            self._life.force_write = True
 
     def load(self) -> None:
         """Read the session now; a store too busy to answer in time stops the request with 503."""
@@ -118,16 +117,30 @@ class _RequestState:
     (``stream_with_context``, ``session_transaction``).
     """
 
+    __slots__ = ("busy", "collected", "finishing", "lock", "owner", "policy", "saved", "session")
+
     def __init__(
-        self, owner: SessionInterface, session: FlaskSession, lock: contextlib.ExitStack
+        self,
+        owner: SessionInterface,
+        session: FlaskSession,
+        lock: RequestLock | None,
+        policy: CookiePolicy,
     ) -> None:
         self.owner = owner
         self.session = session
         self.lock = lock
+        self.policy = policy  # the cookie the app's settings describe
         self.busy = False
         self.finishing = False
         self.saved = False
         self.collected = False
+
+    def release(self) -> None:
+        """Let the session's lock go (again: nothing happens)."""
+        lock = self.lock
+        if lock is not None:
+            self.lock = None
+            lock.release()
 
 
 class SessionInterface(FlaskSessionInterface):
@@ -228,18 +241,22 @@ class SessionInterface(FlaskSessionInterface):
             return opened.session
         policy = self.cookie_policy(app)
         cookie = read_cookie(request.headers.get("Cookie"), policy.name)
-        metadata = request_metadata(request.remote_addr, request.headers.get("User-Agent"))
-        lock = contextlib.ExitStack()
+        lock = None
         busy = False
-        try:
-            lock.enter_context(self.flow.lock(cookie))
-        except SessionBusy:
-            # Another request holds this session: hooks that run anyway (before_request,
-            # error handlers) get an empty session instead of reading it unlocked.
-            busy = True
-            cookie = None
-        session = FlaskSession(self.manager, cookie, metadata=metadata)
-        state = _RequestState(self, session, lock)
+        if self.flow.blocking:
+            try:
+                lock = self.flow.acquire(cookie)
+            except SessionBusy:
+                # Another request holds this session: hooks that run anyway (before_request,
+                # error handlers) get an empty session instead of reading it unlocked.
+                busy = True
+                cookie = None
+        session = FlaskSession(
+            self.manager,
+            cookie,
+            client=(request.remote_addr, request.headers.get("User-Agent")),
+        )
+        state = _RequestState(self, session, lock, policy)
         state.busy = busy
         if busy:
             # Flask turns an exception raised here into a 500; a routing exception
@@ -261,13 +278,10 @@ class SessionInterface(FlaskSessionInterface):
             # trying again would age the flash data a second time.
             return
         state.finishing = True
+        policy = state.policy
+        refresh = bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
         try:
-            extra = self.flow.finish(
-                session,
-                https=flask.request.is_secure,
-                policy=self.cookie_policy(app),
-                refresh_each_request=bool(app.config["SESSION_REFRESH_EACH_REQUEST"]),
-            )
+            outcome = self.flow.save(state.session, refresh_each_request=refresh)
         except SessionBusy:
             # merge_on_save's lock or every connection stayed taken: nothing was
             # saved, nothing sent yet.
@@ -277,11 +291,17 @@ class SessionInterface(FlaskSessionInterface):
         finally:
             # The lock guards load-modify-save, not a streamed body: the next request
             # of this session may go now, before teardown.
-            state.lock.close()
+            state.release()
         state.saved = True
-        headers = extra.apply(list(response.headers.items()))
-        response.headers.clear()
-        response.headers.extend(headers)
+        if outcome is None:
+            return
+        change = self.flow.cookie_change(
+            state.session, outcome, policy=policy, refresh_each_request=refresh
+        )
+        if change is not None:
+            _write_cookie(response, policy, change, https=flask.request.is_secure)
+        if change is not None or session.accessed:
+            response.vary.add("Cookie")
 
     def _answer_busy(self, response: Response) -> None:
         """Make ``response`` the 503 for a request the store could not serve in time."""
@@ -289,21 +309,52 @@ class SessionInterface(FlaskSessionInterface):
         close = getattr(body, "close", None)
         if close is not None:
             close()  # a streamed body (stream_with_context) must not outlive its request
+        busy = self.flow.busy
         response.headers.clear()
         response.direct_passthrough = False
-        response.status_code = BUSY_STATUS
-        response.set_data(BUSY_BODY)
-        response.headers.extend(self.flow.busy_headers())
+        response.status_code = busy.status
+        response.set_data(busy.body)
+        response.headers.extend(busy.headers)
 
     def _state_of(self, environ: dict[str, Any]) -> _RequestState | None:
         state = environ.get(STATE_KEY)
         return state if isinstance(state, _RequestState) and state.owner is self else None
 
     def _teardown(self, state: _RequestState) -> None:
-        state.lock.close()  # closing twice is harmless
+        state.release()
         if state.saved and not state.collected:
             state.collected = True
             self.flow.collect_garbage(state.session)
+
+
+def _write_cookie(
+    response: Response, policy: CookiePolicy, change: CookieChange, *, https: bool
+) -> None:
+    """Set or delete the session cookie through werkzeug, as Flask's own sessions do.
+
+    A response that sets the cookie (or deletes it) gets ``Cache-Control: private``
+    too, so no shared cache hands it to someone else.
+    """
+    attributes: dict[str, Any] = {
+        "path": policy.path,
+        "domain": policy.domain,
+        "secure": policy.is_secure(https=https),
+        "httponly": policy.http_only,
+        "samesite": policy.same_site,
+        "partitioned": policy.partitioned,
+    }
+    max_age = change.max_age
+    if change.value is None:
+        response.delete_cookie(policy.name, **attributes)
+    elif max_age is None:
+        response.set_cookie(policy.name, change.value, **attributes)
+    else:
+        expires = change.now + max(0, max_age)
+        response.set_cookie(
+            policy.name, change.value, max_age=max_age, expires=expires, **attributes
+        )
+    cache_control = ", ".join(response.headers.getlist("Cache-Control")) or None
+    response.headers["Cache-Control"] = merge_cache_control(cache_control)
 
 
 def _on_request_tearing_down(sender: Any, **extra: Any) -> None:

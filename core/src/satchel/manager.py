@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import secrets
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from satchel.config import SessionConfig
-from satchel.crypto import STORAGE_KEY_INFO, Encrypter, derive_key
 from satchel.errors import ConfigError
 from satchel.handler import (
     AsyncSessionHandler,
@@ -22,8 +21,10 @@ from satchel.handler import (
     SupportsLock,
     supports,
 )
-from satchel.ids import is_valid_id, storage_digest
+from satchel.ids import is_valid_id
+from satchel.lifecycle import Expiry
 from satchel.plugins import LoadedPlugins, installed_plugins
+from satchel.records import AsyncDriverCalls, DriverCalls, RecordCodec
 from satchel.registry import AsyncHandlerFactory, DriverSpec, HandlerFactory
 from satchel.store import Session
 from satchel.threaded import ThreadedAsyncHandler
@@ -78,15 +79,15 @@ class SessionManager:
         self._async_handler: AsyncSessionHandler | None = None
         self._mutex = threading.Lock()
         self._warned_unkeyed = False
-        secret = self.config.secret_key
-        fallbacks = self.config.secret_key_fallbacks
-        self.encrypter = Encrypter(secret, fallbacks) if secret is not None else None
-        # The digest keys of storage_key: the current secret's, then each fallback's.
-        self._digest_keys: tuple[bytes, ...] = (
-            tuple(derive_key(key, STORAGE_KEY_INFO) for key in (secret, *fallbacks))
-            if secret is not None
-            else ()
-        )
+        self._driver_calls: DriverCalls | None = None
+        self._async_driver_calls: AsyncDriverCalls | None = None
+        self._stores_in_cookie: bool | None = None
+        # Storage keys and sealing, every key derived once, here.
+        self.codec = RecordCodec(self.config)
+        self.expiry = Expiry.from_config(self.config)
+        chances, out_of = self.config.lottery
+        self._lottery_odds = chances / out_of if out_of else 0.0
+        self.encrypter = self.codec.encrypter
 
     # -- storage keys ----------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class SessionManager:
         Either way a dump of the store holds no id that could be replayed as a
         cookie. Every piece of satchel that names a session to a driver uses this.
         """
-        return storage_digest(session_id, self._digest_keys[0] if self._digest_keys else None)
+        return self.codec.storage_key(session_id)
 
     def fallback_storage_keys(self, session_id: str) -> list[str]:
         """Where the session may still be stored under a ``secret_key_fallbacks`` key, in order.
@@ -107,7 +108,7 @@ class SessionManager:
         Read only when :meth:`storage_key` holds nothing; a session found there
         is moved to :meth:`storage_key` at its next save.
         """
-        return [storage_digest(session_id, key) for key in self._digest_keys[1:]]
+        return self.codec.fallback_storage_keys(session_id)
 
     # -- drivers -----------------------------------------------------------------
 
@@ -128,6 +129,9 @@ class SessionManager:
             if name == self.config.driver:
                 self._handler = None
                 self._async_handler = None
+                self._driver_calls = None
+                self._async_driver_calls = None
+                self._stores_in_cookie = None
 
     def driver_spec(self) -> DriverSpec:
         """The spec of the configured driver (``UnknownDriverError`` when there is none)."""
@@ -169,6 +173,23 @@ class SessionManager:
                 handler = self._async_handler
         return handler
 
+    def driver_calls(self) -> DriverCalls:
+        """The sync handler's calls, as a session's load and save make them."""
+        calls = self._driver_calls
+        if calls is None or calls.handler is not self._handler:
+            calls = self._driver_calls = DriverCalls(self.handler())
+        return calls
+
+    def async_driver_calls(self) -> AsyncDriverCalls:
+        """The async handler's calls, as a session's load and save make them."""
+        calls = self._async_driver_calls
+        if calls is None or calls.handler is not self._async_handler:
+            handler = self.async_handler()
+            # A driver whose calls never wait is called directly, without a coroutine each.
+            local = self.driver_calls() if getattr(handler, "runs_on_event_loop", False) else None
+            calls = self._async_driver_calls = AsyncDriverCalls(handler, local)
+        return calls
+
     def _checked(self, handler: SessionHandler) -> SessionHandler:
         # Merging re-reads and writes under the driver's lock; without one it
         # would lose the very writes it exists to keep.
@@ -183,7 +204,7 @@ class SessionManager:
 
         Called as sessions load, so commands that only prune or migrate stay quiet.
         """
-        if self._digest_keys or self._warned_unkeyed:
+        if self._warned_unkeyed or self.codec.keyed:
             return
         self._warned_unkeyed = True
         handler: object = self._async_handler if self._handler is None else self._handler
@@ -202,7 +223,12 @@ class SessionManager:
     @property
     def stores_in_cookie(self) -> bool:
         """Whether the configured driver keeps the payload in the cookie itself."""
-        return bool(getattr(self.handler(), "stores_in_cookie", False))
+        found = self._stores_in_cookie
+        if found is None:
+            found = self._stores_in_cookie = bool(
+                getattr(self.handler(), "stores_in_cookie", False)
+            )
+        return found
 
     # -- sessions ------------------------------------------------------------------
 
@@ -328,9 +354,11 @@ class SessionManager:
     # -- garbage collection ------------------------------------------------------------
 
     def lottery_wins(self) -> bool:
-        """Draw the GC lottery: ``chances`` in ``out_of``."""
-        chances, out_of = self.config.lottery
-        return secrets.randbelow(out_of) < chances
+        """Draw the GC lottery: ``chances`` in ``out_of``.
+
+        ``random``, not ``secrets``: the draw decides only when housekeeping runs.
+        """
+        return random.random() < self._lottery_odds  # noqa: S311
 
     def collect_garbage(self, progress: GcProgress | None = None) -> int:
         """Remove the sessions idle for longer than the lifetime; return how many."""

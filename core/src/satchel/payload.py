@@ -16,6 +16,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 import cattrs
+import msgspec
 
 FORMAT_VERSION = 1
 TAG = "__t"  # a JSON object carrying this key is a tagged value
@@ -295,8 +297,8 @@ class Envelope:
         permanent: Flask's ``session.permanent``; ``None`` follows the config.
         client_id: The session id, kept in the payload by the cookie driver only
             (a server-side store never holds an id).
-        stored_data: The canonical JSON of the values as read from the store
-            (set by :func:`loads`; not part of the payload itself).
+        values_json: The canonical JSON (:func:`values_json`) of the values as
+            read from the store or last written to it (not part of the payload itself).
     """
 
     values: dict[str, Any]
@@ -307,7 +309,25 @@ class Envelope:
     token: str | None = None
     permanent: bool | None = None
     client_id: str | None = None
-    stored_data: str | None = attrs.field(default=None, eq=False, repr=False)
+    values_json: bytes | None = attrs.field(default=None, eq=False, repr=False)
+
+
+_sorted_json = msgspec.json.Encoder(order="sorted")
+_json = msgspec.json.Encoder()
+_parse_json = msgspec.json.Decoder()
+
+
+def _encode_json(document: Any, *, sort_keys: bool) -> bytes:
+    """``document`` as compact JSON bytes, non-ASCII text as UTF-8.
+
+    A lone surrogate (which UTF-8 cannot carry) is written as a ``\\u`` escape
+    instead, so every driver can store it.
+    """
+    try:
+        return (_sorted_json if sort_keys else _json).encode(document)
+    except UnicodeEncodeError:
+        text = json.dumps(document, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False)
+        return text.encode("ascii")
 
 
 def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,34 +335,69 @@ def encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _encode(value, key, False, 0) for key, value in values.items()}
 
 
-def data_json(encoded_values: Mapping[str, Any]) -> str:
-    """The canonical JSON text of encoded values (sorted keys), as stored and as compared."""
-    text = json.dumps(
-        encoded_values, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False
-    )
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: escape it, so every driver can store it
-            text = json.dumps(
-                encoded_values, sort_keys=True, separators=(",", ":"), allow_nan=False
-            )
-    return text
+def values_json(encoded_values: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of encoded values (sorted keys), as stored and as compared.
 
-
-def body_fingerprint(data_text: str, envelope: Envelope) -> str:
-    """Everything but the timestamps, as one string: equal strings mean unchanged."""
-    bookkeeping = [envelope.flash_new, envelope.flash_old, envelope.token, envelope.permanent]
-    return data_text + "\n" + json.dumps(bookkeeping, separators=(",", ":"))
-
-
-def dumps(envelope: Envelope, data_text: str | None = None) -> str:
-    """Serialise an envelope to the stored JSON string.
-
-    ``data_text`` is the values' :func:`data_json`, when the caller has it already.
+    Equal bytes mean equal values: a save compares them with what it loaded
+    to decide whether anything changed.
     """
-    if data_text is None:
-        data_text = data_json(encode_values(envelope.values))
+    return _encode_json(encoded_values, sort_keys=True)
+
+
+def encode_to_json(values: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of the application's values: ``values_json(encode_values(values))``.
+
+    Values that hold only JSON's own types (the common case) need no tags, and
+    are encoded in one pass in C. Such an encoding is kept only when parsing it
+    back gives values equal to these: a tuple, a set, a datetime, a UUID, a
+    Decimal, bytes, a non-string key or a non-finite float would encode like
+    the list, string or null it is not, and then compares unequal. ``1`` against
+    ``1.0`` or ``True`` compares equal but encodes apart. Anything else, or a
+    large integer (tagged to keep its digits), goes through :func:`encode_values`,
+    which also refuses what cannot be stored, naming its key.
+    """
+    try:
+        encoded = _sorted_json.encode(values)
+        if (
+            _plain_json(encoded)
+            and _LONG_NUMBER.search(encoded) is None
+            and _parse_json.decode(encoded) == values
+        ):
+            return encoded
+    except Exception:  # noqa: S110 - not plain JSON: the full encoder decides
+        pass
+    return values_json(encode_values(values))
+
+
+# 19 digits in a row: maybe an integer past 64 bits, which the full encoder tags.
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def _plain_json(encoded_json: bytes) -> bool:
+    """:func:`_plain` for the values' JSON."""
+    return (
+        b'"__t"' not in encoded_json
+        and encoded_json.count(b"{") + encoded_json.count(b"[") <= MAX_DEPTH
+    )
+
+
+def parse_values_json(encoded_json: bytes) -> dict[str, Any]:
+    """The encoded values :func:`values_json` made (still tagged: see :func:`decode_value`)."""
+    parsed = _parse(encoded_json.decode("utf-8"))
+    if not isinstance(parsed, dict):
+        raise PayloadError("the values must be an object")
+    return parsed
+
+
+def dumps(envelope: Envelope, encoded_json: bytes | str | None = None) -> str:
+    """Serialise an envelope to the stored payload text.
+
+    ``encoded_json`` is the values' :func:`values_json`, when the caller has it already.
+    """
+    if encoded_json is None:
+        encoded_json = encode_to_json(envelope.values)
+    elif isinstance(encoded_json, str):
+        encoded_json = encoded_json.encode("utf-8")
     meta: dict[str, Any] = {
         "created": envelope.created,
         "last_activity": envelope.last_activity,
@@ -353,18 +408,44 @@ def dumps(envelope: Envelope, data_text: str | None = None) -> str:
         meta["permanent"] = envelope.permanent
     if envelope.client_id is not None:
         meta["id"] = envelope.client_id
-    meta_text = json.dumps(meta, separators=(",", ":"), allow_nan=False)
-    # The data is serialised once, canonically, and spliced in: the same text
-    # serves for the change check and for storage.
-    return f'{{"v":{FORMAT_VERSION},"data":{data_text},"meta":{meta_text}}}'
+    # The values are serialised once, canonically, and spliced in: the same bytes
+    # serve for the change check and for storage.
+    document = b"".join(
+        (
+            b'{"v":%d,"data":' % FORMAT_VERSION,
+            encoded_json,
+            b',"meta":',
+            _encode_json(meta, sort_keys=False),
+            b"}",
+        )
+    )
+    return document.decode("utf-8")
+
+
+def _parse(text: str) -> Any:
+    try:
+        return _parse_json.decode(text)
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        # An escaped lone surrogate, which the fast parser refuses: the stdlib's reads it.
+        pass
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"not JSON: {exc}") from exc
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` cannot hold a tagged value or one nested past ``MAX_DEPTH``.
+
+    A cheap over-estimate: brackets inside strings count too, and then the
+    values are walked as usual.
+    """
+    return f'"{TAG}"' not in text and text.count("{") + text.count("[") <= MAX_DEPTH
 
 
 def loads(text: str) -> Envelope:
     """Parse a stored payload; ``PayloadError`` for anything that is not one."""
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError(f"not JSON: {exc}") from exc
+    document = _parse(text)
     if not isinstance(document, dict) or not isinstance(document.get("v"), int):
         raise PayloadError("not a satchel payload")
     version = document["v"]
@@ -376,7 +457,8 @@ def loads(text: str) -> Envelope:
         meta = document["meta"]
         if not isinstance(data, dict) or not isinstance(meta, dict):
             raise PayloadError("data and meta must be objects")
-        values = {str(key): decode_value(item) for key, item in data.items()}
+        # JSON object keys are strings already.
+        values = data if _plain(text) else {key: decode_value(item) for key, item in data.items()}
         flash = meta.get("flash") or {}
         token = meta.get("token")
         permanent = meta.get("permanent")
@@ -404,5 +486,5 @@ def loads(text: str) -> Envelope:
         raise PayloadError(f"malformed payload: {exc}") from exc
     if not (math.isfinite(envelope.created) and math.isfinite(envelope.last_activity)):
         raise PayloadError("timestamps must be finite")
-    envelope.stored_data = data_json(data)
+    envelope.values_json = values_json(data)
     return envelope

@@ -6,7 +6,7 @@ translate between their framework and this module:
 1. read the session cookie (:func:`satchel.cookies.read_cookie`) and make a
    lazy session (:meth:`SessionFlow.start`) that costs nothing until used;
 2. optionally hold the per-session lock across the request
-   (:meth:`SessionFlow.lock` / :meth:`SessionFlow.alock`);
+   (:meth:`SessionFlow.acquire` / :meth:`SessionFlow.aacquire`);
 3. after the handler: age flash data and save only what changed
    (:meth:`SessionFlow.finish` / :meth:`SessionFlow.afinish`), which also
    decides the ``Set-Cookie``, ``Vary`` and ``Cache-Control`` headers;
@@ -17,18 +17,27 @@ translate between their framework and this module:
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
-from collections.abc import AsyncIterator, Iterator
 
 import attrs
 
+from satchel.config import SessionConfig
 from satchel.cookies import CookiePolicy, merge_cache_control, merge_vary
 from satchel.errors import SessionBusy
-from satchel.handler import RequestMetadata
 from satchel.manager import SessionManager
+from satchel.records import client_address, request_metadata
 from satchel.store import SaveOutcome, Session
+
+__all__ = [
+    "BUSY_BODY",
+    "BUSY_STATUS",
+    "BusyResponse",
+    "SessionFlow",
+    "SessionHeaders",
+    "client_address",
+    "request_metadata",
+]
 
 logger = logging.getLogger("satchel")
 
@@ -40,24 +49,45 @@ LOCK_NOT_RELEASED = (
 BUSY_BODY = b"The session store is busy; try again shortly.\n"
 
 
-def client_address(host: object) -> str | None:
-    """The client's IP address as the server reported it, or ``None`` when it is not one.
+@attrs.frozen
+class BusyResponse:
+    """The 503 for a request the store could not serve in time (:class:`satchel.SessionBusy`:
+    the session's lock or every pooled connection stayed taken); each glue sends it as it is.
 
-    Forwarding headers (``X-Forwarded-For``, ``Forwarded``) are never read
-    here: the server (uvicorn's ``--proxy-headers``, werkzeug's ``ProxyFix``)
-    is the one to decide which proxies to trust.
+    Attributes:
+        headers: ``Content-Type``, ``Retry-After`` (the lock's own lifetime) and
+            ``Cache-Control: no-store``.
+        status: 503.
+        reason: The status line's reason phrase.
+        body: A short plain-text explanation.
     """
-    if not isinstance(host, str):
-        return None
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
 
+    headers: tuple[tuple[str, str], ...]
+    status: int = BUSY_STATUS
+    reason: str = "Service Unavailable"
+    body: bytes = BUSY_BODY
 
-def request_metadata(host: object, user_agent: str | None) -> RequestMetadata:
-    """What a driver that wants it (the database driver) is told about the request."""
-    return RequestMetadata(ip_address=client_address(host), user_agent=user_agent or None)
+    @property
+    def status_line(self) -> str:
+        """The WSGI status line."""
+        return f"{self.status} {self.reason}"
+
+    @property
+    def retry_after(self) -> str:
+        """The ``Retry-After`` value."""
+        return dict(self.headers)["Retry-After"]
+
+    @classmethod
+    def for_config(cls, config: SessionConfig) -> BusyResponse:
+        """The 503 a ``config`` answers with: retry once a lock left behind has expired."""
+        retry_after = str(max(1, math.ceil(config.block_lock_seconds)))
+        return cls(
+            headers=(
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Retry-After", retry_after),
+                ("Cache-Control", "no-store"),
+            )
+        )
 
 
 @attrs.frozen
@@ -101,6 +131,67 @@ class SessionHeaders:
         return result
 
 
+NO_HEADERS = SessionHeaders()
+
+
+@attrs.frozen
+class CookieChange:
+    """What a response does to the session cookie.
+
+    Attributes:
+        value: The value to set, or ``None`` to delete the cookie.
+        max_age: ``Max-Age`` of a cookie set (``None``: a browser-session cookie).
+        now: The clock's time, from which ``Expires`` counts.
+    """
+
+    value: str | None
+    max_age: int | None = None
+    now: float = 0.0
+
+
+class RequestLock:
+    """The per-session lock one request holds (``block``), released once.
+
+    A release that the busy store cannot make in time is logged, not raised:
+    the request has been served, and the lock expires by itself after
+    ``block_lock_seconds``.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self, held: contextlib.AbstractContextManager[None]) -> None:
+        self._held: contextlib.AbstractContextManager[None] | None = held
+
+    def release(self) -> None:
+        """Let the lock go (again: nothing happens)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            held.__exit__(None, None, None)
+        except SessionBusy:
+            logger.warning(LOCK_NOT_RELEASED, exc_info=True)
+
+
+class AsyncRequestLock:
+    """The async form of :class:`RequestLock`."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self, held: contextlib.AbstractAsyncContextManager[None]) -> None:
+        self._held: contextlib.AbstractAsyncContextManager[None] | None = held
+
+    async def release(self) -> None:
+        """Let the lock go (again: nothing happens)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            await held.__aexit__(None, None, None)
+        except SessionBusy:
+            logger.warning(LOCK_NOT_RELEASED, exc_info=True)
+
+
 class SessionFlow:
     """One application's session handling, shared by the ASGI, WSGI and Flask glue.
 
@@ -114,94 +205,74 @@ class SessionFlow:
         self.block = block
         manager.check_blocking(block)
         self.cookie_policy = CookiePolicy.from_config(manager.config)
+        self.busy = BusyResponse.for_config(manager.config)
+        #: Whether requests hold the per-session lock.
+        self.blocking = manager.config.block if block is None else block
 
-    @property
-    def blocking(self) -> bool:
-        """Whether requests hold the per-session lock."""
-        return self.manager.config.block if self.block is None else self.block
+    def start(
+        self, cookie: str | None, host: object = None, user_agent: str | None = None
+    ) -> Session:
+        """A lazy session for the request's cookie value: no backend call until it is used.
 
-    def retry_after(self) -> str:
-        """``Retry-After`` for a request that timed out waiting for the lock: the lock's own lifetime."""
-        return str(max(1, math.ceil(self.manager.config.block_lock_seconds)))
-
-    def busy_headers(self) -> list[tuple[str, str]]:
-        """The headers of the 503 (body :data:`BUSY_BODY`) for a request the store could not
-        serve in time (:class:`satchel.SessionBusy`: a lock or a connection that stayed taken)."""
-        return [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Retry-After", self.retry_after()),
-            ("Cache-Control", "no-store"),
-        ]
-
-    def start(self, cookie: str | None, metadata: RequestMetadata | None = None) -> Session:
-        """A lazy session for the request's cookie value: no backend call until it is used."""
-        return self.manager.lazy(cookie, metadata=metadata)
-
-    @contextlib.contextmanager
-    def lock(self, cookie: str | None) -> Iterator[None]:
-        """Hold the session's lock across the request when blocking (``SessionBusy`` when the
-        store cannot give it in time).
-
-        A release that the busy store cannot make in time is logged, not raised:
-        the request has been served, and the lock expires by itself after
-        ``block_lock_seconds``.
+        ``host`` (the client's address as the server reported it) and
+        ``user_agent`` become request metadata only for a driver that stores it.
         """
+        return Session(self.manager, cookie, client=(host, user_agent))
+
+    def acquire(self, cookie: str | None) -> RequestLock | None:
+        """Take the session's lock for the request when blocking (``None`` when not).
+
+        ``SessionBusy`` when the store cannot give it in time.
+        """
+        if not self.blocking:
+            return None
         held = self.manager.lock(cookie, block=self.block)
         held.__enter__()
-        try:
-            yield
-        finally:
-            try:
-                held.__exit__(None, None, None)
-            except SessionBusy:
-                logger.warning(LOCK_NOT_RELEASED, exc_info=True)
+        return RequestLock(held)
 
-    @contextlib.asynccontextmanager
-    async def alock(self, cookie: str | None) -> AsyncIterator[None]:
-        """The async form of :meth:`lock`."""
+    async def aacquire(self, cookie: str | None) -> AsyncRequestLock | None:
+        """The async form of :meth:`acquire`."""
+        if not self.blocking:
+            return None
         held = self.manager.alock(cookie, block=self.block)
         await held.__aenter__()
-        try:
-            yield
-        finally:
-            try:
-                await held.__aexit__(None, None, None)
-            except SessionBusy:
-                logger.warning(LOCK_NOT_RELEASED, exc_info=True)
+        return AsyncRequestLock(held)
 
-    def finish(
-        self,
-        session: Session,
-        *,
-        https: bool,
-        policy: CookiePolicy | None = None,
-        refresh_each_request: bool | None = None,
-    ) -> SessionHeaders:
-        """Save through the sync driver and say what the response must carry.
+    def save(
+        self, session: Session, *, refresh_each_request: bool | None = None
+    ) -> SaveOutcome | None:
+        """Save through the sync driver; ``None`` when there is nothing to send at all.
 
         ``refresh_each_request`` is Flask's ``SESSION_REFRESH_EACH_REQUEST``
-        (``None`` for the other glue; see :meth:`headers`). When true, a
-        session the request never used is read now, to learn whether the
-        cookie names a live permanent session whose cookie is to be re-sent:
-        one backend call for a request carrying a well-formed session id,
-        none otherwise.
+        (see :meth:`cookie_change`). When true, a session the request never
+        used is read now, to learn whether the cookie names a live permanent
+        session whose cookie is to be re-sent: one backend call for a request
+        carrying a well-formed session id, none otherwise. No live session
+        behind the cookie, and the request never used one: nothing to re-send,
+        create or delete (as Flask sends nothing), which is the ``None``.
         """
         if refresh_each_request and not session.loaded and session.incoming_cookie is not None:
             session.load()
             if session.new:
-                # No live session behind the cookie, and the request never used one:
-                # nothing to re-send, create or delete (as Flask sends nothing).
-                return SessionHeaders()
+                return None
+        return session.save()
+
+    def finish(
+        self, session: Session, *, https: bool, policy: CookiePolicy | None = None
+    ) -> SessionHeaders:
+        """Save through the sync driver and say what the response must carry."""
         outcome = session.save()
-        return self.headers(
-            session, outcome, https=https, policy=policy, refresh_each_request=refresh_each_request
-        )
+        if outcome is SaveOutcome.NOT_LOADED:
+            return NO_HEADERS  # never used: nothing saved, nothing to send
+        return self.headers(session, outcome, https=https, policy=policy)
 
     async def afinish(
         self, session: Session, *, https: bool, policy: CookiePolicy | None = None
     ) -> SessionHeaders:
         """Save through the async driver (or the sync one in a worker thread) and say what to send."""
         outcome = await session.asave()
+        if outcome is SaveOutcome.NOT_LOADED:
+            return NO_HEADERS
         return self.headers(session, outcome, https=https, policy=policy)
 
     def headers(
@@ -211,9 +282,31 @@ class SessionFlow:
         *,
         https: bool,
         policy: CookiePolicy | None = None,
-        refresh_each_request: bool | None = None,
     ) -> SessionHeaders:
-        """The headers a saved session needs.
+        """The headers a saved session needs (see :meth:`cookie_change`)."""
+        policy = policy or self.cookie_policy
+        change = self.cookie_change(session, outcome, policy=policy)
+        if change is None:
+            header = None
+        elif change.value is None:
+            header = policy.delete_header(https=https)
+        else:
+            header = policy.set_header(
+                change.value, https=https, max_age=change.max_age, now=change.now
+            )
+        if header is None and not session.accessed:
+            return NO_HEADERS
+        return SessionHeaders(set_cookie=header, vary_cookie=True)
+
+    def cookie_change(
+        self,
+        session: Session,
+        outcome: SaveOutcome,
+        *,
+        policy: CookiePolicy | None = None,
+        refresh_each_request: bool | None = None,
+    ) -> CookieChange | None:
+        """What a saved session does to its cookie: set it, delete it, or leave it (``None``).
 
         The cookie is set when the data or the id changed, and deleted when
         the session ended empty. When only the idle expiry slid it is
@@ -223,7 +316,6 @@ class SessionFlow:
         session's cookie on every request that reached a live session,
         ``False`` never re-sends an unchanged session's.
         """
-        policy = policy or self.cookie_policy
         if outcome is SaveOutcome.WRITTEN:
             resend = True
         elif outcome is SaveOutcome.REFRESHED or outcome is SaveOutcome.UNCHANGED:
@@ -234,17 +326,14 @@ class SessionFlow:
         else:
             resend = False
         if resend:
-            header: str | None = policy.set_header(
-                session.cookie_value(),
-                https=https,
-                max_age=self.max_age(session, policy),
+            return CookieChange(
+                value=session.cookie_value(),
+                max_age=self.max_age(session, policy or self.cookie_policy),
                 now=self.manager.clock(),
             )
-        elif session.cookie_action() == "delete":
-            header = policy.delete_header(https=https)
-        else:
-            header = None
-        return SessionHeaders(set_cookie=header, vary_cookie=session.accessed or header is not None)
+        if session.cookie_action() == "delete":
+            return CookieChange(value=None)
+        return None
 
     def max_age(self, session: Session, policy: CookiePolicy) -> int | None:
         """``Max-Age`` for the cookie: ``None`` (a browser-session cookie) unless permanent.

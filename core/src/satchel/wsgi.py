@@ -19,7 +19,6 @@ the application has not started its response.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
@@ -29,7 +28,7 @@ from satchel.cookies import read_cookie
 from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
-from satchel.web import BUSY_BODY, SessionFlow, SessionHeaders, request_metadata
+from satchel.web import NO_HEADERS, RequestLock, SessionFlow
 
 ENVIRON_KEY = "satchel.session"
 T = TypeVar("T")
@@ -54,80 +53,115 @@ class SessionMiddleware:
     def __init__(self, app: WSGIApp, manager: SessionManager, *, block: bool | None = None) -> None:
         self.app = app
         self.flow = SessionFlow(manager, block=block)
+        self._cookie_name = self.flow.cookie_policy.name
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        cookie = read_cookie(environ.get("HTTP_COOKIE"), self.flow.cookie_policy.name)
-        https = environ.get("wsgi.url_scheme") == "https"
-        session = self.flow.start(
-            cookie, request_metadata(environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
-        )
-        lock = contextlib.ExitStack()
-        try:
-            lock.enter_context(self.flow.lock(cookie))
-        except SessionBusy:
-            start_response("503 Service Unavailable", self.flow.busy_headers())
-            return [BUSY_BODY]
+        flow = self.flow
+        cookie = read_cookie(environ.get("HTTP_COOKIE"), self._cookie_name)
+        session = flow.start(cookie, environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
+        request = _Request(self, session, start_response, environ.get("wsgi.url_scheme") == "https")
+        if flow.blocking:
+            try:
+                request.lock = flow.acquire(cookie)
+            except SessionBusy:
+                return request.answer_busy()
         environ[ENVIRON_KEY] = session
-        saved: list[SessionHeaders] = []
-        busy: list[bool] = []
-
-        def answer_busy() -> bool:
-            """Start the 503 instead of the app's response, unless the app started one."""
-            if saved or busy:
-                return False
-            busy.append(True)
-            start_response("503 Service Unavailable", self.flow.busy_headers())
-            return True
-
-        def start_with_session(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-        ) -> Callable[[bytes], object]:
-            if busy:
-                return _discard  # the 503 replaced this response
-            if not saved:
-                # A placeholder first: should saving fail (SessionTooLarge), an error page
-                # started next must not age the flash data a second time.
-                saved.append(SessionHeaders())
-                try:
-                    saved[0] = self.flow.finish(session, https=https)
-                except SessionBusy:
-                    # merge_on_save's lock or every connection stayed taken: nothing was
-                    # saved and nothing sent yet, so the client can still get the 503
-                    # (the body is swapped in _ClosingBody).
-                    busy.append(True)
-                    start_response("503 Service Unavailable", self.flow.busy_headers())
-                    return _discard
-                finally:
-                    # The lock guards load-modify-save; the next request may go once this is saved.
-                    lock.close()
-            headers = saved[0].apply(list(headers))
-            if exc_info is not None:
-                return start_response(status, headers, exc_info)
-            return start_response(status, headers)
-
         try:
-            body = _bound(session, self.app, environ, start_with_session)
+            body = _bound(session, self.app, environ, request.start_response)
         except SessionBusy:
             # Loading the session (lazily, in the app) found the store busy.
-            lock.close()
-            if not answer_busy():
+            request.release()
+            if request.started:
                 raise
-            return [BUSY_BODY]
+            return request.answer_busy()
         except BaseException:
-            lock.close()  # closing twice is harmless
+            request.release()
             raise
-        return _ClosingBody(
-            body,
-            session=session,
-            lock=lock,
-            after=lambda: self._after(session, saved),
-            busy=busy,
-            answer_busy=answer_busy,
-        )
+        if request.lock is None and request.started and not session.loaded and type(body) is list:
+            return body  # nothing left to do: no app code runs, no lock, no garbage to collect
+        return _ClosingBody(body, request)
 
-    def _after(self, session: Session, saved: list[SessionHeaders]) -> None:
-        if saved:
-            self.flow.collect_garbage(session)
+
+class _Request:
+    """One request's state: its session, its lock and how far its response got."""
+
+    __slots__ = (
+        "busy",
+        "extra",
+        "https",
+        "lock",
+        "middleware",
+        "saved",
+        "server_start",
+        "session",
+        "started",
+    )
+
+    def __init__(
+        self,
+        middleware: SessionMiddleware,
+        session: Session,
+        server_start: StartResponse,
+        https: bool,
+    ) -> None:
+        self.middleware = middleware
+        self.session = session
+        self.server_start = server_start
+        self.https = https
+        self.lock: RequestLock | None = None
+        self.started = False  # the app started its response (or the 503 replaced it)
+        self.saved = False  # the session was saved
+        self.busy = False  # the 503 replaced the app's response
+        self.extra = NO_HEADERS  # what the saved session adds to the response
+
+    def release(self) -> None:
+        """Let the session's lock go (the next request of the session may run)."""
+        lock = self.lock
+        if lock is not None:
+            self.lock = None
+            lock.release()
+
+    def answer_busy(self) -> list[bytes]:
+        """Start the 503 (the app has not started its response) and give its body."""
+        self.started = self.busy = True
+        busy = self.middleware.flow.busy
+        self.server_start(busy.status_line, list(busy.headers))
+        return [busy.body]
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        """The app's ``start_response``: the session is saved first, its headers added."""
+        if self.busy:
+            return _discard  # the 503 replaced this response
+        if not self.started:
+            # Set first: should saving fail (SessionTooLarge), an error page started
+            # next must not age the flash data a second time.
+            self.started = True
+            try:
+                self.extra = self.middleware.flow.finish(self.session, https=self.https)
+            except SessionBusy:
+                # merge_on_save's lock or every connection stayed taken: nothing was
+                # saved and nothing sent yet, so the client can still get the 503
+                # (the body is swapped in _ClosingBody).
+                self.answer_busy()
+                return _discard
+            finally:
+                # The lock guards load-modify-save; the next request may go once this is saved.
+                self.release()
+            self.saved = True
+        extra = self.extra
+        if extra is not NO_HEADERS:
+            headers = extra.apply(list(headers))
+        if exc_info is not None:
+            return self.server_start(status, headers, exc_info)
+        return self.server_start(status, headers)
+
+    def finish(self) -> None:
+        """After the body: release the lock and, for a saved session, run the GC lottery."""
+        self.release()
+        if self.saved:
+            self.middleware.flow.collect_garbage(self.session)
 
 
 def _discard(data: bytes) -> None:
@@ -153,57 +187,48 @@ class _ClosingBody:
     """The application's body, with the request's cleanup run when the server closes it.
 
     Each step the application takes (producing a chunk, closing) runs with
-    the session bound. When the 503 replaced the response (``busy`` became
-    true once the app started it, or ``answer_busy`` started the 503 for a
-    generator app whose session load found the store busy before it started
-    its own), the app's body is dropped and the 503's body sent instead.
+    the session bound. When the 503 replaced the response (the request turned
+    busy once the app started it, or a generator app's session load found the
+    store busy before it started its own), the app's body is dropped and the
+    503's body sent instead.
     """
 
-    def __init__(
-        self,
-        body: Iterable[bytes],
-        *,
-        session: Session,
-        lock: contextlib.ExitStack,
-        after: Callable[[], None],
-        busy: list[bool],
-        answer_busy: Callable[[], bool],
-    ) -> None:
+    __slots__ = ("_body", "_request")
+
+    def __init__(self, body: Iterable[bytes], request: _Request) -> None:
         self._body = body
-        self._session = session
-        self._lock = lock
-        self._after = after
-        self._busy = busy
-        self._answer_busy = answer_busy
+        self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
-        if not self._busy:
+        request = self._request
+        if not request.busy:
             body = self._body
             if isinstance(body, (list, tuple)):
                 yield from body  # no application code runs while a list is read
                 return
-            chunks = _bound(self._session, iter, body)
+            session = request.session
+            chunks = _bound(session, iter, body)
             while True:
                 # A generator app calls start_response on its first step: check after each one.
                 try:
-                    chunk = _bound(self._session, chunks.__next__)
+                    chunk = _bound(session, chunks.__next__)
                 except StopIteration:
                     break
                 except SessionBusy:
-                    if not self._answer_busy():
+                    if request.started:
                         raise
+                    request.answer_busy()
                     break
-                if self._busy:
+                if self._request.busy:  # the 503 replaced the response on this step
                     break
                 yield chunk
-        if self._busy:
-            yield BUSY_BODY
+        if request.busy:
+            yield request.middleware.flow.busy.body
 
     def close(self) -> None:
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
-                _bound(self._session, close)
+                _bound(self._request.session, close)
         finally:
-            self._lock.close()
-            self._after()
+            self._request.finish()

@@ -1,4 +1,4 @@
-"""``MongoSessionHandler``: the seed's MongoDB stub, made real (and its async twin).
+"""``MongoSessionHandler``: sessions in MongoDB (and its async twin).
 
 One document per session::
 

@@ -1,0 +1,582 @@
+"""A session's load/save lifecycle: reading, expiry, change detection, flash aging, writing.
+
+:class:`SessionLifecycle` holds the state of one session between its load
+and its save; :class:`satchel.Session` puts the application-facing API on
+top of it. The lifecycle reaches the store only through a
+:class:`SessionBackend` (the driver's calls, the clock and the record codec),
+which :class:`satchel.SessionManager` provides.
+
+A load and a save are each written once, as steps that yield the driver
+calls they need (:data:`Step`); :meth:`satchel.records.DriverCalls.run` and
+its async twin carry them out.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from satchel import dotted, payload
+from satchel.crypto import DecryptError
+from satchel.handler import RequestMetadata
+from satchel.ids import generate_id, is_valid_id, log_digest
+from satchel.records import (
+    AsyncDriverCalls,
+    DriverCalls,
+    RecordCodec,
+    Step,
+    record_metadata,
+    request_metadata,
+)
+
+if TYPE_CHECKING:
+    from satchel.config import SessionConfig
+
+logger = logging.getLogger("satchel")
+
+# One driver call a load or save asks for: ("read", key) -> str, ("destroy", key),
+# ("write", key, record, metadata), ("write_if_present", key, record, metadata) -> bool,
+# and around a merge ("lock", key, lock_seconds, wait_seconds), ("write_locked", key,
+# record, metadata) -> bool and ("unlock",): the methods of DriverCalls of those names.
+Steps = Generator[Step, Any, Any]
+
+
+class SaveOutcome(enum.Enum):
+    """What ``save`` did, which tells the web glue what to do with the cookie."""
+
+    NOT_LOADED = "not loaded"  # the request never used the session: nothing to do
+    UNCHANGED = "unchanged"  # loaded, nothing changed, refresh not due
+    WRITTEN = "written"  # the data changed (or the id): written through the driver
+    REFRESHED = "refreshed"  # unchanged data rewritten to slide the idle expiry
+    EMPTY = "empty"  # the session ended empty: nothing stored, any old record removed
+    ENDED = "ended"  # another request ended the session meanwhile: nothing written
+
+
+@attrs.frozen
+class Expiry:
+    """A config's expiry rules, in seconds, worked out once.
+
+    Attributes:
+        idle: The idle lifetime (``lifetime``).
+        absolute: The absolute lifetime (``absolute_lifetime``), or ``None``.
+        refresh_interval: How long an unchanged session goes unwritten:
+            ``touch_interval``, but never longer than half the idle lifetime, or
+            an active session whose data never changes would idle out while in use.
+    """
+
+    idle: int
+    absolute: int | None
+    refresh_interval: float
+
+    @classmethod
+    def from_config(cls, config: SessionConfig) -> Expiry:
+        """The rules ``config`` sets."""
+        idle = config.lifetime_seconds
+        return cls(
+            idle=idle,
+            absolute=config.absolute_lifetime_seconds,
+            refresh_interval=min(config.touch_interval, idle / 2),
+        )
+
+    def passed(self, envelope: payload.Envelope, now: float) -> bool:
+        """Whether ``envelope`` is past its idle or absolute lifetime at ``now``."""
+        if now - envelope.last_activity > self.idle:
+            return True
+        absolute = self.absolute
+        return absolute is not None and now - envelope.created > absolute
+
+
+class SessionBackend(Protocol):
+    """What a session needs from its manager: the driver, the clock and the record codec."""
+
+    @property
+    def config(self) -> SessionConfig:
+        """The session config."""
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Unix seconds, for every expiry decision."""
+
+    @property
+    def codec(self) -> RecordCodec:
+        """Storage keys and sealed records."""
+
+    @property
+    def expiry(self) -> Expiry:
+        """The config's expiry rules."""
+
+    @property
+    def stores_in_cookie(self) -> bool:
+        """Whether the driver keeps the payload in the cookie itself."""
+
+    def driver_calls(self) -> DriverCalls:
+        """The sync driver's calls."""
+
+    def async_driver_calls(self) -> AsyncDriverCalls:
+        """The async driver's calls."""
+
+    def holds_lock(self, key: str) -> bool:
+        """Whether this thread or task holds the request lock on ``key``."""
+
+    def warn_if_shared_store(self) -> None:
+        """Warn once when sessions go to a store other apps may share, keyed by no secret."""
+
+
+def _marks(envelope: payload.Envelope) -> tuple[Any, ...]:
+    """The bookkeeping a save compares, besides the values."""
+    return (
+        tuple(envelope.flash_new),
+        tuple(envelope.flash_old),
+        envelope.token,
+        envelope.permanent,
+    )
+
+
+class SessionLifecycle:
+    """The state of one session from its load to its save, and the steps of both.
+
+    Attributes (read by :class:`satchel.Session`):
+        id: The session id ("" until loaded).
+        envelope: The decoded payload: the values and the bookkeeping.
+        loaded: Whether the store was read (or found to hold nothing).
+        accessed: Whether the application read or changed the session.
+        exposed: Whether the application changed the values or holds one it may change
+            in place (a read of a string or a number is neither).
+        stored: Whether a record for the current id exists in the store.
+        force_write: The next save writes, changed or not (a new id, a rotated key).
+    """
+
+    __slots__ = (
+        "accessed",
+        "backend",
+        "client",
+        "config",
+        "cookie_value",
+        "envelope",
+        "exposed",
+        "force_write",
+        "id",
+        "incoming",
+        "key_of_id",
+        "last_outcome",
+        "loaded",
+        "loaded_json",
+        "loaded_marks",
+        "metadata",
+        "pending_destroy",
+        "saved_changes",
+        "source_key",
+        "stored",
+    )
+
+    def __init__(
+        self,
+        backend: SessionBackend,
+        incoming: str | None,
+        metadata: RequestMetadata | None,
+        client: tuple[object, str | None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.config = backend.config
+        self.incoming = incoming
+        self.metadata = metadata
+        # The client's address as the server reported it and its User-Agent: made into
+        # metadata only for a driver that stores it.
+        self.client = client
+        self.loaded = False
+        self.accessed = False
+        # The application changed the values, or was handed a container it may change in
+        # place: only then must a save encode them to learn whether they changed.
+        self.exposed = False
+        self.stored = False
+        self.force_write = False
+        # A save wrote this session's changes or removed its emptied record: ``modified`` stays true.
+        self.saved_changes = False
+        # The values' JSON and the bookkeeping as loaded (or last saved): a save compares them.
+        self.loaded_json: bytes | None = None
+        self.loaded_marks: tuple[Any, ...] = ((), (), None, None)
+        self.pending_destroy: list[str] = []
+        # The stored record this session was loaded from, once migrate() moved its data
+        # to a new id that is not saved yet.
+        self.source_key: str | None = None
+        self.id = ""
+        self.key_of_id: tuple[str, str] | None = None  # the id and its storage key
+        # self.envelope is set by the load.
+        self.cookie_value: str | None = None
+        self.last_outcome: SaveOutcome | None = None
+
+    def fresh_envelope(self) -> payload.Envelope:
+        """An empty payload created now."""
+        now = self.backend.clock()
+        return payload.Envelope(values={}, created=now, last_activity=now)
+
+    def storage_key(self) -> str:
+        """The storage key of the current id (digested once per id)."""
+        known = self.key_of_id
+        if known is None or known[0] != self.id:
+            known = self.key_of_id = (self.id, self.backend.codec.storage_key(self.id))
+        return known[1]
+
+    def request_metadata(self) -> RequestMetadata | None:
+        """What a driver that keeps metadata is told about the request."""
+        if self.metadata is None and self.client is not None:
+            self.metadata = request_metadata(*self.client)
+        return self.metadata
+
+    # -- loading ---------------------------------------------------------------------
+
+    def load_steps(self) -> Steps:
+        """Read the stored session (trying each fallback secret's key) and adopt it."""
+        keys = self._storage_keys_to_read()
+        record, found = "", None
+        for found in keys:
+            record = yield ("read", found)
+            if record:
+                break
+        self._finish_load(record, found, fallback=found is not None and found != keys[0])
+
+    def _storage_keys_to_read(self) -> list[str]:
+        """The storage keys to read in turn until one holds the session (none: read nothing).
+
+        The current key first, then each ``secret_key_fallbacks`` key's, read
+        only when the ones before hold nothing.
+        """
+        incoming = self.incoming
+        if not incoming or self.backend.stores_in_cookie:
+            return []  # no cookie, or the payload is the cookie itself
+        if not is_valid_id(incoming):
+            # Strict mode: a malformed id never reaches a driver, a path or a log.
+            logger.info("satchel: ignored a malformed session cookie")
+            return []
+        codec = self.backend.codec
+        key = codec.storage_key(incoming)
+        self.key_of_id = (incoming, key)
+        return [key, *codec.fallback_storage_keys(incoming)]
+
+    def _finish_load(self, record: str, key: str | None, *, fallback: bool) -> None:
+        """Adopt ``record``, read under ``key`` ("" when nothing was found).
+
+        ``fallback``: ``key`` is a ``secret_key_fallbacks`` key's, not the current one.
+        """
+        backend = self.backend
+        backend.warn_if_shared_store()
+        self.id = ""  # issued below only if no stored session is adopted
+        self.stored = False
+        incoming = self.incoming
+        if backend.stores_in_cookie:
+            if incoming:
+                self._adopt(self._open_cookie(incoming), key=None)
+        elif record:
+            assert incoming is not None
+            assert key is not None
+            self._adopt(self._open_record(record, key, incoming), key=key, session_id=incoming)
+        if not self.stored:
+            self.id = generate_id()
+            self.envelope = self.fresh_envelope()
+        self.loaded = True
+        envelope = self.envelope
+        self.loaded_marks = _marks(envelope)
+        self.loaded_json = envelope.values_json if self.stored else None
+        if self.stored and fallback:
+            assert key is not None
+            self.move_from(key, destroy=True)  # the next save moves it to the current key
+
+    def _adopt(self, text: str | None, *, key: str | None, session_id: str | None = None) -> None:
+        if text is None:
+            return
+        try:
+            envelope = payload.loads(text)
+        except payload.PayloadError as exc:
+            logger.warning(
+                "satchel: the stored session %s is corrupt (%s); starting an empty session",
+                log_digest(session_id or text[:64]),
+                exc,
+            )
+            return
+        if self.expired(envelope):
+            if key is not None:
+                self.pending_destroy.append(key)
+            return
+        if self.backend.stores_in_cookie:
+            session_id = envelope.client_id if is_valid_id(envelope.client_id) else None
+            if session_id is None:
+                return
+        assert session_id is not None
+        self.id = session_id
+        self.envelope = envelope
+        self.stored = True
+
+    def _open_record(self, record: str, key: str, session_id: str) -> str | None:
+        try:
+            text, stale_key = self.backend.codec.open(record, key)
+        except DecryptError as exc:
+            logger.warning(
+                "satchel: the stored session %s failed to decrypt (%s); starting an empty session",
+                log_digest(session_id),
+                exc,
+            )
+            return None
+        if stale_key:
+            self.force_write = True  # re-encrypt under the current key
+        return text
+
+    def _open_cookie(self, cookie_value: str) -> str | None:
+        try:
+            text, stale_key = self.backend.codec.open_cookie(cookie_value)
+        except DecryptError:
+            logger.info("satchel: refused a session cookie that failed to authenticate")
+            return None
+        if stale_key:
+            self.force_write = True  # re-issue the cookie under the current key
+        return text
+
+    def expired(self, envelope: payload.Envelope) -> bool:
+        """Whether ``envelope`` is past its idle or absolute lifetime."""
+        backend = self.backend
+        return backend.expiry.passed(envelope, backend.clock())
+
+    # -- identity changes --------------------------------------------------------------
+
+    def move_from(self, old_key: str, *, destroy: bool) -> None:
+        """Make the next save write this session under its current storage key, not ``old_key``.
+
+        The save writes only if the record at ``old_key`` still exists (were it
+        ended meanwhile, writing would bring it back), and with ``destroy``
+        removes that record.
+        """
+        self.source_key = old_key
+        if destroy:
+            self.pending_destroy.append(old_key)
+        self.stored = False  # nothing is stored under the new key yet
+        self.force_write = True
+
+    # -- change detection ---------------------------------------------------------------
+
+    def modified(self) -> bool:
+        """Whether the data changed since the load (or stays changed after a save wrote it)."""
+        if not self.loaded:
+            return False
+        if self.saved_changes or self.force_write:
+            return True
+        envelope = self.envelope
+        if not self.stored:
+            return bool(envelope.values) or envelope.token is not None
+        if _marks(envelope) != self.loaded_marks:
+            return True
+        return self.exposed and payload.encode_to_json(envelope.values) != self.loaded_json
+
+    def age_flash_data(self) -> None:
+        """Forget last request's flash data and keep this request's for the next one."""
+        envelope = self.envelope
+        for key in envelope.flash_old:
+            dotted.forget(envelope.values, key)
+        envelope.flash_old = envelope.flash_new
+        envelope.flash_new = []
+
+    # -- saving ------------------------------------------------------------------------
+
+    def save_unloaded(self) -> SaveOutcome:
+        """The save of a session the request never used: nothing to do (nothing was read)."""
+        self.last_outcome = SaveOutcome.NOT_LOADED
+        return SaveOutcome.NOT_LOADED
+
+    def save_steps(self, keeps_metadata: bool) -> Steps:
+        """Age flash data, then write (or refresh, or remove) the session as needed.
+
+        ``keeps_metadata``: the driver stores request metadata with a write.
+        Returns the :class:`SaveOutcome`.
+        """
+        destroy_keys = list(self.pending_destroy)
+        if not self.loaded:
+            return self.save_unloaded()
+        envelope = self.envelope
+        # Aging changes the values only when it forgets last request's flash keys.
+        aging_forgets = bool(envelope.flash_old)
+        self.age_flash_data()
+        backend = self.backend
+        in_cookie = backend.stores_in_cookie
+        key = None if in_cookie else self.storage_key()
+        if not envelope.values and envelope.token is None:
+            if self.stored and key is not None:
+                destroy_keys.append(key)
+            yield from _destroy_all(destroy_keys)
+            return self._finish_save(SaveOutcome.EMPTY)
+        loaded_json = self.loaded_json
+        if self.stored and loaded_json and not aging_forgets and not self.exposed:
+            # Never changed nor handed out, with no flash data to age: the stored JSON is current.
+            encoded_json = loaded_json
+        else:
+            # TypeError names a key whose value cannot be stored.
+            encoded_json = payload.encode_to_json(envelope.values)
+        now = backend.clock()
+        if (
+            self.force_write
+            or not self.stored
+            or encoded_json != self.loaded_json
+            or _marks(envelope) != self.loaded_marks
+        ):
+            outcome = SaveOutcome.WRITTEN
+        elif now - envelope.last_activity >= backend.expiry.refresh_interval:
+            outcome = SaveOutcome.REFRESHED
+        else:
+            yield from _destroy_all(destroy_keys)
+            return self._finish_save(SaveOutcome.UNCHANGED)
+        envelope.last_activity = now
+        envelope.client_id = self.id if in_cookie else None
+        text = payload.dumps(envelope, encoded_json)
+        # A refresh rewrites what the store already holds: only a write is held to the limit.
+        limited = outcome is SaveOutcome.WRITTEN
+        codec = backend.codec
+        if in_cookie:
+            self.cookie_value = codec.seal_cookie(text, limited=limited)
+            yield from _destroy_all(destroy_keys)
+            return self._finish_save(outcome, encoded_json)
+        assert key is not None
+        record = codec.seal(text, key)
+        if limited:
+            codec.check_size(record)
+        metadata = (
+            record_metadata(self.config, envelope.values, self.request_metadata())
+            if keeps_metadata
+            else None
+        )
+        if self.source_key is not None and (yield ("read", self.source_key)) == "":
+            # Read before the old record is destroyed below: the session ended meanwhile.
+            yield from _destroy_all(destroy_keys)
+            return self._finish_save(SaveOutcome.ENDED)
+        yield from _destroy_all(destroy_keys)
+        written = yield from self._write_steps(key, record, metadata, outcome, encoded_json)
+        if written is None:
+            return self._finish_save(SaveOutcome.ENDED)
+        return self._finish_save(outcome, written)
+
+    def _write_steps(
+        self,
+        key: str,
+        record: str,
+        metadata: RequestMetadata | None,
+        outcome: SaveOutcome,
+        encoded_json: bytes,
+    ) -> Generator[Step, Any, bytes | None]:
+        """Write ``record`` under ``key``; the values' JSON written, or ``None`` when the
+        session ended meanwhile (nothing written).
+
+        A record loaded from the store is written only if it still exists, and
+        under ``merge_on_save`` merged with what is stored now.
+        """
+        if not self.stored:
+            yield ("write", key, record, metadata)
+            return encoded_json
+        if not (
+            self.config.merge_on_save
+            and outcome is SaveOutcome.WRITTEN
+            and self.loaded_json is not None
+            # Under the request's own lock (block = true) nobody else can write between
+            # its load and this save, and the driver's lock is not reentrant.
+            and not self.backend.holds_lock(key)
+        ):
+            written = yield ("write_if_present", key, record, metadata)
+            return encoded_json if written else None
+        config = self.config
+        yield ("lock", key, config.block_lock_seconds, config.block_wait_seconds)
+        merged = self._merge((yield ("read", key)), key, record)
+        if merged is None or not (yield ("write_locked", key, merged[0], metadata)):
+            return None
+        yield ("unlock",)
+        return merged[1]
+
+    def _merge(self, record: str, key: str, ours_record: str) -> tuple[str, bytes] | None:
+        """This request's changes applied over what is stored now, as a record and the values'
+        JSON (``None``: the session ended meanwhile).
+
+        Only the top-level keys this request set, changed or forgot are
+        applied, so concurrent requests that touch different keys keep each
+        other's writes. Runs under the driver's lock.
+        """
+        if record == "":
+            return None
+        text = self._open_record(record, key, self.id)
+        try:
+            theirs = payload.loads(text) if text is not None else None
+        except payload.PayloadError:
+            theirs = None
+        ours = self.envelope
+        if theirs is None:
+            # Unreadable: this request's whole session replaces it.
+            return ours_record, payload.encode_to_json(ours.values)
+        if self.expired(theirs):
+            return None
+        loaded = payload.parse_values_json(self.loaded_json or b"{}")
+        encoded = payload.encode_values(ours.values)
+        for name, value in encoded.items():
+            if name not in loaded or payload.canonical_json(value) != payload.canonical_json(
+                loaded[name]
+            ):
+                theirs.values[name] = ours.values[name]
+        for name in loaded:
+            if name not in encoded:
+                theirs.values.pop(name, None)
+        _, _, loaded_token, loaded_permanent = self.loaded_marks
+        if ours.token != loaded_token:
+            theirs.token = ours.token
+        if ours.permanent != loaded_permanent:
+            theirs.permanent = ours.permanent
+        present = theirs.values.keys()
+        theirs.flash_new = [
+            n for n in dict.fromkeys(theirs.flash_new + ours.flash_new) if n in present
+        ]
+        theirs.flash_old = [
+            n for n in dict.fromkeys(theirs.flash_old + ours.flash_old) if n in present
+        ]
+        theirs.created = min(theirs.created, ours.created)
+        theirs.last_activity = ours.last_activity
+        encoded_json = payload.encode_to_json(theirs.values)
+        merged = self.backend.codec.seal(payload.dumps(theirs, encoded_json), key)
+        self.backend.codec.check_size(merged)  # the merged session, theirs and ours, must fit too
+        self.envelope = theirs
+        return merged, encoded_json
+
+    def _finish_save(self, outcome: SaveOutcome, encoded_json: bytes | None = None) -> SaveOutcome:
+        self.pending_destroy.clear()
+        self.source_key = None
+        if outcome is SaveOutcome.ENDED:
+            # Logged out or regenerated elsewhere while this request ran: writing
+            # would bring the old session back (Rack CVE-2025-46336).
+            logger.info(
+                "satchel: session %s ended during the request; its changes were not saved",
+                log_digest(self.id),
+            )
+            self.stored = False
+            self.loaded_json = None
+        if outcome is SaveOutcome.WRITTEN or (outcome is SaveOutcome.EMPTY and self.stored):
+            self.saved_changes = True
+        if outcome is SaveOutcome.WRITTEN or outcome is SaveOutcome.REFRESHED:
+            self.stored = True
+            self.force_write = False
+            self.loaded_json = self.envelope.values_json = encoded_json
+            self.loaded_marks = _marks(self.envelope)
+        elif outcome is SaveOutcome.EMPTY:
+            self.stored = False
+            self.loaded_json = None
+        self.last_outcome = outcome
+        return outcome
+
+    # -- the cookie ----------------------------------------------------------------------
+
+    def cookie_action(self) -> str | None:
+        """After ``save``: ``"set"`` the cookie, ``"delete"`` it, or leave it (``None``)."""
+        outcome = self.last_outcome
+        if outcome is SaveOutcome.WRITTEN or outcome is SaveOutcome.REFRESHED:
+            return "set"
+        if outcome is SaveOutcome.EMPTY and self.incoming:
+            return "delete"
+        return None
+
+
+def _destroy_all(keys: list[str]) -> Steps:
+    for key in keys:
+        yield ("destroy", key)
