@@ -26,10 +26,12 @@ class Benchmark:
     Attributes:
         description: What it measures, printed before it runs.
         quick: Its arguments under ``--quick``.
+        full: Its arguments otherwise.
     """
 
     description: str
     quick: list[str] = field(default_factory=list)
+    full: list[str] = field(default_factory=list)
 
 
 BENCHMARKS = {
@@ -40,6 +42,12 @@ BENCHMARKS = {
     "async_path": Benchmark(
         "satchel's ASGI and WSGI cost per request over the raw client: file, memcached, Redis, cookie",
         quick=["--rounds", "2", "--requests", "10"],
+    ),
+    "cpu_ratio": Benchmark(
+        "satchel's own CPU per request (array driver) over a JSON round trip, and beside "
+        "Starlette's and Flask's own sessions",
+        quick=["--quick"],
+        full=["--json", str(ROOT / "benchmarks" / "results" / "cpu_ratio.json")],
     ),
     "redis_round_trips": Benchmark("Redis commands per untouched, read-only and modified request"),
     "database_gc": Benchmark(
@@ -60,7 +68,7 @@ def main(argv: list[str]) -> int:
     for name in names:
         benchmark = BENCHMARKS[name]
         print(f"\n== {name}: {benchmark.description}", flush=True)
-        arguments = benchmark.quick if quick else []
+        arguments = benchmark.quick if quick else benchmark.full
         command = [sys.executable, "-m", f"benchmarks.{name}", *arguments]
         if subprocess.run(command, cwd=ROOT, check=False).returncode != 0:
             failed.append(name)
