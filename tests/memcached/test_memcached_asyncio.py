@@ -52,16 +52,6 @@ def own_memcached(start_memcached: Any) -> Iterator[tuple[str, Any]]:
         yield f"127.0.0.1:{port}", process
 
 
-def connections_made(connection: str) -> int:
-    """Connections the server has accepted, this very question's included."""
-    host, port = connection.rsplit(":", 1)
-    client = Client((host, int(port)))
-    try:
-        return int(client.stats()[b"total_connections"])
-    finally:
-        client.close()
-
-
 def test_the_client_speaks_each_command(memcached_connection: str, unique_prefix: str) -> None:
     host, port = memcached_connection.split(",", maxsplit=1)[0].rsplit(":", 1)
     client = AsyncMemcachedClient(host, int(port), connect_timeout=2, timeout=2)
