@@ -409,17 +409,30 @@ def test_gc_never_removes_a_session_whose_lock_someone_holds(tmp_path: Path) -> 
     handler = FileSessionHandler(folder, 3600)
     key = new_storage_id()
     handler.write(key, "loaded")
-    assert handler.write_existing(key, "saved")  # leaves the session's lock file
+    with handler.lock(key, lock_seconds=5, wait_seconds=1):
+        pass  # leaves the stored session's lock file
     lock_file = folder / f".lock-{key}"
     assert lock_file.exists()
     make_idle(folder / key, 2 * 3600)
-    with handler._flocked(key, create=False):
+    # The flock a save or a logout takes between its check and its change.
+    with handler._session_flocked(str(folder / key)) as info:
+        assert info is not None
         handler.gc(3600)
-        # In use this very moment: removing it would split the lock in two.
+        # In use this very moment: removing it would let that save land after gc.
         assert lock_file.exists()
         assert (folder / key).exists()
     assert handler.gc(3600) == 1
     assert list(folder.iterdir()) == []
+
+
+def test_a_save_takes_no_lock_file(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    handler = FileSessionHandler(folder, 3600)
+    key = new_storage_id()
+    handler.write(key, "loaded")
+    assert handler.write_existing(key, "saved")
+    assert handler.read(key) == "saved"
+    assert sorted(path.name for path in folder.iterdir()) == [key]
 
 
 def test_unknown_sessions_get_no_lock_file(tmp_path: Path) -> None:
@@ -449,7 +462,8 @@ def test_a_lock_file_goes_when_its_session_goes(tmp_path: Path) -> None:
     logged_out, idle, ended_under_its_lock = (new_storage_id() for _ in range(3))
     for key in (logged_out, idle, ended_under_its_lock):
         handler.write(key, "loaded")
-        assert handler.write_existing(key, "saved")  # a save makes the session's lock file
+        with handler.lock(key, lock_seconds=5, wait_seconds=1):
+            assert handler.write_existing(key, "saved")  # the stored session keeps its lock file
     assert len(list(folder.glob(".lock-*"))) == 3
     handler.destroy(logged_out)  # a logout, without block
     make_idle(folder / idle, 2 * 3600)
@@ -466,7 +480,8 @@ def test_gc_removes_only_names_satchel_writes(tmp_path: Path) -> None:
     live, idle, orphaned = new_storage_id(), new_storage_id(), new_storage_id()
     for key in (live, idle):
         handler.write(key, "session")
-        handler.write_existing(key, "saved")
+        with handler.lock(key, lock_seconds=5, wait_seconds=1):
+            handler.write_existing(key, "saved")
     (folder / f".lock-{orphaned}").write_text("")  # its process died between two unlinks
     dead_writer = folder / ".tmp-999999999-abcd_123"  # no such pid
     dead_writer.write_text("half a payload")

@@ -23,7 +23,8 @@ from satchel.locking import TokenLock
 logger = logging.getLogger("satchel")
 
 # The only names the driver writes, and so the only ones gc ever removes: a
-# session file (the SHA-256 hex digest core hands drivers), its lock file, and
+# session file (the SHA-256 hex digest core hands drivers), its lock file (made
+# for session blocking), and
 # the temporary file of a write in progress (the writer's pid, then eight random
 # characters). An id of any other shape never becomes a path.
 TEMP_PREFIX = ".tmp-"
@@ -93,14 +94,15 @@ class FileSessionHandler(SessionHandler):
     session file belongs reads as no session, one where a lock file belongs is
     replaced by a real lock file; neither target is ever opened.
 
-    Session blocking uses a lock file per stored session that records its
-    holder's token and expiry; ``flock`` guards only the brief check-and-set,
-    so a holder that died or hangs loses the lock after ``lock_seconds``, and
-    a late holder never releases a lock someone else took since. The same
-    brief ``flock`` makes ``write_existing`` (check, then replace), ``destroy``
-    and gc's removal atomic with respect to each other, so a late save never
-    undoes a logout. No ``flock`` is held while waiting or across a request,
-    so these never wait on a held blocking lock.
+    Session blocking uses a lock file per session that records its holder's
+    token and expiry; ``flock`` guards only the brief check-and-set, so a
+    holder that died or hangs loses the lock after ``lock_seconds``, and a
+    late holder never releases a lock someone else took since. A brief
+    ``flock`` on the session file itself makes ``write_existing`` (check, then
+    replace), ``destroy`` and gc's removal atomic with respect to each other,
+    so a late save never undoes a logout; it costs a save one open and no
+    lock file. No ``flock`` is held while waiting or across a request, so
+    these never wait on a held blocking lock.
 
     A lock file lives while its session is stored or while a request holds its
     lock, never longer: whoever holds the ``flock`` last once neither is true
@@ -216,20 +218,16 @@ class FileSessionHandler(SessionHandler):
             raise self._error(f"cannot check a session file: {exc.strerror or exc}") from exc
         return info if stat.S_ISREG(info.st_mode) else None
 
-    def _is_live(self, path: str) -> bool:
-        info = self._stored(path)
-        return info is not None and info.st_mtime >= time.time() - self.lifetime_seconds
-
     def write_existing(
         self, session_id: str, data: str, metadata: RequestMetadata | None = None
     ) -> bool:
         path = self._path(session_id)
-        # The first check, unlocked, spares an unknown id a lock file.
-        if path is None or not self._is_live(path):
+        if path is None:
             return False
-        with self._flocked(session_id, create=True):
-            # destroy takes the same lock, so it cannot land between check and replace.
-            if not self._is_live(path):
+        # destroy and gc remove the file under this same flock, so neither can land
+        # between the check and the replace.
+        with self._session_flocked(path) as info:
+            if info is None or info.st_mtime < time.time() - self.lifetime_seconds:
                 return False
             return self.write(session_id, data)
 
@@ -237,19 +235,35 @@ class FileSessionHandler(SessionHandler):
         path = self._path(session_id)
         if path is None:
             return True
-        stored = os.path.lexists(path)
-        # Nothing stored and no lock file left behind: nothing to do, and no lock file made.
-        if not stored and not os.path.lexists(self._lock_path(session_id)):
-            return True
-        # A stored session is removed under the brief lock write_existing takes, so a
-        # late save cannot bring it back; the lock file goes with it on the way out.
-        with self._flocked(session_id, create=stored):
+        # Removed under the session file's flock, which write_existing takes too, so a
+        # late save cannot bring it back.
+        with self._session_flocked(path):
             try:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)  # a planted link goes, never its target
             except OSError as exc:
                 raise self._error(f"cannot delete a session file: {exc.strerror or exc}") from exc
+        self._drop_lock_file(session_id)
         return True
+
+    def _drop_lock_file(self, session_id: str, *, wait: bool = True) -> None:
+        """Remove the lock file of a session no longer stored, unless a request holds its lock."""
+        # A brief flock does it on the way out; no lock file, nothing to do and none made.
+        with self._flocked(session_id, create=False, wait=wait):
+            pass
+
+    @contextlib.contextmanager
+    def _session_flocked(self, path: str, *, wait: bool = True) -> Iterator[os.stat_result | None]:
+        """Hold an exclusive ``flock`` on the stored session file itself for one brief step.
+
+        Yields the file's status; ``None`` when no plain file is stored there
+        (a link or FIFO is no session, and is never followed), or when ``wait``
+        is false and someone holds the ``flock``. A write replaces the file (a
+        new inode), so a process that opened the old one and gets its ``flock``
+        after sees the name moved on and starts over.
+        """
+        with self._flock_file(path, os.O_RDONLY, wait=wait, what="session file") as held:
+            yield None if held is None else held[1]
 
     def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
         if self._path(session_id) is None:
@@ -299,33 +313,58 @@ class FileSessionHandler(SessionHandler):
         """
         path = self._lock_path(session_id)
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        with self._flock_file(
+            path, flags, wait=wait, what="lock file", session_id=session_id
+        ) as held:
+            if held is None:
+                yield None
+                return
+            fd = held[0]
+            try:
+                yield fd
+            finally:
+                gone = self._stored(self.folder / session_id) is None
+                if gone and not _lock_record(fd)[1]:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+
+    @contextlib.contextmanager
+    def _flock_file(
+        self, path: str | Path, flags: int, *, wait: bool, what: str, session_id: str | None = None
+    ) -> Iterator[tuple[int, os.stat_result] | None]:
+        """Open ``path`` (never through a link) and hold its exclusive ``flock``.
+
+        Yields the descriptor and status while ``path`` still names the file
+        held; ``None`` when there is no plain file (``O_CREAT`` absent from
+        ``flags``) or when ``wait`` is false and someone holds the ``flock``. A
+        file replaced or removed between the open and the ``flock`` is opened
+        again. Given ``session_id`` (a lock file), a link or other non-file at
+        ``path`` is removed, with a warning, and a real file made in its place.
+        """
         while True:
             try:
                 opened = _open_plain_file(path, flags)
             except _NotAFile:
-                self._warn_not_a_file(session_id, "lock file")
-                self._remove_non_file(path)
-                continue
+                if session_id is None:
+                    opened = None
+                else:
+                    self._warn_not_a_file(session_id, what)
+                    self._remove_non_file(Path(path))
+                    continue
             except OSError as exc:
-                raise self._error(f"cannot open a lock file: {exc.strerror or exc}") from exc
+                raise self._error(f"cannot open a {what}: {exc.strerror or exc}") from exc
             if opened is None:
                 yield None
                 return
-            fd, _ = opened
+            fd, info = opened
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     yield None  # in use this very moment
                     return
-                if _same_file(fd, path):
-                    try:
-                        yield fd
-                    finally:
-                        gone = self._stored(self.folder / session_id) is None
-                        if gone and not _lock_record(fd)[1]:
-                            with contextlib.suppress(FileNotFoundError):
-                                os.unlink(path)
+                if _same_file(info, path):
+                    yield opened
                     return
             finally:
                 os.close(fd)  # closing drops the flock
@@ -375,8 +414,7 @@ class FileSessionHandler(SessionHandler):
                 elif lock := _LOCK_NAME.fullmatch(name):
                     # Left by a process that died holding it: a brief flock removes it,
                     # as every step does once neither its session nor a live lock needs it.
-                    with self._flocked(lock[1], create=False, wait=False):
-                        pass
+                    self._drop_lock_file(lock[1], wait=False)
                 elif temp := _TEMP_NAME.fullmatch(name):
                     # Left by a writer that died mid-write; never counted as a session.
                     stale = entry.stat(follow_symlinks=False).st_mtime < now - STALE_TEMP_SECONDS
@@ -387,16 +425,16 @@ class FileSessionHandler(SessionHandler):
         return removed
 
     def _remove_idle(self, session_id: str, cutoff: float) -> bool:
-        """Remove a session idle since before ``cutoff`` (and its lock file, on the way out)."""
-        path = self.folder / session_id
-        with self._flocked(session_id, create=True, wait=False) as fd:
-            if fd is None:
-                return False  # in use this very moment: not idle
-            info = self._stored(path)
-            if info is None or info.st_mtime >= cutoff:
-                return False  # written since the folder was listed
-            os.unlink(path)
-            return True
+        """Remove a session idle since before ``cutoff`` (and then its lock file)."""
+        path = self._prefix + session_id
+        with self._session_flocked(path, wait=False) as info:
+            # None: in use this very moment, or removed since the folder was listed.
+            idle = info is not None and info.st_mtime < cutoff
+            if idle:
+                os.unlink(path)
+        if idle:
+            self._drop_lock_file(session_id, wait=False)
+        return idle
 
 
 def create_temp_file(folder: Path) -> tuple[int, str]:
@@ -462,13 +500,12 @@ def _lock_record(fd: int) -> tuple[str, bool]:
         return holder, False  # unreadable: treat as free
 
 
-def _same_file(fd: int, path: Path) -> bool:
-    """True while ``path`` still names the file open as ``fd``."""
+def _same_file(opened: os.stat_result, path: str | Path) -> bool:
+    """True while ``path`` still names the open file whose ``fstat`` gave ``opened``."""
     try:
         named = os.lstat(path)
     except FileNotFoundError:
         return False
-    opened = os.fstat(fd)
     return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 

@@ -95,6 +95,7 @@ class _RedisKeys:
     prefix: str
     address: str
     errors: StoreErrors
+    lifetime_seconds: int
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}{session_id}"
@@ -105,6 +106,18 @@ class _RedisKeys:
 
     def _error(self, action: str, exc: BaseException) -> SessionBackendError:
         return self.errors.error(exc, action)
+
+    # The session commands go to ``execute_command`` with their arguments ready:
+    # redis-py's ``get``/``set`` wrappers check and rebuild the same arguments on
+    # every call. The replies pass through the same response callbacks.
+
+    def _get_args(self, session_id: str) -> tuple[tuple[str, ...], dict[str, Any]]:
+        key = self._key(session_id)
+        return ("GET", key), {"keys": [key]}
+
+    def _set_args(self, session_id: str, data: str, *, existing: bool) -> tuple[Any, ...]:
+        command = ("SET", self._key(session_id), data, "EX", self.lifetime_seconds)
+        return (*command, "XX") if existing else command
 
 
 def _slot_settings(options: RedisOptions, address: str) -> dict[str, Any]:
@@ -207,15 +220,17 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
         return True
 
     def read(self, session_id: str) -> str:
-        key = self._key(session_id)
+        args, options = self._get_args(session_id)
         try:
-            return decode_payload(self._call("GET", lambda: self.client.get(key)))
+            return decode_payload(
+                self._call("GET", lambda: self.client.execute_command(*args, **options))
+            )
         except UnicodeDecodeError:
             return ""  # a decode_responses client met bytes core never wrote: no session
 
     def write(self, session_id: str, data: str) -> bool:
-        key = self._key(session_id)
-        self._call("SET", lambda: self.client.set(key, data, ex=self.lifetime_seconds))
+        args = self._set_args(session_id, data, existing=False)
+        self._call("SET", lambda: self.client.execute_command(*args))
         return True
 
     def write_existing(
@@ -223,11 +238,8 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
     ) -> bool:
         """Write only over a record that still exists (``SET … EX … XX``): one atomic
         round trip, so a session destroyed by another request is never brought back."""
-        key = self._key(session_id)
-        stored = self._call(
-            "SET XX", lambda: self.client.set(key, data, ex=self.lifetime_seconds, xx=True)
-        )
-        return bool(stored)
+        args = self._set_args(session_id, data, existing=True)
+        return bool(self._call("SET XX", lambda: self.client.execute_command(*args)))
 
     def destroy(self, session_id: str) -> bool:
         self._call("DEL", lambda: self.client.delete(self._key(session_id)))
@@ -370,7 +382,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
     async def _call(self, action: str, command: Callable[[Any], Awaitable[T]]) -> T:
         try:
             entry = self._loop_client()
-            client = await entry.ready()
+            client = await entry.ready() if entry.needs_initialize else entry.client
             async with entry.slot:
                 try:
                     return await command(client)
@@ -395,26 +407,25 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
         return True
 
     async def read(self, session_id: str) -> str:
-        key = self._key(session_id)
+        args, options = self._get_args(session_id)
         try:
-            return decode_payload(await self._call("GET", lambda client: client.get(key)))
+            return decode_payload(
+                await self._call("GET", lambda client: client.execute_command(*args, **options))
+            )
         except UnicodeDecodeError:
             return ""  # a decode_responses client met bytes core never wrote: no session
 
     async def write(self, session_id: str, data: str) -> bool:
-        key = self._key(session_id)
-        await self._call("SET", lambda client: client.set(key, data, ex=self.lifetime_seconds))
+        args = self._set_args(session_id, data, existing=False)
+        await self._call("SET", lambda client: client.execute_command(*args))
         return True
 
     async def write_existing(
         self, session_id: str, data: str, metadata: RequestMetadata | None = None
     ) -> bool:
         """Write only over a record that still exists (``SET … EX … XX``)."""
-        key = self._key(session_id)
-        stored = await self._call(
-            "SET XX", lambda client: client.set(key, data, ex=self.lifetime_seconds, xx=True)
-        )
-        return bool(stored)
+        args = self._set_args(session_id, data, existing=True)
+        return bool(await self._call("SET XX", lambda client: client.execute_command(*args)))
 
     async def destroy(self, session_id: str) -> bool:
         key = self._key(session_id)
