@@ -283,7 +283,8 @@ class Session(MutableMapping[str, Any]):
     def put(self, key: str | Mapping[str, Any], value: Any = None) -> None:
         """Store a value at ``key`` (dot notation), or every pair of a mapping."""
         values = self._touch()
-        pairs = key.items() if isinstance(key, Mapping) else [(key, value)]
+        # A string key is the common case: no Mapping check (an ABC's isinstance is slow).
+        pairs = ((key, value),) if type(key) is str or not isinstance(key, Mapping) else key.items()
         for name, item in pairs:
             if not isinstance(name, str):
                 raise TypeError(f"session keys must be strings, not {type(name).__name__}")
