@@ -80,7 +80,7 @@ class SessionMiddleware:
         if request.lock is None and request.started and not request.busy and type(body) is list:
             # No app code runs while a list is read and no lock is held: only the GC
             # lottery is left, drawn now, so a losing draw leaves nothing to do at close.
-            if not (request.saved and flow.garbage_collection_due(session)):
+            if not (request.saved and session.loaded and flow.garbage_collection_due(session)):
                 return body
             request.collect = True
         return _ClosingBody(body, request)
