@@ -78,7 +78,7 @@ def test_an_error_page_started_with_exc_info_still_gets_the_session_headers(
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}
     body = SessionMiddleware(app, make_manager())(environ, start_response)
     assert list(body) == [b"sorry"]
-    body.close()  # type: ignore[attr-defined]
+    close_body(body)
     assert [status for status, _, _ in calls] == ["200 OK", "500 Internal Server Error"]
     for _, headers, _ in calls:
         assert headers["Set-Cookie"].startswith("satchel_session=")
@@ -108,7 +108,7 @@ def test_a_failed_save_is_not_retried_by_the_error_page(make_manager: ManagerFac
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}
     body = SessionMiddleware(app, make_manager(driver="cookie"))(environ, start_response)
     assert list(body) == [b"too large"]
-    body.close()  # type: ignore[attr-defined]
+    close_body(body)
     assert len(failures) == 1
     assert calls == [("500 Internal Server Error", {})]
 
@@ -158,6 +158,40 @@ def test_a_generator_app_whose_load_finds_the_pool_exhausted_gets_the_503(
     monkeypatch.setattr(spy, "read", exhausted)
     _assert_the_503_replaced(app, manager, cookie)
     assert closed == [True]
+
+
+def test_a_won_gc_draw_prunes_when_the_server_closes_a_list_body(
+    make_manager: ManagerFactory, spy: SpyHandler
+) -> None:
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}
+    middleware = SessionMiddleware(_put_and_start, make_manager(lottery=(1, 1)))
+    body = middleware(environ, lambda *args: lambda data: None)
+    assert list(body) == [b"ok"]
+    assert "gc" not in spy.methods()
+    close_body(body)
+    assert spy.methods().count("gc") == 1
+
+
+def test_a_lost_gc_draw_hands_the_server_the_apps_own_list(
+    make_manager: ManagerFactory, spy: SpyHandler
+) -> None:
+    returned: list[list[bytes]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        returned.append(_put_and_start(environ, start_response))
+        return returned[-1]
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}
+    body = SessionMiddleware(app, make_manager(lottery=(0, 1)))(environ, lambda *a: None)
+    assert body is returned[0]
+    assert "gc" not in spy.methods()
+
+
+def close_body(body: object) -> None:
+    """Close a response body as a WSGI server does: only when it has ``close`` (PEP 3333)."""
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
 
 
 def _stored_session(manager: SessionManager) -> str:

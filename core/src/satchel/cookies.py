@@ -93,6 +93,8 @@ class CookiePolicy:
     same_site: str | None = "lax"
     partitioned: bool = False
     max_age: int = 7200
+    # The attributes every header of this policy ends with, over http and over https.
+    _tails: tuple[str, str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.name or not all(ch in _NAME_CHARS for ch in self.name):
@@ -101,6 +103,8 @@ class CookiePolicy:
             raise ConfigError("same_site", f"must be lax, strict or none, got {self.same_site!r}")
         check_cookie_scope(path=self.path, domain=self.domain)
         check_cookie_prefix(self.name, path=self.path, domain=self.domain, secure=self.secure)
+        tails = tuple("; ".join(self._attributes(https=https)) for https in (False, True))
+        object.__setattr__(self, "_tails", tails)
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> CookiePolicy:
@@ -150,19 +154,16 @@ class CookiePolicy:
         """
         if not _VALUE.fullmatch(value):
             raise ValueError("a session cookie value must be non-empty RFC 6265 cookie-octets")
-        parts = [f"{self.name}={value}"]
-        if max_age is not None:
-            seconds = max(0, int(max_age))
-            expires = http_date((time.time() if now is None else now) + seconds)
-            parts += [f"Expires={expires}", f"Max-Age={seconds}"]
-        parts += self._attributes(https=https)
-        return "; ".join(parts)
+        tail = self._tails[1 if https else 0]
+        if max_age is None:
+            return f"{self.name}={value}; {tail}"
+        seconds = max(0, int(max_age))
+        expires = http_date((time.time() if now is None else now) + seconds)
+        return f"{self.name}={value}; Expires={expires}; Max-Age={seconds}; {tail}"
 
     def delete_header(self, *, https: bool) -> str:
         """A ``Set-Cookie`` value that removes the cookie (same name, path, domain and flags)."""
-        parts = [f"{self.name}=", f"Expires={EPOCH_EXPIRES}", "Max-Age=0"]
-        parts += self._attributes(https=https)
-        return "; ".join(parts)
+        return f"{self.name}=; Expires={EPOCH_EXPIRES}; Max-Age=0; {self._tails[1 if https else 0]}"
 
 
 def http_date(timestamp: float) -> str:

@@ -150,28 +150,29 @@ class SessionLifecycle:
         force_write: The next save writes, changed or not (a new id, a rotated key).
     """
 
-    __slots__ = (
-        "accessed",
-        "backend",
-        "client",
-        "config",
-        "cookie_value",
-        "envelope",
-        "exposed",
-        "force_write",
-        "id",
-        "incoming",
-        "key_of_id",
-        "last_outcome",
-        "loaded",
-        "loaded_json",
-        "loaded_marks",
-        "metadata",
-        "pending_destroy",
-        "saved_changes",
-        "source_key",
-        "stored",
-    )
+    # The state of a session nothing has happened to yet, as class defaults: a request whose
+    # session is never used sets only what __init__ sets.
+    loaded = False
+    accessed = False
+    # The application changed the values, or was handed a container it may change in
+    # place: only then must a save encode them to learn whether they changed.
+    exposed = False
+    stored = False
+    force_write = False
+    # A save wrote this session's changes or removed its emptied record: ``modified`` stays true.
+    saved_changes = False
+    # The values' JSON and the bookkeeping as loaded (or last saved): a save compares them.
+    loaded_json: bytes | None = None
+    loaded_marks: tuple[Any, ...] = ((), (), None, None)
+    pending_destroy: tuple[str, ...] = ()  # storage keys the next save removes
+    # The stored record this session was loaded from, once migrate() moved its data
+    # to a new id that is not saved yet.
+    source_key: str | None = None
+    id = ""
+    key_of_id: tuple[str, str] | None = None  # the id and its storage key
+    envelope: payload.Envelope  # set by the load
+    cookie_value: str | None = None
+    last_outcome: SaveOutcome | None = None
 
     def __init__(
         self,
@@ -187,27 +188,6 @@ class SessionLifecycle:
         # The client's address as the server reported it and its User-Agent: made into
         # metadata only for a driver that stores it.
         self.client = client
-        self.loaded = False
-        self.accessed = False
-        # The application changed the values, or was handed a container it may change in
-        # place: only then must a save encode them to learn whether they changed.
-        self.exposed = False
-        self.stored = False
-        self.force_write = False
-        # A save wrote this session's changes or removed its emptied record: ``modified`` stays true.
-        self.saved_changes = False
-        # The values' JSON and the bookkeeping as loaded (or last saved): a save compares them.
-        self.loaded_json: bytes | None = None
-        self.loaded_marks: tuple[Any, ...] = ((), (), None, None)
-        self.pending_destroy: list[str] = []
-        # The stored record this session was loaded from, once migrate() moved its data
-        # to a new id that is not saved yet.
-        self.source_key: str | None = None
-        self.id = ""
-        self.key_of_id: tuple[str, str] | None = None  # the id and its storage key
-        # self.envelope is set by the load.
-        self.cookie_value: str | None = None
-        self.last_outcome: SaveOutcome | None = None
 
     def fresh_envelope(self) -> payload.Envelope:
         """An empty payload created now."""
@@ -237,7 +217,17 @@ class SessionLifecycle:
             record = yield ("read", found)
             if record:
                 break
-        self._finish_load(record, found, fallback=found is not None and found != keys[0])
+        self._finish_load(record, found, keys)
+
+    def load_from(self, read: Callable[[str], str]) -> None:
+        """:meth:`load_steps` through a driver whose ``read`` answers at once (no step runner)."""
+        keys = self._storage_keys_to_read()
+        record, found = "", None
+        for found in keys:
+            record = read(found)
+            if record:
+                break
+        self._finish_load(record, found, keys)
 
     def _storage_keys_to_read(self) -> list[str]:
         """The storage keys to read in turn until one holds the session (none: read nothing).
@@ -257,11 +247,11 @@ class SessionLifecycle:
         self.key_of_id = (incoming, key)
         return [key, *codec.fallback_storage_keys(incoming)]
 
-    def _finish_load(self, record: str, key: str | None, *, fallback: bool) -> None:
-        """Adopt ``record``, read under ``key`` ("" when nothing was found).
-
-        ``fallback``: ``key`` is a ``secret_key_fallbacks`` key's, not the current one.
+    def _finish_load(self, record: str, key: str | None, keys: list[str]) -> None:
+        """Adopt ``record``, read under ``key`` ("" when nothing was found), the last of ``keys``
+        read (past the first: a ``secret_key_fallbacks`` key's, not the current one).
         """
+        fallback = key is not None and key != keys[0]
         backend = self.backend
         backend.warn_if_shared_store()
         self.id = ""  # issued below only if no stored session is adopted
@@ -299,7 +289,7 @@ class SessionLifecycle:
             return
         if self.expired(envelope):
             if key is not None:
-                self.pending_destroy.append(key)
+                self.pending_destroy += (key,)
             return
         if self.backend.stores_in_cookie:
             session_id = envelope.client_id if is_valid_id(envelope.client_id) else None
@@ -350,7 +340,7 @@ class SessionLifecycle:
         """
         self.source_key = old_key
         if destroy:
-            self.pending_destroy.append(old_key)
+            self.pending_destroy += (old_key,)
         self.stored = False  # nothing is stored under the new key yet
         self.force_write = True
 
@@ -383,6 +373,32 @@ class SessionLifecycle:
         """The save of a session the request never used: nothing to do (nothing was read)."""
         self.last_outcome = SaveOutcome.NOT_LOADED
         return SaveOutcome.NOT_LOADED
+
+    def save_without_driver(self) -> SaveOutcome | None:
+        """The save of a session that needs no driver call, decided without the steps of
+        :meth:`save_steps`: ``NOT_LOADED`` for a session never used, ``UNCHANGED`` for one
+        nothing changed, with no flash data to age and no refresh due. ``None`` when the
+        full save is needed.
+        """
+        if not self.loaded:
+            return self.save_unloaded()
+        if (
+            not self.stored
+            or self.exposed
+            or self.force_write
+            or self.pending_destroy
+            or not self.loaded_json
+        ):
+            return None
+        envelope = self.envelope
+        if envelope.flash_new or envelope.flash_old or _marks(envelope) != self.loaded_marks:
+            return None
+        if not envelope.values and envelope.token is None:
+            return None  # an empty session is removed
+        backend = self.backend
+        if backend.clock() - envelope.last_activity >= backend.expiry.refresh_interval:
+            return None
+        return self._finish_save(SaveOutcome.UNCHANGED)
 
     def save_steps(self, keeps_metadata: bool) -> Steps:
         """Age flash data, then write (or refresh, or remove) the session as needed.
@@ -541,7 +557,7 @@ class SessionLifecycle:
         return merged, encoded_json
 
     def _finish_save(self, outcome: SaveOutcome, encoded_json: bytes | None = None) -> SaveOutcome:
-        self.pending_destroy.clear()
+        self.pending_destroy = ()
         self.source_key = None
         if outcome is SaveOutcome.ENDED:
             # Logged out or regenerated elsewhere while this request ran: writing

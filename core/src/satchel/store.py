@@ -151,12 +151,16 @@ class Session(MutableMapping[str, Any]):
     def load(self) -> None:
         """Read the session now, through the sync driver (no-op when already loaded)."""
         if not self._life.loaded:
-            self._backend.driver_calls().run(self._life.load_steps())
+            self._life.load_from(self._backend.driver_calls().read)
 
     async def aload(self) -> None:
         """Read the session now, through the async driver (no-op when already loaded)."""
         if not self._life.loaded:
-            await self._backend.async_driver_calls().run(self._life.load_steps())
+            calls = self._backend.async_driver_calls()
+            if calls.local is not None:
+                self._life.load_from(calls.local.read)  # its reads never wait
+            else:
+                await calls.run(self._life.load_steps())
 
     def _ensure_loaded(self) -> None:
         if not self._life.loaded:
@@ -191,16 +195,18 @@ class Session(MutableMapping[str, Any]):
 
     def save(self) -> SaveOutcome:
         """Age flash data and write through the sync driver if anything changed."""
-        if not self._life.loaded:
-            return self._life.save_unloaded()
+        settled = self._life.save_without_driver()
+        if settled is not None:
+            return settled
         calls = self._backend.driver_calls()
         outcome: SaveOutcome = calls.run(self._life.save_steps(calls.keeps_metadata))
         return outcome
 
     async def asave(self) -> SaveOutcome:
         """Age flash data and write through the async driver if anything changed."""
-        if not self._life.loaded:
-            return self._life.save_unloaded()
+        settled = self._life.save_without_driver()
+        if settled is not None:
+            return settled
         calls = self._backend.async_driver_calls()
         outcome: SaveOutcome = await calls.run(self._life.save_steps(calls.keeps_metadata))
         return outcome
@@ -277,7 +283,8 @@ class Session(MutableMapping[str, Any]):
     def put(self, key: str | Mapping[str, Any], value: Any = None) -> None:
         """Store a value at ``key`` (dot notation), or every pair of a mapping."""
         values = self._touch()
-        pairs = key.items() if isinstance(key, Mapping) else [(key, value)]
+        # A string key is the common case: no Mapping check (an ABC's isinstance is slow).
+        pairs = ((key, value),) if type(key) is str or not isinstance(key, Mapping) else key.items()
         for name, item in pairs:
             if not isinstance(name, str):
                 raise TypeError(f"session keys must be strings, not {type(name).__name__}")

@@ -132,6 +132,7 @@ class SessionHeaders:
 
 
 NO_HEADERS = SessionHeaders()
+VARY_COOKIE = SessionHeaders(vary_cookie=True)
 
 
 @attrs.frozen
@@ -294,8 +295,8 @@ class SessionFlow:
             header = policy.set_header(
                 change.value, https=https, max_age=change.max_age, now=change.now
             )
-        if header is None and not session.accessed:
-            return NO_HEADERS
+        if header is None:
+            return VARY_COOKIE if session.accessed else NO_HEADERS
         return SessionHeaders(set_cookie=header, vary_cookie=True)
 
     def cookie_change(
@@ -351,8 +352,15 @@ class SessionFlow:
 
     def collect_garbage(self, session: Session) -> None:
         """The GC lottery, for a request that loaded its session (never an extra backend call otherwise)."""
-        if not session.loaded or not self.manager.lottery_wins():
-            return
+        if self.garbage_collection_due(session):
+            self.run_garbage_collection()
+
+    def garbage_collection_due(self, session: Session) -> bool:
+        """Draw the GC lottery for a request that loaded its session (``False`` otherwise)."""
+        return session.loaded and self.manager.lottery_wins()
+
+    def run_garbage_collection(self) -> None:
+        """Collect expired sessions now, logging (never raising) a failure."""
         try:
             removed = self.manager.collect_garbage()
         except Exception:
@@ -363,7 +371,7 @@ class SessionFlow:
 
     async def acollect_garbage(self, session: Session) -> None:
         """The async form of :meth:`collect_garbage`."""
-        if not session.loaded or not self.manager.lottery_wins():
+        if not self.garbage_collection_due(session):
             return
         try:
             removed = await self.manager.acollect_garbage()

@@ -77,8 +77,12 @@ class SessionMiddleware:
         except BaseException:
             request.release()
             raise
-        if request.lock is None and request.started and not session.loaded and type(body) is list:
-            return body  # nothing left to do: no app code runs, no lock, no garbage to collect
+        if request.lock is None and request.started and not request.busy and type(body) is list:
+            # No app code runs while a list is read and no lock is held: only the GC
+            # lottery is left, drawn now, so a losing draw leaves nothing to do at close.
+            if not (request.saved and session.loaded and flow.garbage_collection_due(session)):
+                return body
+            request.collect = True
         return _ClosingBody(body, request)
 
 
@@ -87,6 +91,7 @@ class _Request:
 
     __slots__ = (
         "busy",
+        "collect",
         "extra",
         "https",
         "lock",
@@ -113,6 +118,7 @@ class _Request:
         self.saved = False  # the session was saved
         self.busy = False  # the 503 replaced the app's response
         self.extra = NO_HEADERS  # what the saved session adds to the response
+        self.collect = False  # the GC lottery, drawn already, was won: collect at close
 
     def release(self) -> None:
         """Let the session's lock go (the next request of the session may run)."""
@@ -160,7 +166,9 @@ class _Request:
     def finish(self) -> None:
         """After the body: release the lock and, for a saved session, run the GC lottery."""
         self.release()
-        if self.saved:
+        if self.collect:
+            self.middleware.flow.run_garbage_collection()
+        elif self.saved:
             self.middleware.flow.collect_garbage(self.session)
 
 
