@@ -39,7 +39,6 @@ T = TypeVar("T")
 # One driver call, by the name of the DriverCalls method that makes it, and its arguments.
 Step = tuple[Any, ...]
 MAX_COOKIE_BYTES = 4096  # name plus value: what browsers keep (RFC 6265bis)
-RECENT_KEYS = 1024  # storage keys a codec remembers, by session id
 
 
 class RecordCodec:
@@ -54,7 +53,6 @@ class RecordCodec:
         "_encrypt",
         "_keyed_digest",
         "_limit",
-        "_recent_keys",
         "cookie_name",
         "encrypter",
     )
@@ -76,8 +74,6 @@ class RecordCodec:
         self._limit = config.max_payload_bytes
         self.cookie_name = config.cookie
         self._cookie_context = b"satchel cookie:" + config.cookie.encode("ascii")
-        # The storage keys of recently seen ids: a session's requests digest its id once.
-        self._recent_keys: dict[str, str] = {}
 
     @property
     def keyed(self) -> bool:
@@ -86,19 +82,10 @@ class RecordCodec:
 
     def storage_key(self, session_id: str) -> str:
         """See :meth:`satchel.SessionManager.storage_key`."""
-        known = self._recent_keys.get(session_id)
-        if known is not None:
-            return known
         keyed = self._keyed_digest
         if keyed is None:
-            key = storage_digest(session_id, None)
-        else:
-            key = keyed.hexdigest(session_id.encode("ascii"))
-        recent = self._recent_keys
-        if len(recent) >= RECENT_KEYS:
-            recent.clear()  # a bound, not an LRU: the busy sessions come back at once
-        recent[session_id] = key
-        return key
+            return storage_digest(session_id, None)
+        return keyed.hexdigest(session_id.encode("ascii"))
 
     def fallback_storage_keys(self, session_id: str) -> list[str]:
         """See :meth:`satchel.SessionManager.fallback_storage_keys`."""
