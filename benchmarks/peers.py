@@ -296,6 +296,22 @@ def set_cookies(headers: peer_apps.Headers) -> int:
     return sum(1 for name, _ in headers if name.lower() == "set-cookie")
 
 
+async def settled(counter: Any) -> Any:
+    """The counter's snapshot once it stops moving.
+
+    A command another row sent without waiting for its answer (pymemcache's
+    ``noreply``, a late close) may reach the server after that row's own count;
+    it must not count for the next row.
+    """
+    last = counter.snapshot()
+    while True:
+        await asyncio.sleep(0.02)
+        now = counter.snapshot()
+        if now == last:
+            return now
+        last = now
+
+
 async def measure_group(
     backend: str, payload_name: str, rows: list[Row], counter: Any, rounds: Rounds
 ) -> list[Result]:
@@ -308,7 +324,7 @@ async def measure_group(
         for row in rows:  # counted alone, after a warm-up
             for _ in range(rounds.warm_up):
                 await row.request(path, cookies[id(row)])
-            before = counter.snapshot()
+            before = await settled(counter)
             headers = 0
             for _ in range(rounds.counted):
                 headers += set_cookies(await row.request(path, cookies[id(row)]))
