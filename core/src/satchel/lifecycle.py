@@ -248,6 +248,8 @@ class SessionLifecycle:
         codec = self.backend.codec
         key = codec.storage_key(incoming)
         self.key_of_id = (incoming, key)
+        if not self.config.secret_key_fallbacks:
+            return [key]  # the common config: no other key to try
         return [key, *codec.fallback_storage_keys(incoming)]
 
     def _finish_load(self, record: str, key: str | None, keys: list[str]) -> None:
