@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from satchel import SaveOutcome, SessionManager
+from satchel import SaveOutcome, SessionConfig, SessionManager
 
 # What each stored value is replaced with: equal under ``==`` or encoding to the same
 # JSON as the stored one, yet not the same value.
@@ -115,3 +115,19 @@ def test_a_session_read_and_left_as_it_was_is_not_written(
     assert not session.modified
     assert session.save() is SaveOutcome.UNCHANGED
     assert recording.count("write") == writes
+
+
+def test_flash_data_aged_out_of_a_session_only_read_is_merged_away(clock: Any) -> None:
+    # A merging save removes what this request removed: the aged-out notice, compared
+    # with the values as they were loaded, before aging forgot it.
+    manager = SessionManager(SessionConfig(driver="array", merge_on_save=True), clock)
+    cookie = stored_with(manager, "text")
+    flashing = manager.start(cookie)
+    flashing.flash("notice", "saved")
+    flashing.save()
+    showing = manager.start(cookie)
+    assert showing.get("notice") == "saved"
+    assert showing.save() is SaveOutcome.WRITTEN  # the notice's last request: kept no more
+    after = manager.start(cookie)
+    assert after.get("notice") is None
+    assert after.get("value") == "text"

@@ -55,7 +55,8 @@ def read_cookie(header: str | None, name: str) -> str | None:
         return None
     if len(header) > MAX_COOKIE_HEADER_BYTES:
         header = header[:MAX_COOKIE_HEADER_BYTES]
-    for part in header.split(";"):
+    # One cookie (the common header) needs no split.
+    for part in header.split(";") if ";" in header else (header,):
         key, sep, value = part.partition("=")
         if not sep or key.strip() != name:
             continue

@@ -163,6 +163,9 @@ class SessionLifecycle:
     saved_changes = False
     # The values' JSON and the bookkeeping as loaded (or last saved): a save compares them.
     loaded_json: bytes | None = None
+    # The stored values as parsed, whose JSON ``loaded_json`` stands for until it is
+    # encoded: only when the values may change (see ``expose``) or a save needs it.
+    unencoded: dict[str, Any] | None = None
     loaded_marks: tuple[Any, ...] = ((), (), None, None)
     pending_destroy: tuple[str, ...] = ()  # storage keys the next save removes
     # The stored record this session was loaded from, once migrate() moved its data
@@ -245,6 +248,8 @@ class SessionLifecycle:
         codec = self.backend.codec
         key = codec.storage_key(incoming)
         self.key_of_id = (incoming, key)
+        if not self.config.secret_key_fallbacks:
+            return [key]  # the common config: no other key to try
         return [key, *codec.fallback_storage_keys(incoming)]
 
     def _finish_load(self, record: str, key: str | None, keys: list[str]) -> None:
@@ -270,7 +275,8 @@ class SessionLifecycle:
         self.loaded = True
         envelope = self.envelope
         self.loaded_marks = _marks(envelope)
-        self.loaded_json = envelope.values_json if self.stored else None
+        self.loaded_json = None
+        self.unencoded = envelope.stored_values if self.stored else None
         if self.stored and fallback:
             assert key is not None
             self.move_from(key, destroy=True)  # the next save moves it to the current key
@@ -346,6 +352,24 @@ class SessionLifecycle:
 
     # -- change detection ---------------------------------------------------------------
 
+    def loaded_values_json(self) -> bytes | None:
+        """The values' JSON as loaded (or last saved), encoded on first need."""
+        unencoded = self.unencoded
+        if unencoded is not None:
+            self.unencoded = None
+            self.loaded_json = payload.values_json(unencoded)
+        return self.loaded_json
+
+    def expose(self) -> None:
+        """The values may change from now on: keep the JSON they were loaded as first.
+
+        Without a tagged value the values are the parsed payload itself, so the
+        loaded JSON must be encoded before either changes.
+        """
+        if not self.exposed:
+            self.loaded_values_json()
+            self.exposed = True
+
     def modified(self) -> bool:
         """Whether the data changed since the load (or stays changed after a save wrote it)."""
         if not self.loaded:
@@ -362,6 +386,8 @@ class SessionLifecycle:
     def age_flash_data(self) -> None:
         """Forget last request's flash data and keep this request's for the next one."""
         envelope = self.envelope
+        if envelope.flash_old:
+            self.loaded_values_json()  # before forgetting changes the values
         for key in envelope.flash_old:
             dotted.forget(envelope.values, key)
         envelope.flash_old = envelope.flash_new
@@ -387,7 +413,7 @@ class SessionLifecycle:
             or self.exposed
             or self.force_write
             or self.pending_destroy
-            or not self.loaded_json
+            or not (self.loaded_json or self.unencoded is not None)
         ):
             return None
         envelope = self.envelope
@@ -421,7 +447,7 @@ class SessionLifecycle:
                 destroy_keys.append(key)
             yield from _destroy_all(destroy_keys)
             return self._finish_save(SaveOutcome.EMPTY)
-        loaded_json = self.loaded_json
+        loaded_json = self.loaded_values_json()
         if self.stored and loaded_json and not aging_forgets and not self.exposed:
             # Never changed nor handed out, with no flash data to age: the stored JSON is current.
             encoded_json = loaded_json
@@ -432,7 +458,7 @@ class SessionLifecycle:
         if (
             self.force_write
             or not self.stored
-            or encoded_json != self.loaded_json
+            or encoded_json != loaded_json
             or _marks(envelope) != self.loaded_marks
         ):
             outcome = SaveOutcome.WRITTEN
@@ -526,7 +552,7 @@ class SessionLifecycle:
             return ours_record, payload.encode_to_json(ours.values)
         if self.expired(theirs):
             return None
-        loaded = payload.parse_values_json(self.loaded_json or b"{}")
+        loaded = payload.parse_values_json(self.loaded_values_json() or b"{}")
         encoded = payload.encode_values(ours.values)
         for name, value in encoded.items():
             if name not in loaded or payload.canonical_json(value) != payload.canonical_json(
@@ -567,7 +593,7 @@ class SessionLifecycle:
                 log_digest(self.id),
             )
             self.stored = False
-            self.loaded_json = None
+            self.loaded_json = self.unencoded = None
         if outcome is SaveOutcome.WRITTEN or (outcome is SaveOutcome.EMPTY and self.stored):
             self.saved_changes = True
         if outcome is SaveOutcome.WRITTEN or outcome is SaveOutcome.REFRESHED:
@@ -577,7 +603,7 @@ class SessionLifecycle:
             self.loaded_marks = _marks(self.envelope)
         elif outcome is SaveOutcome.EMPTY:
             self.stored = False
-            self.loaded_json = None
+            self.loaded_json = self.unencoded = None
         self.last_outcome = outcome
         return outcome
 

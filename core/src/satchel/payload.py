@@ -298,7 +298,10 @@ class Envelope:
         client_id: The session id, kept in the payload by the cookie driver only
             (a server-side store never holds an id).
         values_json: The canonical JSON (:func:`values_json`) of the values as
-            read from the store or last written to it (not part of the payload itself).
+            last written to the store (not part of the payload itself).
+        stored_values: The values as :func:`loads` parsed them, type tags and all
+            (not part of the payload itself): their :func:`values_json` is what was
+            read. For a payload with no tagged value they are ``values`` itself.
     """
 
     values: dict[str, Any]
@@ -310,6 +313,7 @@ class Envelope:
     permanent: bool | None = None
     client_id: str | None = None
     values_json: bytes | None = attrs.field(default=None, eq=False, repr=False)
+    stored_values: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
 
 _sorted_json = msgspec.json.Encoder(order="sorted")
@@ -472,6 +476,7 @@ def loads(text: str) -> Envelope:
             token=token if isinstance(token, str) else None,
             permanent=permanent if isinstance(permanent, bool) else None,
             client_id=client_id if isinstance(client_id, str) else None,
+            stored_values=data,
         )
     except PayloadError:
         raise
@@ -486,5 +491,4 @@ def loads(text: str) -> Envelope:
         raise PayloadError(f"malformed payload: {exc}") from exc
     if not (math.isfinite(envelope.created) and math.isfinite(envelope.last_activity)):
         raise PayloadError("timestamps must be finite")
-    envelope.values_json = values_json(data)
     return envelope

@@ -172,7 +172,7 @@ class Session(MutableMapping[str, Any]):
         if not life.loaded:
             self.load()
         life.accessed = True
-        life.exposed = True
+        life.expose()
         return life.envelope.values
 
     def _read(self) -> dict[str, Any]:
@@ -186,7 +186,7 @@ class Session(MutableMapping[str, Any]):
     def _handing_out(self, value: Any) -> Any:
         """``value``, read from the values: a container may be changed in place from now on."""
         if type(value) not in _UNCHANGEABLE:
-            self._life.exposed = True
+            self._life.expose()
         return value
 
     def age_flash_data(self) -> None:
@@ -244,7 +244,7 @@ class Session(MutableMapping[str, Any]):
         if value is dotted.MISSING:
             return default() if callable(default) else default
         if type is not None:
-            self._life.exposed = True
+            self._life.expose()
             return payload.structure_as(value, type)
         return self._handing_out(value)
 

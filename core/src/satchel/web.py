@@ -108,8 +108,14 @@ class SessionHeaders:
         A response that sets the cookie also gets ``Cache-Control: private``,
         so no shared cache hands it to someone else.
         """
-        if self.set_cookie is None and not self.vary_cookie:
-            return headers
+        if self.set_cookie is None:
+            if not self.vary_cookie:
+                return headers
+            for name, _ in headers:
+                if name.lower() == "vary":
+                    break
+            else:
+                return [*headers, ("Vary", "Cookie")]  # the common case: no Vary to merge
         result: list[tuple[str, str]] = []
         vary: list[str] = []
         cache_control: list[str] = []
@@ -265,6 +271,9 @@ class SessionFlow:
         outcome = session.save()
         if outcome is SaveOutcome.NOT_LOADED:
             return NO_HEADERS  # never used: nothing saved, nothing to send
+        if outcome is SaveOutcome.UNCHANGED:
+            # Saved as it was: the cookie is neither re-sent nor deleted (see cookie_change).
+            return VARY_COOKIE if session.accessed else NO_HEADERS
         return self.headers(session, outcome, https=https, policy=policy)
 
     async def afinish(
@@ -274,6 +283,8 @@ class SessionFlow:
         outcome = await session.asave()
         if outcome is SaveOutcome.NOT_LOADED:
             return NO_HEADERS
+        if outcome is SaveOutcome.UNCHANGED:
+            return VARY_COOKIE if session.accessed else NO_HEADERS
         return self.headers(session, outcome, https=https, policy=policy)
 
     def headers(

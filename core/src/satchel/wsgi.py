@@ -144,17 +144,22 @@ class _Request:
             # Set first: should saving fail (SessionTooLarge), an error page started
             # next must not age the flash data a second time.
             self.started = True
-            try:
-                self.extra = self.middleware.flow.finish(self.session, https=self.https)
-            except SessionBusy:
-                # merge_on_save's lock or every connection stayed taken: nothing was
-                # saved and nothing sent yet, so the client can still get the 503
-                # (the body is swapped in _ClosingBody).
-                self.answer_busy()
-                return _discard
-            finally:
-                # The lock guards load-modify-save; the next request may go once this is saved.
-                self.release()
+            session = self.session
+            if self.lock is None and not session.loaded:
+                # Never used and no lock held: nothing to write, send or release.
+                session.save()
+            else:
+                try:
+                    self.extra = self.middleware.flow.finish(session, https=self.https)
+                except SessionBusy:
+                    # merge_on_save's lock or every connection stayed taken: nothing was
+                    # saved and nothing sent yet, so the client can still get the 503
+                    # (the body is swapped in _ClosingBody).
+                    self.answer_busy()
+                    return _discard
+                finally:
+                    # The lock guards load-modify-save; the next request may go once it is saved.
+                    self.release()
             self.saved = True
         extra = self.extra
         if extra is not NO_HEADERS:
