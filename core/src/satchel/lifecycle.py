@@ -599,7 +599,7 @@ class SessionLifecycle:
         if outcome is SaveOutcome.WRITTEN or outcome is SaveOutcome.REFRESHED:
             self.stored = True
             self.force_write = False
-            self.loaded_json = self.envelope.values_json = encoded_json
+            self.loaded_json = encoded_json
             self.loaded_marks = _marks(self.envelope)
         elif outcome is SaveOutcome.EMPTY:
             self.stored = False

@@ -297,8 +297,6 @@ class Envelope:
         permanent: Flask's ``session.permanent``; ``None`` follows the config.
         client_id: The session id, kept in the payload by the cookie driver only
             (a server-side store never holds an id).
-        values_json: The canonical JSON (:func:`values_json`) of the values as
-            last written to the store (not part of the payload itself).
         stored_values: The values as :func:`loads` parsed them, type tags and all
             (not part of the payload itself): their :func:`values_json` is what was
             read. For a payload with no tagged value they are ``values`` itself.
@@ -312,7 +310,6 @@ class Envelope:
     token: str | None = None
     permanent: bool | None = None
     client_id: str | None = None
-    values_json: bytes | None = attrs.field(default=None, eq=False, repr=False)
     stored_values: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
 
