@@ -11,17 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks import peers
 
 from satchel.testing.services import port_open, service_missing
-
-# The benchmarks are a package of the repository's root, beside tests/.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks import peers
 
 BACKENDS = ["redis", "memcached", "file", "cookie", "sqlite", "postgresql"]
 SERVER_BACKENDS = ["redis", "memcached", "file", "sqlite", "postgresql"]
