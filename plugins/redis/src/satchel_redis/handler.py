@@ -1,4 +1,5 @@
-"""The ``redis`` session handlers: sync on redis-py, async on ``redis.asyncio``.
+"""The ``redis`` session handlers: sync and asyncio, on satchel-redis's own RESP2
+clients for one plain server (:mod:`satchel_redis.native`), on redis-py otherwise.
 
 One round trip per operation: ``GET`` to read, ``SET … EX`` to write (``SET
 … EX … XX`` to write only over a record that still exists),
@@ -54,6 +55,7 @@ from satchel_redis.connection import (
     describe_client,
     parse_connection,
 )
+from satchel_redis.native import NativeRedisClient
 from satchel_redis.options import RedisOptions
 
 DRIVER = "redis"
@@ -254,6 +256,8 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
             pool = getattr(self.client, "connection_pool", None)
             if pool is not None:
                 self._call("disconnect", pool.disconnect)
+            elif isinstance(self.client, NativeRedisClient):
+                self.client.close()
         return True
 
     def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
@@ -443,9 +447,11 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
             pool = getattr(entry.client, "connection_pool", None)
             if pool is not None:
                 await self._call("disconnect", lambda _: pool.disconnect())
-            else:  # RedisCluster keeps one pool per node
+            else:  # the native client; RedisCluster keeps one pool per node
                 await self._call("disconnect", lambda client: client.aclose())
-                entry.needs_initialize = True
+                entry.needs_initialize = isinstance(
+                    entry.client, redis.asyncio.cluster.RedisCluster
+                )
         return True
 
     async def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
