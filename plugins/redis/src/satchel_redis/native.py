@@ -28,15 +28,12 @@ import contextlib
 import hashlib
 import os
 import socket
-import sys
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.exceptions
 from redis._parsers import BaseParser  # redis-py's mapping of error replies to exceptions
 
-T = TypeVar("T")
 Arg = str | bytes | int
 RETRY_BACKOFF_SECONDS = 0.05
 READ_SIZE = 65536
@@ -99,7 +96,8 @@ def parse_reply(buffer: bytes | bytearray, start: int) -> tuple[Any, int]:
 
 
 def _reply(value: Any) -> Any:
-    if isinstance(value, redis.exceptions.ResponseError):
+    # An error reply, parsed as redis-py's exception for it (NOAUTH is no ResponseError).
+    if isinstance(value, redis.exceptions.RedisError):
         raise value
     return value
 
@@ -468,7 +466,7 @@ class AsyncNativeRedisClient(_Settings):
                 opening = loop.create_unix_connection(protocol, self.path)
             else:
                 opening = loop.create_connection(protocol, self.host, self.port)
-            _, connection = await _within(opening, self.socket_connect_timeout)
+            _, connection = await asyncio.wait_for(opening, self.socket_connect_timeout)
         except asyncio.TimeoutError:
             raise redis.exceptions.TimeoutError("Timeout connecting to server") from None
         except OSError as exc:
@@ -563,15 +561,3 @@ class AsyncNativeRedisClient(_Settings):
             )
         except redis.exceptions.NoScriptError:
             return await self.execute_command("EVAL", script, numkeys, *keys_and_args)
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Awaitable[T], seconds: float) -> T:
-        async with asyncio.timeout(seconds):
-            return await awaitable
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _within(awaitable: Awaitable[T], seconds: float) -> T:
-        return await asyncio.wait_for(awaitable, seconds)
