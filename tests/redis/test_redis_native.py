@@ -10,10 +10,7 @@ bound and its ``PoolExhausted`` are in ``test_redis_pool.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from fixtures.tcp_proxy import TcpProxy, proxy_to
 
 from satchel import SessionBackendError, SessionConfig
 from satchel.testing import free_port, new_storage_id
@@ -71,73 +69,22 @@ def test_a_client_handed_in_is_used_not_a_native_one(redis_url: str) -> None:
 # --- a connection dropped midway --------------------------------------------------------
 
 
-class CuttingProxy:
-    """A TCP proxy to a real Redis that passes on only the first bytes of the next
-    ``cuts`` replies of the server, closing each such connection there."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.cuts = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._replies, args=(server, client), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            sink.close()
-
-    def _replies(self, server: socket.socket, client: socket.socket) -> None:
-        try:
-            while data := server.recv(65536):
-                if self.cuts:
-                    self.cuts -= 1
-                    client.sendall(data[:1000])
-                    break
-                client.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (client, server):  # shut down first: the other thread blocks on them
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.fixture
-def proxy(redis_url: str) -> Iterator[CuttingProxy]:
-    port = redis.connection.parse_url(redis_url).get("port", 6379)
-    running = CuttingProxy(int(port))
-    yield running
-    running.close()
+def proxy(redis_url: str) -> Iterator[TcpProxy]:
+    settings = redis.connection.parse_url(redis_url)
+    with proxy_to(
+        str(settings.get("host", "127.0.0.1")), int(settings.get("port", 6379))
+    ) as running:
+        yield running
 
 
-def _proxied_url(redis_url: str, proxy: CuttingProxy) -> str:
+def _proxied_url(redis_url: str, proxy: TcpProxy) -> str:
     db = redis.connection.parse_url(redis_url).get("db", 0)
     return f"redis://127.0.0.1:{proxy.port}/{db}"
 
 
 def test_a_reply_cut_midway_fails_and_the_next_request_reads_whole_replies(
-    redis_url: str, proxy: CuttingProxy, unique_prefix: str
+    redis_url: str, proxy: TcpProxy, unique_prefix: str
 ) -> None:
     handler = RedisSessionHandler.from_config(
         _config(_proxied_url(redis_url, proxy), unique_prefix, retries=0)
@@ -145,7 +92,7 @@ def test_a_reply_cut_midway_fails_and_the_next_request_reads_whole_replies(
     key, other = new_storage_id(), new_storage_id()
     handler.write(key, BIG)
     handler.write(other, "small")
-    proxy.cuts = 1
+    proxy.cut_replies(1)
     with pytest.raises(SessionBackendError) as caught:
         handler.read(key)
     assert "Connection closed by server" in str(caught.value)
@@ -155,7 +102,7 @@ def test_a_reply_cut_midway_fails_and_the_next_request_reads_whole_replies(
 
 
 def test_the_async_twin_after_a_reply_cut_midway(
-    redis_url: str, proxy: CuttingProxy, unique_prefix: str
+    redis_url: str, proxy: TcpProxy, unique_prefix: str
 ) -> None:
     handler = AsyncRedisSessionHandler.from_config(
         _config(_proxied_url(redis_url, proxy), unique_prefix, retries=0)
@@ -165,7 +112,7 @@ def test_the_async_twin_after_a_reply_cut_midway(
     async def scenario() -> None:
         await handler.write(key, BIG)
         await handler.write(other, "small")
-        proxy.cuts = 1
+        proxy.cut_replies(1)
         with pytest.raises(SessionBackendError) as caught:
             await handler.read(key)
         assert "Connection closed by server" in str(caught.value)
@@ -177,16 +124,16 @@ def test_the_async_twin_after_a_reply_cut_midway(
 
 
 def test_a_retry_gets_past_a_reply_cut_midway(
-    redis_url: str, proxy: CuttingProxy, unique_prefix: str
+    redis_url: str, proxy: TcpProxy, unique_prefix: str
 ) -> None:
     handler = RedisSessionHandler.from_config(
         _config(_proxied_url(redis_url, proxy), unique_prefix, retries=1)
     )
     key = new_storage_id()
     handler.write(key, BIG)
-    proxy.cuts = 1
+    proxy.cut_replies(1)
     assert handler.read(key) == BIG  # the first attempt was cut
-    assert proxy.cuts == 0
+    assert proxy.replies_to_cut == 0
     assert handler.read(key) == BIG
 
 
