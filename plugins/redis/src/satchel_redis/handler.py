@@ -137,7 +137,8 @@ def _resolve_options(config: SessionConfig) -> RedisOptions:
 
 
 class RedisSessionHandler(_RedisKeys, SessionHandler):
-    """Sessions in Redis (one server, Sentinel or Cluster), through a redis-py client.
+    """Sessions in Redis (one server, Sentinel or Cluster), through the native client
+    (:class:`~satchel_redis.native.NativeRedisClient`) or a redis-py client.
 
     Build it from a config with :meth:`from_config`, or hand it a ready client:
     ``RedisSessionHandler(client, lifetime_seconds=7200)``. A client handed in is
@@ -284,7 +285,7 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
 
 
 class _LoopClient:
-    """A ``redis.asyncio`` client, the slots of its pool, and what it needs before its first command."""
+    """An asyncio client, the slots of its pool, and what it needs before its first command."""
 
     def __init__(self, client: Any, slots: AsyncConnectionSlots | None = None) -> None:
         self.client = client
@@ -305,7 +306,8 @@ class _LoopClient:
 
 
 class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
-    """The async twin of :class:`RedisSessionHandler`, on a ``redis.asyncio`` client.
+    """The async twin of :class:`RedisSessionHandler`, on the native asyncio client
+    (:class:`~satchel_redis.native.AsyncNativeRedisClient`) or a ``redis.asyncio`` client.
 
     asyncio connections belong to the event loop that opened them. A client
     the driver built from ``connection`` is therefore made once per event loop
@@ -345,7 +347,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncSessionHandler:
         """Build from ``config``: ``options.async_client``, else ``options.client`` in a
-        worker thread, else a ``redis.asyncio`` client for ``connection``."""
+        worker thread, else an asyncio client for ``connection`` (native or ``redis.asyncio``)."""
         options = _resolve_options(config)
         if options.async_client is not None:
             return cls(
