@@ -18,12 +18,18 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+import redis.exceptions
 from fixtures.tcp_proxy import TcpProxy, proxy_to
 
 from satchel import SessionBackendError, SessionConfig
 from satchel.testing import free_port, new_storage_id
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
-from satchel_redis.native import AsyncNativeRedisClient, NativeRedisClient
+from satchel_redis.native import (
+    AsyncNativeRedisClient,
+    NativeRedisClient,
+    pack_command,
+    parse_reply,
+)
 
 BIG = "x" * 300_000  # a reply that spans many reads
 
@@ -325,3 +331,48 @@ def test_the_lock_release_survives_a_flushed_script_cache(
         assert observer.get(lock_key) == b"a-token"
         handler.release_lock(key, "a-token")
         assert observer.get(lock_key) is None
+
+
+# --- the protocol -------------------------------------------------------------------------------
+
+
+def test_commands_are_packed_as_resp_arrays_of_bulk_strings() -> None:
+    packed = pack_command(("SET", "k", b"\xff\r\n", 7, "é"))
+    assert (
+        packed == b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\n\xff\r\n\r\n$1\r\n7\r\n$2\r\n\xc3\xa9\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "value"),
+    [
+        (b"+OK\r\n", b"OK"),
+        (b":42\r\n", 42),
+        (b"$-1\r\n", None),
+        (b"$0\r\n\r\n", b""),
+        (b"$4\r\na\r\nb\r\n", b"a\r\nb"),
+        (b"*-1\r\n", None),
+        (b"*3\r\n$1\r\na\r\n:1\r\n*1\r\n+x\r\n", [b"a", 1, [b"x"]]),
+    ],
+)
+def test_replies_are_parsed_whole_or_not_at_all(data: bytes, value: object) -> None:
+    assert parse_reply(data, 0) == (value, len(data))
+    for cut in range(len(data)):  # a reply cut short is incomplete: nothing consumed
+        assert parse_reply(data[:cut], 0)[1] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("ERR unknown command", redis.exceptions.ResponseError),
+        ("NOSCRIPT No matching script", redis.exceptions.NoScriptError),
+        ("NOAUTH Authentication required.", redis.exceptions.AuthenticationError),
+        ("WRONGPASS invalid username-password pair", redis.exceptions.AuthenticationError),
+        ("READONLY You can't write against a read only replica.", redis.exceptions.ReadOnlyError),
+    ],
+)
+def test_error_replies_are_redis_py_exceptions(text: str, kind: type) -> None:
+    data = f"-{text}\r\n".encode()
+    error, end = parse_reply(data, 0)
+    assert type(error) is kind
+    assert end == len(data)

@@ -95,6 +95,17 @@ def parse_reply(buffer: bytes | bytearray, start: int) -> tuple[Any, int]:
     raise redis.exceptions.InvalidResponse(f"Protocol Error: {bytes(buffer[start:end])!r}")
 
 
+def _parse_whole(data: bytes | bytearray) -> Any:
+    """The one reply ``data`` holds; ``_INCOMPLETE`` while it is cut short."""
+    try:
+        value, end = parse_reply(data, 0)
+    except (ValueError, IndexError):
+        raise redis.exceptions.InvalidResponse("Protocol Error: a malformed reply") from None
+    if value is not _INCOMPLETE and end != len(data):
+        raise redis.exceptions.InvalidResponse(_EXTRA_REPLY)
+    return value
+
+
 def _reply(value: Any) -> Any:
     # An error reply, parsed as redis-py's exception for it (NOAUTH is no ResponseError).
     if isinstance(value, redis.exceptions.RedisError):
@@ -204,16 +215,13 @@ class _Connection:
             raise redis.exceptions.ConnectionError(
                 f"Error {errno} while writing to socket. {message}."
             ) from None
-        data: bytes | bytearray = self._receive(reused=reused)
-        value, end = parse_reply(data, 0)
+        data = self._receive(reused=reused)
+        value = _parse_whole(data)
         if value is _INCOMPLETE:
             buffer = bytearray(data)
             while value is _INCOMPLETE:
                 buffer += self._receive(reused=False)
-                value, end = parse_reply(buffer, 0)
-            data = buffer
-        if end != len(data):
-            raise redis.exceptions.InvalidResponse(_EXTRA_REPLY)
+                value = _parse_whole(buffer)
         return value
 
     def _receive(self, *, reused: bool) -> bytes:
@@ -386,10 +394,8 @@ class _Protocol(asyncio.Protocol):
         else:
             whole = data
         try:
-            value, end = parse_reply(whole, 0)
-            if value is not _INCOMPLETE and end != len(whole):
-                raise redis.exceptions.InvalidResponse(_EXTRA_REPLY)
-        except Exception as exc:  # a malformed reply
+            value = _parse_whole(whole)
+        except redis.exceptions.InvalidResponse as exc:
             waiter.set_exception(exc)
             self.abort()
             return
