@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from fixtures.tcp_proxy import TcpProxy, proxy_to
 
 from satchel import SessionBackendError, SessionConfig
 from satchel.testing import free_port, new_storage_id
+from satchel.testing.services import frozen_process
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 from satchel_redis.native import (
     AsyncNativeRedisClient,
@@ -195,6 +197,34 @@ def test_kept_connections_to_a_restarted_server_are_replaced_without_an_error(
             loop.run_until_complete(async_handler.close())
     finally:
         loop.close()
+
+
+def test_the_async_twin_times_out_on_a_server_that_stops_answering(
+    start_redis: Any, unique_prefix: str
+) -> None:
+    port = free_port()
+    options = {"socket_timeout": 1.0, "retries": 0}
+    handler = AsyncRedisSessionHandler.from_config(
+        _config(f"redis://127.0.0.1:{port}/0", unique_prefix, **options)
+    )
+    key = new_storage_id()
+
+    async def scenario(process: Any) -> None:
+        await handler.write(key, "before")
+        for _ in range(3):  # commands within the timeout, on the same connection
+            assert await handler.read(key) == "before"
+            await asyncio.sleep(0.4)
+        with frozen_process(process):  # alive, connected, silent
+            started = time.monotonic()
+            with pytest.raises(SessionBackendError) as caught:
+                await handler.read(key)
+            assert 0.9 <= time.monotonic() - started < 2.5
+            assert "Timeout reading from" in str(caught.value)
+        assert await handler.read(key) == "before"
+        await handler.close()
+
+    with start_redis(port) as process:
+        asyncio.run(scenario(process))
 
 
 # --- credentials, databases, sockets -------------------------------------------------------

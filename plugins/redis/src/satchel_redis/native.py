@@ -37,6 +37,8 @@ from redis._parsers import BaseParser  # redis-py's mapping of error replies to 
 Arg = str | bytes | int
 RETRY_BACKOFF_SECONDS = 0.05
 READ_SIZE = 65536
+# The event loop may run a timer this much before its time.
+DEADLINE_SLACK_SECONDS = 0.001
 _CRLF = b"\r\n"
 _INCOMPLETE: Any = object()
 _EXTRA_REPLY = "the server sent more than the one reply to a command"
@@ -376,6 +378,8 @@ class _Protocol(asyncio.Protocol):
         self.waiter: asyncio.Future[Any] | None = None
         self.received = False
         self.lost = False
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -423,10 +427,13 @@ class _Protocol(asyncio.Protocol):
         """Send ``request``; the one reply to it, within ``timeout`` seconds."""
         if self.lost or self.transport is None:
             raise _StaleConnection("closed") if reused else _closed_error()
-        waiter = self.waiter = self.loop.create_future()
+        loop = self.loop
+        waiter = self.waiter = loop.create_future()
         self.received = False
+        self.deadline = loop.time() + timeout
+        if self.timer is None:
+            self.timer = loop.call_at(self.deadline, self._check_deadline)
         self.transport.write(request)
-        timer = self.loop.call_later(timeout, self._expire, waiter)
         try:
             return await waiter
         except redis.exceptions.ConnectionError:
@@ -434,18 +441,26 @@ class _Protocol(asyncio.Protocol):
                 raise _StaleConnection("closed") from None
             raise
         finally:
-            timer.cancel()
             self.waiter = None
 
-    def _expire(self, waiter: asyncio.Future[Any]) -> None:
-        if not waiter.done():
-            waiter.set_exception(
-                redis.exceptions.TimeoutError(f"Timeout reading from {self.where}")
-            )
-            self.abort()
+    def _check_deadline(self) -> None:
+        # One timer per connection, moved on lazily: a timer made and cancelled for
+        # every command would cost more than the rest of the command's own work.
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done() or self.lost:
+            return
+        if self.loop.time() < self.deadline - DEADLINE_SLACK_SECONDS:
+            self.timer = self.loop.call_at(self.deadline, self._check_deadline)
+            return
+        waiter.set_exception(redis.exceptions.TimeoutError(f"Timeout reading from {self.where}"))
+        self.abort()
 
     def abort(self) -> None:
         self.lost = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             with contextlib.suppress(Exception):  # its loop may be closed already
                 self.transport.abort()
