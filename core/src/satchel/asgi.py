@@ -128,8 +128,8 @@ class SessionMiddleware:
         finally:
             if request.lock is not None:
                 await request.release()
-        if session.loaded:  # the GC lottery is drawn only for a session that was read
-            await flow.acollect_garbage(session)
+        if flow.garbage_collection_due(session):  # drawn only for a session that was read
+            await flow.arun_garbage_collection()
 
 
 class _Request:
@@ -215,9 +215,12 @@ def _with_headers(message: Message, extra: SessionHeaders) -> Message:
         # A value to merge with: the general path, through text.
         text = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
         headers = _encoded(extra.apply(text))
-    else:
+    elif extra.set_cookie is None:
         # Headers with neither Vary nor Cache-Control only gain what apply() adds to none.
         headers += _VARY_COOKIE if extra is VARY_COOKIE else _encoded(extra.apply([]))
+    else:
+        headers += _SETTING_COOKIE
+        headers.append((b"set-cookie", extra.set_cookie.encode("latin-1")))
     message = dict(message)
     message["headers"] = headers
     return message
@@ -229,6 +232,8 @@ def _encoded(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 
 
 _VARY_COOKIE = _encoded(VARY_COOKIE.apply([]))
+# What apply() adds to headers with neither Vary nor Cache-Control before its Set-Cookie.
+_SETTING_COOKIE = _encoded(SessionHeaders(set_cookie="", vary_cookie=True).apply([])[:-1])
 
 
 def _headers(scope: Scope) -> tuple[str | None, str | None]:
