@@ -18,8 +18,6 @@ import itertools
 import os
 import re
 import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
@@ -39,8 +37,6 @@ MIN_SECRET_BYTES = 32  # UTF-8 bytes of a secret_key or a fallback
 MIN_DISTINCT_CHARACTERS = 10  # fewer, and a secret is plainly not random
 MAX_REPEATED_CHARACTERS = 7  # a longer run of one character is padding, not randomness
 GENERATED_SECRET_BYTES = 32  # the randomness in a key from generate_secret()
-RECENT_TOKENS = 512  # sealed values an Encrypter keeps with what they open to
-MAX_RECENT_TOKEN_CHARS = 4096  # a cookie's worth: longer sealed values are not kept
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _URLSAFE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -153,20 +149,11 @@ class Encrypter:
     """Encrypts under the current key; decrypts under the current key or a fallback.
 
     Weak secrets are refused with a ``ConfigError`` (:func:`check_secrets`).
-
-    The last :data:`RECENT_TOKENS` values it sealed or opened (up to
-    :data:`MAX_RECENT_TOKEN_CHARS` long: a cookie's worth) are kept with what
-    they open to, by their exact text and context: a browser sends the cookie
-    it was given until it changes, and AES-GCM would open that very text to
-    the very same plaintext again. Anything else is opened and authenticated
-    as ever; a value that fails is never kept.
     """
 
     def __init__(self, secret_key: str, fallbacks: Sequence[str] = ()) -> None:
         check_secrets(secret_key, fallbacks)
         self._ciphers = [AESGCM(derive_key(secret)) for secret in (secret_key, *fallbacks)]
-        self._recent: OrderedDict[tuple[str, bytes], tuple[bytes, bool]] = OrderedDict()
-        self._recent_lock = threading.Lock()
 
     def encrypt(self, plaintext: bytes, context: bytes) -> str:
         """Encrypt and authenticate ``plaintext``, bound to ``context`` (associated data).
@@ -175,34 +162,17 @@ class Encrypter:
         """
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[0].encrypt(nonce, plaintext, FORMAT_BYTE + context)
-        token = encode_token(FORMAT_BYTE + nonce + sealed)
-        self._remember(token, context, (bytes(plaintext), False))
-        return token
+        return encode_token(FORMAT_BYTE + nonce + sealed)
 
     def decrypt(self, token: str, context: bytes) -> tuple[bytes, bool]:
         """Return the plaintext and whether it was read under a fallback key."""
-        known = self._recent.get((token, context))
-        if known is not None:
-            return known
         raw = decode_token(token)
         if len(raw) < 1 + NONCE_BYTES + TAG_BYTES or raw[:1] != FORMAT_BYTE:
             raise DecryptError("too short or an unknown format")
         nonce, sealed = raw[1 : 1 + NONCE_BYTES], raw[1 + NONCE_BYTES :]
         for index, cipher in enumerate(self._ciphers):
             try:
-                opened = cipher.decrypt(nonce, sealed, FORMAT_BYTE + context), index > 0
+                return cipher.decrypt(nonce, sealed, FORMAT_BYTE + context), index > 0
             except InvalidTag:
                 continue
-            self._remember(token, context, opened)
-            return opened
         raise DecryptError("failed to authenticate under every key")
-
-    def _remember(self, token: str, context: bytes, opened: tuple[bytes, bool]) -> None:
-        """Keep what ``token`` opens to, forgetting the oldest value kept past the limit."""
-        if len(token) > MAX_RECENT_TOKEN_CHARS:
-            return
-        with self._recent_lock:
-            recent = self._recent
-            if len(recent) >= RECENT_TOKENS:
-                recent.popitem(last=False)
-            recent[token, context] = opened
