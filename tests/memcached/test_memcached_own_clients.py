@@ -31,6 +31,7 @@ from satchel_memcached import (
     MemcachedClient,
     MemcachedSessionHandler,
 )
+from satchel_memcached import client as own_client
 from satchel_memcached.protocol import AnswerReader, MemcachedServerError, parse_answer
 
 KINDS = ("sync", "asyncio")
@@ -257,21 +258,22 @@ def test_a_failed_command_leaves_its_connection_unused(
     watcher.close()
 
 
+@pytest.mark.parametrize("kernel_timeouts", [True, False], ids=["kernel", "python"])
 def test_a_silent_server_times_out_and_its_late_answer_reaches_no_one(
-    own_memcached: tuple[str, Any], unique_prefix: str
+    own_memcached: tuple[str, Any],
+    unique_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    kernel_timeouts: bool,
 ) -> None:
-    """The sync client's form of the asyncio one's test in test_memcached_asyncio.py."""
+    """The sync client's form of the asyncio one's test in test_memcached_asyncio.py, with
+    the kernel's socket timeouts and with Python's (where the kernel's cannot be set)."""
+    monkeypatch.setattr(own_client, "_KERNEL_TIMEOUTS", kernel_timeouts)
     connection, process = own_memcached
-    handler = MemcachedSessionHandler.from_config(
-        SessionConfig(
-            driver="memcached",
-            connection=connection,
-            prefix=unique_prefix,
-            options={"timeout": 0.3},
-        )
-    )
+    handler = _sync_handler(connection, unique_prefix, timeout=0.3)
     first, second = new_storage_id(), new_storage_id()
     handler.write(first, "first")
+    [sock] = handler.client._idle
+    assert sock.gettimeout() == (None if kernel_timeouts else 0.3)
     handler.write(second, "second")
     with frozen_process(process):
         with pytest.raises(SessionBackendError) as caught:
@@ -286,7 +288,7 @@ def test_a_silent_server_times_out_and_its_late_answer_reaches_no_one(
 def test_a_burst_of_threads_waits_for_the_pool_and_opens_no_more_connections(
     own_memcached: tuple[str, Any], unique_prefix: str
 ) -> None:
-    connection, _ = own_memcached
+    connection, process = own_memcached
     handler = _sync_handler(connection, unique_prefix, max_pool_size=2, pool_timeout=30, timeout=30)
     keys = [new_storage_id() for _ in range(16)]
     found: dict[str, str] = {}
@@ -298,8 +300,10 @@ def test_a_burst_of_threads_waits_for_the_pool_and_opens_no_more_connections(
 
     def burst() -> None:
         threads = [threading.Thread(target=session, args=(key,)) for key in keys]
-        for thread in threads:
-            thread.start()
+        with frozen_process(process):
+            for thread in threads:
+                thread.start()
+            time.sleep(0.3)  # all have asked: two hold a connection, the rest wait for one
         for thread in threads:
             thread.join()
 

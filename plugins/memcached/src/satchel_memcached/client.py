@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
+import sys
 
 from satchel_memcached.protocol import (
     DELETE,
@@ -29,11 +31,16 @@ from satchel_memcached.protocol import (
     cas_token,
     connection_failure,
     key_request,
+    parse_answer,
     storage,
 )
 
 # What one recv asks for: a session's answer in one go, mostly.
 RECV_BYTES = 65536
+# A socket timeout set in Python makes every send and recv poll() first; the kernel's
+# own (SO_RCVTIMEO, SO_SNDTIMEO: a struct timeval) spares that system call.
+_TIMEVAL = "@ll"
+_KERNEL_TIMEOUTS = sys.platform != "win32" and hasattr(socket, "SO_RCVTIMEO")
 
 
 class MemcachedClient:
@@ -65,7 +72,8 @@ class MemcachedClient:
             ) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.timeout)
+            if not _kernel_timeouts(sock, self.timeout):
+                sock.settimeout(self.timeout)
         except OSError:
             sock.close()
             raise
@@ -116,22 +124,20 @@ class MemcachedClient:
 
     def _exchange_once(self, request: bytes, value: bool) -> Answer:
         sock, reused = self._take()
-        reader = AnswerReader(value)
+        received = False
         try:
             sock.sendall(request)
-            while True:
-                data = sock.recv(RECV_BYTES)
-                if not data:
-                    raise connection_failure(None, reused, reader.received)
-                answer = reader.feed(data)
-                if answer is not None:
-                    break
-        except TimeoutError:
+            data = sock.recv(RECV_BYTES)
+            received = bool(data)
+            answer = parse_answer(data, value)
+            if isinstance(answer, int):  # not all of it yet (or nothing: the server closed)
+                answer = _rest_of_answer(sock, data, value, reused)
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: the kernel's timeout
             sock.close()
             raise MemcachedConnectionError(f"no answer within {self.timeout:g} seconds") from None
         except BaseException as exc:
             sock.close()  # its state is unknown: never reused
-            failure = connection_failure(exc, reused, reader.received)
+            failure = connection_failure(exc, reused, received)
             if failure is exc:
                 raise
             raise failure from None
@@ -165,3 +171,32 @@ class MemcachedClient:
 
     def delete(self, key: str) -> bool:
         return self._exchange(key_request(DELETE, key), False)[0] == DELETED
+
+
+def _rest_of_answer(sock: socket.socket, data: bytes, value: bool, reused: bool) -> Answer:
+    """The answer that ``data`` began, read to its end."""
+    reader = AnswerReader(value)
+    while data:
+        answer = reader.feed(data)
+        if answer is not None:
+            return answer
+        data = sock.recv(RECV_BYTES)
+    raise connection_failure(None, reused, reader.received)
+
+
+def _kernel_timeouts(sock: socket.socket, seconds: float) -> bool:
+    """Make ``sock`` blocking, with the kernel's send and receive timeouts of ``seconds``;
+    False (``sock`` left as it was) where they cannot be set and read back the same."""
+    if not _KERNEL_TIMEOUTS:
+        return False
+    whole = int(seconds)
+    timeval = struct.pack(_TIMEVAL, whole, int((seconds - whole) * 1_000_000))
+    try:
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            sock.setsockopt(socket.SOL_SOCKET, option, timeval)
+            if sock.getsockopt(socket.SOL_SOCKET, option, len(timeval)) != timeval:
+                return False
+    except OSError:
+        return False
+    sock.settimeout(None)
+    return True

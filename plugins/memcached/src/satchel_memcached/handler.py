@@ -21,7 +21,6 @@ import math
 import re
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ParamSpec, TypeVar
 
 from pymemcache.exceptions import MemcacheError
@@ -175,7 +174,6 @@ class MemcachedSessionHandler(SessionHandler):
         self.errors = StoreErrors(DRIVER, self.address, STORE_ERRORS)
         self.owns_client = owns_client
         self.slots = slots
-        self._slot: AbstractContextManager[None] = slots if slots is not None else nullcontext()
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> MemcachedSessionHandler:
@@ -217,7 +215,9 @@ class MemcachedSessionHandler(SessionHandler):
 
     def _call(self, action: str, command: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            with self._slot:
+            if self.slots is None:
+                return command(*args, **kwargs)
+            with self.slots:
                 return command(*args, **kwargs)
         except STORE_ERRORS as exc:
             raise self.errors.error(exc, action) from exc

@@ -16,6 +16,7 @@ MAX_LINE_BYTES = 4096
 END = b"END\r\n"
 STORED = b"STORED\r\n"
 DELETED = b"DELETED\r\n"
+_VALUE_END = b"\r\nEND\r\n"
 _ANSWERS = frozenset({STORED, b"NOT_STORED\r\n", b"EXISTS\r\n", b"NOT_FOUND\r\n", DELETED, END})
 
 
@@ -74,23 +75,24 @@ def parse_answer(buffer: bytes, value: bool) -> Answer | int:
         if len(buffer) > MAX_LINE_BYTES:
             raise MemcachedServerError("an answer line too long to be memcached's")
         return len(buffer) + 1
-    line = buffer[: end + 2]
-    if value and line.startswith(b"VALUE "):
-        try:
-            size = int(line.split()[3])
+    start = end + 2  # where the value begins, if any
+    if value and buffer.startswith(b"VALUE "):
+        try:  # VALUE <key> <flags> <bytes> [<cas unique>]
+            size = int(buffer[6:end].split(b" ")[2])
         except (IndexError, ValueError):
             raise MemcachedServerError("a malformed value line in the answer") from None
-        start = end + 2
-        total = start + size + 7  # the value, then "\r\nEND\r\n"
-        if len(buffer) < total:
+        total = start + size + len(_VALUE_END)
+        length = len(buffer)
+        if length < total:
             return total
-        if len(buffer) > total or buffer[total - 7 : total] != b"\r\n" + END:
+        if length > total or not buffer.endswith(_VALUE_END):
             raise MemcachedServerError("a malformed value in the answer")
-        return line, buffer[start : start + size]
+        return buffer[:start], buffer[start : start + size]
+    line = buffer[:start]
     if line not in _ANSWERS:
         text = line.decode("ascii", "replace").strip()[:200]
         raise MemcachedServerError(f"the server answered {text!r}")
-    if len(buffer) > len(line):
+    if len(buffer) > start:
         raise MemcachedServerError("more in the answer than one command's")
     return line, None
 
