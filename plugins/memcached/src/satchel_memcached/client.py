@@ -79,15 +79,6 @@ class MemcachedClient:
             raise
         return sock
 
-    def _take(self) -> tuple[socket.socket, bool]:
-        """An idle connection (and True), else a new one (and False)."""
-        if self._pid != os.getpid():
-            self._forked()
-        try:
-            return self._idle.pop(), True
-        except IndexError:
-            return self._connect(), False
-
     def _forked(self) -> None:
         # The parent's connections are the parent's: sharing one would mix up answers.
         # Closing this process's copy of them leaves the parent's open.
@@ -107,42 +98,48 @@ class MemcachedClient:
     # -- one command -----------------------------------------------------------------------
 
     def _exchange(self, request: bytes, value: bool) -> Answer:
-        """Send ``request``; return the answer's first line and, for a key_request, the value.
+        """Send ``request``; return the answer's first line and, for a retrieval, the value.
 
         A kept connection the server closed since (a restart, an idle timeout)
         fails before any answer: the idle ones are then dropped and the command
         is sent once more on a new connection.
         """
-        try:
-            return self._exchange_once(request, value)
-        except StaleConnection:
-            self._drop_idle()
+        # One function rather than several small ones: this runs for every command.
+        if self._pid != os.getpid():
+            self._forked()
+        retried = False
+        while True:
             try:
-                return self._exchange_once(request, value)
-            except StaleConnection as exc:
-                raise MemcachedConnectionError(str(exc)) from None
-
-    def _exchange_once(self, request: bytes, value: bool) -> Answer:
-        sock, reused = self._take()
-        received = False
-        try:
-            sock.sendall(request)
-            data = sock.recv(RECV_BYTES)
-            received = bool(data)
-            answer = parse_answer(data, value)
-            if isinstance(answer, int):  # not all of it yet (or nothing: the server closed)
-                answer = _rest_of_answer(sock, data, value, reused)
-        except (TimeoutError, BlockingIOError):  # BlockingIOError: the kernel's timeout
-            sock.close()
-            raise MemcachedConnectionError(f"no answer within {self.timeout:g} seconds") from None
-        except BaseException as exc:
-            sock.close()  # its state is unknown: never reused
-            failure = connection_failure(exc, reused, received)
-            if failure is exc:
-                raise
-            raise failure from None
-        self._idle.append(sock)
-        return answer
+                sock, reused = self._idle.pop(), True
+            except IndexError:
+                sock, reused = self._connect(), False
+            received = False
+            try:
+                sock.sendall(request)
+                data = sock.recv(RECV_BYTES)
+                received = bool(data)
+                answer = parse_answer(data, value)
+                if isinstance(answer, int):  # not all of it yet (or nothing: the server closed)
+                    answer = _rest_of_answer(sock, data, value, reused)
+            except (TimeoutError, BlockingIOError):  # BlockingIOError: the kernel's timeout
+                sock.close()
+                raise MemcachedConnectionError(
+                    f"no answer within {self.timeout:g} seconds"
+                ) from None
+            except BaseException as exc:
+                sock.close()  # its state is unknown: never reused
+                failure = connection_failure(exc, reused, received)
+                if isinstance(failure, StaleConnection):
+                    if retried:
+                        raise MemcachedConnectionError(str(failure)) from None
+                    retried = True
+                    self._drop_idle()  # closed by the server like this one, most likely
+                    continue
+                if failure is exc:
+                    raise
+                raise failure from None
+            self._idle.append(sock)
+            return answer
 
     # -- commands ----------------------------------------------------------------------------
 
