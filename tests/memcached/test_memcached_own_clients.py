@@ -238,6 +238,50 @@ def test_a_dropped_store_names_driver_and_address_and_recovers(
     assert handler.read(key) == "before"
 
 
+def test_an_answer_cut_midway_fails_and_leaves_nothing_for_the_next_command(
+    make_handler: Callable[..., Calls], proxy: TcpProxy
+) -> None:
+    handler = make_handler(proxy.address, connect_timeout=2, timeout=2)
+    key, other = new_storage_id(), new_storage_id()
+    big = "x" * 300_000
+    handler.write(key, big)
+    handler.write(other, "small")
+    proxy.cut_replies(1)
+    with pytest.raises(SessionBackendError) as caught:
+        handler.read(key)
+    assert "the server closed the connection" in str(caught.value)
+    # A connection kept after that would hand the rest of the big value to this read.
+    assert handler.read(other) == "small"
+    assert handler.read(key) == big
+
+
+def test_a_cancelled_command_leaves_no_answer_behind(
+    memcached_connection: str, unique_prefix: str
+) -> None:
+    handler = AsyncMemcachedSessionHandler.from_config(
+        SessionConfig(
+            driver="memcached",
+            connection=memcached_connection,
+            prefix=unique_prefix,
+            options={"max_pool_size": 1},
+        )
+    )
+    key, other = new_storage_id(), new_storage_id()
+
+    async def scenario() -> None:
+        await handler.write(key, "x" * 300_000)
+        await handler.write(other, "small")
+        reading = asyncio.ensure_future(handler.read(key))
+        await asyncio.sleep(0)  # sent, its answer not read yet
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        assert await handler.read(other) == "small"
+        await handler.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_failed_command_leaves_its_connection_unused(
     make_handler: Callable[..., Calls], own_memcached: tuple[str, Any]
 ) -> None:
