@@ -1,7 +1,7 @@
 """The memcached driver's asyncio client (one server), against real memcached servers.
 
 What it must share with the sync driver (keys, values, the lock) is checked by the
-conformance suites; here: the commands themselves, which configurations get it, an
+conformance suites, its commands in test_memcached_own_clients.py; here: which configurations get it, an
 outage or a frozen server (a clear ``SessionBackendError``, and no answer ever read
 by the wrong command), and the pool bound (a burst waits; past ``pool_timeout`` it
 is ``PoolExhausted``, a 503 in the web glue, never a 500).
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import pytest
+from fixtures.memcached_servers import peak_connections
 from pymemcache.client.base import Client
 
 from satchel import PoolExhausted, SessionBackendError, SessionConfig, SessionManager
@@ -24,7 +24,6 @@ from satchel.testing import free_port, new_storage_id
 from satchel.testing.concurrency import call_asgi, seed_session
 from satchel.testing.services import frozen_process
 from satchel_memcached import (
-    AsyncMemcachedClient,
     AsyncMemcachedSessionHandler,
     ThreadedMemcachedSessionHandler,
 )
@@ -50,33 +49,6 @@ def own_memcached(start_memcached: Any) -> Iterator[tuple[str, Any]]:
     port = free_port()
     with start_memcached(port) as process:
         yield f"127.0.0.1:{port}", process
-
-
-def test_the_client_speaks_each_command(memcached_connection: str, unique_prefix: str) -> None:
-    host, port = memcached_connection.split(",", maxsplit=1)[0].rsplit(":", 1)
-    client = AsyncMemcachedClient(host, int(port), connect_timeout=2, timeout=2)
-    key = unique_prefix + "k"
-    awkward = b"line\r\nEND\r\nVALUE x 0 1\r\n\x00\xff"
-
-    async def commands() -> None:
-        assert await client.get(key) is None
-        assert not await client.replace(key, b"x", 60)
-        assert await client.add(key, awkward, 60)
-        assert not await client.add(key, b"other", 60)
-        assert await client.get(key) == awkward
-        value, cas = await client.gets(key)
-        assert value == awkward
-        assert cas is not None
-        assert await client.cas(key, b"swapped", cas, 60)
-        assert not await client.cas(key, b"late", cas, 60)  # changed since that gets
-        assert await client.get(key) == b"swapped"
-        assert await client.set(key, b"", 60)
-        assert await client.get(key) == b""
-        assert await client.delete(key)
-        assert not await client.delete(key)
-        await client.close()
-
-    asyncio.run(commands())
 
 
 def test_one_server_gets_the_asyncio_handler_the_rest_the_threaded_one(
@@ -149,16 +121,6 @@ def test_a_burst_waits_for_the_pool_and_opens_no_more_connections(
     connection, _ = own_memcached
     handler = _native(connection, unique_prefix, max_pool_size=2, pool_timeout=30, timeout=30)
     keys = [new_storage_id() for _ in range(100)]
-    host, port = connection.rsplit(":", 1)
-    watcher = Client((host, int(port)))
-    baseline = int(watcher.stats()[b"curr_connections"])  # the watcher's own included
-    peak = [baseline]
-    done = threading.Event()
-
-    def watch() -> None:
-        # The server's count of open connections, sampled while the burst runs.
-        while not done.is_set():
-            peak[0] = max(peak[0], int(watcher.stats()[b"curr_connections"]))
 
     async def burst() -> list[str]:
         await asyncio.gather(*(handler.write(key, key) for key in keys))
@@ -166,16 +128,10 @@ def test_a_burst_waits_for_the_pool_and_opens_no_more_connections(
         await handler.close()
         return list(found)
 
-    sampler = threading.Thread(target=watch)
-    sampler.start()
-    try:
-        assert asyncio.run(burst()) == keys
-    finally:
-        done.set()
-        sampler.join()
-        watcher.close()
+    found: list[str] = []
     # The pool of two was used and never exceeded.
-    assert peak[0] - baseline == 2
+    assert peak_connections(connection, lambda: found.extend(asyncio.run(burst()))) == 2
+    assert found == keys
 
 
 def test_a_pool_busy_past_pool_timeout_is_pool_exhausted(

@@ -21,7 +21,11 @@ from pymemcache.client.base import PooledClient
 
 from satchel import ConfigError, PoolExhausted, SessionConfig
 from satchel.testing import free_port, new_storage_id
-from satchel_memcached import AsyncMemcachedSessionHandler, MemcachedSessionHandler
+from satchel_memcached import (
+    AsyncMemcachedSessionHandler,
+    MemcachedClient,
+    MemcachedSessionHandler,
+)
 
 TIMEOUT = 10.0  # far longer than any test holds the server stopped
 
@@ -98,14 +102,21 @@ def test_a_client_handed_in_whose_pool_is_full_is_pool_exhausted(
 
 
 def test_the_pool_options_size_the_wait() -> None:
+    options = {"max_pool_size": 3, "pool_timeout": 2.5}
     handler = MemcachedSessionHandler.from_config(
-        SessionConfig(driver="memcached", options={"max_pool_size": 3, "pool_timeout": 2.5})
+        SessionConfig(driver="memcached", options=options)
     )
-    assert handler.client.client_pool.max_size == 3
+    assert isinstance(handler.client, MemcachedClient)  # one server: the driver's own client
     assert handler.slots is not None
     assert (handler.slots.size, handler.slots.timeout) == (3, 2.5)
+    pooled = MemcachedSessionHandler.from_config(
+        SessionConfig(driver="memcached", connection="10.0.0.1:11211,10.0.0.2", options=options)
+    )
+    assert [client.client_pool.max_size for client in pooled.client.clients.values()] == [3, 3]
+    assert pooled.slots is not None
+    assert (pooled.slots.size, pooled.slots.timeout) == (3, 2.5)
     unbounded = MemcachedSessionHandler.from_config(SessionConfig(driver="memcached"))
-    assert unbounded.slots is None  # pymemcache's pool without a limit never runs out
+    assert unbounded.slots is None  # a pool without a limit never runs out
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""satchel-memcached: the ``memcached`` session driver (pymemcache; one server or a hashing pool).
+"""satchel-memcached: the ``memcached`` session driver (one server or a hashing pool).
 
 Installed, it registers itself through the ``satchel`` entry-point group
 (:mod:`satchel_memcached.plugin`), so ``SessionConfig(driver="memcached",
@@ -14,6 +14,7 @@ from satchel.toolkit import lazy_exports
 
 if TYPE_CHECKING:
     from satchel_memcached.aio import AsyncMemcachedClient
+    from satchel_memcached.client import MemcachedClient
     from satchel_memcached.connection import StrictHashClient, parse_servers
     from satchel_memcached.handler import (
         AsyncMemcachedSessionHandler,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncMemcachedClient",
     "AsyncMemcachedSessionHandler",
+    "MemcachedClient",
     "MemcachedOptions",
     "MemcachedSessionHandler",
     "StrictHashClient",
@@ -42,6 +44,7 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "AsyncMemcachedClient": "satchel_memcached.aio",
+        "MemcachedClient": "satchel_memcached.client",
         "AsyncMemcachedSessionHandler": "satchel_memcached.handler",
         "MemcachedSessionHandler": "satchel_memcached.handler",
         "ThreadedMemcachedSessionHandler": "satchel_memcached.handler",

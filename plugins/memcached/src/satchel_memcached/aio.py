@@ -2,42 +2,128 @@
 
 pymemcache has no asyncio form, and running each command in a worker thread
 costs several times the round trip itself. This client speaks ``get``,
-``gets``, ``set``, ``add``, ``replace``, ``cas`` and ``delete`` over
-asyncio streams to one server, keeping idle connections for reuse (per event
-loop: a connection never outlives the loop it was opened on). A connection
-that failed in any way, or whose command was cancelled midway, is closed,
-never reused, so no later command can read a stale answer.
-
-Values are bytes stored with flags 0, as the sync driver stores them.
+``gets``, ``set``, ``add``, ``replace``, ``cas`` and ``delete`` to one server
+through an asyncio protocol, which parses the answer as it arrives
+(:mod:`satchel_memcached.protocol`, shared with the sync client). Idle
+connections are kept for reuse per event loop: a connection never outlives
+the loop it was opened on. A connection that failed in any way, or whose
+command was cancelled midway, is closed, never reused, so no later command
+can read a stale answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sys
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from satchel.toolkit import AsyncConnectionSlots
+from satchel_memcached.protocol import (
+    DELETE,
+    DELETED,
+    GET,
+    GETS,
+    STORED,
+    Answer,
+    AnswerReader,
+    MemcachedConnectionError,
+    MemcachedServerError,
+    StaleConnection,
+    cas_token,
+    connection_failure,
+    key_request,
+    storage,
+)
 
 T = TypeVar("T")
-_WRITE_BUFFER_LIMIT = 64 * 1024
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+# A timer may fire this much before its time; a deadline that close counts as reached.
+_TIMER_SLACK = 0.001
+
+__all__ = ["AsyncMemcachedClient", "MemcachedConnectionError", "MemcachedServerError"]
 
 
-class MemcachedServerError(Exception):
-    """The server answered with an error (``ERROR``, ``CLIENT_ERROR``, ``SERVER_ERROR``)
-    or with something this client does not understand."""
+class _Connection(asyncio.Protocol):
+    """One connection to the server: one command at a time, its answer parsed as it comes.
 
+    Each command's time limit is kept by one timer per connection, set again
+    only when it fires while a command is still running, rather than by a
+    timer per command.
+    """
 
-class MemcachedConnectionError(OSError):
-    """A connection could not be made, broke, or gave no answer in time."""
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._used = False
+        self._reused = False
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._reader = AnswerReader(False)
+        self._timeout = 0.0
+        self._deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
 
-class _StaleConnection(Exception):
-    """A kept connection turned out closed before the server answered anything."""
+    def send(self, request: bytes, value: bool, timeout: float) -> asyncio.Future[Answer]:
+        """Send ``request``; the future holds its answer."""
+        loop = self.loop
+        self._reused, self._used = self._used, True
+        self._reader = AnswerReader(value)
+        self._waiter = waiter = loop.create_future()
+        self._timeout = timeout
+        self._deadline = loop.time() + timeout
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(self._deadline, self._watch)
+        assert self.transport is not None
+        self.transport.write(request)
+        return waiter
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self.close()  # bytes nothing asked for: the connection is out of step
+            return
+        try:
+            answer = self._reader.feed(data)
+        except MemcachedServerError as exc:
+            self._fail(exc)
+            return
+        if answer is not None:
+            self._waiter = None
+            waiter.set_result(answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(connection_failure(exc, self._reused, self._reader.received))
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if self._waiter is None:
+            return  # idle: the next command sets the timer again
+        if self._deadline - self.loop.time() > _TIMER_SLACK:
+            self._watchdog = self.loop.call_at(self._deadline, self._watch)
+            return
+        self._fail(MemcachedConnectionError(f"no answer within {self._timeout:g} seconds"))
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.close()
+
+    def close(self) -> None:
+        """Close at once; its state is unknown or it is not needed any more."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class _LoopConnections:
@@ -45,7 +131,7 @@ class _LoopConnections:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.idle: list[Connection] = []
+        self.idle: list[_Connection] = []
 
 
 class AsyncMemcachedClient:
@@ -88,20 +174,17 @@ class AsyncMemcachedClient:
             pool = self._connections = _LoopConnections(loop)
         return pool
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         try:
-            reader, writer = await _within(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout
+            _, connection = await _within(
+                loop.create_connection(lambda: _Connection(loop), self.host, self.port),
+                self.connect_timeout,
             )
         except asyncio.TimeoutError:
             raise MemcachedConnectionError(
                 f"no connection within {self.connect_timeout:g} seconds"
             ) from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return reader, writer
+        return connection
 
     async def close(self) -> None:
         """Close the idle connections (new ones are opened on the next command)."""
@@ -111,151 +194,82 @@ class AsyncMemcachedClient:
 
     # -- one command -----------------------------------------------------------------------
 
-    async def _exchange(self, request: bytes, *, value: bool) -> tuple[bytes, bytes | None]:
+    async def _exchange(self, request: bytes, value: bool) -> Answer:
         """Send ``request``; return the answer's first line and, for a retrieval, the value.
 
         A kept connection the server closed since (a restart, an idle timeout)
         fails before any answer: the idle ones are then dropped and the command
         is sent once more on a new connection.
         """
-        try:
-            return await self._exchange_once(request, value)
-        except _StaleConnection:
-            pool = self._connections
-            if pool is not None:
-                _abandon(pool)
-            try:
-                return await self._exchange_once(request, value)
-            except _StaleConnection as exc:
-                raise MemcachedConnectionError(str(exc)) from None
-
-    async def _exchange_once(self, request: bytes, value: bool) -> tuple[bytes, bytes | None]:
-        # Written out rather than as context managers: this runs for every command.
+        # Written out rather than with context managers and helpers: this runs for every command.
         slots = self.slots
         if slots is not None:
             await slots.__aenter__()
         try:
             pool = self._pool()
-            reused = bool(pool.idle)
-            reader, writer = pool.idle.pop() if reused else await self._connect()
-            # Past the timeout the connection is aborted, which ends the pending read;
-            # cheaper than cancelling the task, and the connection is done for anyway.
-            expired: list[bool] = []
-            timer = pool.loop.call_later(self.timeout, _expire, writer, expired)
-            try:
-                answer = await self._answer(reader, writer, request, value)
-            except BaseException as exc:
-                writer.close()  # its state is unknown: never reused
-                if expired:
-                    raise MemcachedConnectionError(
-                        f"no answer within {self.timeout:g} seconds"
-                    ) from None
-                failure = _failure(exc, reused)
-                if failure is exc:
-                    raise  # cancelled, or an error of its own (refused, reset)
-                raise failure from None
-            finally:
-                timer.cancel()
-            if not expired:  # aborted just as the answer came in: not kept
-                pool.idle.append((reader, writer))
-            return answer
+            idle = pool.idle
+            retried = False
+            while True:
+                connection = None
+                while idle:
+                    connection = idle.pop()
+                    if not connection.closed:  # else the server closed it while idle
+                        break
+                    connection = None
+                if connection is None:
+                    connection = await self._connect(pool.loop)
+                try:
+                    answer = await connection.send(request, value, self.timeout)
+                except StaleConnection as exc:
+                    connection.close()
+                    if retried:
+                        raise MemcachedConnectionError(str(exc)) from None
+                    retried = True
+                    _abandon(pool)  # closed by the server like this one, most likely
+                    continue
+                except BaseException:
+                    connection.close()  # failed, timed out or cancelled midway: never reused
+                    raise
+                idle.append(connection)
+                return answer
         finally:
             if slots is not None:
                 await slots.__aexit__(None, None, None)
-
-    @staticmethod
-    async def _answer(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, value: bool
-    ) -> tuple[bytes, bytes | None]:
-        writer.write(request)
-        if writer.transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT:
-            await writer.drain()  # a large value the socket has not taken yet
-        line = await reader.readuntil(b"\r\n")
-        if not value or not line.startswith(b"VALUE "):
-            _check_answer(line)
-            return line, None
-        parts = line.split()
-        size = int(parts[3])
-        data = await reader.readexactly(size + 2)
-        end = await reader.readuntil(b"\r\n")
-        if end != b"END\r\n" or data[-2:] != b"\r\n":
-            raise MemcachedServerError("a malformed value in the answer")
-        return line, data[:-2]
 
     # -- commands ----------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
         """The value of ``key``, or None when there is none."""
-        _, data = await self._exchange(b"get " + key.encode("ascii") + b"\r\n", value=True)
-        return data
+        return (await self._exchange(key_request(GET, key), True))[1]
 
     async def gets(self, key: str) -> tuple[bytes | None, int | None]:
         """The value of ``key`` and its cas token, or ``(None, None)``."""
-        line, data = await self._exchange(b"gets " + key.encode("ascii") + b"\r\n", value=True)
+        line, data = await self._exchange(key_request(GETS, key), True)
         if data is None:
             return None, None
-        return data, int(line.split()[4])
-
-    async def _store(
-        self, command: bytes, key: str, value: bytes, expire: int, cas: int | None = None
-    ) -> bytes:
-        header = b"%s %s 0 %d %d" % (command, key.encode("ascii"), expire, len(value))
-        if cas is not None:
-            header += b" %d" % cas
-        line, _ = await self._exchange(header + b"\r\n" + value + b"\r\n", value=False)
-        return line
+        return data, cas_token(line)
 
     async def set(self, key: str, value: bytes, expire: int) -> bool:
-        return await self._store(b"set", key, value, expire) == b"STORED\r\n"
+        return (await self._exchange(storage(b"set", key, value, expire), False))[0] == STORED
 
     async def add(self, key: str, value: bytes, expire: int) -> bool:
-        return await self._store(b"add", key, value, expire) == b"STORED\r\n"
+        return (await self._exchange(storage(b"add", key, value, expire), False))[0] == STORED
 
     async def replace(self, key: str, value: bytes, expire: int) -> bool:
-        return await self._store(b"replace", key, value, expire) == b"STORED\r\n"
+        return (await self._exchange(storage(b"replace", key, value, expire), False))[0] == STORED
 
     async def cas(self, key: str, value: bytes, cas: int, expire: int) -> bool:
-        return await self._store(b"cas", key, value, expire, cas) == b"STORED\r\n"
+        answer = await self._exchange(storage(b"cas", key, value, expire, cas), False)
+        return answer[0] == STORED
 
     async def delete(self, key: str) -> bool:
-        line, _ = await self._exchange(b"delete " + key.encode("ascii") + b"\r\n", value=False)
-        return line == b"DELETED\r\n"
-
-
-_ANSWERS = frozenset(
-    {b"STORED\r\n", b"NOT_STORED\r\n", b"EXISTS\r\n", b"NOT_FOUND\r\n", b"DELETED\r\n", b"END\r\n"}
-)
-
-
-def _failure(exc: BaseException, reused: bool) -> BaseException:
-    """What a command's failure on a connection is raised as."""
-    if isinstance(exc, asyncio.IncompleteReadError):
-        message = "the server closed the connection"
-        if reused and not exc.partial:
-            return _StaleConnection(message)
-        return MemcachedConnectionError(message)
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and reused:
-        return _StaleConnection(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, asyncio.LimitOverrunError):
-        return MemcachedServerError("an answer line too long to be memcached's")
-    return exc
-
-
-def _expire(writer: asyncio.StreamWriter, expired: list[bool]) -> None:
-    expired.append(True)
-    writer.transport.abort()
-
-
-def _check_answer(line: bytes) -> None:
-    if line not in _ANSWERS:
-        text = line.decode("ascii", "replace").strip()[:200]
-        raise MemcachedServerError(f"the server answered {text!r}")
+        return (await self._exchange(key_request(DELETE, key), False))[0] == DELETED
 
 
 def _abandon(pool: _LoopConnections) -> None:
-    for _, writer in pool.idle:
+    for connection in pool.idle:
         with contextlib.suppress(Exception):  # its loop may be closed already
-            writer.close()
+            connection.close()
     pool.idle.clear()
 
 

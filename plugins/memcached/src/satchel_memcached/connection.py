@@ -106,3 +106,36 @@ def describe_client(client: Any) -> str:
     if isinstance(clients, dict) and clients:
         return ",".join(sorted(str(name) for name in clients))
     return f"a ready {type(client).__name__} client"
+
+
+class PymemcacheCommands:
+    """The driver's commands (those of :class:`~satchel_memcached.client.MemcachedClient`)
+    on a pymemcache client. Every write waits for the server's answer, whatever the
+    client's ``default_noreply``: a write must know whether it was stored."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get(self, key: str) -> bytes | None:
+        return self.client.get(key)  # type: ignore[no-any-return]
+
+    def gets(self, key: str) -> tuple[bytes | None, int | None]:
+        return self.client.gets(key)  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: bytes, expire: int) -> bool:
+        return bool(self.client.set(key, value, expire=expire, noreply=False))
+
+    def add(self, key: str, value: bytes, expire: int) -> bool:
+        return bool(self.client.add(key, value, expire=expire, noreply=False))
+
+    def replace(self, key: str, value: bytes, expire: int) -> bool:
+        return bool(self.client.replace(key, value, expire=expire, noreply=False))
+
+    def cas(self, key: str, value: bytes, cas: int, expire: int) -> bool:
+        return bool(self.client.cas(key, value, cas, expire=expire, noreply=False))
+
+    def delete(self, key: str) -> bool:
+        return bool(self.client.delete(key, noreply=False))
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,4 +1,8 @@
-"""The ``memcached`` session handlers, on pymemcache.
+"""The ``memcached`` session handlers.
+
+For one server without TLS the driver speaks memcached's text protocol itself
+(:mod:`satchel_memcached.client`, :mod:`satchel_memcached.aio`); for a pool of
+servers, TLS or a client handed in, it uses pymemcache.
 
 Keys are the prefix plus the session id, always valid memcached keys. Writes
 are one ``set`` (``replace`` to write only over a record that still exists)
@@ -17,8 +21,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from pymemcache.exceptions import MemcacheError
 
@@ -41,17 +44,21 @@ from satchel.toolkit import (
     decode_payload,
     format_hosts,
 )
-from satchel_memcached.aio import AsyncMemcachedClient, MemcachedServerError
+from satchel_memcached.aio import AsyncMemcachedClient
+from satchel_memcached.client import MemcachedClient
 from satchel_memcached.connection import (
     PoolServerError,
+    PymemcacheCommands,
     build_client,
     describe_client,
     parse_servers,
 )
 from satchel_memcached.options import MemcachedOptions
+from satchel_memcached.protocol import MemcachedServerError
 
 DRIVER = "memcached"
 T = TypeVar("T")
+P = ParamSpec("P")
 
 MAX_KEY_BYTES = 250
 MAX_PREFIX_BYTES = 100
@@ -72,7 +79,12 @@ RELEASED_EXPIRY = -1
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 HASHED_MARK = "~"
 
-STORE_ERRORS: tuple[type[BaseException], ...] = (MemcacheError, OSError, PoolServerError)
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    MemcacheError,
+    OSError,
+    PoolServerError,
+    MemcachedServerError,
+)
 ASYNC_STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, MemcachedServerError)
 # How pymemcache's pool (max_pool_size) says every connection is in use: a bare RuntimeError.
 POOL_FULL = "Too many objects"
@@ -131,11 +143,12 @@ def pool_slots(kind: type[Slots], options: MemcachedOptions, address: str) -> Sl
 class MemcachedSessionHandler(SessionHandler):
     """Sessions in memcached: one server or a consistent-hashing pool.
 
-    Build it from a config with :meth:`from_config`, or hand it a ready client:
+    Build it from a config with :meth:`from_config`, or hand it a ready client
+    (a :class:`~satchel_memcached.client.MemcachedClient` or a pymemcache one):
     ``MemcachedSessionHandler(client, lifetime_seconds=7200)``. A client handed
-    in is used as it is and never closed by the driver. ``slots`` (made for a
-    pool the driver built with ``max_pool_size``) make a command wait for a
-    free connection instead of failing when the pool is in use.
+    in is used as it is and never closed by the driver. ``slots`` (made for the
+    connections the driver opens, with ``max_pool_size``) make a command wait
+    for a free connection instead of failing when they are all in use.
     """
 
     def __init__(
@@ -151,17 +164,21 @@ class MemcachedSessionHandler(SessionHandler):
         if client is None:
             raise TypeError("MemcachedSessionHandler needs a pymemcache client")
         self.client = client
+        # One set of commands whatever the client: pymemcache's behind an adapter.
+        self._commands: MemcachedClient | PymemcacheCommands = (
+            client if isinstance(client, MemcachedClient) else PymemcacheCommands(client)
+        )
         self.lifetime_seconds = max(1, int(lifetime_seconds))
         self.prefix = check_prefix(prefix)
         self.address = address or describe_client(client)
         self.errors = StoreErrors(DRIVER, self.address, STORE_ERRORS)
         self.owns_client = owns_client
         self.slots = slots
-        self._slot: AbstractContextManager[None] = slots if slots is not None else nullcontext()
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> MemcachedSessionHandler:
-        """Build from ``config``: ``options.client`` if given, else a client for ``connection``."""
+        """Build from ``config``: ``options.client`` if given, else a client for
+        ``connection`` (the driver's own for one server without TLS, else pymemcache's)."""
         options = config.structure_options(MemcachedOptions, driver=DRIVER).check()
         if options.client is not None:
             return cls(
@@ -170,10 +187,18 @@ class MemcachedSessionHandler(SessionHandler):
         servers = parse_servers(config.connection)
         check_prefix(config.prefix)
         address = format_hosts(servers)
-        # pymemcache's pool refuses past max_pool_size: wait for a connection instead.
+        # A command waits for a connection past max_pool_size (pymemcache's pool would refuse).
         slots = pool_slots(ConnectionSlots, options, address)
+        client: Any
+        if options.tls or len(servers) != 1:
+            client = build_client(servers, options)
+        else:
+            (host, port), *_ = servers
+            client = MemcachedClient(
+                host, port, connect_timeout=options.connect_timeout, timeout=options.timeout
+            )
         return cls(
-            build_client(servers, options),
+            client,
             lifetime_seconds=config.lifetime_seconds,
             prefix=config.prefix,
             address=address,
@@ -188,10 +213,12 @@ class MemcachedSessionHandler(SessionHandler):
         # ":" never occurs in a safe id nor after the hashed mark, so no session key meets it.
         return self.prefix + LOCK_INFIX + key_id(session_id)
 
-    def _call(self, action: str, command: Callable[[], T]) -> T:
+    def _call(self, action: str, command: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            with self._slot:
-                return command()
+            if self.slots is None:
+                return command(*args, **kwargs)
+            with self.slots:
+                return command(*args, **kwargs)
         except STORE_ERRORS as exc:
             raise self.errors.error(exc, action) from exc
         except RuntimeError as exc:
@@ -206,13 +233,11 @@ class MemcachedSessionHandler(SessionHandler):
         return memcached_expiry(self.lifetime_seconds + CLOCK_SLACK_SECONDS)
 
     def read(self, session_id: str) -> str:
-        return decode_payload(self._call("get", lambda: self.client.get(self._key(session_id))))
+        return decode_payload(self._call("get", self._commands.get, self._key(session_id)))
 
     def write(self, session_id: str, data: str) -> bool:
-        key = self._key(session_id)
-        payload = data.encode("utf-8")
         stored = self._call(
-            "set", lambda: self.client.set(key, payload, expire=self._expiry(), noreply=False)
+            "set", self._commands.set, self._key(session_id), data.encode("utf-8"), self._expiry()
         )
         if not stored:
             raise SessionBackendError(
@@ -225,27 +250,25 @@ class MemcachedSessionHandler(SessionHandler):
     ) -> bool:
         """Write only over a record that still exists (memcached's ``replace``): one
         atomic round trip, so a session destroyed by another request is never brought back."""
-        key = self._key(session_id)
-        payload = data.encode("utf-8")
-        return bool(
-            self._call(
-                "replace",
-                lambda: self.client.replace(key, payload, expire=self._expiry(), noreply=False),
-            )
+        return self._call(
+            "replace",
+            self._commands.replace,
+            self._key(session_id),
+            data.encode("utf-8"),
+            self._expiry(),
         )
 
     def destroy(self, session_id: str) -> bool:
-        key = self._key(session_id)
-        self._call("delete", lambda: self.client.delete(key, noreply=False))
+        self._call("delete", self._commands.delete, self._key(session_id))
         return True
 
     def gc(self, lifetime: int) -> int:
         return 0  # memcached expires items itself
 
     def close(self) -> bool:
-        # Only the sockets of a client the driver built; pymemcache reconnects on next use.
+        # Only the sockets of a client the driver built; it reconnects on next use.
         if self.owns_client:
-            self._call("close", self.client.close)
+            self._call("close", self._commands.close)
         return True
 
     def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
@@ -253,30 +276,22 @@ class MemcachedSessionHandler(SessionHandler):
         key = self._lock_key(session_id)
         value = token.encode("ascii")
         expire = memcached_expiry(math.ceil(lock_seconds) + CLOCK_SLACK_SECONDS)
-        if self._call("add", lambda: self.client.add(key, value, expire=expire, noreply=False)):
+        commands = self._commands
+        if self._call("add", commands.add, key, value, expire):
             return True
-        current, cas_id = self._call("gets", lambda: self.client.gets(key))
+        current, cas_id = self._call("gets", commands.gets, key)
         if current == RELEASED and cas_id is not None:
             # Freed by its last holder: take it over, unless someone else just did.
-            return bool(
-                self._call(
-                    "cas", lambda: self.client.cas(key, value, cas_id, expire=expire, noreply=False)
-                )
-            )
+            return self._call("cas", commands.cas, key, value, cas_id, expire)
         return False
 
     def release_lock(self, session_id: str, token: str) -> None:
         """Free the lock if, and only if, it still holds ``token``."""
         key = self._lock_key(session_id)
-        current, cas_id = self._call("gets", lambda: self.client.gets(key))
+        current, cas_id = self._call("gets", self._commands.gets, key)
         if current == token.encode("ascii") and cas_id is not None:
             # cas fails if the lock changed hands since the gets: then it is not ours to free.
-            self._call(
-                "cas",
-                lambda: self.client.cas(
-                    key, RELEASED, cas_id, expire=RELEASED_EXPIRY, noreply=False
-                ),
-            )
+            self._call("cas", self._commands.cas, key, RELEASED, cas_id, RELEASED_EXPIRY)
 
     def lock(self, session_id: str, *, lock_seconds: float, wait_seconds: float) -> TokenLock:
         """Hold the session's lock (``add`` of a token), released only by its holder."""
