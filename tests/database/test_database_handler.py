@@ -111,7 +111,7 @@ def test_dialects_without_a_native_upsert_fall_back_safely(
     """Update, insert, update again (and the same for locks) when there is no upsert."""
     handler = handler_for(request.getfixturevalue(server), pool_size=20, max_overflow=20)
     handler.statements.dialect_name = "some-other-dialect"
-    assert handler.statements.upsert({"id": "x"}, ("payload",)) is None
+    assert handler.statements.upsert(("payload",)) is None
     key = new_storage_id()
     start = threading.Barrier(12)
 

@@ -28,6 +28,7 @@ from satchel_database.connection import (
     is_retryable,
     parse_url,
 )
+from satchel_database.direct import DirectStatements
 from satchel_database.options import DatabaseOptions
 from satchel_database.schema import create_missing_tables, locks_table, sessions_table
 from satchel_database.statements import (
@@ -62,14 +63,21 @@ def _lock_deadline(clock: Clock, lock_seconds: float) -> tuple[int, int]:
     return now, now + max(1, int(lock_seconds * 1000))
 
 
-def _existing_values(
-    data: str, now: int, metadata: RequestMetadata | None, options: DatabaseOptions
-) -> dict[str, Any]:
-    """The columns ``write_existing`` sets: as ``write`` or, given metadata, ``write_with_metadata``."""
+def _live_update(
+    session_id: str,
+    data: str,
+    now: int,
+    cutoff: int,
+    *,
+    metadata: RequestMetadata | None,
+    options: DatabaseOptions,
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The columns ``write_existing`` sets (as ``write`` or, given metadata,
+    ``write_with_metadata``) and the parameters of its statement."""
     values: dict[str, Any] = {"payload": data, "last_activity": now}
     if metadata is not None:
         values.update(metadata_columns(metadata, options))
-    return values
+    return tuple(values), {"key": session_id, "cutoff": cutoff, **values}
 
 
 class DatabaseSessionHandler(SessionHandler):
@@ -100,6 +108,7 @@ class DatabaseSessionHandler(SessionHandler):
         self.statements = SessionStatements(
             self.table, self.locks, engine.dialect.name, self.options.gc_batch_size
         )
+        self.direct = DirectStatements(engine)
         self._locks_ready = False
         self._store_errors = backend_errors(engine.url, self.table.name)
 
@@ -123,9 +132,9 @@ class DatabaseSessionHandler(SessionHandler):
         return True
 
     def read(self, session_id: str) -> str:
-        statement = self.statements.read(session_id, self._now() - self.lifetime_seconds)
-        with self._errors(), self.engine.connect() as connection:
-            payload: object = connection.execute(statement).scalar_one_or_none()
+        parameters = {"key": session_id, "cutoff": self._now() - self.lifetime_seconds}
+        with self._errors():
+            payload = self.direct.scalar(self.statements.read, parameters)
         return payload if isinstance(payload, str) else ""
 
     def write(self, session_id: str, data: str) -> bool:
@@ -154,26 +163,29 @@ class DatabaseSessionHandler(SessionHandler):
         ``regenerate(destroy=True)`` cannot bring it back when it saves.
         """
         now = self._now()
-        statement = self.statements.update_live(
+        values, parameters = _live_update(
             session_id,
-            _existing_values(data, now, metadata, self.options),
+            data,
+            now,
             now - self.lifetime_seconds,
+            metadata=metadata,
+            options=self.options,
         )
-        with self._errors(), self.engine.begin() as connection:
+        with self._errors():
             # rowcount counts matched rows: MySQL/MariaDB drivers are connected
             # with CLIENT_FOUND_ROWS by SQLAlchemy, so an unchanged row counts too.
-            return bool(connection.execute(statement).rowcount)
+            return bool(self.direct.rowcount(self.statements.update_live, parameters, values))
 
     def _upsert(self, session_id: str, values: Mapping[str, Any], update: tuple[str, ...]) -> None:
-        statement = self.statements.upsert(values, update)
+        statement = self.statements.upsert(update)
         attempt = 0
         with self._errors():
             while True:
                 try:
-                    with self.engine.begin() as connection:
-                        if statement is not None:
-                            connection.execute(statement)
-                        else:
+                    if statement is not None:
+                        self.direct.rowcount(statement, values, tuple(values))
+                    else:
+                        with self.engine.begin() as connection:
                             self._update_or_insert(connection, session_id, values, update)
                     return
                 except sa.exc.DBAPIError as exc:
@@ -201,8 +213,8 @@ class DatabaseSessionHandler(SessionHandler):
             connection.execute(self.statements.update(session_id, changes))
 
     def destroy(self, session_id: str) -> bool:
-        with self._errors(), self.engine.begin() as connection:
-            connection.execute(self.statements.destroy(session_id))
+        with self._errors():
+            self.direct.rowcount(self.statements.destroy, {"key": session_id}, ())
         return True
 
     def gc(self, lifetime: int) -> int:
@@ -353,10 +365,11 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
         return True
 
     async def read(self, session_id: str) -> str:
-        statement = self.statements.read(session_id, self._now() - self.lifetime_seconds)
+        parameters = {"key": session_id, "cutoff": self._now() - self.lifetime_seconds}
         with self._errors():
             async with self.engine.connect() as connection:
-                payload: object = (await connection.execute(statement)).scalar_one_or_none()
+                result = await connection.execute(self.statements.read, parameters)
+                payload: object = result.scalar_one_or_none()
         return payload if isinstance(payload, str) else ""
 
     async def write(self, session_id: str, data: str) -> bool:
@@ -382,26 +395,30 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
     ) -> bool:
         """Write only over a row that still lives; False (nothing written) when it is gone."""
         now = self._now()
-        statement = self.statements.update_live(
+        _, parameters = _live_update(
             session_id,
-            _existing_values(data, now, metadata, self.options),
+            data,
+            now,
             now - self.lifetime_seconds,
+            metadata=metadata,
+            options=self.options,
         )
         with self._errors():
             async with self.engine.begin() as connection:
-                return bool((await connection.execute(statement)).rowcount)
+                result = await connection.execute(self.statements.update_live, parameters)
+                return bool(result.rowcount)
 
     async def _upsert(
         self, session_id: str, values: Mapping[str, Any], update: tuple[str, ...]
     ) -> None:
-        statement = self.statements.upsert(values, update)
+        statement = self.statements.upsert(update)
         attempt = 0
         with self._errors():
             while True:
                 try:
                     async with self.engine.begin() as connection:
                         if statement is not None:
-                            await connection.execute(statement)
+                            await connection.execute(statement, dict(values))
                         else:
                             await self._update_or_insert(connection, session_id, values, update)
                     return
@@ -430,7 +447,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
     async def destroy(self, session_id: str) -> bool:
         with self._errors():
             async with self.engine.begin() as connection:
-                await connection.execute(self.statements.destroy(session_id))
+                await connection.execute(self.statements.destroy, {"key": session_id})
         return True
 
     async def gc(self, lifetime: int) -> int:
