@@ -24,7 +24,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,6 +64,8 @@ _SOCKET_DRIVERS = frozenset({"psycopg", "psycopg2"})
 # A pooled connection idle longer than this is pinged before use all the same.
 PING_AFTER_IDLE_SECONDS = 10.0
 _USED_AT = "satchel_database.used_at"
+# Threads (event loops) that keep a connection of create_nowait_engine's at once.
+_NOWAIT_THREADS = 32
 
 EXAMPLE_URLS = (
     "sqlite:///sessions.db, postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db"
@@ -163,6 +165,22 @@ def create_sync_engine(url: sa.URL, options: DatabaseOptions) -> sa.Engine:
     if options.pool_pre_ping and target.get_driver_name() in _SOCKET_DRIVERS:
         watch_liveness(engine)
     return engine
+
+
+def create_nowait_engine(engine: sa.Engine) -> sa.Engine | None:
+    """For a file SQLite database through sqlite3: an engine on the same file whose
+    connections (one per thread, never waited for) give up at once on a taken lock;
+    ``None`` for any other database."""
+    url = engine.url
+    if url.get_driver_name() != "pysqlite" or is_in_memory_sqlite(url):
+        return None
+    return sa.create_engine(
+        url,
+        poolclass=SingletonThreadPool,
+        pool_size=_NOWAIT_THREADS,
+        # closed by dispose() from whichever thread calls it
+        connect_args={"timeout": 0, "check_same_thread": False},
+    )
 
 
 def watch_liveness(engine: sa.Engine) -> None:

@@ -22,6 +22,7 @@ from satchel.toolkit import AsyncTokenLock, StoreErrors, ThreadedAsyncHandler, T
 from satchel_database.connection import (
     backend_errors,
     create_async_engine,
+    create_nowait_engine,
     create_sync_engine,
     is_async_url,
     is_busy,
@@ -109,6 +110,7 @@ class DatabaseSessionHandler(SessionHandler):
             self.table, self.locks, engine.dialect.name, self.options.gc_batch_size
         )
         self.direct = DirectStatements(engine)
+        self._loop_direct: DirectStatements | None = None
         self._locks_ready = False
         self._store_errors = backend_errors(engine.url, self.table.name)
 
@@ -129,13 +131,46 @@ class DatabaseSessionHandler(SessionHandler):
     def close(self) -> bool:
         """Close the pooled connections; the handler reconnects if used again."""
         self.engine.dispose()
+        if self._loop_direct is not None:
+            self._loop_direct.engine.dispose()
         return True
 
     def read(self, session_id: str) -> str:
-        parameters = {"key": session_id, "cutoff": self._now() - self.lifetime_seconds}
         with self._errors():
-            payload = self.direct.scalar(self.statements.read, parameters)
+            return self._read(self.direct, session_id)
+
+    def _read(self, direct: DirectStatements, session_id: str) -> str:
+        parameters = {"key": session_id, "cutoff": self._now() - self.lifetime_seconds}
+        payload = direct.scalar(self.statements.read, parameters)
         return payload if isinstance(payload, str) else ""
+
+    def read_without_waiting(self, session_id: str) -> str | None:
+        """``read`` on a file SQLite database, for the async twin to run on the event loop.
+
+        The statement is local and brief, so it costs less than handing it to
+        a worker thread, but it must never wait: it runs on a connection of
+        this thread's own (outside the pool, so it never waits for one) that
+        gives up at once when another writer holds the file's lock; then, and
+        for any other database, the answer is ``None`` and the caller reads
+        the usual way.
+        """
+        direct = self._loop_direct
+        if direct is None:
+            return None
+        try:
+            return self._read(direct, session_id)
+        except DBAPIError as exc:
+            if is_busy(exc):
+                return None
+            with self._errors():
+                raise
+
+    def enable_reads_without_waiting(self) -> None:
+        """Let ``read_without_waiting`` read (file SQLite through sqlite3 only)."""
+        if self._loop_direct is None:
+            engine = create_nowait_engine(self.engine)
+            if engine is not None:
+                self._loop_direct = DirectStatements(engine)
 
     def write(self, session_id: str, data: str) -> bool:
         values = {"id": session_id, "payload": data, "last_activity": self._now()}
@@ -544,9 +579,23 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
 
 
 class ThreadedDatabaseSessionHandler(ThreadedAsyncHandler):
-    """The async twin for a sync driver URL: the sync handler, run in worker threads."""
+    """The async twin for a sync driver URL: the sync handler, run in worker threads.
+
+    On a file SQLite database a read runs on the event loop itself when it can
+    without waiting (:meth:`DatabaseSessionHandler.read_without_waiting`).
+    """
 
     handler: DatabaseSessionHandler
+
+    def __init__(self, handler: DatabaseSessionHandler) -> None:
+        super().__init__(handler)
+        handler.enable_reads_without_waiting()
+
+    async def read(self, session_id: str) -> str:
+        payload = self.handler.read_without_waiting(session_id)
+        if payload is not None:
+            return payload
+        return await asyncio.to_thread(self.handler.read, session_id)
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> ThreadedDatabaseSessionHandler:
