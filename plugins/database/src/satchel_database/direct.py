@@ -21,25 +21,16 @@ goes through ``Connection`` instead, so every listener still sees it.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-
-# The ConnectionEvents whose listeners must see every statement.
-_STATEMENT_EVENTS = (
-    "before_execute",
-    "after_execute",
-    "before_cursor_execute",
-    "after_cursor_execute",
-    "commit",
-)
 
 
 class _Autocommit(Protocol):
@@ -87,18 +78,24 @@ _AUTOCOMMIT: dict[str, _Autocommit] = {
 }
 
 
-@attrs.frozen
 class _Rendered:
-    """One statement's SQL text for a dialect and the order of its parameters."""
+    """One statement's SQL text for a dialect, and how to pass it its parameters."""
 
-    sql: str
-    names: tuple[str, ...]
-    positional: bool
+    __slots__ = ("_pick", "sql")
 
-    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        if self.positional:
-            return tuple(values[name] for name in self.names)
-        return {name: values[name] for name in self.names}
+    def __init__(self, sql: str, positional_names: tuple[str, ...] | None) -> None:
+        self.sql = sql
+        self._pick: Callable[[Mapping[str, Any]], Any] | None = None
+        if positional_names is not None:
+            pick = operator.itemgetter(*positional_names)
+            if len(positional_names) > 1:
+                self._pick = pick
+            else:  # itemgetter of one name gives the value, of none a TypeError
+                self._pick = lambda values: tuple(values[name] for name in positional_names)
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        """A tuple in the placeholders' order, or (named placeholders) ``values`` itself."""
+        return values if self._pick is None else self._pick(values)
 
 
 class DirectStatements:
@@ -113,7 +110,13 @@ class DirectStatements:
     def instrumented(self) -> bool:
         """True while something listens to the engine's statement events."""
         dispatch = self.engine.dispatch
-        return any(getattr(dispatch, name) for name in _STATEMENT_EVENTS)
+        return bool(
+            dispatch.before_cursor_execute
+            or dispatch.after_cursor_execute
+            or dispatch.before_execute
+            or dispatch.after_execute
+            or dispatch.commit
+        )
 
     def scalar(self, statement: sa.Executable, values: Mapping[str, Any]) -> object:
         """The first column of the first row (``None`` when no row matches)."""
@@ -220,13 +223,8 @@ class DirectStatements:
         )
         rendered: _Rendered | None = None
         if plain:
-            positional = bool(self.dialect.positional)
-            names = (
-                tuple(compiled.positiontup or ())
-                if positional
-                else tuple(compiled.bind_names[bind] for bind in binds)
-            )
-            rendered = _Rendered(str(compiled), names, positional)
+            names = tuple(compiled.positiontup or ()) if self.dialect.positional else None
+            rendered = _Rendered(str(compiled), names)
         self._rendered[key] = rendered
         return rendered
 
