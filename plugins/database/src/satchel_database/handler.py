@@ -47,6 +47,8 @@ if TYPE_CHECKING:  # the asyncio engine is imported only when an async twin is b
 logger = logging.getLogger("satchel.database")
 
 Clock = Callable[[], float]
+# The asyncio drivers that switch a connection to autocommit without a round trip.
+_LOCAL_AUTOCOMMIT_ASYNC_DRIVERS = frozenset({"asyncpg", "psycopg_async"})
 T = TypeVar("T")
 
 
@@ -374,6 +376,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
         )
         self._locks_ready = False
         self._store_errors = backend_errors(engine.url, self.table.name)
+        self._autocommit = engine.url.get_driver_name() in _LOCAL_AUTOCOMMIT_ASYNC_DRIVERS
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncDatabaseSessionHandler:
@@ -402,10 +405,28 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
     async def read(self, session_id: str) -> str:
         parameters = {"key": session_id, "cutoff": self._now() - self.lifetime_seconds}
         with self._errors():
-            async with self.engine.connect() as connection:
-                result = await connection.execute(self.statements.read, parameters)
-                payload: object = result.scalar_one_or_none()
+            payload = await self._alone(self.statements.read, parameters, write=False)
         return payload if isinstance(payload, str) else ""
+
+    async def _alone(
+        self, statement: sa.Executable, parameters: Mapping[str, Any], *, write: bool
+    ) -> object:
+        """Run one statement on its own: a read's value, a write's row count.
+
+        In autocommit where the driver switches to it without a round trip
+        (asyncpg, psycopg), so no BEGIN and COMMIT around it; elsewhere a
+        write gets a transaction of its own.
+        """
+        if self._autocommit:
+            async with self.engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                result = await connection.execute(statement, dict(parameters))
+                return result.rowcount if write else result.scalar_one_or_none()
+        if write:
+            async with self.engine.begin() as connection:
+                return (await connection.execute(statement, dict(parameters))).rowcount
+        async with self.engine.connect() as connection:
+            return (await connection.execute(statement, dict(parameters))).scalar_one_or_none()
 
     async def write(self, session_id: str, data: str) -> bool:
         values = {"id": session_id, "payload": data, "last_activity": self._now()}
@@ -439,9 +460,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
             options=self.options,
         )
         with self._errors():
-            async with self.engine.begin() as connection:
-                result = await connection.execute(self.statements.update_live, parameters)
-                return bool(result.rowcount)
+            return bool(await self._alone(self.statements.update_live, parameters, write=True))
 
     async def _upsert(
         self, session_id: str, values: Mapping[str, Any], update: tuple[str, ...]
@@ -451,10 +470,10 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
         with self._errors():
             while True:
                 try:
-                    async with self.engine.begin() as connection:
-                        if statement is not None:
-                            await connection.execute(statement, dict(values))
-                        else:
+                    if statement is not None:
+                        await self._alone(statement, values, write=True)
+                    else:
+                        async with self.engine.begin() as connection:
                             await self._update_or_insert(connection, session_id, values, update)
                     return
                 except sa.exc.DBAPIError as exc:
@@ -481,8 +500,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
 
     async def destroy(self, session_id: str) -> bool:
         with self._errors():
-            async with self.engine.begin() as connection:
-                await connection.execute(self.statements.destroy, {"key": session_id})
+            await self._alone(self.statements.destroy, {"key": session_id}, write=True)
         return True
 
     async def gc(self, lifetime: int) -> int:
