@@ -62,8 +62,9 @@ class _PsycopgAutocommit:
     """psycopg (3 and 2): the ``autocommit`` attribute, set without a round trip."""
 
     def on(self, connection: Any) -> object:
+        previous: object = connection.autocommit
         connection.autocommit = True
-        return False
+        return previous
 
     def off(self, connection: Any, previous: object) -> None:
         connection.autocommit = previous
