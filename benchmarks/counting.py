@@ -18,10 +18,12 @@ the difference of two snapshots is what the requests between them cost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -139,16 +141,30 @@ class SqlCounter:
         with self.lock:
             self.calls += 1
 
-    def watch_sqlalchemy(self) -> None:
-        """Count what every SQLAlchemy engine in the process executes."""
+    @contextlib.contextmanager
+    def watching_sqlalchemy(self) -> Iterator[None]:
+        """Count what every SQLAlchemy engine in the process executes, inside the block.
+
+        Only while counting: a driver may take a different (instrumented) path
+        while anything listens to its engine's statement events, and the timed
+        requests of a real application have no such listener.
+        """
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
         def before_cursor_execute(*args: Any) -> None:
             self.statement(args[2])
 
+        def commit(connection: Any) -> None:
+            self.commit()
+
         event.listen(Engine, "before_cursor_execute", before_cursor_execute)
-        event.listen(Engine, "commit", lambda connection: self.commit())
+        event.listen(Engine, "commit", commit)
+        try:
+            yield
+        finally:
+            event.remove(Engine, "before_cursor_execute", before_cursor_execute)
+            event.remove(Engine, "commit", commit)
 
     def watch_django(self) -> None:
         """Count what Django's database connections execute, from the next one opened on."""
@@ -166,6 +182,13 @@ class SqlCounter:
     def snapshot(self) -> Counts:
         with self.lock:
             return Counts(self.calls, self.writes)
+
+
+def watching(counter: Any) -> contextlib.AbstractContextManager[None]:
+    """The block in which ``counter`` counts a row's requests (all the time for most)."""
+    if isinstance(counter, SqlCounter):
+        return counter.watching_sqlalchemy()
+    return contextlib.nullcontext()
 
 
 class FileCounter:

@@ -326,8 +326,9 @@ async def measure_group(
                 await row.request(path, cookies[id(row)])
             before = await settled(counter)
             headers = 0
-            for _ in range(rounds.counted):
-                headers += set_cookies(await row.request(path, cookies[id(row)]))
+            with counting.watching(counter):
+                for _ in range(rounds.counted):
+                    headers += set_cookies(await row.request(path, cookies[id(row)]))
             spent = counter.snapshot() - before
             n = rounds.counted
             counts[id(row)] = (spent.calls / n, spent.writes / n, headers / n)
@@ -393,7 +394,6 @@ def backend_services(backend: str) -> Iterator[tuple[dict[str, Any], Any]]:
                 path, url = "", os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES)
                 reset_postgres(url)
             counter = counting.SqlCounter()
-            counter.watch_sqlalchemy()
             yield {"url": url, "path": path}, counter
 
 

@@ -23,6 +23,7 @@ from satchel.testing import free_port, new_storage_id
 from satchel_database import (
     AsyncDatabaseSessionHandler,
     DatabaseSessionHandler,
+    ThreadedDatabaseSessionHandler,
     create_async_handler,
     create_handler,
 )
@@ -111,7 +112,7 @@ def test_dialects_without_a_native_upsert_fall_back_safely(
     """Update, insert, update again (and the same for locks) when there is no upsert."""
     handler = handler_for(request.getfixturevalue(server), pool_size=20, max_overflow=20)
     handler.statements.dialect_name = "some-other-dialect"
-    assert handler.statements.upsert({"id": "x"}, ("payload",)) is None
+    assert handler.statements.upsert(("payload",)) is None
     key = new_storage_id()
     start = threading.Barrier(12)
 
@@ -549,3 +550,67 @@ def test_a_busy_sqlite_file_is_no_retryable_error_elsewhere() -> None:
     assert is_busy(busy)
     assert not is_busy(other)
     assert not is_retryable(busy)  # a write still reports it after the busy timeout
+
+
+def test_the_threaded_twin_reads_file_sqlite_on_the_event_loop_but_never_waits_there(
+    sqlite_url: str, make_table: Callable[[str], str]
+) -> None:
+    """The threaded twin reads a file SQLite database on the event loop, where a read
+    costs less than a worker thread; while another connection holds the file's lock
+    that read gives up at once and waits in a worker thread, so the loop stays free."""
+    config = make_config(sqlite_url, make_table(sqlite_url))
+    path = sa.make_url(sqlite_url).database
+    assert path is not None
+
+    async def main() -> None:
+        twin = create_async_handler(config)
+        assert isinstance(twin, ThreadedDatabaseSessionHandler)
+        key = new_storage_id()
+        assert await twin.write(key, "stored")
+        loop_thread = threading.get_ident()
+        threads: list[int] = []
+        real_read = twin.handler.read
+
+        def threaded_read(session_id: str) -> str:
+            threads.append(threading.get_ident())
+            return real_read(session_id)
+
+        twin.handler.read = threaded_read  # type: ignore[method-assign]
+        assert await twin.read(key) == "stored"
+        assert threads == []  # answered on the loop
+        assert twin.handler.read_without_waiting(key) == "stored"
+
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("BEGIN EXCLUSIVE")
+        try:
+            assert twin.handler.read_without_waiting(key) is None
+            reading = asyncio.ensure_future(twin.read(key))
+            await asyncio.sleep(0.3)
+            assert not reading.done()  # waiting in a worker thread while the loop runs
+        finally:
+            writer.execute("COMMIT")
+            writer.close()
+        assert await reading == "stored"
+        assert len(threads) == 1
+        assert threads[0] != loop_thread
+        await twin.close()
+
+    asyncio.run(main())
+
+
+def test_reads_without_waiting_are_for_file_sqlite_only(
+    database_url: str, make_table: Callable[[str], str]
+) -> None:
+    handler = DatabaseSessionHandler.from_config(
+        make_config(database_url, make_table(database_url))
+    )
+    handler.enable_reads_without_waiting()
+    key = new_storage_id()
+    handler.write(key, "stored")
+    expected = "stored" if database_url.startswith("sqlite") else None
+    assert handler.read_without_waiting(key) == expected
+    memory = DatabaseSessionHandler.from_config(make_config("sqlite://", "sessions"))
+    memory.enable_reads_without_waiting()
+    assert memory.read_without_waiting(key) is None
+    handler.close()
+    memory.close()

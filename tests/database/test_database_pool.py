@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 import pytest
-from fixtures.database_support import async_url
+import sqlalchemy as sa
+from fixtures.database_support import async_url, sync_url
 
 from satchel import ConfigError, PoolExhausted, SessionBackendError, SessionBusy, SessionConfig
 from satchel.testing import new_storage_id
@@ -107,3 +108,51 @@ def test_pool_timeout_has_a_default_and_is_checked() -> None:
                 SessionConfig(driver="database", connection=url, options={"pool_timeout": bad})
             )
         assert caught.value.key == "options.pool_timeout"
+
+
+def _terminate_backend_of(handler: DatabaseSessionHandler, postgres_url: str) -> None:
+    """End, from the server's side, the pooled connection ``handler`` would use next."""
+    with handler.engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    admin = sa.create_engine(sync_url(postgres_url), poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            for _ in range(100):  # until the server has let it go
+                gone = connection.execute(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": pid},
+                ).scalar()
+                if not gone:
+                    break
+                time.sleep(0.05)
+    finally:
+        admin.dispose()
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_before_use(
+    postgres_url: str, make_table: Any
+) -> None:
+    """pool_pre_ping on psycopg: no ping per checkout, yet a connection the server
+    ended (a restart, an administrator) is noticed at checkout and replaced, so no
+    request fails; with the check off the same request fails."""
+    table = make_table(postgres_url)
+    handler = DatabaseSessionHandler.from_config(_config(postgres_url, table))
+    key = new_storage_id()
+    handler.write(key, "stored")
+    _terminate_backend_of(handler, postgres_url)
+    assert handler.read(key) == "stored"
+    _terminate_backend_of(handler, postgres_url)
+    handler.write(key, "again")
+    assert handler.read(key) == "again"
+
+    unchecked = DatabaseSessionHandler.from_config(
+        _config(postgres_url, table, pool_pre_ping=False)
+    )
+    assert unchecked.read(key) == "again"
+    _terminate_backend_of(unchecked, postgres_url)
+    with pytest.raises(SessionBackendError):
+        unchecked.read(key)
+    assert unchecked.read(key) == "again"  # the dropped connection was not kept
+    handler.close()
+    unchecked.close()

@@ -10,17 +10,21 @@ driver in :data:`SYNC_SIBLING_DRIVERS`.
 
 from __future__ import annotations
 
+import select
+import time
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
+    InvalidatePoolError,
     NoSuchModuleError,
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -54,6 +58,14 @@ _TIMEOUT_ARGUMENT = {
 _WHOLE_SECOND_TIMEOUTS = frozenset({"psycopg", "psycopg_async", "psycopg2"})
 # The DBAPIs that take options.read_timeout (as read_timeout and write_timeout).
 _READ_TIMEOUT_DRIVERS = frozenset({"pymysql"})
+# The DBAPIs whose connections give their socket (fileno()), checked by
+# watch_liveness instead of a ping per checkout.
+_SOCKET_DRIVERS = frozenset({"psycopg", "psycopg2"})
+# A pooled connection idle longer than this is pinged before use all the same.
+PING_AFTER_IDLE_SECONDS = 10.0
+_USED_AT = "satchel_database.used_at"
+# Threads (event loops) that keep a connection of create_nowait_engine's at once.
+_NOWAIT_THREADS = 32
 
 EXAMPLE_URLS = (
     "sqlite:///sessions.db, postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db"
@@ -111,9 +123,11 @@ def is_in_memory_sqlite(url: sa.URL) -> bool:
 
 def engine_arguments(url: sa.URL, options: DatabaseOptions) -> dict[str, Any]:
     """Keyword arguments for ``create_engine``/``create_async_engine`` from the options."""
-    arguments: dict[str, Any] = {"pool_pre_ping": options.pool_pre_ping}
-    connect_args: dict[str, Any] = {}
     driver = url.get_driver_name()
+    # SQLite is a file: no server that could have dropped the connection.
+    pings = url.get_backend_name() != "sqlite" and driver not in _SOCKET_DRIVERS
+    arguments: dict[str, Any] = {"pool_pre_ping": options.pool_pre_ping and pings}
+    connect_args: dict[str, Any] = {}
     timeout_argument = _TIMEOUT_ARGUMENT.get(driver)
     if timeout_argument is not None and timeout_argument not in url.query:
         timeout: float = options.connect_timeout
@@ -141,13 +155,84 @@ def create_sync_engine(url: sa.URL, options: DatabaseOptions) -> sa.Engine:
     """The sync engine for ``url`` (an async URL is mapped to its sync sibling driver)."""
     target = sync_url(url)
     try:
-        return sa.create_engine(target, **engine_arguments(target, options))
+        engine = sa.create_engine(target, **engine_arguments(target, options))
     except ImportError as exc:
         raise ConfigError(
             "connection",
             f"the DBAPI driver for {target.drivername!r} is not installed ({exc}); "
             "install satchel-database[postgresql], [mysql] or the driver itself",
         ) from None
+    if options.pool_pre_ping and target.get_driver_name() in _SOCKET_DRIVERS:
+        watch_liveness(engine)
+    return engine
+
+
+def create_nowait_engine(engine: sa.Engine) -> sa.Engine | None:
+    """For a file SQLite database through sqlite3: an engine on the same file whose
+    connections (one per thread, never waited for) give up at once on a taken lock;
+    ``None`` for any other database."""
+    url = engine.url
+    if url.get_driver_name() != "pysqlite" or is_in_memory_sqlite(url):
+        return None
+    return sa.create_engine(
+        url,
+        poolclass=SingletonThreadPool,
+        pool_size=_NOWAIT_THREADS,
+        # closed by dispose() from whichever thread calls it
+        connect_args={"timeout": 0, "check_same_thread": False},
+    )
+
+
+def watch_liveness(engine: sa.Engine) -> None:
+    """``pool_pre_ping`` without a round trip per checkout, for the DBAPIs in ``_SOCKET_DRIVERS``.
+
+    A pooled connection whose socket has something to read (the server closed
+    it, or said why it is about to) or that sat idle past
+    ``PING_AFTER_IDLE_SECONDS`` is pinged at checkout, and one that fails the
+    ping is replaced, with every connection older than it (as SQLAlchemy's own
+    pre-ping does); any other is used as it is. A restarted server closes its
+    connections, so it still costs one reconnect rather than one failed request.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def connected(dbapi_connection: Any, record: Any) -> None:
+        record.info[_USED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info[_USED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        used_at = record.info.get(_USED_AT)
+        if (
+            used_at is not None
+            and time.monotonic() - used_at < PING_AFTER_IDLE_SECONDS
+            and not _socket_has_news(dbapi_connection)
+        ):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise InvalidatePoolError(str(exc)) from exc
+            raise
+
+
+def _socket_has_news(dbapi_connection: Any) -> bool:
+    """True when the connection's socket is readable, in error or gone (no round trip):
+    an idle connection's server has nothing to say unless it closed it."""
+    try:
+        descriptor = dbapi_connection.fileno()
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(descriptor, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        readable, _, failed = select.select([descriptor], [], [descriptor], 0)
+        return bool(readable or failed)
+    except Exception:  # a closed connection (the DBAPI's own error), a bad descriptor
+        return True
 
 
 def create_async_engine(url: sa.URL, options: DatabaseOptions) -> AsyncEngine:

@@ -22,12 +22,14 @@ from satchel.toolkit import AsyncTokenLock, StoreErrors, ThreadedAsyncHandler, T
 from satchel_database.connection import (
     backend_errors,
     create_async_engine,
+    create_nowait_engine,
     create_sync_engine,
     is_async_url,
     is_busy,
     is_retryable,
     parse_url,
 )
+from satchel_database.direct import DirectStatements
 from satchel_database.options import DatabaseOptions
 from satchel_database.schema import create_missing_tables, locks_table, sessions_table
 from satchel_database.statements import (
@@ -45,6 +47,8 @@ if TYPE_CHECKING:  # the asyncio engine is imported only when an async twin is b
 logger = logging.getLogger("satchel.database")
 
 Clock = Callable[[], float]
+# The asyncio drivers that switch a connection to autocommit without a round trip.
+_LOCAL_AUTOCOMMIT_ASYNC_DRIVERS = frozenset({"asyncpg", "psycopg_async"})
 T = TypeVar("T")
 
 
@@ -62,14 +66,21 @@ def _lock_deadline(clock: Clock, lock_seconds: float) -> tuple[int, int]:
     return now, now + max(1, int(lock_seconds * 1000))
 
 
-def _existing_values(
-    data: str, now: int, metadata: RequestMetadata | None, options: DatabaseOptions
-) -> dict[str, Any]:
-    """The columns ``write_existing`` sets: as ``write`` or, given metadata, ``write_with_metadata``."""
+def _live_update(
+    session_id: str,
+    data: str,
+    now: int,
+    cutoff: int,
+    *,
+    metadata: RequestMetadata | None,
+    options: DatabaseOptions,
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The columns ``write_existing`` sets (as ``write`` or, given metadata,
+    ``write_with_metadata``) and the parameters of its statement."""
     values: dict[str, Any] = {"payload": data, "last_activity": now}
     if metadata is not None:
         values.update(metadata_columns(metadata, options))
-    return values
+    return tuple(values), {"key": session_id, "cutoff": cutoff, **values}
 
 
 class DatabaseSessionHandler(SessionHandler):
@@ -100,6 +111,8 @@ class DatabaseSessionHandler(SessionHandler):
         self.statements = SessionStatements(
             self.table, self.locks, engine.dialect.name, self.options.gc_batch_size
         )
+        self.direct = DirectStatements(engine)
+        self._loop_direct: DirectStatements | None = None
         self._locks_ready = False
         self._store_errors = backend_errors(engine.url, self.table.name)
 
@@ -120,13 +133,46 @@ class DatabaseSessionHandler(SessionHandler):
     def close(self) -> bool:
         """Close the pooled connections; the handler reconnects if used again."""
         self.engine.dispose()
+        if self._loop_direct is not None:
+            self._loop_direct.engine.dispose()
         return True
 
     def read(self, session_id: str) -> str:
-        statement = self.statements.read(session_id, self._now() - self.lifetime_seconds)
-        with self._errors(), self.engine.connect() as connection:
-            payload: object = connection.execute(statement).scalar_one_or_none()
+        with self._errors():
+            return self._read(self.direct, session_id)
+
+    def _read(self, direct: DirectStatements, session_id: str) -> str:
+        parameters = {"key": session_id, "cutoff": self._now() - self.lifetime_seconds}
+        payload = direct.scalar(self.statements.read, parameters)
         return payload if isinstance(payload, str) else ""
+
+    def read_without_waiting(self, session_id: str) -> str | None:
+        """``read`` on a file SQLite database, for the async twin to run on the event loop.
+
+        The statement is local and brief, so it costs less than handing it to
+        a worker thread, but it must never wait: it runs on a connection of
+        this thread's own (outside the pool, so it never waits for one) that
+        gives up at once when another writer holds the file's lock; then, and
+        for any other database, the answer is ``None`` and the caller reads
+        the usual way.
+        """
+        direct = self._loop_direct
+        if direct is None:
+            return None
+        try:
+            return self._read(direct, session_id)
+        except DBAPIError as exc:
+            if is_busy(exc):
+                return None
+            with self._errors():
+                raise
+
+    def enable_reads_without_waiting(self) -> None:
+        """Let ``read_without_waiting`` read (file SQLite through sqlite3 only)."""
+        if self._loop_direct is None:
+            engine = create_nowait_engine(self.engine)
+            if engine is not None:
+                self._loop_direct = DirectStatements(engine)
 
     def write(self, session_id: str, data: str) -> bool:
         values = {"id": session_id, "payload": data, "last_activity": self._now()}
@@ -154,26 +200,29 @@ class DatabaseSessionHandler(SessionHandler):
         ``regenerate(destroy=True)`` cannot bring it back when it saves.
         """
         now = self._now()
-        statement = self.statements.update_live(
+        values, parameters = _live_update(
             session_id,
-            _existing_values(data, now, metadata, self.options),
+            data,
+            now,
             now - self.lifetime_seconds,
+            metadata=metadata,
+            options=self.options,
         )
-        with self._errors(), self.engine.begin() as connection:
+        with self._errors():
             # rowcount counts matched rows: MySQL/MariaDB drivers are connected
             # with CLIENT_FOUND_ROWS by SQLAlchemy, so an unchanged row counts too.
-            return bool(connection.execute(statement).rowcount)
+            return bool(self.direct.rowcount(self.statements.update_live, parameters, values))
 
     def _upsert(self, session_id: str, values: Mapping[str, Any], update: tuple[str, ...]) -> None:
-        statement = self.statements.upsert(values, update)
+        statement = self.statements.upsert(update)
         attempt = 0
         with self._errors():
             while True:
                 try:
-                    with self.engine.begin() as connection:
-                        if statement is not None:
-                            connection.execute(statement)
-                        else:
+                    if statement is not None:
+                        self.direct.rowcount(statement, values, tuple(values))
+                    else:
+                        with self.engine.begin() as connection:
                             self._update_or_insert(connection, session_id, values, update)
                     return
                 except sa.exc.DBAPIError as exc:
@@ -201,8 +250,8 @@ class DatabaseSessionHandler(SessionHandler):
             connection.execute(self.statements.update(session_id, changes))
 
     def destroy(self, session_id: str) -> bool:
-        with self._errors(), self.engine.begin() as connection:
-            connection.execute(self.statements.destroy(session_id))
+        with self._errors():
+            self.direct.rowcount(self.statements.destroy, {"key": session_id}, ())
         return True
 
     def gc(self, lifetime: int) -> int:
@@ -327,6 +376,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
         )
         self._locks_ready = False
         self._store_errors = backend_errors(engine.url, self.table.name)
+        self._autocommit = engine.url.get_driver_name() in _LOCAL_AUTOCOMMIT_ASYNC_DRIVERS
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncDatabaseSessionHandler:
@@ -353,11 +403,30 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
         return True
 
     async def read(self, session_id: str) -> str:
-        statement = self.statements.read(session_id, self._now() - self.lifetime_seconds)
+        parameters = {"key": session_id, "cutoff": self._now() - self.lifetime_seconds}
         with self._errors():
-            async with self.engine.connect() as connection:
-                payload: object = (await connection.execute(statement)).scalar_one_or_none()
+            payload = await self._alone(self.statements.read, parameters, write=False)
         return payload if isinstance(payload, str) else ""
+
+    async def _alone(
+        self, statement: sa.Executable, parameters: Mapping[str, Any], *, write: bool
+    ) -> object:
+        """Run one statement on its own: a read's value, a write's row count.
+
+        In autocommit where the driver switches to it without a round trip
+        (asyncpg, psycopg), so no BEGIN and COMMIT around it; elsewhere a
+        write gets a transaction of its own.
+        """
+        if self._autocommit:
+            async with self.engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                result = await connection.execute(statement, dict(parameters))
+                return result.rowcount if write else result.scalar_one_or_none()
+        if write:
+            async with self.engine.begin() as connection:
+                return (await connection.execute(statement, dict(parameters))).rowcount
+        async with self.engine.connect() as connection:
+            return (await connection.execute(statement, dict(parameters))).scalar_one_or_none()
 
     async def write(self, session_id: str, data: str) -> bool:
         values = {"id": session_id, "payload": data, "last_activity": self._now()}
@@ -382,27 +451,29 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
     ) -> bool:
         """Write only over a row that still lives; False (nothing written) when it is gone."""
         now = self._now()
-        statement = self.statements.update_live(
+        _, parameters = _live_update(
             session_id,
-            _existing_values(data, now, metadata, self.options),
+            data,
+            now,
             now - self.lifetime_seconds,
+            metadata=metadata,
+            options=self.options,
         )
         with self._errors():
-            async with self.engine.begin() as connection:
-                return bool((await connection.execute(statement)).rowcount)
+            return bool(await self._alone(self.statements.update_live, parameters, write=True))
 
     async def _upsert(
         self, session_id: str, values: Mapping[str, Any], update: tuple[str, ...]
     ) -> None:
-        statement = self.statements.upsert(values, update)
+        statement = self.statements.upsert(update)
         attempt = 0
         with self._errors():
             while True:
                 try:
-                    async with self.engine.begin() as connection:
-                        if statement is not None:
-                            await connection.execute(statement)
-                        else:
+                    if statement is not None:
+                        await self._alone(statement, values, write=True)
+                    else:
+                        async with self.engine.begin() as connection:
                             await self._update_or_insert(connection, session_id, values, update)
                     return
                 except sa.exc.DBAPIError as exc:
@@ -429,8 +500,7 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
 
     async def destroy(self, session_id: str) -> bool:
         with self._errors():
-            async with self.engine.begin() as connection:
-                await connection.execute(self.statements.destroy(session_id))
+            await self._alone(self.statements.destroy, {"key": session_id}, write=True)
         return True
 
     async def gc(self, lifetime: int) -> int:
@@ -527,9 +597,23 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
 
 
 class ThreadedDatabaseSessionHandler(ThreadedAsyncHandler):
-    """The async twin for a sync driver URL: the sync handler, run in worker threads."""
+    """The async twin for a sync driver URL: the sync handler, run in worker threads.
+
+    On a file SQLite database a read runs on the event loop itself when it can
+    without waiting (:meth:`DatabaseSessionHandler.read_without_waiting`).
+    """
 
     handler: DatabaseSessionHandler
+
+    def __init__(self, handler: DatabaseSessionHandler) -> None:
+        super().__init__(handler)
+        handler.enable_reads_without_waiting()
+
+    async def read(self, session_id: str) -> str:
+        payload = self.handler.read_without_waiting(session_id)
+        if payload is not None:
+            return payload
+        return await asyncio.to_thread(self.handler.read, session_id)
 
     @classmethod
     def from_config(cls, config: SessionConfig) -> ThreadedDatabaseSessionHandler:

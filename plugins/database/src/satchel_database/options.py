@@ -49,7 +49,10 @@ class DatabaseOptions:
         pool_recycle: Seconds after which a pooled connection is replaced
             (servers close idle connections; MySQL after 8 hours by default).
         pool_pre_ping: Check a pooled connection before use, so a restarted
-            server costs one reconnect rather than one failed request.
+            server costs one reconnect rather than one failed request. With
+            psycopg the check looks at the connection's socket and pings only
+            when that shows the server closed (or wrote to) it, or after the
+            connection sat idle; SQLite, a file, needs no check.
         write_retries: Extra attempts of a write the server aborted as a
             deadlock or serialisation failure (concurrent first writes of one id).
     """

@@ -7,6 +7,7 @@ spliced into SQL text.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -106,7 +107,12 @@ def metadata_columns(metadata: RequestMetadata, options: DatabaseOptions) -> dic
 
 
 class SessionStatements:
-    """Statement builders for one sessions table (and its lock table) on one dialect."""
+    """Statement builders for one sessions table (and its lock table) on one dialect.
+
+    The statements every request runs (``read``, ``upsert``, ``update_live``,
+    ``destroy``) are built once with bound parameters, so SQLAlchemy compiles
+    each of them once.
+    """
 
     def __init__(
         self, table: sa.Table, locks: sa.Table, dialect_name: str, gc_batch_size: int
@@ -115,39 +121,48 @@ class SessionStatements:
         self.locks = locks
         self.dialect_name = dialect_name
         self.gc_batch_size = gc_batch_size
+        self._upserts: dict[tuple[str, tuple[str, ...]], sa.Executable | None] = {}
 
     @property
     def is_mysql(self) -> bool:
         return self.dialect_name in ("mysql", "mariadb")
 
-    def read(self, session_id: str, cutoff: int) -> sa.Select[Any]:
-        """The payload of ``session_id`` unless it has been idle since before ``cutoff``."""
+    @functools.cached_property
+    def read(self) -> sa.Select[Any]:
+        """The payload of ``:key`` unless it has been idle since before ``:cutoff``."""
         columns = self.table.c
         return sa.select(columns.payload).where(
-            columns.id == session_id, columns.last_activity >= cutoff
+            columns.id == sa.bindparam("key"), columns.last_activity >= sa.bindparam("cutoff")
         )
 
-    def upsert(self, values: Mapping[str, Any], update: Sequence[str]) -> sa.Executable | None:
-        """One statement that inserts ``values`` or updates the ``update`` columns.
+    def upsert(self, update: Sequence[str]) -> sa.Executable | None:
+        """One statement that inserts a row (its columns: the parameters it is run
+        with) or, when ``id`` exists, updates the ``update`` columns; built once.
 
         ``None`` on a dialect without a native upsert; the handler then updates
         and inserts in turn.
         """
+        key = (self.dialect_name, tuple(update))
+        if key not in self._upserts:
+            self._upserts[key] = self._native_upsert(update)
+        return self._upserts[key]
+
+    def _native_upsert(self, update: Sequence[str]) -> sa.Executable | None:
         table = self.table
         if self.dialect_name == "postgresql":
-            pg_statement = postgresql.insert(table).values(**values)
+            pg_statement = postgresql.insert(table)
             return pg_statement.on_conflict_do_update(
                 index_elements=[table.c.id],
                 set_={name: pg_statement.excluded[name] for name in update},
             )
         if self.dialect_name == "sqlite":
-            lite_statement = sqlite.insert(table).values(**values)
+            lite_statement = sqlite.insert(table)
             return lite_statement.on_conflict_do_update(
                 index_elements=[table.c.id],
                 set_={name: lite_statement.excluded[name] for name in update},
             )
         if self.is_mysql:
-            my_statement = mysql.insert(table).values(**values)
+            my_statement = mysql.insert(table)
             return my_statement.on_duplicate_key_update(
                 {name: my_statement.inserted[name] for name in update}
             )
@@ -157,25 +172,27 @@ class SessionStatements:
         """The fallback upsert's first half: update the row if it is there."""
         return sa.update(self.table).where(self.table.c.id == session_id).values(**values)
 
-    def update_live(self, session_id: str, values: Mapping[str, Any], cutoff: int) -> sa.Update:
-        """Update the row of ``session_id`` only while it lives (active since ``cutoff``).
+    @functools.cached_property
+    def update_live(self) -> sa.Update:
+        """Update the row of ``:key`` only while it lives (active since ``:cutoff``); the
+        columns set are the other parameters it is run with.
 
         ``write_existing``: a destroyed or idle row matches nothing, so a late
         save can never bring an ended session back.
         """
         columns = self.table.c
-        return (
-            sa.update(self.table)
-            .where(columns.id == session_id, columns.last_activity >= cutoff)
-            .values(**values)
+        return sa.update(self.table).where(
+            columns.id == sa.bindparam("key"), columns.last_activity >= sa.bindparam("cutoff")
         )
 
     def insert(self, values: Mapping[str, Any]) -> sa.Insert:
         """The fallback upsert's second half: insert a new row."""
         return sa.insert(self.table).values(**values)
 
-    def destroy(self, session_id: str) -> Delete:
-        return sa.delete(self.table).where(self.table.c.id == session_id)
+    @functools.cached_property
+    def destroy(self) -> Delete:
+        """Delete the row of ``:key``."""
+        return sa.delete(self.table).where(self.table.c.id == sa.bindparam("key"))
 
     def count_expired(self, cutoff: int) -> sa.Select[Any]:
         return (
