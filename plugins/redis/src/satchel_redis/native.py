@@ -49,13 +49,16 @@ _EXTRA_REPLY = "the server sent more than the one reply to a command"
 def pack_command(args: tuple[Arg, ...]) -> bytes:
     """The RESP2 request for one command."""
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
     for arg in args:
         data = (
             arg.encode("utf-8")
             if isinstance(arg, str)
             else (b"%d" % arg if isinstance(arg, int) else arg)
         )
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        append(b"$%d\r\n" % len(data))
+        append(data)  # a value is copied once, by the join
+        append(b"\r\n")
     return b"".join(parts)
 
 
