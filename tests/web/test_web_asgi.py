@@ -108,6 +108,74 @@ def test_skip_paths_never_load_a_session(make_manager: ManagerFactory, spy: SpyH
     assert spy.methods() == ["read"]
 
 
+class LocalSpyHandler(SpyHandler):
+    """The spy as a driver whose calls never wait (a dict, a local file): no worker thread."""
+
+    runs_on_event_loop = True
+
+
+def local_spy_manager(clock: FakeClock, spy: LocalSpyHandler, **config: Any) -> SessionManager:
+    settings: dict[str, Any] = {"driver": "localspy", "lottery": (0, 1), "secret_key": SECRET}
+    manager = SessionManager(SessionConfig(**{**settings, **config}), clock=clock)
+    manager.extend("localspy", lambda _config: spy)
+    return manager
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["unlocked", "block"])
+def test_a_driver_whose_calls_never_wait_loads_on_first_use(clock: FakeClock, block: bool) -> None:
+    spy = LocalSpyHandler(7200)
+    client = TestClient(counter_app(local_spy_manager(clock, spy, block=block)))
+    cookie = cookie_of(client.get("/count"))
+    client.cookies.clear()
+    spy.calls.clear()
+    sent = {"Cookie": f"satchel_session={cookie}"}
+    # A request that never uses its session reads nothing and sends no session header.
+    reply = client.get("/statics", headers=sent)
+    assert reply.text == "has session"
+    assert "set-cookie" not in reply.headers
+    assert "vary" not in reply.headers
+    assert spy.calls == []
+    # One that does reads it as the handler first uses it.
+    assert client.get("/count", headers=sent).text == "2"
+    assert spy.methods() == ["read", "write"]
+
+
+def test_a_websocket_reads_its_session_as_it_connects_on_any_driver(clock: FakeClock) -> None:
+    spy = LocalSpyHandler(7200)
+    calls_at_accept: list[list[str]] = []
+
+    async def set_name(request: Request) -> PlainTextResponse:
+        request.session.put("name", "Ada")
+        return PlainTextResponse("ok")
+
+    async def socket(websocket: WebSocket) -> None:
+        calls_at_accept.append(spy.methods())
+        await websocket.accept()
+        await websocket.send_text(str(websocket.session.get("name")))
+        await websocket.close()
+
+    app = Starlette(routes=[Route("/", set_name), WebSocketRoute("/ws", socket)])
+    client = TestClient(SessionMiddleware(app, local_spy_manager(clock, spy)))
+    cookie = cookie_of(client.get("/"))
+    spy.calls.clear()
+    with client.websocket_connect("/ws", headers={"Cookie": f"satchel_session={cookie}"}) as ws:
+        assert ws.receive_text() == "Ada"
+    assert calls_at_accept == [["read"]]
+
+
+def test_session_headers_join_the_apps_own_in_lowercase(make_manager: ManagerFactory) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"].put("seen", True)
+        headers = [(b"Content-Type", b"text/plain"), (b"x-trace", b"1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent = asyncio.run(call_asgi(SessionMiddleware(app, make_manager()), "/", None))
+    names = [name for name, _ in sent[0]["headers"]]
+    assert names == [b"content-type", b"x-trace", b"vary", b"cache-control", b"set-cookie"]
+    assert sent[0]["headers"][2:4] == [(b"vary", b"Cookie"), (b"cache-control", b"private")]
+
+
 def test_streaming_response_gets_the_cookie_in_its_first_message(
     make_manager: ManagerFactory, spy: SpyHandler
 ) -> None:

@@ -10,16 +10,20 @@ Starlette and FastAPI, ``request.session`` is then the satchel session::
     manager = SessionManager(SessionConfig(driver="file"))
     app = SessionMiddleware(Starlette(routes=...), manager)
 
-Driver I/O never blocks the event loop: the session is read before the
-handler runs through the driver's async twin (or the sync driver in a worker
+Driver I/O never blocks the event loop. A driver whose calls never wait
+(``runs_on_event_loop``: cookie, array, file, null) loads lazily, as under
+WSGI, on the application's first use, so a request that never touches its
+session costs nothing. Any other driver's session is read before the handler
+runs, through the driver's async twin (or the sync driver in a worker
 thread), and only when the request carries a session cookie, because a
-synchronous ``request.session.get`` inside a coroutine cannot wait for I/O.
-A request without the cookie gets a fresh session that costs nothing. The
-session is saved when the response starts, so ``Set-Cookie``, ``Vary:
-Cookie`` and ``Cache-Control: private`` go out before any streamed body.
-With ``block``, the per-session lock is released right after that save (and
-a websocket's right after its session is read), never held through a
-streamed body or a socket's whole life.
+synchronous ``request.session.get`` inside a coroutine cannot wait for I/O;
+a request without the cookie gets a fresh session that costs nothing. A
+websocket's session is always read as it connects. The session is saved
+when the response starts, so ``Set-Cookie``, ``Vary: Cookie`` and
+``Cache-Control: private`` go out before any streamed body. With ``block``,
+the per-session lock is released right after that save (and a websocket's
+right after its session is read), never held through a streamed body or a
+socket's whole life.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from satchel.cookies import read_cookie
 from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
-from satchel.web import NO_HEADERS, AsyncRequestLock, SessionFlow, SessionHeaders
+from satchel.web import NO_HEADERS, VARY_COOKIE, AsyncRequestLock, SessionFlow, SessionHeaders
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,7 +80,8 @@ class SessionMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or (
+        kind = scope["type"]
+        if kind not in ("http", "websocket") or (
             self.skip_paths and self.skipped(scope.get("path", ""))
         ):
             await self.app(scope, receive, send)
@@ -97,7 +102,10 @@ class SessionMiddleware:
         # saved (or, for a websocket, loaded), never held through a long stream or a
         # socket's life; the finally below releases it on every other path.
         try:
-            if cookie is not None:
+            if cookie is not None and (
+                kind == "websocket" or flow.manager.async_driver_calls().local is None
+            ):
+                # The driver may wait for I/O, which a synchronous read in the app cannot.
                 try:
                     await session.aload()
                 except SessionBusy:
@@ -105,23 +113,23 @@ class SessionMiddleware:
                     await request.release()
                     await request.answer_busy()
                     return
-            if scope["type"] == "websocket":
+            if kind == "websocket":
                 # A websocket has no response to carry a cookie: its session is read-only.
                 await request.release()
-                await self._run(scope, receive, send, session)
-                return
-            await self._run(scope, receive, request.send, session)
+                app_send = send
+            else:
+                app_send = request.send
+            scope["session"] = session
+            token = context.bind(session)
+            try:
+                await self.app(scope, receive, app_send)
+            finally:
+                context.unbind(token)
         finally:
-            await request.release()
-        await flow.acollect_garbage(session)
-
-    async def _run(self, scope: Scope, receive: Receive, send: Send, session: Session) -> None:
-        scope["session"] = session
-        token = context.bind(session)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            context.unbind(token)
+            if request.lock is not None:
+                await request.release()
+        if flow.garbage_collection_due(session):  # drawn only for a session that was read
+            await flow.arun_garbage_collection()
 
 
 class _Request:
@@ -158,10 +166,7 @@ class _Request:
             {
                 "type": "http.response.start",
                 "status": busy.status,
-                "headers": [
-                    (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in busy.headers
-                ],
+                "headers": _encoded(busy.headers),
             }
         )
         await self.server_send({"type": "http.response.body", "body": busy.body})
@@ -174,39 +179,61 @@ class _Request:
             # Set first: should saving fail (SessionTooLarge), an error response
             # sent next must not age the flash data a second time.
             self.started = True
-            try:
-                extra = await self.middleware.flow.afinish(
-                    self.session, https=self.scope.get("scheme") == "https"
-                )
-            except SessionBusy:
-                # merge_on_save's lock stayed taken, or no connection came free:
-                # nothing was saved, and no byte of the app's response has gone
-                # out, so it can still be a 503.
-                await self.release()
-                await self.answer_busy()
-                return
-            finally:
-                # Saved (or failed to): the next request of this session may go now.
-                await self.release()
-            if extra is not NO_HEADERS:
-                message = _with_headers(message, extra)
+            session = self.session
+            if self.lock is None and not session.loaded:
+                session.save()  # never used and no lock held: nothing to write, send or release
+            else:
+                try:
+                    extra = await self.middleware.flow.afinish(
+                        session, https=self.scope.get("scheme") == "https"
+                    )
+                except SessionBusy:
+                    # merge_on_save's lock stayed taken, or no connection came free:
+                    # nothing was saved, and no byte of the app's response has gone
+                    # out, so it can still be a 503.
+                    await self.release()
+                    await self.answer_busy()
+                    return
+                finally:
+                    # Saved (or failed to): the next request of this session may go now.
+                    if self.lock is not None:
+                        await self.release()
+                if extra is not NO_HEADERS:
+                    message = _with_headers(message, extra)
         await self.server_send(message)
 
 
 def _with_headers(message: Message, extra: SessionHeaders) -> Message:
-    """``message`` (a response start) with the session's headers added."""
-    headers = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in message.get("headers", ())
-    ]
-    merged = extra.apply(headers)
-    if merged is headers:
-        return message
+    """``message`` (a response start) with the session's headers added, names in lowercase."""
+    headers: list[tuple[bytes, bytes]] = []
+    merge = False
+    for name, value in message.get("headers", ()):
+        lowered = name.lower()
+        merge = merge or lowered in (b"vary", b"cache-control")
+        headers.append((lowered, value))
+    if merge:
+        # A value to merge with: the general path, through text.
+        text = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+        headers = _encoded(extra.apply(text))
+    elif extra.set_cookie is None:
+        # Headers with neither Vary nor Cache-Control only gain what apply() adds to none.
+        headers += _VARY_COOKIE if extra is VARY_COOKIE else _encoded(extra.apply([]))
+    else:
+        headers += _SETTING_COOKIE
+        headers.append((b"set-cookie", extra.set_cookie.encode("latin-1")))
     message = dict(message)
-    message["headers"] = [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged
-    ]
+    message["headers"] = headers
     return message
+
+
+def _encoded(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Text headers as ASGI sends them: latin-1 bytes, names in lowercase."""
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+_VARY_COOKIE = _encoded(VARY_COOKIE.apply([]))
+# What apply() adds to headers with neither Vary nor Cache-Control before its Set-Cookie.
+_SETTING_COOKIE = _encoded(SessionHeaders(set_cookie="", vary_cookie=True).apply([])[:-1])
 
 
 def _headers(scope: Scope) -> tuple[str | None, str | None]:

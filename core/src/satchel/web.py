@@ -382,8 +382,11 @@ class SessionFlow:
 
     async def acollect_garbage(self, session: Session) -> None:
         """The async form of :meth:`collect_garbage`."""
-        if not self.garbage_collection_due(session):
-            return
+        if self.garbage_collection_due(session):
+            await self.arun_garbage_collection()
+
+    async def arun_garbage_collection(self) -> None:
+        """The async form of :meth:`run_garbage_collection`."""
         try:
             removed = await self.manager.acollect_garbage()
         except Exception:
