@@ -28,6 +28,8 @@ import contextlib
 import hashlib
 import os
 import socket
+import struct
+import sys
 import time
 from typing import Any
 
@@ -47,13 +49,16 @@ _EXTRA_REPLY = "the server sent more than the one reply to a command"
 def pack_command(args: tuple[Arg, ...]) -> bytes:
     """The RESP2 request for one command."""
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
     for arg in args:
         data = (
             arg.encode("utf-8")
             if isinstance(arg, str)
             else (b"%d" % arg if isinstance(arg, int) else arg)
         )
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        append(b"$%d\r\n" % len(data))
+        append(data)  # a value is copied once, by the join
+        append(b"\r\n")
     return b"".join(parts)
 
 
@@ -194,6 +199,27 @@ class _Settings:
 # --- blocking -------------------------------------------------------------------------------
 
 
+def _bound_each_call(sock: socket.socket, seconds: float) -> None:
+    """Make each send and receive on ``sock`` fail after ``seconds``.
+
+    On Linux the kernel keeps the bound (``SO_RCVTIMEO``, ``SO_SNDTIMEO``): a
+    Python socket timeout would poll the socket before every call, one system
+    call more for every read and every write. A call past the bound raises
+    ``BlockingIOError`` there, ``TimeoutError`` elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        sock.settimeout(seconds)
+        return
+    whole = int(seconds)
+    micro = int((seconds - whole) * 1_000_000)
+    if not whole and not micro:
+        micro = 1  # a zero bound would be no bound at all
+    timeval = struct.pack("ll", whole, micro)
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
 class _Connection:
     """One blocking socket to the server."""
 
@@ -208,7 +234,7 @@ class _Connection:
         sock = self.sock
         try:
             sock.sendall(request)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             raise redis.exceptions.TimeoutError("Timeout writing to socket") from None
         except OSError as exc:
             if reused and isinstance(exc, (BrokenPipeError, ConnectionResetError)):
@@ -229,7 +255,7 @@ class _Connection:
     def _receive(self, *, reused: bool) -> bytes:
         try:
             data = self.sock.recv(READ_SIZE)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             raise redis.exceptions.TimeoutError(f"Timeout reading from {self.where}") from None
         except OSError as exc:
             if reused and isinstance(exc, ConnectionResetError):
@@ -278,7 +304,7 @@ class NativeRedisClient(_Settings):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             raise _connect_error(self.where, exc) from None
-        sock.settimeout(self.socket_timeout)
+        _bound_each_call(sock, self.socket_timeout)
         connection = _Connection(sock, self.where)
         try:
             for request in self._handshake:
