@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from satchel import SessionManager
+from satchel import SessionManager, payload
 from satchel.payload import (
     FORMAT_VERSION,
     MAX_DEPTH,
@@ -514,6 +514,72 @@ def test_loads_structured_garbage_only_raises_payload_error(
     assert isinstance(result, Envelope)
     assert math.isfinite(result.created)
     assert math.isfinite(result.last_activity)
+
+
+# Bookkeeping as dumps writes it, and near misses of every kind.
+written_meta = st.fixed_dictionaries(
+    {
+        "created": st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(10**20), 10**20),
+        "last_activity": st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(10**20), 10**20),
+    },
+    optional={
+        "flash": st.none()
+        | st.fixed_dictionaries(
+            {},
+            optional={
+                "new": st.lists(st.text(max_size=4) | st.integers(), max_size=3),
+                "old": st.lists(st.text(max_size=4) | st.none(), max_size=3) | st.none(),
+                "other": st.integers(),
+            },
+        ),
+        "token": st.none() | st.text(max_size=8) | st.integers(),
+        "permanent": st.none() | st.booleans() | st.integers(0, 1),
+        "id": st.none() | st.text(max_size=8) | st.booleans(),
+        "other": json_values,
+    },
+)
+
+
+def _read(text: str) -> Envelope | type[PayloadError]:
+    try:
+        return loads(text)
+    except PayloadError:
+        return PayloadError
+
+
+def _read_leniently(text: str) -> Envelope | type[PayloadError]:
+    try:
+        return payload._loads_document(text)
+    except PayloadError:
+        return PayloadError
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.dictionaries(st.text(max_size=4), tagged | json_values, max_size=3)
+    | st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=4), max_size=3)
+    | json_values,
+    meta=written_meta | written_meta | meta_values,
+    version=st.sampled_from([1, 1, 1, 1, 1, 2, 1.0, None, True]),
+)
+def test_loads_reads_every_payload_as_the_lenient_reader_does(
+    data: Any, meta: Any, version: Any
+) -> None:
+    """The typed parse of what dumps writes agrees with the lenient reader of any payload."""
+    document = json.dumps({"v": version, "data": data, "meta": meta})
+    expected, actual = _read_leniently(document), _read(document)
+    if expected is PayloadError or actual is PayloadError:
+        assert actual is expected
+        return
+    assert isinstance(actual, Envelope)
+    assert isinstance(expected, Envelope)
+    # repr shows the values with float signs and NaNs; types are checked apart.
+    assert repr(actual) == repr(expected)
+    assert repr(actual.stored_values) == repr(expected.stored_values)
+    assert type(actual.created) is type(expected.created) is float
+    assert type(actual.last_activity) is type(expected.last_activity) is float
 
 
 @settings(max_examples=200, deadline=None)

@@ -19,7 +19,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -435,17 +435,75 @@ def _parse(text: str) -> Any:
         raise PayloadError(f"not JSON: {exc}") from exc
 
 
+_TAG_TEXT = f'"{TAG}"'
+
+
 def _plain(text: str) -> bool:
     """Whether ``text`` cannot hold a tagged value or one nested past ``MAX_DEPTH``.
 
     A cheap over-estimate: brackets inside strings count too, and then the
     values are walked as usual.
     """
-    return f'"{TAG}"' not in text and text.count("{") + text.count("[") <= MAX_DEPTH
+    return _TAG_TEXT not in text and text.count("{") + text.count("[") <= MAX_DEPTH
+
+
+class _StoredFlash(msgspec.Struct):
+    new: list[str] = []
+    old: list[str] = []
+
+
+class _StoredMeta(msgspec.Struct):
+    created: float
+    last_activity: float
+    flash: _StoredFlash = msgspec.field(default_factory=_StoredFlash)
+    token: str | None = None
+    permanent: bool | None = None
+    id: str | None = None
+
+
+class _StoredPayload(msgspec.Struct):
+    """A payload in the form :func:`dumps` writes (unknown keys ignored)."""
+
+    v: Literal[1]  # FORMAT_VERSION
+    data: dict[str, Any]
+    meta: _StoredMeta
+
+
+_parse_payload = msgspec.json.Decoder(_StoredPayload)
+
+
+# What reading a malformed payload's parsed JSON may raise; ArithmeticError: float()
+# of an integer too large for a float.
+_MALFORMED = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError)
 
 
 def loads(text: str) -> Envelope:
     """Parse a stored payload; ``PayloadError`` for anything that is not one."""
+    try:
+        # What dumps wrote is checked while it is parsed, in C.
+        stored = _parse_payload.decode(text)
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        # Anything else (a foreign or hand-made payload, an escaped lone surrogate,
+        # garbage) goes through the lenient reader, which accepts or refuses it.
+        return _loads_document(text)
+    data, meta = stored.data, stored.meta
+    created, last_activity, flash = meta.created, meta.last_activity, meta.flash
+    # Positional: the payload of every request that uses its session is built here.
+    return Envelope(
+        _values(text, data, created, last_activity),
+        created,
+        last_activity,
+        flash.new,
+        flash.old,
+        meta.token,
+        meta.permanent,
+        meta.id,
+        data,
+    )
+
+
+def _loads_document(text: str) -> Envelope:
+    """:func:`loads` of any JSON document: bookkeeping of other types is read leniently."""
     document = _parse(text)
     if not isinstance(document, dict) or not isinstance(document.get("v"), int):
         raise PayloadError("not a satchel payload")
@@ -458,34 +516,41 @@ def loads(text: str) -> Envelope:
         meta = document["meta"]
         if not isinstance(data, dict) or not isinstance(meta, dict):
             raise PayloadError("data and meta must be objects")
-        # JSON object keys are strings already.
-        values = data if _plain(text) else {key: decode_value(item) for key, item in data.items()}
         flash = meta.get("flash") or {}
         token = meta.get("token")
         permanent = meta.get("permanent")
         client_id = meta.get("id")
-        envelope = Envelope(
-            values=values,
-            created=float(meta["created"]),
-            last_activity=float(meta["last_activity"]),
-            flash_new=[str(key) for key in flash.get("new", [])],
-            flash_old=[str(key) for key in flash.get("old", [])],
-            token=token if isinstance(token, str) else None,
-            permanent=permanent if isinstance(permanent, bool) else None,
-            client_id=client_id if isinstance(client_id, str) else None,
-            stored_values=data,
-        )
+        created = float(meta["created"])
+        last_activity = float(meta["last_activity"])
+        flash_new = [str(key) for key in flash.get("new", [])]
+        flash_old = [str(key) for key in flash.get("old", [])]
     except PayloadError:
         raise
-    except (
-        LookupError,
-        TypeError,
-        ValueError,
-        AttributeError,
-        ArithmeticError,  # float() of an integer too large for a float
-        RecursionError,
-    ) as exc:
+    except _MALFORMED as exc:
         raise PayloadError(f"malformed payload: {exc}") from exc
-    if not (math.isfinite(envelope.created) and math.isfinite(envelope.last_activity)):
+    return Envelope(
+        values=_values(text, data, created, last_activity),
+        created=created,
+        last_activity=last_activity,
+        flash_new=flash_new,
+        flash_old=flash_old,
+        token=token if isinstance(token, str) else None,
+        permanent=permanent if isinstance(permanent, bool) else None,
+        client_id=client_id if isinstance(client_id, str) else None,
+        stored_values=data,
+    )
+
+
+def _values(
+    text: str, data: dict[str, Any], created: float, last_activity: float
+) -> dict[str, Any]:
+    """The decoded values of a parsed payload ``text``, once its timestamps are found finite."""
+    if not (math.isfinite(created) and math.isfinite(last_activity)):
         raise PayloadError("timestamps must be finite")
-    return envelope
+    try:
+        # JSON object keys are strings already: plain values are the parsed data itself.
+        return data if _plain(text) else {key: decode_value(item) for key, item in data.items()}
+    except PayloadError:
+        raise
+    except _MALFORMED as exc:
+        raise PayloadError(f"malformed payload: {exc}") from exc
