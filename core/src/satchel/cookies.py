@@ -63,6 +63,8 @@ def read_cookie(header: str | None, name: str) -> str | None:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
+        if len(value) <= MAX_COOKIE_VALUE_BYTES and value.isascii() and value.isalnum():
+            return value  # a session id, say: cookie-octets without the pattern's work
         if len(value) > MAX_COOKIE_VALUE_BYTES or not _VALUE.fullmatch(value):
             return None  # empty, too long, or not cookie-octets
         return value
@@ -153,7 +155,7 @@ class CookiePolicy:
         ``Max-Age``, as werkzeug writes them: browsers go by ``Max-Age``,
         older clients and many tests read ``Expires``.
         """
-        if not _VALUE.fullmatch(value):
+        if not (value.isascii() and value.isalnum()) and not _VALUE.fullmatch(value):
             raise ValueError("a session cookie value must be non-empty RFC 6265 cookie-octets")
         tail = self._tails[1 if https else 0]
         if max_age is None:

@@ -268,7 +268,8 @@ class SessionLifecycle:
         elif record:
             assert incoming is not None
             assert key is not None
-            self._adopt(self._open_record(record, key, incoming), key=key, session_id=incoming)
+            text = self._open_record(record, key, incoming) if backend.codec.encrypts else record
+            self._adopt(text, key=key, session_id=incoming)
         if not self.stored:
             self.id = generate_id()
             self.envelope = self.fresh_envelope()
@@ -282,6 +283,8 @@ class SessionLifecycle:
             self.move_from(key, destroy=True)  # the next save moves it to the current key
 
     def _adopt(self, text: str | None, *, key: str | None, session_id: str | None = None) -> None:
+        """Adopt the payload ``text`` of the session ``session_id`` (``None``: the cookie
+        driver's, whose payload carries its id), unless it is corrupt or expired."""
         if text is None:
             return
         try:
@@ -293,15 +296,15 @@ class SessionLifecycle:
                 exc,
             )
             return
-        if self.expired(envelope):
+        backend = self.backend
+        if backend.expiry.passed(envelope, backend.clock()):
             if key is not None:
                 self.pending_destroy += (key,)
             return
-        if self.backend.stores_in_cookie:
+        if session_id is None:
             session_id = envelope.client_id if is_valid_id(envelope.client_id) else None
             if session_id is None:
                 return
-        assert session_id is not None
         self.id = session_id
         self.envelope = envelope
         self.stored = True
@@ -407,7 +410,8 @@ class SessionLifecycle:
         full save is needed.
         """
         if not self.loaded:
-            return self.save_unloaded()
+            self.last_outcome = SaveOutcome.NOT_LOADED  # as save_unloaded, for most requests
+            return SaveOutcome.NOT_LOADED
         if (
             not self.stored
             or self.exposed

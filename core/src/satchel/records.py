@@ -50,11 +50,11 @@ class RecordCodec:
     __slots__ = (
         "_cookie_context",
         "_digest_keys",
-        "_encrypt",
         "_keyed_digest",
         "_limit",
         "cookie_name",
         "encrypter",
+        "encrypts",
     )
 
     def __init__(self, config: SessionConfig) -> None:
@@ -70,7 +70,8 @@ class RecordCodec:
         # HMAC-SHA256 under the current digest key with its padded key blocks hashed once,
         # here: a storage key then costs two hash updates, not a whole HMAC set-up.
         self._keyed_digest = _PreparedHmac(self._digest_keys[0]) if self._digest_keys else None
-        self._encrypt = config.encrypt and self.encrypter is not None
+        #: Whether records are sealed (``encrypt``): otherwise a record is its payload text.
+        self.encrypts = config.encrypt and self.encrypter is not None
         self._limit = config.max_payload_bytes
         self.cookie_name = config.cookie
         self._cookie_context = b"satchel cookie:" + config.cookie.encode("ascii")
@@ -94,7 +95,7 @@ class RecordCodec:
     def seal(self, text: str, key: str) -> str:
         """What a driver stores for a payload: the text itself, or under ``encrypt`` its
         AES-GCM sealing, bound to the storage key so a record cannot be moved to another."""
-        if not self._encrypt:
+        if not self.encrypts:
             return text
         assert self.encrypter is not None
         return self.encrypter.encrypt(text.encode("utf-8"), key.encode("ascii"))
@@ -105,7 +106,7 @@ class RecordCodec:
         Raises :class:`satchel.crypto.DecryptError` when an encrypted record fails to
         authenticate (tampered, moved from another key, or sealed under an unknown secret).
         """
-        if not self._encrypt:
+        if not self.encrypts:
             return record, False
         assert self.encrypter is not None
         plaintext, stale_key = self.encrypter.decrypt(record, key.encode("ascii"))

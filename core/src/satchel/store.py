@@ -9,6 +9,7 @@ load/save lifecycle itself is :class:`satchel.lifecycle.SessionLifecycle`.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar, overload
 
@@ -246,7 +247,9 @@ class Session(MutableMapping[str, Any]):
         if type is not None:
             self._life.expose()
             return payload.structure_as(value, type)
-        return self._handing_out(value)
+        if builtins.type(value) not in _UNCHANGEABLE:
+            self._life.expose()  # as _handing_out, without its call: the read most requests make
+        return value
 
     def all(self) -> dict[str, Any]:
         """All of the application's data (a shallow copy)."""

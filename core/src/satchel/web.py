@@ -108,14 +108,23 @@ class SessionHeaders:
         A response that sets the cookie also gets ``Cache-Control: private``,
         so no shared cache hands it to someone else.
         """
-        if self.set_cookie is None:
-            if not self.vary_cookie:
-                return headers
-            for name, _ in headers:
-                if name.lower() == "vary":
-                    break
-            else:
-                return [*headers, ("Vary", "Cookie")]  # the common case: no Vary to merge
+        set_cookie = self.set_cookie
+        if set_cookie is None and not self.vary_cookie:
+            return headers
+        for name, _ in headers:
+            lowered = name.lower()
+            if lowered == "vary" or (lowered == "cache-control" and set_cookie is not None):
+                break
+        else:
+            # The common case: no Vary (nor, when setting the cookie, Cache-Control) to merge.
+            if set_cookie is None:
+                return [*headers, ("Vary", "Cookie")]
+            return [
+                *headers,
+                ("Vary", "Cookie"),
+                ("Cache-Control", "private"),
+                ("Set-Cookie", set_cookie),
+            ]
         result: list[tuple[str, str]] = []
         vary: list[str] = []
         cache_control: list[str] = []

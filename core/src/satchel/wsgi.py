@@ -67,7 +67,12 @@ class SessionMiddleware:
                 return request.answer_busy()
         environ[ENVIRON_KEY] = session
         try:
-            body = _bound(session, self.app, environ, request.start_response)
+            # As _bound does, without a frame of its own: every request takes this step.
+            token = context.bind(session)
+            try:
+                body = self.app(environ, request.start_response)
+            finally:
+                context.unbind(token)
         except SessionBusy:
             # Loading the session (lazily, in the app) found the store busy.
             request.release()
@@ -163,7 +168,7 @@ class _Request:
             self.saved = True
         extra = self.extra
         if extra is not NO_HEADERS:
-            headers = extra.apply(list(headers))
+            headers = extra.apply(headers)  # a new list: the app's own is left as it was
         if exc_info is not None:
             return self.server_start(status, headers, exc_info)
         return self.server_start(status, headers)
