@@ -165,6 +165,85 @@ def test_whole_session_round_trip_equals(
         assert_same(value, session.get(name), name)
 
 
+SCALARS = {
+    name: value
+    for name, value in ROUND_TRIP_VALUES.items()
+    if type(value) in (str, int, float, bool, type(None))
+}
+
+
+@pytest.mark.parametrize("value", list(SCALARS.values()), ids=list(SCALARS))
+def test_scalars_put_at_top_level_keys_round_trip(
+    manager: SessionManager, next_request: NextRequest, value: Any
+) -> None:
+    session = manager.start(None)
+    session.put({"user": {"name": "Ada"}, "count": 1})
+    session = next_request(manager, session)
+    session.put("value", value)
+    session["item"] = value
+    session.increment("count")
+    session = next_request(manager, session)
+    assert_same(value, session.get("value"))
+    assert_same(value, session["item"])
+    assert session.get("user") == {"name": "Ada"}
+    assert session.get("count") == 2
+    assert not session.modified
+
+
+def test_a_container_read_or_put_then_changed_in_place_is_stored_as_it_is(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    read = manager.start(None)
+    read.put({"cart": [1], "count": 1})
+    put = manager.start(None)
+    put.put("count", 1)
+    read, put = next_request(manager, read), next_request(manager, put)
+    # In each, a container changes in place besides a number being put.
+    cart = read.get("cart")
+    read.increment("count")
+    cart.append((2, 3))
+    added: list[Any] = []
+    put.put("added", added)
+    put["count"] = 5
+    added.append(dt.date(2020, 1, 1))
+    read, put = next_request(manager, read), next_request(manager, put)
+    assert_same([1, (2, 3)], read.get("cart"))
+    assert read.get("count") == 2
+    assert_same([dt.date(2020, 1, 1)], put.get("added"))
+    assert put.get("count") == 5
+
+
+def test_a_dotted_put_naming_a_type_tag_stays_a_mapping(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    session = manager.start(None)
+    session.put("count", 1)
+    session = next_request(manager, session)
+    session.put("a.__t", "int")
+    session.put("a.v", "5")
+    session.increment("count")
+    session = next_request(manager, session)
+    assert_same({"__t": "int", "v": "5"}, session.get("a"))
+
+
+def test_a_leniently_read_payload_keeps_its_non_finite_floats_through_a_put(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    session_id = "a" * 40
+    now = manager.clock()
+    manager.handler().write(
+        manager.storage_key(session_id),
+        '{"v":1,"data":{"big":Infinity,"small":-Infinity},'
+        f'"meta":{{"created":{now},"last_activity":{now}}}}}',
+    )
+    session = manager.start(session_id)
+    session.put("count", 1)
+    session = next_request(manager, session)
+    assert_same(float("inf"), session.get("big"))
+    assert_same(float("-inf"), session.get("small"))
+    assert session.get("count") == 1
+
+
 class Color(str, enum.Enum):
     RED = "red"
 

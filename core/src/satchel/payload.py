@@ -300,6 +300,9 @@ class Envelope:
         stored_values: The values as :func:`loads` parsed them, type tags and all
             (not part of the payload itself): their :func:`values_json` is what was
             read. For a payload with no tagged value they are ``values`` itself.
+        plain: Whether :func:`loads` found ``values`` to hold only JSON's own types,
+            untagged (not part of the payload itself): their :func:`values_json` is
+            then their encoding, with no check needed.
     """
 
     values: dict[str, Any]
@@ -311,6 +314,7 @@ class Envelope:
     permanent: bool | None = None
     client_id: str | None = None
     stored_values: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    plain: bool = attrs.field(default=False, eq=False, repr=False)
 
 
 _sorted_json = msgspec.json.Encoder(order="sorted")
@@ -488,9 +492,10 @@ def loads(text: str) -> Envelope:
         return _loads_document(text)
     data, meta = stored.data, stored.meta
     created, last_activity, flash = meta.created, meta.last_activity, meta.flash
+    values = _values(text, data, created, last_activity)
     # Positional: the payload of every request that uses its session is built here.
     return Envelope(
-        _values(text, data, created, last_activity),
+        values,
         created,
         last_activity,
         flash.new,
@@ -499,6 +504,9 @@ def loads(text: str) -> Envelope:
         meta.permanent,
         meta.id,
         data,
+        # Untagged, and parsed strictly: no NaN or infinity (which the lenient reader
+        # accepts and msgspec would write as null), only JSON's own types.
+        values is data,
     )
 
 

@@ -41,6 +41,12 @@ __all__ = [
 
 logger = logging.getLogger("satchel")
 
+# Read off the enum class once: each read there costs a descriptor call (Python 3.11).
+_NOT_LOADED = SaveOutcome.NOT_LOADED
+_UNCHANGED = SaveOutcome.UNCHANGED
+_WRITTEN = SaveOutcome.WRITTEN
+_REFRESHED = SaveOutcome.REFRESHED
+
 BUSY_STATUS = 503
 LOCK_NOT_RELEASED = (
     "satchel: the store was too busy to release a session lock; it expires by itself "
@@ -278,9 +284,9 @@ class SessionFlow:
     ) -> SessionHeaders:
         """Save through the sync driver and say what the response must carry."""
         outcome = session.save()
-        if outcome is SaveOutcome.NOT_LOADED:
+        if outcome is _NOT_LOADED:
             return NO_HEADERS  # never used: nothing saved, nothing to send
-        if outcome is SaveOutcome.UNCHANGED:
+        if outcome is _UNCHANGED:
             # Saved as it was: the cookie is neither re-sent nor deleted (see cookie_change).
             return VARY_COOKIE if session.accessed else NO_HEADERS
         return self.headers(session, outcome, https=https, policy=policy)
@@ -337,11 +343,11 @@ class SessionFlow:
         session's cookie on every request that reached a live session,
         ``False`` never re-sends an unchanged session's.
         """
-        if outcome is SaveOutcome.WRITTEN:
+        if outcome is _WRITTEN:
             resend = True
-        elif outcome is SaveOutcome.REFRESHED or outcome is SaveOutcome.UNCHANGED:
+        elif outcome is _REFRESHED or outcome is _UNCHANGED:
             if refresh_each_request is None:
-                resend = outcome is SaveOutcome.REFRESHED
+                resend = outcome is _REFRESHED
             else:
                 resend = refresh_each_request and session.permanent
         else:
