@@ -331,6 +331,8 @@ def _encode_json(document: Any, *, sort_keys: bool) -> bytes:
     try:
         return (_sorted_json if sort_keys else _json).encode(document)
     except UnicodeEncodeError:
+        if isinstance(document, msgspec.Struct):
+            document = msgspec.to_builtins(document)
         text = json.dumps(document, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False)
         return text.encode("ascii")
 
@@ -394,6 +396,33 @@ def parse_values_json(encoded_json: bytes) -> dict[str, Any]:
     return parsed
 
 
+class _StoredFlash(msgspec.Struct):
+    new: list[str]
+    old: list[str]
+
+
+class _StoredMeta(msgspec.Struct, omit_defaults=True):
+    """The bookkeeping as :func:`dumps` writes it (``permanent`` and ``id`` only when set)."""
+
+    created: float
+    last_activity: float
+    flash: _StoredFlash
+    token: str | None
+    permanent: bool | None = None
+    id: str | None = None
+
+
+class _StoredPayload(msgspec.Struct):
+    """A payload in the form :func:`dumps` writes (unknown keys ignored)."""
+
+    v: Literal[1]  # FORMAT_VERSION
+    data: dict[str, Any]
+    meta: _StoredMeta
+
+
+_parse_payload = msgspec.json.Decoder(_StoredPayload)
+
+
 def dumps(envelope: Envelope, encoded_json: bytes | str | None = None) -> str:
     """Serialise an envelope to the stored payload text.
 
@@ -403,16 +432,14 @@ def dumps(envelope: Envelope, encoded_json: bytes | str | None = None) -> str:
         encoded_json = encode_to_json(envelope.values)
     elif isinstance(encoded_json, str):
         encoded_json = encoded_json.encode("utf-8")
-    meta: dict[str, Any] = {
-        "created": envelope.created,
-        "last_activity": envelope.last_activity,
-        "flash": {"new": envelope.flash_new, "old": envelope.flash_old},
-        "token": envelope.token,
-    }
-    if envelope.permanent is not None:
-        meta["permanent"] = envelope.permanent
-    if envelope.client_id is not None:
-        meta["id"] = envelope.client_id
+    meta = _StoredMeta(
+        envelope.created,
+        envelope.last_activity,
+        _StoredFlash(envelope.flash_new, envelope.flash_old),
+        envelope.token,
+        envelope.permanent,
+        envelope.client_id,
+    )
     # The values are serialised once, canonically, and spliced in: the same bytes
     # serve for the change check and for storage.
     document = b"".join(
@@ -449,31 +476,6 @@ def _plain(text: str) -> bool:
     values are walked as usual.
     """
     return _TAG_TEXT not in text and text.count("{") + text.count("[") <= MAX_DEPTH
-
-
-class _StoredFlash(msgspec.Struct):
-    new: list[str] = []
-    old: list[str] = []
-
-
-class _StoredMeta(msgspec.Struct):
-    created: float
-    last_activity: float
-    flash: _StoredFlash = msgspec.field(default_factory=_StoredFlash)
-    token: str | None = None
-    permanent: bool | None = None
-    id: str | None = None
-
-
-class _StoredPayload(msgspec.Struct):
-    """A payload in the form :func:`dumps` writes (unknown keys ignored)."""
-
-    v: Literal[1]  # FORMAT_VERSION
-    data: dict[str, Any]
-    meta: _StoredMeta
-
-
-_parse_payload = msgspec.json.Decoder(_StoredPayload)
 
 
 # What reading a malformed payload's parsed JSON may raise; ArithmeticError: float()

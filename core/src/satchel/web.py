@@ -312,18 +312,19 @@ class SessionFlow:
     ) -> SessionHeaders:
         """The headers a saved session needs (see :meth:`cookie_change`)."""
         policy = policy or self.cookie_policy
-        change = self.cookie_change(session, outcome, policy=policy)
-        if change is None:
-            header = None
-        elif change.value is None:
+        # As cookie_change decides, without building its answer: every changed save comes here.
+        if self._resends(session, outcome, None):
+            header = policy.set_header(
+                session.cookie_value(),
+                https=https,
+                max_age=self.max_age(session, policy),
+                now=self.manager.clock(),
+            )
+        elif session.cookie_action() == "delete":
             header = policy.delete_header(https=https)
         else:
-            header = policy.set_header(
-                change.value, https=https, max_age=change.max_age, now=change.now
-            )
-        if header is None:
             return VARY_COOKIE if session.accessed else NO_HEADERS
-        return SessionHeaders(set_cookie=header, vary_cookie=True)
+        return SessionHeaders(header, True)  # positional: cheaper for a frozen class
 
     def cookie_change(
         self,
@@ -343,16 +344,7 @@ class SessionFlow:
         session's cookie on every request that reached a live session,
         ``False`` never re-sends an unchanged session's.
         """
-        if outcome is _WRITTEN:
-            resend = True
-        elif outcome is _REFRESHED or outcome is _UNCHANGED:
-            if refresh_each_request is None:
-                resend = outcome is _REFRESHED
-            else:
-                resend = refresh_each_request and session.permanent
-        else:
-            resend = False
-        if resend:
+        if self._resends(session, outcome, refresh_each_request):
             return CookieChange(
                 value=session.cookie_value(),
                 max_age=self.max_age(session, policy or self.cookie_policy),
@@ -361,6 +353,18 @@ class SessionFlow:
         if session.cookie_action() == "delete":
             return CookieChange(value=None)
         return None
+
+    def _resends(
+        self, session: Session, outcome: SaveOutcome, refresh_each_request: bool | None
+    ) -> bool:
+        """Whether the saved session's cookie is (re-)sent (see :meth:`cookie_change`)."""
+        if outcome is _WRITTEN:
+            return True
+        if outcome is _REFRESHED or outcome is _UNCHANGED:
+            if refresh_each_request is None:
+                return outcome is _REFRESHED
+            return refresh_each_request and session.permanent
+        return False
 
     def max_age(self, session: Session, policy: CookiePolicy) -> int | None:
         """``Max-Age`` for the cookie: ``None`` (a browser-session cookie) unless permanent.
