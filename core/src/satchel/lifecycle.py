@@ -467,14 +467,16 @@ class SessionLifecycle:
         envelope = self.envelope
         # Aging changes the values only when it forgets last request's flash keys.
         aging_forgets = bool(envelope.flash_old)
-        self.age_flash_data()
+        if aging_forgets or envelope.flash_new:
+            self.age_flash_data()
         backend = self.backend
         in_cookie = backend.stores_in_cookie
         key = None if in_cookie else self.storage_key()
         if not envelope.values and envelope.token is None:
             if self.stored and key is not None:
                 destroy_keys.append(key)
-            yield from _destroy_all(destroy_keys)
+            if destroy_keys:
+                yield from _destroy_all(destroy_keys)
             return self._finish_save(_EMPTY)
         loaded_json = self.loaded_values_json()
         if self.stored and loaded_json and not aging_forgets and not self.exposed:
@@ -493,7 +495,8 @@ class SessionLifecycle:
         elif now - envelope.last_activity >= backend.expiry.refresh_interval:
             outcome = _REFRESHED
         else:
-            yield from _destroy_all(destroy_keys)
+            if destroy_keys:
+                yield from _destroy_all(destroy_keys)
             return self._finish_save(_UNCHANGED)
         envelope.last_activity = now
         envelope.client_id = self.id if in_cookie else None
@@ -503,7 +506,8 @@ class SessionLifecycle:
         codec = backend.codec
         if in_cookie:
             self.cookie_value = codec.seal_cookie(text, limited=limited)
-            yield from _destroy_all(destroy_keys)
+            if destroy_keys:
+                yield from _destroy_all(destroy_keys)
             return self._finish_save(outcome, encoded_json)
         assert key is not None
         record = codec.seal(text, key)
@@ -516,9 +520,11 @@ class SessionLifecycle:
         )
         if self.source_key is not None and (yield ("read", self.source_key)) == "":
             # Read before the old record is destroyed below: the session ended meanwhile.
-            yield from _destroy_all(destroy_keys)
+            if destroy_keys:
+                yield from _destroy_all(destroy_keys)
             return self._finish_save(_ENDED)
-        yield from _destroy_all(destroy_keys)
+        if destroy_keys:
+            yield from _destroy_all(destroy_keys)
         written = yield from self._write_steps(key, record, metadata, outcome, encoded_json)
         if written is None:
             return self._finish_save(_ENDED)

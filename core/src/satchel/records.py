@@ -55,6 +55,7 @@ class RecordCodec:
         "cookie_name",
         "encrypter",
         "encrypts",
+        "keyed",
     )
 
     def __init__(self, config: SessionConfig) -> None:
@@ -70,16 +71,13 @@ class RecordCodec:
         # HMAC-SHA256 under the current digest key with its padded key blocks hashed once,
         # here: a storage key then costs two hash updates, not a whole HMAC set-up.
         self._keyed_digest = _PreparedHmac(self._digest_keys[0]) if self._digest_keys else None
+        #: Whether storage keys are keyed by a secret (apps with other secrets never meet).
+        self.keyed = bool(self._digest_keys)
         #: Whether records are sealed (``encrypt``): otherwise a record is its payload text.
         self.encrypts = config.encrypt and self.encrypter is not None
         self._limit = config.max_payload_bytes
         self.cookie_name = config.cookie
         self._cookie_context = b"satchel cookie:" + config.cookie.encode("ascii")
-
-    @property
-    def keyed(self) -> bool:
-        """Whether storage keys are keyed by a secret (apps with other secrets never meet)."""
-        return bool(self._digest_keys)
 
     def storage_key(self, session_id: str) -> str:
         """See :meth:`satchel.SessionManager.storage_key`."""
@@ -225,23 +223,26 @@ class DriverCalls:
         """
         result: Any = None
         held: list[AbstractContextManager[None]] = []
+        send = steps.send
         try:
             while True:
                 try:
-                    step = steps.send(result)
+                    step = send(result)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
-                result = None
-                if step[0] == "lock":
+                name = step[0]
+                if name == "lock":
+                    result = None
                     assert supports(self.handler, SupportsLock)
                     held.append(
                         self.handler.lock(step[1], lock_seconds=step[2], wait_seconds=step[3])
                     )
                     held[-1].__enter__()
-                elif step[0] == "unlock":
+                elif name == "unlock":
+                    result = None
                     held.pop().__exit__(None, None, None)
                 else:
-                    result = getattr(self, step[0])(*step[1:])
+                    result = getattr(self, name)(*step[1:])
         finally:
             while held:
                 held.pop().__exit__(None, None, None)

@@ -233,7 +233,9 @@ class Session(MutableMapping[str, Any]):
             if life.last_outcome is SaveOutcome.UNCHANGED and life.incoming:
                 return life.incoming  # saved unchanged: the request's cookie still carries it all
             raise RuntimeError("the cookie driver's value exists only after save()")
-        return self.id
+        if not life.loaded:
+            self.load()
+        return life.id  # as the id property, without its call
 
     def cookie_action(self) -> str | None:
         """After ``save``: ``"set"`` the cookie, ``"delete"`` it, or leave it (``None``)."""

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from satchel import context
+from satchel.context import BOUND_SESSION
 from satchel.cookies import read_cookie
 from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
@@ -68,11 +69,11 @@ class SessionMiddleware:
         environ[ENVIRON_KEY] = session
         try:
             # As _bound does, without a frame of its own: every request takes this step.
-            token = context.bind(session)
+            token = BOUND_SESSION.set(session)
             try:
                 body = self.app(environ, request.start_response)
             finally:
-                context.unbind(token)
+                BOUND_SESSION.reset(token)  # set in this call: the same context
         except SessionBusy:
             # Loading the session (lazily, in the app) found the store busy.
             request.release()
@@ -164,7 +165,8 @@ class _Request:
                     return _discard
                 finally:
                     # The lock guards load-modify-save; the next request may go once it is saved.
-                    self.release()
+                    if self.lock is not None:
+                        self.release()
             self.saved = True
         extra = self.extra
         if extra is not NO_HEADERS:
