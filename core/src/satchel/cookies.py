@@ -52,7 +52,12 @@ def read_cookie(header: str | None, name: str) -> str | None:
     have set, or holds characters outside RFC 6265's cookie-octets counts as
     absent.
     """
-    if not header or name not in header:
+    if not header:
+        return None
+    key, _, value = header.partition("=")
+    if key == name and len(value) <= MAX_COOKIE_VALUE_BYTES and value.isascii() and value.isalnum():
+        return value  # the header is this one cookie, its value a session id, say
+    if name not in header:
         return None
     if len(header) > MAX_COOKIE_HEADER_BYTES:
         header = header[:MAX_COOKIE_HEADER_BYTES]
