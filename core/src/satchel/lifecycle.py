@@ -446,14 +446,22 @@ class SessionLifecycle:
         ):
             return None
         envelope = self.envelope
-        if envelope.flash_new or envelope.flash_old or _marks(envelope) != self.loaded_marks:
+        if (
+            envelope.flash_new
+            or envelope.flash_old
+            # _marks(envelope), its flash lists being empty:
+            or self.loaded_marks != ((), (), envelope.token, envelope.permanent)
+        ):
             return None
         if not envelope.values and envelope.token is None:
             return None  # an empty session is removed
         backend = self.backend
         if backend.clock() - envelope.last_activity >= backend.expiry.refresh_interval:
             return None
-        return self._finish_save(_UNCHANGED)
+        # What _finish_save does for it: nothing is pending (checked above), and without
+        # force_write no move is (move_from sets both).
+        self.last_outcome = _UNCHANGED
+        return _UNCHANGED
 
     def save_steps(self, keeps_metadata: bool) -> Steps:
         """Age flash data, then write (or refresh, or remove) the session as needed.
