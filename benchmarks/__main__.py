@@ -42,6 +42,7 @@ BENCHMARKS = {
     "async_path": Benchmark(
         "satchel's ASGI and WSGI cost per request over the raw client: file, memcached, Redis, cookie",
         quick=["--rounds", "2", "--requests", "10"],
+        full=["--json", str(ROOT / "benchmarks" / "results" / "async_path.json")],
     ),
     "cpu_ratio": Benchmark(
         "satchel's own CPU per request (array driver) over a JSON round trip, and beside "
@@ -50,6 +51,11 @@ BENCHMARKS = {
         full=["--json", str(ROOT / "benchmarks" / "results" / "cpu_ratio.json")],
     ),
     "redis_round_trips": Benchmark("Redis commands per untouched, read-only and modified request"),
+    # After the three above: it reads what they wrote (under --quick, the results committed).
+    "budget": Benchmark(
+        "DESIGN's performance budget, target by target (writes benchmarks/results/budget.md)",
+        quick=["--print"],
+    ),
     "database_gc": Benchmark(
         "pruning 1,000,000 expired rows from PostgreSQL in batches",
         quick=["--expired", "20000", "--live", "2000"],

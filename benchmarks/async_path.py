@@ -20,13 +20,14 @@ driver calls). Needs memcached and Redis (``SATCHEL_BENCH_MEMCACHED``,
 default ``127.0.0.1:11211``; ``SATCHEL_BENCH_REDIS_URL``, default
 ``redis://127.0.0.1:6379/15``, a database nothing else uses during the run).
 
-Run: ``python -m benchmarks.async_path [--rounds N] [--requests N]``.
+Run: ``python -m benchmarks.async_path [--rounds N] [--requests N] [--json PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
@@ -284,7 +285,9 @@ async def round_trips(
 # -- main ------------------------------------------------------------------------------------
 
 
-async def bench(rounds: int, requests: int, memcached: str, redis_url: str) -> None:
+async def bench(
+    rounds: int, requests: int, memcached: str, redis_url: str, out: Path | None
+) -> None:
     host, _, port = memcached.partition(":")
     mc = MemcacheClient((host, int(port or 11211)), no_delay=True, default_noreply=False)
     rc = redis.Redis.from_url(redis_url)
@@ -343,11 +346,16 @@ async def bench(rounds: int, requests: int, memcached: str, redis_url: str) -> N
                 wsgi = WsgiSessionMiddleware(wsgi_app(kind), manager)
                 cases.sync[f"wsgi {driver} {kind}"] = wsgi_call(wsgi, cookie)
         result = await cases.run(rounds, requests)
-        report(result)
+        rows = ratios(result)
+        report(rows)
         print("\nbackend round trips per request (file: driver calls), with block off and on")
         print(f"{'':<21}" + " ".join(f"{v + ' ' + k[:5]:>6}" for v in ("A", "W") for k in KINDS))
-        for line in await round_trips(folder, memcached, redis_url, mc, rc):
+        trips = await round_trips(folder, memcached, redis_url, mc, rc)
+        for line in trips:
             print(line)
+        if out is not None:
+            document = {"rounds": rounds, "requests": requests, "rows": rows, "round_trips": trips}
+            out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     mc.delete(mc_key)
     rc.delete(rc_key)
     await arc.aclose()
@@ -376,26 +384,38 @@ async def starlette_cookie(app: Any) -> str:
     return cookies[0]
 
 
-def report(result: dict[str, float]) -> None:
-    print(
-        f"{'via':<5} {'driver':<10} {'request':<10} {'µs':>8} {'floor':>8} {'ratio':>6} {'over bare':>9}"
-    )
+def ratios(result: dict[str, float]) -> list[dict[str, Any]]:
+    """Each satchel row beside its floor: the raw client doing the same I/O in the same
+    app (the bare app for an untouched WSGI request, which does none), or Starlette's
+    ``SessionMiddleware`` for the cookie driver under ASGI."""
+    rows = []
     for via in ("asgi", "wsgi"):
         bare = result[f"{via} bare"]
         for driver in DRIVERS:
             for kind in KINDS:
                 measured = result[f"{via} {driver} {kind}"]
                 if driver == "cookie":
-                    floor = result.get(f"asgi starlette {kind}") if via == "asgi" else bare
+                    floor_name = f"asgi starlette {kind}" if via == "asgi" else f"{via} bare"
+                elif via == "wsgi" and kind == "untouched":
+                    floor_name = f"{via} bare"
                 else:
-                    op = "rmw" if kind == "rmw" else "read"
-                    floor = bare if (via == "wsgi" and kind == "untouched") else None
-                    floor = floor or result[f"{via} {driver} floor {op}"]
-                assert floor is not None
-                print(
-                    f"{via:<5} {driver:<10} {kind:<10} {measured:>8.1f} {floor:>8.1f} "
-                    f"{measured / floor:>6.2f} {measured - bare:>9.1f}"
-                )
+                    floor_name = f"{via} {driver} floor {'rmw' if kind == 'rmw' else 'read'}"
+                floor = result[floor_name]
+                rows.append({"via": via, "driver": driver, "kind": kind, "us": measured,
+                             "floor": floor_name, "floor_us": floor, "ratio": measured / floor,
+                             "over_bare_us": measured - bare})  # fmt: skip
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'via':<5} {'driver':<10} {'request':<10} {'µs':>8} {'floor':>8} {'ratio':>6} {'over bare':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row['via']:<5} {row['driver']:<10} {row['kind']:<10} {row['us']:>8.1f} "
+            f"{row['floor_us']:>8.1f} {row['ratio']:>6.2f} {row['over_bare_us']:>9.1f}"
+        )
     print("(cookie's floor: Starlette's SessionMiddleware on ASGI, the bare app on WSGI)")
 
 
@@ -403,10 +423,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
     args = parser.parse_args()
     memcached = os.environ.get("SATCHEL_BENCH_MEMCACHED", "127.0.0.1:11211")
     redis_url = os.environ.get("SATCHEL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-    asyncio.run(bench(args.rounds, args.requests, memcached, redis_url))
+    asyncio.run(bench(args.rounds, args.requests, memcached, redis_url, args.json))
     return 0
 
 

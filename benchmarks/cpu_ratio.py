@@ -275,6 +275,9 @@ def _flask_cookie(app: flask.Flask) -> str:
 
     @filler.route("/")
     def fill() -> str:
+        # Permanent, as a satchel session is by default: both re-send the cookie with
+        # a renewed expiry on every request under SESSION_REFRESH_EACH_REQUEST.
+        flask.session.permanent = True
         flask.session.update(DATA)
         return "ok"
 

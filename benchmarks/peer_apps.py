@@ -436,6 +436,11 @@ def flask_app(payload: Any, store: RawStore | None = None, *, floor: bool = Fals
                 if cookie:
                     response.headers["Set-Cookie"] = f"{RAW_COOKIE}={cookie}; Path=/; HttpOnly"
                 return response
+            if name == "login":
+                # Permanent, as satchel's and Flask-Session's sessions are by default:
+                # each re-sends its cookie with a renewed expiry on every request
+                # under SESSION_REFRESH_EACH_REQUEST, Flask's own included.
+                flask.session.permanent = True
             return "ok" if name == "untouched" else use_mapping(flask.session, path, payload)
 
         return handle

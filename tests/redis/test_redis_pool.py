@@ -26,6 +26,7 @@ from satchel import ConfigError, PoolExhausted, SessionBackendError, SessionBusy
 from satchel.testing import free_port, new_storage_id
 from satchel.testing.services import frozen_process
 from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
+from satchel_redis.native import NativeRedisClient
 
 SOCKET_TIMEOUT = 10.0  # far longer than any test holds the server stopped
 
@@ -174,14 +175,28 @@ def test_an_async_client_handed_in_whose_pool_runs_out_is_pool_exhausted(
     asyncio.run(scenario())
 
 
-def test_the_pool_options_size_the_pool_and_its_wait() -> None:
-    config = SessionConfig(driver="redis", options={"max_connections": 7, "pool_timeout": 2.5})
+def _pool_size(client: Any) -> int:
+    if isinstance(client, NativeRedisClient):
+        return client.max_connections
+    return int(client.connection_pool.max_connections)
+
+
+@pytest.mark.parametrize(
+    ("url", "native"),
+    [("redis://127.0.0.1:6379/0", True), ("rediss://127.0.0.1:6379/0", False)],
+    ids=["native", "redis-py"],
+)
+def test_the_pool_options_size_the_pool_and_its_wait(url: str, native: bool) -> None:
+    config = SessionConfig(
+        driver="redis", connection=url, options={"max_connections": 7, "pool_timeout": 2.5}
+    )
     handler = RedisSessionHandler.from_config(config)
-    assert handler.client.connection_pool.max_connections == 7
+    assert isinstance(handler.client, NativeRedisClient) is native
+    assert _pool_size(handler.client) == 7
     assert handler.slots is not None
     assert (handler.slots.size, handler.slots.timeout) == (7, 2.5)
-    defaults = RedisSessionHandler.from_config(SessionConfig(driver="redis"))
-    assert defaults.client.connection_pool.max_connections == 100
+    defaults = RedisSessionHandler.from_config(SessionConfig(driver="redis", connection=url))
+    assert _pool_size(defaults.client) == 100
     assert defaults.slots is not None
     assert (defaults.slots.size, defaults.slots.timeout) == (100, 10.0)
 

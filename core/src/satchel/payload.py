@@ -16,7 +16,6 @@ import datetime as dt
 import decimal
 import json
 import math
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -367,7 +366,7 @@ def encode_to_json(values: Mapping[str, Any]) -> bytes:
         encoded = _sorted_json.encode(values)
         if (
             _plain_json(encoded)
-            and _LONG_NUMBER.search(encoded) is None
+            and _LONG_NUMBER not in encoded.translate(_DIGITS_AS_ZERO)
             and _parse_json.decode(encoded) == values
         ):
             return encoded
@@ -377,7 +376,10 @@ def encode_to_json(values: Mapping[str, Any]) -> bytes:
 
 
 # 19 digits in a row: maybe an integer past 64 bits, which the full encoder tags.
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# Found by mapping every digit to "0" and searching for a run: a regular expression
+# steps through the bytes several times slower, which a 20 KB session feels.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def _plain_json(encoded_json: bytes) -> bool:

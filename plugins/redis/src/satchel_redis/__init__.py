@@ -1,4 +1,7 @@
-"""satchel-redis: the ``redis`` session driver (redis-py; one server, Sentinel, Cluster; sync and asyncio).
+"""satchel-redis: the ``redis`` session driver (one server, Sentinel, Cluster; sync and asyncio).
+
+One plain server is reached through the driver's own RESP2 clients
+(:mod:`satchel_redis.native`), everything else through redis-py.
 
 Installed, it registers itself through the ``satchel`` entry-point group
 (:mod:`satchel_redis.plugin`), so ``SessionConfig(driver="redis",

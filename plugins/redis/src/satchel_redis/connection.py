@@ -10,6 +10,11 @@ URL forms (credentials are optional everywhere; ``rediss`` means TLS):
   Sentinels' own);
 * ``redis+cluster://[[user]:password@]host:port[,host:port…]`` (and
   ``rediss+cluster://``): seed nodes of a Redis Cluster.
+
+One server without TLS whose URL sets nothing but the place, the database
+and the credentials is reached through satchel-redis's own RESP2 clients
+(:mod:`satchel_redis.native`); every other form, and any URL query setting
+(``protocol=3``, ``client_name``, ...), through redis-py.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import redis.sentinel
 
 from satchel import ConfigError
 from satchel.toolkit import format_hosts, parse_hosts
+from satchel_redis.native import AsyncNativeRedisClient, NativeRedisClient
 from satchel_redis.options import RedisOptions
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -40,6 +46,10 @@ RETRY_BACKOFF_SECONDS = 0.05
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+# What redis-py's URL parser gives for a URL the native clients can serve.
+NATIVE_URL_SETTINGS = frozenset(
+    {"host", "port", "path", "db", "username", "password", "connection_class"}
+)
 
 
 @attrs.frozen
@@ -198,8 +208,42 @@ def _common_kwargs(target: RedisTarget, options: RedisOptions) -> dict[str, Any]
     return kwargs
 
 
+def native_settings(target: RedisTarget, options: RedisOptions) -> dict[str, Any] | None:
+    """The settings of a native client for ``target``; None where redis-py is needed.
+
+    The native clients serve one server over TCP or a unix socket, without
+    TLS, with a database number, a username and password, the timeouts,
+    retries and pool size: a URL that asks for anything more (a query
+    setting such as ``protocol=3``) goes to redis-py.
+    """
+    if target.kind != "single" or target.tls:
+        return None
+    parsed = redis.connection.parse_url(target.url)  # type: ignore[no-untyped-call]
+    if not NATIVE_URL_SETTINGS.issuperset(parsed):
+        return None
+    place: dict[str, Any] = (
+        {"path": parsed["path"]}
+        if "path" in parsed
+        else {"host": target.hosts[0][0], "port": target.hosts[0][1]}
+    )
+    return {
+        **place,
+        "db": target.db,
+        "username": target.username,
+        "password": target.password,
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.socket_connect_timeout,
+        "retries": options.retries,
+        "max_connections": options.max_connections,
+    }
+
+
 def build_sync_client(target: RedisTarget, options: RedisOptions) -> Any:
-    """A redis-py client for ``target``: ``Redis``, ``RedisCluster`` or a Sentinel master."""
+    """The client for ``target``: a :class:`~satchel_redis.native.NativeRedisClient` where
+    it serves, else redis-py's ``Redis``, ``RedisCluster`` or a Sentinel master."""
+    settings = native_settings(target, options)
+    if settings is not None:
+        return NativeRedisClient(**settings)
     retry = redis.retry.Retry(redis.backoff.ConstantBackoff(RETRY_BACKOFF_SECONDS), options.retries)
     kwargs = _common_kwargs(target, options)
     if target.kind == "single":
@@ -221,8 +265,12 @@ def build_sync_client(target: RedisTarget, options: RedisOptions) -> Any:
 
 
 def build_async_client(target: RedisTarget, options: RedisOptions) -> Any:
-    """The ``redis.asyncio`` form of :func:`build_sync_client`."""
+    """The asyncio form of :func:`build_sync_client` (native, else ``redis.asyncio``)."""
     import redis.asyncio.retry  # noqa: PLC0415 - the asyncio retry class lives apart
+
+    settings = native_settings(target, options)
+    if settings is not None:
+        return AsyncNativeRedisClient(**settings)
 
     retry = redis.asyncio.retry.Retry(
         redis.backoff.ConstantBackoff(RETRY_BACKOFF_SECONDS), options.retries
@@ -262,6 +310,8 @@ def _sentinel_kwargs(target: RedisTarget, options: RedisOptions) -> dict[str, An
 
 def describe_client(client: Any) -> str:
     """Where a ready client points, without credentials, for error messages."""
+    if isinstance(client, (NativeRedisClient, AsyncNativeRedisClient)):
+        return client.where
     try:
         nodes = getattr(client, "startup_nodes", None) or getattr(
             getattr(client, "nodes_manager", None), "startup_nodes", None

@@ -1,4 +1,5 @@
-"""The ``redis`` session handlers: sync on redis-py, async on ``redis.asyncio``.
+"""The ``redis`` session handlers: sync and asyncio, on satchel-redis's own RESP2
+clients for one plain server (:mod:`satchel_redis.native`), on redis-py otherwise.
 
 One round trip per operation: ``GET`` to read, ``SET … EX`` to write (``SET
 … EX … XX`` to write only over a record that still exists),
@@ -54,6 +55,7 @@ from satchel_redis.connection import (
     describe_client,
     parse_connection,
 )
+from satchel_redis.native import NativeRedisClient
 from satchel_redis.options import RedisOptions
 
 DRIVER = "redis"
@@ -135,7 +137,8 @@ def _resolve_options(config: SessionConfig) -> RedisOptions:
 
 
 class RedisSessionHandler(_RedisKeys, SessionHandler):
-    """Sessions in Redis (one server, Sentinel or Cluster), through a redis-py client.
+    """Sessions in Redis (one server, Sentinel or Cluster), through the native client
+    (:class:`~satchel_redis.native.NativeRedisClient`) or a redis-py client.
 
     Build it from a config with :meth:`from_config`, or hand it a ready client:
     ``RedisSessionHandler(client, lifetime_seconds=7200)``. A client handed in is
@@ -254,6 +257,8 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
             pool = getattr(self.client, "connection_pool", None)
             if pool is not None:
                 self._call("disconnect", pool.disconnect)
+            elif isinstance(self.client, NativeRedisClient):
+                self.client.close()
         return True
 
     def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
@@ -280,7 +285,7 @@ class RedisSessionHandler(_RedisKeys, SessionHandler):
 
 
 class _LoopClient:
-    """A ``redis.asyncio`` client, the slots of its pool, and what it needs before its first command."""
+    """An asyncio client, the slots of its pool, and what it needs before its first command."""
 
     def __init__(self, client: Any, slots: AsyncConnectionSlots | None = None) -> None:
         self.client = client
@@ -301,7 +306,8 @@ class _LoopClient:
 
 
 class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
-    """The async twin of :class:`RedisSessionHandler`, on a ``redis.asyncio`` client.
+    """The async twin of :class:`RedisSessionHandler`, on the native asyncio client
+    (:class:`~satchel_redis.native.AsyncNativeRedisClient`) or a ``redis.asyncio`` client.
 
     asyncio connections belong to the event loop that opened them. A client
     the driver built from ``connection`` is therefore made once per event loop
@@ -341,7 +347,7 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
     @classmethod
     def from_config(cls, config: SessionConfig) -> AsyncSessionHandler:
         """Build from ``config``: ``options.async_client``, else ``options.client`` in a
-        worker thread, else a ``redis.asyncio`` client for ``connection``."""
+        worker thread, else an asyncio client for ``connection`` (native or ``redis.asyncio``)."""
         options = _resolve_options(config)
         if options.async_client is not None:
             return cls(
@@ -443,9 +449,11 @@ class AsyncRedisSessionHandler(_RedisKeys, AsyncSessionHandler):
             pool = getattr(entry.client, "connection_pool", None)
             if pool is not None:
                 await self._call("disconnect", lambda _: pool.disconnect())
-            else:  # RedisCluster keeps one pool per node
+            else:  # the native client; RedisCluster keeps one pool per node
                 await self._call("disconnect", lambda client: client.aclose())
-                entry.needs_initialize = True
+                entry.needs_initialize = isinstance(
+                    entry.client, redis.asyncio.cluster.RedisCluster
+                )
         return True
 
     async def try_lock(self, session_id: str, token: str, lock_seconds: float) -> bool:
