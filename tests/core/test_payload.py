@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from satchel import SessionManager
+from satchel import SessionManager, payload
 from satchel.payload import (
     FORMAT_VERSION,
     MAX_DEPTH,
@@ -163,6 +163,85 @@ def test_whole_session_round_trip_equals(
     session = next_request(manager, session)
     for name, value in ROUND_TRIP_VALUES.items():
         assert_same(value, session.get(name), name)
+
+
+SCALARS = {
+    name: value
+    for name, value in ROUND_TRIP_VALUES.items()
+    if type(value) in (str, int, float, bool, type(None))
+}
+
+
+@pytest.mark.parametrize("value", list(SCALARS.values()), ids=list(SCALARS))
+def test_scalars_put_at_top_level_keys_round_trip(
+    manager: SessionManager, next_request: NextRequest, value: Any
+) -> None:
+    session = manager.start(None)
+    session.put({"user": {"name": "Ada"}, "count": 1})
+    session = next_request(manager, session)
+    session.put("value", value)
+    session["item"] = value
+    session.increment("count")
+    session = next_request(manager, session)
+    assert_same(value, session.get("value"))
+    assert_same(value, session["item"])
+    assert session.get("user") == {"name": "Ada"}
+    assert session.get("count") == 2
+    assert not session.modified
+
+
+def test_a_container_read_or_put_then_changed_in_place_is_stored_as_it_is(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    read = manager.start(None)
+    read.put({"cart": [1], "count": 1})
+    put = manager.start(None)
+    put.put("count", 1)
+    read, put = next_request(manager, read), next_request(manager, put)
+    # In each, a container changes in place besides a number being put.
+    cart = read.get("cart")
+    read.increment("count")
+    cart.append((2, 3))
+    added: list[Any] = []
+    put.put("added", added)
+    put["count"] = 5
+    added.append(dt.date(2020, 1, 1))
+    read, put = next_request(manager, read), next_request(manager, put)
+    assert_same([1, (2, 3)], read.get("cart"))
+    assert read.get("count") == 2
+    assert_same([dt.date(2020, 1, 1)], put.get("added"))
+    assert put.get("count") == 5
+
+
+def test_a_dotted_put_naming_a_type_tag_stays_a_mapping(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    session = manager.start(None)
+    session.put("count", 1)
+    session = next_request(manager, session)
+    session.put("a.__t", "int")
+    session.put("a.v", "5")
+    session.increment("count")
+    session = next_request(manager, session)
+    assert_same({"__t": "int", "v": "5"}, session.get("a"))
+
+
+def test_a_leniently_read_payload_keeps_its_non_finite_floats_through_a_put(
+    manager: SessionManager, next_request: NextRequest
+) -> None:
+    session_id = "a" * 40
+    now = manager.clock()
+    manager.handler().write(
+        manager.storage_key(session_id),
+        '{"v":1,"data":{"big":Infinity,"small":-Infinity},'
+        f'"meta":{{"created":{now},"last_activity":{now}}}}}',
+    )
+    session = manager.start(session_id)
+    session.put("count", 1)
+    session = next_request(manager, session)
+    assert_same(float("inf"), session.get("big"))
+    assert_same(float("-inf"), session.get("small"))
+    assert session.get("count") == 1
 
 
 class Color(str, enum.Enum):
@@ -514,6 +593,72 @@ def test_loads_structured_garbage_only_raises_payload_error(
     assert isinstance(result, Envelope)
     assert math.isfinite(result.created)
     assert math.isfinite(result.last_activity)
+
+
+# Bookkeeping as dumps writes it, and near misses of every kind.
+written_meta = st.fixed_dictionaries(
+    {
+        "created": st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(10**20), 10**20),
+        "last_activity": st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(10**20), 10**20),
+    },
+    optional={
+        "flash": st.none()
+        | st.fixed_dictionaries(
+            {},
+            optional={
+                "new": st.lists(st.text(max_size=4) | st.integers(), max_size=3),
+                "old": st.lists(st.text(max_size=4) | st.none(), max_size=3) | st.none(),
+                "other": st.integers(),
+            },
+        ),
+        "token": st.none() | st.text(max_size=8) | st.integers(),
+        "permanent": st.none() | st.booleans() | st.integers(0, 1),
+        "id": st.none() | st.text(max_size=8) | st.booleans(),
+        "other": json_values,
+    },
+)
+
+
+def _read(text: str) -> Envelope | type[PayloadError]:
+    try:
+        return loads(text)
+    except PayloadError:
+        return PayloadError
+
+
+def _read_leniently(text: str) -> Envelope | type[PayloadError]:
+    try:
+        return payload._loads_document(text)
+    except PayloadError:
+        return PayloadError
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.dictionaries(st.text(max_size=4), tagged | json_values, max_size=3)
+    | st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=4), max_size=3)
+    | json_values,
+    meta=written_meta | written_meta | meta_values,
+    version=st.sampled_from([1, 1, 1, 1, 1, 2, 1.0, None, True]),
+)
+def test_loads_reads_every_payload_as_the_lenient_reader_does(
+    data: Any, meta: Any, version: Any
+) -> None:
+    """The typed parse of what dumps writes agrees with the lenient reader of any payload."""
+    document = json.dumps({"v": version, "data": data, "meta": meta})
+    expected, actual = _read_leniently(document), _read(document)
+    if expected is PayloadError or actual is PayloadError:
+        assert actual is expected
+        return
+    assert isinstance(actual, Envelope)
+    assert isinstance(expected, Envelope)
+    # repr shows the values with float signs and NaNs; types are checked apart.
+    assert repr(actual) == repr(expected)
+    assert repr(actual.stored_values) == repr(expected.stored_values)
+    assert type(actual.created) is type(expected.created) is float
+    assert type(actual.last_activity) is type(expected.last_activity) is float
 
 
 @settings(max_examples=200, deadline=None)

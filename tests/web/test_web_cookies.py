@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.utils import formatdate
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -65,6 +67,26 @@ def test_set_header_with_every_attribute() -> None:
         "sid=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/app; "
         "Domain=example.com; Secure; HttpOnly; SameSite=Strict; Partitioned"
     )
+
+
+def test_persistent_cookies_set_within_one_second_each_get_their_own_attributes() -> None:
+    policy = CookiePolicy(name="sid")
+    headers = [
+        policy.set_header(value, https=https, max_age=max_age, now=now)
+        for now in (1_445_412_420.0, 1_445_412_420.9, 1_445_412_421.5)
+        for value in ("first", "second")
+        for https in (False, True)
+        for max_age in (60, 120)
+    ]
+    expected = [
+        f"sid={value}; Expires={formatdate(int(now) + max_age, usegmt=True)}; "
+        f"Max-Age={max_age}; Path=/;{' Secure;' if https else ''} HttpOnly; SameSite=Lax"
+        for now in (1_445_412_420.0, 1_445_412_420.9, 1_445_412_421.5)
+        for value in ("first", "second")
+        for https in (False, True)
+        for max_age in (60, 120)
+    ]
+    assert headers == expected
 
 
 def test_browser_session_cookie_has_no_max_age() -> None:

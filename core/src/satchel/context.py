@@ -67,6 +67,11 @@ def has_session() -> bool:
     return _find() is not None
 
 
+#: The context variable :func:`bind` sets. Glue that binds and unbinds within one call of
+#: its own (so in one context) may call its ``set`` and ``reset`` directly.
+BOUND_SESSION = _current
+
+
 def bind(session: Session | None) -> contextvars.Token[Session | None]:
     """Make ``session`` the current one; give the token to :func:`unbind` afterwards."""
     return _current.set(session)

@@ -26,6 +26,7 @@ from satchel.errors import ConfigError
 
 MAX_COOKIE_VALUE_BYTES = 4096  # satchel never sets a longer one, so a longer one is not ours
 MAX_COOKIE_HEADER_BYTES = 64 * 1024  # beyond any sane browser; parsing stops there
+_EXPIRING_KEPT = 8  # a policy's persistent cookie attributes kept at once (see set_header)
 # The instant browsers take as "already expired" when a cookie is deleted.
 EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:00 GMT"
 _SAME_SITE_WORDS = {"lax": "Lax", "strict": "Strict", "none": "None"}
@@ -51,7 +52,12 @@ def read_cookie(header: str | None, name: str) -> str | None:
     have set, or holds characters outside RFC 6265's cookie-octets counts as
     absent.
     """
-    if not header or name not in header:
+    if not header:
+        return None
+    key, _, value = header.partition("=")
+    if key == name and len(value) <= MAX_COOKIE_VALUE_BYTES and value.isascii() and value.isalnum():
+        return value  # the header is this one cookie, its value a session id, say
+    if name not in header:
         return None
     if len(header) > MAX_COOKIE_HEADER_BYTES:
         header = header[:MAX_COOKIE_HEADER_BYTES]
@@ -63,6 +69,8 @@ def read_cookie(header: str | None, name: str) -> str | None:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
+        if len(value) <= MAX_COOKIE_VALUE_BYTES and value.isascii() and value.isalnum():
+            return value  # a session id, say: cookie-octets without the pattern's work
         if len(value) > MAX_COOKIE_VALUE_BYTES or not _VALUE.fullmatch(value):
             return None  # empty, too long, or not cookie-octets
         return value
@@ -96,6 +104,12 @@ class CookiePolicy:
     max_age: int = 7200
     # The attributes every header of this policy ends with, over http and over https.
     _tails: tuple[str, str] = attrs.field(init=False, eq=False, repr=False)
+    # A persistent cookie's attributes from Expires on, by (expiry second, Max-Age, https):
+    # every cookie set within one second with one Max-Age shares them. No session's value
+    # is kept.
+    _expiring: dict[tuple[int, int, bool], str] = attrs.field(
+        init=False, eq=False, repr=False, factory=dict
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.name or not all(ch in _NAME_CHARS for ch in self.name):
@@ -153,14 +167,21 @@ class CookiePolicy:
         ``Max-Age``, as werkzeug writes them: browsers go by ``Max-Age``,
         older clients and many tests read ``Expires``.
         """
-        if not _VALUE.fullmatch(value):
+        if not (value.isascii() and value.isalnum()) and not _VALUE.fullmatch(value):
             raise ValueError("a session cookie value must be non-empty RFC 6265 cookie-octets")
-        tail = self._tails[1 if https else 0]
         if max_age is None:
-            return f"{self.name}={value}; {tail}"
+            return f"{self.name}={value}; {self._tails[1 if https else 0]}"
         seconds = max(0, int(max_age))
-        expires = http_date((time.time() if now is None else now) + seconds)
-        return f"{self.name}={value}; Expires={expires}; Max-Age={seconds}; {tail}"
+        expires = math.floor((time.time() if now is None else now) + seconds)
+        known = (expires, seconds, https)
+        attributes = self._expiring.get(known)
+        if attributes is None:
+            tail = self._tails[1 if https else 0]
+            attributes = f"Expires={_http_date_of_second(expires)}; Max-Age={seconds}; {tail}"
+            if len(self._expiring) >= _EXPIRING_KEPT:
+                self._expiring.clear()  # from earlier seconds: not needed again
+            self._expiring[known] = attributes
+        return f"{self.name}={value}; {attributes}"
 
     def delete_header(self, *, https: bool) -> str:
         """A ``Set-Cookie`` value that removes the cookie (same name, path, domain and flags)."""

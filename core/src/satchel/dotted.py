@@ -41,7 +41,7 @@ def list_index(segment: str) -> int | None:
 
 def child(container: Any, segment: str) -> Any:
     """One step of a dotted path: a mapping's key or a list's index (``MISSING`` if absent)."""
-    if isinstance(container, Mapping):
+    if type(container) is dict or isinstance(container, Mapping):  # an ABC's check is slow
         return container.get(segment, MISSING)
     if isinstance(container, (list, tuple)):
         index = list_index(segment)
@@ -56,7 +56,10 @@ def lookup(values: Mapping[str, Any], key: str) -> Any:
         return values[key]
     current: Any = values
     for segment in key.split("."):
-        current = child(current, segment)
+        # Session data is plain dicts: the common step needs no call to child().
+        current = (
+            current.get(segment, MISSING) if type(current) is dict else child(current, segment)
+        )
         if current is MISSING:
             break
     return current
@@ -99,6 +102,9 @@ def assign(values: dict[str, Any], key: str, value: Any) -> None:
     rather than replacing the list with a mapping. The error comes before any
     change: nothing is created until the path's last list is passed.
     """
+    if "." not in key:
+        values[key] = value  # a top-level key: the common case
+        return
     segments = key.split(".")
     current: dict[str, Any] | list[Any] | tuple[Any, ...] = values
     for depth, segment in enumerate(segments[:-1]):

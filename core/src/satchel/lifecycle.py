@@ -56,6 +56,16 @@ class SaveOutcome(enum.Enum):
     ENDED = "ended"  # another request ended the session meanwhile: nothing written
 
 
+# The members as module globals: reading one off the enum class costs a descriptor call
+# (Python 3.11), and every save makes several such reads.
+_NOT_LOADED = SaveOutcome.NOT_LOADED
+_UNCHANGED = SaveOutcome.UNCHANGED
+_WRITTEN = SaveOutcome.WRITTEN
+_REFRESHED = SaveOutcome.REFRESHED
+_EMPTY = SaveOutcome.EMPTY
+_ENDED = SaveOutcome.ENDED
+
+
 @attrs.frozen
 class Expiry:
     """A config's expiry rules, in seconds, worked out once.
@@ -157,6 +167,9 @@ class SessionLifecycle:
     # The application changed the values, or was handed a container it may change in
     # place: only then must a save encode them to learn whether they changed.
     exposed = False
+    # The values hold only JSON's own types, untagged (Envelope.plain), and no container
+    # of theirs was handed out or put since: their plain encoding needs no check.
+    plain = False
     stored = False
     force_write = False
     # A save wrote this session's changes or removed its emptied record: ``modified`` stays true.
@@ -268,12 +281,14 @@ class SessionLifecycle:
         elif record:
             assert incoming is not None
             assert key is not None
-            self._adopt(self._open_record(record, key, incoming), key=key, session_id=incoming)
+            text = self._open_record(record, key, incoming) if backend.codec.encrypts else record
+            self._adopt(text, key=key, session_id=incoming)
         if not self.stored:
             self.id = generate_id()
             self.envelope = self.fresh_envelope()
         self.loaded = True
         envelope = self.envelope
+        self.plain = envelope.plain if self.stored else True  # a new session's values are {}
         self.loaded_marks = _marks(envelope)
         self.loaded_json = None
         self.unencoded = envelope.stored_values if self.stored else None
@@ -282,6 +297,8 @@ class SessionLifecycle:
             self.move_from(key, destroy=True)  # the next save moves it to the current key
 
     def _adopt(self, text: str | None, *, key: str | None, session_id: str | None = None) -> None:
+        """Adopt the payload ``text`` of the session ``session_id`` (``None``: the cookie
+        driver's, whose payload carries its id), unless it is corrupt or expired."""
         if text is None:
             return
         try:
@@ -293,15 +310,15 @@ class SessionLifecycle:
                 exc,
             )
             return
-        if self.expired(envelope):
+        backend = self.backend
+        if backend.expiry.passed(envelope, backend.clock()):
             if key is not None:
                 self.pending_destroy += (key,)
             return
-        if self.backend.stores_in_cookie:
+        if session_id is None:
             session_id = envelope.client_id if is_valid_id(envelope.client_id) else None
             if session_id is None:
                 return
-        assert session_id is not None
         self.id = session_id
         self.envelope = envelope
         self.stored = True
@@ -361,6 +378,12 @@ class SessionLifecycle:
         return self.loaded_json
 
     def expose(self) -> None:
+        """The values may change from now on, in place too: a container of theirs was
+        handed out (see :meth:`change`)."""
+        self.plain = False
+        self.change()
+
+    def change(self) -> None:
         """The values may change from now on: keep the JSON they were loaded as first.
 
         Without a tagged value the values are the parsed payload itself, so the
@@ -369,6 +392,11 @@ class SessionLifecycle:
         if not self.exposed:
             self.loaded_values_json()
             self.exposed = True
+
+    def values_json(self) -> bytes:
+        """The values' JSON as they are now (``TypeError`` names a key whose value cannot be stored)."""
+        values = self.envelope.values
+        return payload.values_json(values) if self.plain else payload.encode_to_json(values)
 
     def modified(self) -> bool:
         """Whether the data changed since the load (or stays changed after a save wrote it)."""
@@ -381,7 +409,7 @@ class SessionLifecycle:
             return bool(envelope.values) or envelope.token is not None
         if _marks(envelope) != self.loaded_marks:
             return True
-        return self.exposed and payload.encode_to_json(envelope.values) != self.loaded_json
+        return self.exposed and self.values_json() != self.loaded_json
 
     def age_flash_data(self) -> None:
         """Forget last request's flash data and keep this request's for the next one."""
@@ -397,8 +425,8 @@ class SessionLifecycle:
 
     def save_unloaded(self) -> SaveOutcome:
         """The save of a session the request never used: nothing to do (nothing was read)."""
-        self.last_outcome = SaveOutcome.NOT_LOADED
-        return SaveOutcome.NOT_LOADED
+        self.last_outcome = _NOT_LOADED
+        return _NOT_LOADED
 
     def save_without_driver(self) -> SaveOutcome | None:
         """The save of a session that needs no driver call, decided without the steps of
@@ -407,7 +435,8 @@ class SessionLifecycle:
         full save is needed.
         """
         if not self.loaded:
-            return self.save_unloaded()
+            self.last_outcome = _NOT_LOADED  # as save_unloaded, for most requests
+            return _NOT_LOADED
         if (
             not self.stored
             or self.exposed
@@ -417,14 +446,22 @@ class SessionLifecycle:
         ):
             return None
         envelope = self.envelope
-        if envelope.flash_new or envelope.flash_old or _marks(envelope) != self.loaded_marks:
+        if (
+            envelope.flash_new
+            or envelope.flash_old
+            # _marks(envelope), its flash lists being empty:
+            or self.loaded_marks != ((), (), envelope.token, envelope.permanent)
+        ):
             return None
         if not envelope.values and envelope.token is None:
             return None  # an empty session is removed
         backend = self.backend
         if backend.clock() - envelope.last_activity >= backend.expiry.refresh_interval:
             return None
-        return self._finish_save(SaveOutcome.UNCHANGED)
+        # What _finish_save does for it: nothing is pending (checked above), and without
+        # force_write no move is (move_from sets both).
+        self.last_outcome = _UNCHANGED
+        return _UNCHANGED
 
     def save_steps(self, keeps_metadata: bool) -> Steps:
         """Age flash data, then write (or refresh, or remove) the session as needed.
@@ -438,22 +475,23 @@ class SessionLifecycle:
         envelope = self.envelope
         # Aging changes the values only when it forgets last request's flash keys.
         aging_forgets = bool(envelope.flash_old)
-        self.age_flash_data()
+        if aging_forgets or envelope.flash_new:
+            self.age_flash_data()
         backend = self.backend
         in_cookie = backend.stores_in_cookie
         key = None if in_cookie else self.storage_key()
         if not envelope.values and envelope.token is None:
             if self.stored and key is not None:
                 destroy_keys.append(key)
-            yield from _destroy_all(destroy_keys)
-            return self._finish_save(SaveOutcome.EMPTY)
+            if destroy_keys:
+                yield from _destroy_all(destroy_keys)
+            return self._finish_save(_EMPTY)
         loaded_json = self.loaded_values_json()
         if self.stored and loaded_json and not aging_forgets and not self.exposed:
             # Never changed nor handed out, with no flash data to age: the stored JSON is current.
             encoded_json = loaded_json
         else:
-            # TypeError names a key whose value cannot be stored.
-            encoded_json = payload.encode_to_json(envelope.values)
+            encoded_json = self.values_json()
         now = backend.clock()
         if (
             self.force_write
@@ -461,21 +499,23 @@ class SessionLifecycle:
             or encoded_json != loaded_json
             or _marks(envelope) != self.loaded_marks
         ):
-            outcome = SaveOutcome.WRITTEN
+            outcome = _WRITTEN
         elif now - envelope.last_activity >= backend.expiry.refresh_interval:
-            outcome = SaveOutcome.REFRESHED
+            outcome = _REFRESHED
         else:
-            yield from _destroy_all(destroy_keys)
-            return self._finish_save(SaveOutcome.UNCHANGED)
+            if destroy_keys:
+                yield from _destroy_all(destroy_keys)
+            return self._finish_save(_UNCHANGED)
         envelope.last_activity = now
         envelope.client_id = self.id if in_cookie else None
         text = payload.dumps(envelope, encoded_json)
         # A refresh rewrites what the store already holds: only a write is held to the limit.
-        limited = outcome is SaveOutcome.WRITTEN
+        limited = outcome is _WRITTEN
         codec = backend.codec
         if in_cookie:
             self.cookie_value = codec.seal_cookie(text, limited=limited)
-            yield from _destroy_all(destroy_keys)
+            if destroy_keys:
+                yield from _destroy_all(destroy_keys)
             return self._finish_save(outcome, encoded_json)
         assert key is not None
         record = codec.seal(text, key)
@@ -488,12 +528,14 @@ class SessionLifecycle:
         )
         if self.source_key is not None and (yield ("read", self.source_key)) == "":
             # Read before the old record is destroyed below: the session ended meanwhile.
+            if destroy_keys:
+                yield from _destroy_all(destroy_keys)
+            return self._finish_save(_ENDED)
+        if destroy_keys:
             yield from _destroy_all(destroy_keys)
-            return self._finish_save(SaveOutcome.ENDED)
-        yield from _destroy_all(destroy_keys)
         written = yield from self._write_steps(key, record, metadata, outcome, encoded_json)
         if written is None:
-            return self._finish_save(SaveOutcome.ENDED)
+            return self._finish_save(_ENDED)
         return self._finish_save(outcome, written)
 
     def _write_steps(
@@ -515,7 +557,7 @@ class SessionLifecycle:
             return encoded_json
         if not (
             self.config.merge_on_save
-            and outcome is SaveOutcome.WRITTEN
+            and outcome is _WRITTEN
             and self.loaded_json is not None
             # Under the request's own lock (block = true) nobody else can write between
             # its load and this save, and the driver's lock is not reentrant.
@@ -580,12 +622,13 @@ class SessionLifecycle:
         merged = self.backend.codec.seal(payload.dumps(theirs, encoded_json), key)
         self.backend.codec.check_size(merged)  # the merged session, theirs and ours, must fit too
         self.envelope = theirs
+        self.plain = False  # theirs, with our values in it
         return merged, encoded_json
 
     def _finish_save(self, outcome: SaveOutcome, encoded_json: bytes | None = None) -> SaveOutcome:
         self.pending_destroy = ()
         self.source_key = None
-        if outcome is SaveOutcome.ENDED:
+        if outcome is _ENDED:
             # Logged out or regenerated elsewhere while this request ran: writing
             # would bring the old session back (Rack CVE-2025-46336).
             logger.info(
@@ -594,14 +637,14 @@ class SessionLifecycle:
             )
             self.stored = False
             self.loaded_json = self.unencoded = None
-        if outcome is SaveOutcome.WRITTEN or (outcome is SaveOutcome.EMPTY and self.stored):
+        if outcome is _WRITTEN or (outcome is _EMPTY and self.stored):
             self.saved_changes = True
-        if outcome is SaveOutcome.WRITTEN or outcome is SaveOutcome.REFRESHED:
+        if outcome is _WRITTEN or outcome is _REFRESHED:
             self.stored = True
             self.force_write = False
             self.loaded_json = encoded_json
             self.loaded_marks = _marks(self.envelope)
-        elif outcome is SaveOutcome.EMPTY:
+        elif outcome is _EMPTY:
             self.stored = False
             self.loaded_json = self.unencoded = None
         self.last_outcome = outcome
@@ -612,9 +655,9 @@ class SessionLifecycle:
     def cookie_action(self) -> str | None:
         """After ``save``: ``"set"`` the cookie, ``"delete"`` it, or leave it (``None``)."""
         outcome = self.last_outcome
-        if outcome is SaveOutcome.WRITTEN or outcome is SaveOutcome.REFRESHED:
+        if outcome is _WRITTEN or outcome is _REFRESHED:
             return "set"
-        if outcome is SaveOutcome.EMPTY and self.incoming:
+        if outcome is _EMPTY and self.incoming:
             return "delete"
         return None
 

@@ -18,7 +18,7 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -299,6 +299,9 @@ class Envelope:
         stored_values: The values as :func:`loads` parsed them, type tags and all
             (not part of the payload itself): their :func:`values_json` is what was
             read. For a payload with no tagged value they are ``values`` itself.
+        plain: Whether :func:`loads` found ``values`` to hold only JSON's own types,
+            untagged (not part of the payload itself): their :func:`values_json` is
+            then their encoding, with no check needed.
     """
 
     values: dict[str, Any]
@@ -310,6 +313,7 @@ class Envelope:
     permanent: bool | None = None
     client_id: str | None = None
     stored_values: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    plain: bool = attrs.field(default=False, eq=False, repr=False)
 
 
 _sorted_json = msgspec.json.Encoder(order="sorted")
@@ -326,6 +330,8 @@ def _encode_json(document: Any, *, sort_keys: bool) -> bytes:
     try:
         return (_sorted_json if sort_keys else _json).encode(document)
     except UnicodeEncodeError:
+        if isinstance(document, msgspec.Struct):
+            document = msgspec.to_builtins(document)
         text = json.dumps(document, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False)
         return text.encode("ascii")
 
@@ -392,6 +398,33 @@ def parse_values_json(encoded_json: bytes) -> dict[str, Any]:
     return parsed
 
 
+class _StoredFlash(msgspec.Struct):
+    new: list[str]
+    old: list[str]
+
+
+class _StoredMeta(msgspec.Struct, omit_defaults=True):
+    """The bookkeeping as :func:`dumps` writes it (``permanent`` and ``id`` only when set)."""
+
+    created: float
+    last_activity: float
+    flash: _StoredFlash
+    token: str | None
+    permanent: bool | None = None
+    id: str | None = None
+
+
+class _StoredPayload(msgspec.Struct):
+    """A payload in the form :func:`dumps` writes (unknown keys ignored)."""
+
+    v: Literal[1]  # FORMAT_VERSION
+    data: dict[str, Any]
+    meta: _StoredMeta
+
+
+_parse_payload = msgspec.json.Decoder(_StoredPayload)
+
+
 def dumps(envelope: Envelope, encoded_json: bytes | str | None = None) -> str:
     """Serialise an envelope to the stored payload text.
 
@@ -401,16 +434,14 @@ def dumps(envelope: Envelope, encoded_json: bytes | str | None = None) -> str:
         encoded_json = encode_to_json(envelope.values)
     elif isinstance(encoded_json, str):
         encoded_json = encoded_json.encode("utf-8")
-    meta: dict[str, Any] = {
-        "created": envelope.created,
-        "last_activity": envelope.last_activity,
-        "flash": {"new": envelope.flash_new, "old": envelope.flash_old},
-        "token": envelope.token,
-    }
-    if envelope.permanent is not None:
-        meta["permanent"] = envelope.permanent
-    if envelope.client_id is not None:
-        meta["id"] = envelope.client_id
+    meta = _StoredMeta(
+        envelope.created,
+        envelope.last_activity,
+        _StoredFlash(envelope.flash_new, envelope.flash_old),
+        envelope.token,
+        envelope.permanent,
+        envelope.client_id,
+    )
     # The values are serialised once, canonically, and spliced in: the same bytes
     # serve for the change check and for storage.
     document = b"".join(
@@ -437,17 +468,54 @@ def _parse(text: str) -> Any:
         raise PayloadError(f"not JSON: {exc}") from exc
 
 
+_TAG_TEXT = f'"{TAG}"'
+
+
 def _plain(text: str) -> bool:
     """Whether ``text`` cannot hold a tagged value or one nested past ``MAX_DEPTH``.
 
     A cheap over-estimate: brackets inside strings count too, and then the
     values are walked as usual.
     """
-    return f'"{TAG}"' not in text and text.count("{") + text.count("[") <= MAX_DEPTH
+    return _TAG_TEXT not in text and text.count("{") + text.count("[") <= MAX_DEPTH
+
+
+# What reading a malformed payload's parsed JSON may raise; ArithmeticError: float()
+# of an integer too large for a float.
+_MALFORMED = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError)
 
 
 def loads(text: str) -> Envelope:
     """Parse a stored payload; ``PayloadError`` for anything that is not one."""
+    try:
+        # What dumps wrote is checked while it is parsed, in C.
+        stored = _parse_payload.decode(text)
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        # Anything else (a foreign or hand-made payload, an escaped lone surrogate,
+        # garbage) goes through the lenient reader, which accepts or refuses it.
+        return _loads_document(text)
+    data, meta = stored.data, stored.meta
+    created, last_activity, flash = meta.created, meta.last_activity, meta.flash
+    values = _values(text, data, created, last_activity)
+    # Positional: the payload of every request that uses its session is built here.
+    return Envelope(
+        values,
+        created,
+        last_activity,
+        flash.new,
+        flash.old,
+        meta.token,
+        meta.permanent,
+        meta.id,
+        data,
+        # Untagged, and parsed strictly: no NaN or infinity (which the lenient reader
+        # accepts and msgspec would write as null), only JSON's own types.
+        values is data,
+    )
+
+
+def _loads_document(text: str) -> Envelope:
+    """:func:`loads` of any JSON document: bookkeeping of other types is read leniently."""
     document = _parse(text)
     if not isinstance(document, dict) or not isinstance(document.get("v"), int):
         raise PayloadError("not a satchel payload")
@@ -460,34 +528,41 @@ def loads(text: str) -> Envelope:
         meta = document["meta"]
         if not isinstance(data, dict) or not isinstance(meta, dict):
             raise PayloadError("data and meta must be objects")
-        # JSON object keys are strings already.
-        values = data if _plain(text) else {key: decode_value(item) for key, item in data.items()}
         flash = meta.get("flash") or {}
         token = meta.get("token")
         permanent = meta.get("permanent")
         client_id = meta.get("id")
-        envelope = Envelope(
-            values=values,
-            created=float(meta["created"]),
-            last_activity=float(meta["last_activity"]),
-            flash_new=[str(key) for key in flash.get("new", [])],
-            flash_old=[str(key) for key in flash.get("old", [])],
-            token=token if isinstance(token, str) else None,
-            permanent=permanent if isinstance(permanent, bool) else None,
-            client_id=client_id if isinstance(client_id, str) else None,
-            stored_values=data,
-        )
+        created = float(meta["created"])
+        last_activity = float(meta["last_activity"])
+        flash_new = [str(key) for key in flash.get("new", [])]
+        flash_old = [str(key) for key in flash.get("old", [])]
     except PayloadError:
         raise
-    except (
-        LookupError,
-        TypeError,
-        ValueError,
-        AttributeError,
-        ArithmeticError,  # float() of an integer too large for a float
-        RecursionError,
-    ) as exc:
+    except _MALFORMED as exc:
         raise PayloadError(f"malformed payload: {exc}") from exc
-    if not (math.isfinite(envelope.created) and math.isfinite(envelope.last_activity)):
+    return Envelope(
+        values=_values(text, data, created, last_activity),
+        created=created,
+        last_activity=last_activity,
+        flash_new=flash_new,
+        flash_old=flash_old,
+        token=token if isinstance(token, str) else None,
+        permanent=permanent if isinstance(permanent, bool) else None,
+        client_id=client_id if isinstance(client_id, str) else None,
+        stored_values=data,
+    )
+
+
+def _values(
+    text: str, data: dict[str, Any], created: float, last_activity: float
+) -> dict[str, Any]:
+    """The decoded values of a parsed payload ``text``, once its timestamps are found finite."""
+    if not (math.isfinite(created) and math.isfinite(last_activity)):
         raise PayloadError("timestamps must be finite")
-    return envelope
+    try:
+        # JSON object keys are strings already: plain values are the parsed data itself.
+        return data if _plain(text) else {key: decode_value(item) for key, item in data.items()}
+    except PayloadError:
+        raise
+    except _MALFORMED as exc:
+        raise PayloadError(f"malformed payload: {exc}") from exc

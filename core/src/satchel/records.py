@@ -50,11 +50,12 @@ class RecordCodec:
     __slots__ = (
         "_cookie_context",
         "_digest_keys",
-        "_encrypt",
         "_keyed_digest",
         "_limit",
         "cookie_name",
         "encrypter",
+        "encrypts",
+        "keyed",
     )
 
     def __init__(self, config: SessionConfig) -> None:
@@ -70,15 +71,13 @@ class RecordCodec:
         # HMAC-SHA256 under the current digest key with its padded key blocks hashed once,
         # here: a storage key then costs two hash updates, not a whole HMAC set-up.
         self._keyed_digest = _PreparedHmac(self._digest_keys[0]) if self._digest_keys else None
-        self._encrypt = config.encrypt and self.encrypter is not None
+        #: Whether storage keys are keyed by a secret (apps with other secrets never meet).
+        self.keyed = bool(self._digest_keys)
+        #: Whether records are sealed (``encrypt``): otherwise a record is its payload text.
+        self.encrypts = config.encrypt and self.encrypter is not None
         self._limit = config.max_payload_bytes
         self.cookie_name = config.cookie
         self._cookie_context = b"satchel cookie:" + config.cookie.encode("ascii")
-
-    @property
-    def keyed(self) -> bool:
-        """Whether storage keys are keyed by a secret (apps with other secrets never meet)."""
-        return bool(self._digest_keys)
 
     def storage_key(self, session_id: str) -> str:
         """See :meth:`satchel.SessionManager.storage_key`."""
@@ -94,7 +93,7 @@ class RecordCodec:
     def seal(self, text: str, key: str) -> str:
         """What a driver stores for a payload: the text itself, or under ``encrypt`` its
         AES-GCM sealing, bound to the storage key so a record cannot be moved to another."""
-        if not self._encrypt:
+        if not self.encrypts:
             return text
         assert self.encrypter is not None
         return self.encrypter.encrypt(text.encode("utf-8"), key.encode("ascii"))
@@ -105,7 +104,7 @@ class RecordCodec:
         Raises :class:`satchel.crypto.DecryptError` when an encrypted record fails to
         authenticate (tampered, moved from another key, or sealed under an unknown secret).
         """
-        if not self._encrypt:
+        if not self.encrypts:
             return record, False
         assert self.encrypter is not None
         plaintext, stale_key = self.encrypter.decrypt(record, key.encode("ascii"))
@@ -224,23 +223,26 @@ class DriverCalls:
         """
         result: Any = None
         held: list[AbstractContextManager[None]] = []
+        send = steps.send
         try:
             while True:
                 try:
-                    step = steps.send(result)
+                    step = send(result)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
-                result = None
-                if step[0] == "lock":
+                name = step[0]
+                if name == "lock":
+                    result = None
                     assert supports(self.handler, SupportsLock)
                     held.append(
                         self.handler.lock(step[1], lock_seconds=step[2], wait_seconds=step[3])
                     )
                     held[-1].__enter__()
-                elif step[0] == "unlock":
+                elif name == "unlock":
+                    result = None
                     held.pop().__exit__(None, None, None)
                 else:
-                    result = getattr(self, step[0])(*step[1:])
+                    result = getattr(self, name)(*step[1:])
         finally:
             while held:
                 held.pop().__exit__(None, None, None)

@@ -9,6 +9,7 @@ load/save lifecycle itself is :class:`satchel.lifecycle.SessionLifecycle`.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar, overload
 
@@ -23,6 +24,12 @@ __all__ = ["MAX_COOKIE_BYTES", "SaveOutcome", "Session"]
 T = TypeVar("T")
 # Values nothing can change in place: reading one leaves the session as it was loaded.
 _UNCHANGEABLE = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_scalar(value: Any, encoded: Any) -> bool:
+    """Whether ``value``, which :func:`satchel.payload.encode_value` made ``encoded``, is
+    one of JSON's own scalars that needs no tag (not a large integer, NaN or infinity)."""
+    return encoded is value and type(value) in _UNCHANGEABLE
 
 
 class Session(MutableMapping[str, Any]):
@@ -168,11 +175,17 @@ class Session(MutableMapping[str, Any]):
 
     def _touch(self) -> dict[str, Any]:
         """The values, for a change or for a read that hands out what could be changed."""
+        values = self._change()
+        self._life.expose()
+        return values
+
+    def _change(self) -> dict[str, Any]:
+        """The values, for a change through the API (what is put is checked there)."""
         life = self._life
         if not life.loaded:
             self.load()
         life.accessed = True
-        life.expose()
+        life.change()
         return life.envelope.values
 
     def _read(self) -> dict[str, Any]:
@@ -220,7 +233,9 @@ class Session(MutableMapping[str, Any]):
             if life.last_outcome is SaveOutcome.UNCHANGED and life.incoming:
                 return life.incoming  # saved unchanged: the request's cookie still carries it all
             raise RuntimeError("the cookie driver's value exists only after save()")
-        return self.id
+        if not life.loaded:
+            self.load()
+        return life.id  # as the id property, without its call
 
     def cookie_action(self) -> str | None:
         """After ``save``: ``"set"`` the cookie, ``"delete"`` it, or leave it (``None``)."""
@@ -246,7 +261,9 @@ class Session(MutableMapping[str, Any]):
         if type is not None:
             self._life.expose()
             return payload.structure_as(value, type)
-        return self._handing_out(value)
+        if builtins.type(value) not in _UNCHANGEABLE:
+            self._life.expose()  # as _handing_out, without its call: the read most requests make
+        return value
 
     def all(self) -> dict[str, Any]:
         """All of the application's data (a shallow copy)."""
@@ -282,7 +299,7 @@ class Session(MutableMapping[str, Any]):
 
     def put(self, key: str | Mapping[str, Any], value: Any = None) -> None:
         """Store a value at ``key`` (dot notation), or every pair of a mapping."""
-        values = self._touch()
+        values = self._change()
         # A string key is the common case: no Mapping check (an ABC's isinstance is slow).
         pairs = ((key, value),) if type(key) is str or not isinstance(key, Mapping) else key.items()
         for name, item in pairs:
@@ -290,7 +307,11 @@ class Session(MutableMapping[str, Any]):
                 raise TypeError(f"session keys must be strings, not {type(name).__name__}")
             # Refuse what cannot be stored, naming the key; a dotted key's own levels count
             # toward the depth limit.
-            payload.encode_value(item, name, depth=name.count("."))
+            encoded = payload.encode_value(item, name, depth=name.count("."))
+            if "." in name or not _plain_scalar(item, encoded):
+                # The caller holds the container too, or a dotted key made levels whose
+                # names could collide with a type tag.
+                self._life.plain = False
             dotted.assign(values, name, item)
 
     def push(self, key: str, value: Any) -> None:
@@ -437,8 +458,9 @@ class Session(MutableMapping[str, Any]):
         return self._handing_out(self._read()[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
-        values = self._touch()
-        payload.encode_value(value, key)
+        values = self._change()
+        if not _plain_scalar(value, payload.encode_value(value, key)):
+            self._life.plain = False  # the caller holds the container too
         values[key] = value
 
     def __delitem__(self, key: str) -> None:

@@ -41,6 +41,12 @@ __all__ = [
 
 logger = logging.getLogger("satchel")
 
+# Read off the enum class once: each read there costs a descriptor call (Python 3.11).
+_NOT_LOADED = SaveOutcome.NOT_LOADED
+_UNCHANGED = SaveOutcome.UNCHANGED
+_WRITTEN = SaveOutcome.WRITTEN
+_REFRESHED = SaveOutcome.REFRESHED
+
 BUSY_STATUS = 503
 LOCK_NOT_RELEASED = (
     "satchel: the store was too busy to release a session lock; it expires by itself "
@@ -108,14 +114,23 @@ class SessionHeaders:
         A response that sets the cookie also gets ``Cache-Control: private``,
         so no shared cache hands it to someone else.
         """
-        if self.set_cookie is None:
-            if not self.vary_cookie:
-                return headers
-            for name, _ in headers:
-                if name.lower() == "vary":
-                    break
-            else:
-                return [*headers, ("Vary", "Cookie")]  # the common case: no Vary to merge
+        set_cookie = self.set_cookie
+        if set_cookie is None and not self.vary_cookie:
+            return headers
+        for name, _ in headers:
+            lowered = name.lower()
+            if lowered == "vary" or (lowered == "cache-control" and set_cookie is not None):
+                break
+        else:
+            # The common case: no Vary (nor, when setting the cookie, Cache-Control) to merge.
+            if set_cookie is None:
+                return [*headers, ("Vary", "Cookie")]
+            return [
+                *headers,
+                ("Vary", "Cookie"),
+                ("Cache-Control", "private"),
+                ("Set-Cookie", set_cookie),
+            ]
         result: list[tuple[str, str]] = []
         vary: list[str] = []
         cache_control: list[str] = []
@@ -269,9 +284,9 @@ class SessionFlow:
     ) -> SessionHeaders:
         """Save through the sync driver and say what the response must carry."""
         outcome = session.save()
-        if outcome is SaveOutcome.NOT_LOADED:
+        if outcome is _NOT_LOADED:
             return NO_HEADERS  # never used: nothing saved, nothing to send
-        if outcome is SaveOutcome.UNCHANGED:
+        if outcome is _UNCHANGED:
             # Saved as it was: the cookie is neither re-sent nor deleted (see cookie_change).
             return VARY_COOKIE if session.accessed else NO_HEADERS
         return self.headers(session, outcome, https=https, policy=policy)
@@ -297,18 +312,19 @@ class SessionFlow:
     ) -> SessionHeaders:
         """The headers a saved session needs (see :meth:`cookie_change`)."""
         policy = policy or self.cookie_policy
-        change = self.cookie_change(session, outcome, policy=policy)
-        if change is None:
-            header = None
-        elif change.value is None:
+        # As cookie_change decides, without building its answer: every changed save comes here.
+        if self._resends(session, outcome, None):
+            header = policy.set_header(
+                session.cookie_value(),
+                https=https,
+                max_age=self.max_age(session, policy),
+                now=self.manager.clock(),
+            )
+        elif session.cookie_action() == "delete":
             header = policy.delete_header(https=https)
         else:
-            header = policy.set_header(
-                change.value, https=https, max_age=change.max_age, now=change.now
-            )
-        if header is None:
             return VARY_COOKIE if session.accessed else NO_HEADERS
-        return SessionHeaders(set_cookie=header, vary_cookie=True)
+        return SessionHeaders(header, True)  # positional: cheaper for a frozen class
 
     def cookie_change(
         self,
@@ -328,16 +344,7 @@ class SessionFlow:
         session's cookie on every request that reached a live session,
         ``False`` never re-sends an unchanged session's.
         """
-        if outcome is SaveOutcome.WRITTEN:
-            resend = True
-        elif outcome is SaveOutcome.REFRESHED or outcome is SaveOutcome.UNCHANGED:
-            if refresh_each_request is None:
-                resend = outcome is SaveOutcome.REFRESHED
-            else:
-                resend = refresh_each_request and session.permanent
-        else:
-            resend = False
-        if resend:
+        if self._resends(session, outcome, refresh_each_request):
             return CookieChange(
                 value=session.cookie_value(),
                 max_age=self.max_age(session, policy or self.cookie_policy),
@@ -346,6 +353,18 @@ class SessionFlow:
         if session.cookie_action() == "delete":
             return CookieChange(value=None)
         return None
+
+    def _resends(
+        self, session: Session, outcome: SaveOutcome, refresh_each_request: bool | None
+    ) -> bool:
+        """Whether the saved session's cookie is (re-)sent (see :meth:`cookie_change`)."""
+        if outcome is _WRITTEN:
+            return True
+        if outcome is _REFRESHED or outcome is _UNCHANGED:
+            if refresh_each_request is None:
+                return outcome is _REFRESHED
+            return refresh_each_request and session.permanent
+        return False
 
     def max_age(self, session: Session, policy: CookiePolicy) -> int | None:
         """``Max-Age`` for the cookie: ``None`` (a browser-session cookie) unless permanent.

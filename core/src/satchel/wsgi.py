@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from satchel import context
+from satchel.context import BOUND_SESSION
 from satchel.cookies import read_cookie
 from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
@@ -67,7 +68,12 @@ class SessionMiddleware:
                 return request.answer_busy()
         environ[ENVIRON_KEY] = session
         try:
-            body = _bound(session, self.app, environ, request.start_response)
+            # As _bound does, without a frame of its own: every request takes this step.
+            token = BOUND_SESSION.set(session)
+            try:
+                body = self.app(environ, request.start_response)
+            finally:
+                BOUND_SESSION.reset(token)  # set in this call: the same context
         except SessionBusy:
             # Loading the session (lazily, in the app) found the store busy.
             request.release()
@@ -159,11 +165,12 @@ class _Request:
                     return _discard
                 finally:
                     # The lock guards load-modify-save; the next request may go once it is saved.
-                    self.release()
+                    if self.lock is not None:
+                        self.release()
             self.saved = True
         extra = self.extra
         if extra is not NO_HEADERS:
-            headers = extra.apply(list(headers))
+            headers = extra.apply(headers)  # a new list: the app's own is left as it was
         if exc_info is not None:
             return self.server_start(status, headers, exc_info)
         return self.server_start(status, headers)
