@@ -29,6 +29,7 @@ from satchel_redis import AsyncRedisSessionHandler, RedisSessionHandler
 from satchel_redis.native import (
     AsyncNativeRedisClient,
     NativeRedisClient,
+    error_reply,
     pack_command,
     parse_reply,
 )
@@ -406,3 +407,25 @@ def test_error_replies_are_redis_py_exceptions(text: str, kind: type) -> None:
     error, end = parse_reply(data, 0)
     assert type(error) is kind
     assert end == len(data)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error_class", "message"),
+    [
+        ("NOSCRIPT No matching script.", redis.exceptions.NoScriptError, "No matching script."),
+        ("WRONGPASS invalid pair", redis.exceptions.AuthenticationError, "invalid pair"),
+        ("NOAUTH Authentication required.", redis.exceptions.AuthenticationError, None),
+        ("READONLY a replica", redis.exceptions.ReadOnlyError, "a replica"),
+        ("ERR invalid password", redis.exceptions.AuthenticationError, "invalid password"),
+        ("ERR max number of clients reached", redis.exceptions.ConnectionError, None),
+        ("ERR unknown command 'X'", redis.exceptions.ResponseError, "unknown command 'X'"),
+        ("WRONGTYPE Operation", redis.exceptions.ResponseError, "WRONGTYPE Operation"),
+    ],
+)
+def test_an_error_reply_becomes_the_exception_redis_py_raises_for_it(
+    reply: str, error_class: type[Exception], message: str | None
+) -> None:
+    error = error_reply(reply)
+    assert type(error) is error_class
+    if message is not None:
+        assert str(error) == message

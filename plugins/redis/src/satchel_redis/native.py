@@ -34,7 +34,6 @@ import time
 from typing import Any
 
 import redis.exceptions
-from redis._parsers import BaseParser  # redis-py's mapping of error replies to exceptions
 
 Arg = str | bytes | int
 RETRY_BACKOFF_SECONDS = 0.05
@@ -62,6 +61,38 @@ def pack_command(args: tuple[Arg, ...]) -> bytes:
     return b"".join(parts)
 
 
+_E = redis.exceptions
+# The error codes one server answers the driver's commands with, mapped to the
+# exceptions redis-py raises for them (its mapping lives in a private module).
+_ERROR_CODES: dict[str, type[redis.exceptions.RedisError]] = {
+    "NOAUTH": _E.AuthenticationError,
+    "WRONGPASS": _E.AuthenticationError,
+    "NOPERM": _E.NoPermissionError,
+    "NOSCRIPT": _E.NoScriptError,
+    "READONLY": _E.ReadOnlyError,
+    "LOADING": _E.BusyLoadingError,
+    "OOM": _E.OutOfMemoryError,
+    "MASTERDOWN": _E.MasterDownError,
+    "EXECABORT": _E.ExecAbortError,
+}
+_ERR_MESSAGES: dict[str, type[redis.exceptions.RedisError]] = {
+    "max number of clients reached": _E.ConnectionError,
+    "invalid password": _E.AuthenticationError,
+    "Client sent AUTH, but no password is set": _E.AuthenticationError,
+    "AUTH <password> called without any password configured for the default user. "
+    "Are you sure your configuration is correct?": _E.AuthenticationError,
+}
+
+
+def error_reply(text: str) -> redis.exceptions.RedisError:
+    """The exception redis-py raises for the error reply ``text`` (returned, not raised)."""
+    code, _, message = text.partition(" ")
+    if code == "ERR":
+        return _ERR_MESSAGES.get(message, _E.ResponseError)(message)
+    error_class = _ERROR_CODES.get(code)
+    return error_class(message) if error_class is not None else _E.ResponseError(text)
+
+
 def parse_reply(buffer: bytes | bytearray, start: int) -> tuple[Any, int]:
     """The reply that starts at ``start`` and the offset past it; ``_INCOMPLETE`` if cut short.
 
@@ -86,7 +117,7 @@ def parse_reply(buffer: bytes | bytearray, start: int) -> tuple[Any, int]:
         return int(buffer[start + 1 : end]), end + 2
     if marker == 45:  # -: error
         text = bytes(buffer[start + 1 : end]).decode("utf-8", "replace")
-        return BaseParser.parse_error(text), end + 2  # type: ignore[no-untyped-call]
+        return error_reply(text), end + 2
     if marker == 42:  # *: array
         count = int(buffer[start + 1 : end])
         if count < 0:
