@@ -221,7 +221,13 @@ def stored_row(reply: RawReply, url: str, table: str) -> dict[str, object]:
 def test_a_hostile_user_agent_is_stored_cleaned(served: tuple[str, str, str], agent: str) -> None:
     address, url, table = served
     sent, stored, every_server_passes_it = AGENTS[agent]
-    reply = http_get(address, "/", {"User-Agent": sent})
+    try:
+        reply = http_get(address, "/", {"User-Agent": sent})
+    except ConnectionResetError:
+        # The server refused the header and closed the connection while the request was
+        # still arriving, which discards its 400: the app never ran, nothing was stored.
+        assert not every_server_passes_it
+        return
     if reply.status != 200 and not every_server_passes_it:
         # The server refused the header itself: the app never ran, nothing was stored.
         assert 400 <= reply.status < 500, reply
