@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from satchel import SessionManager, payload
+from satchel import SessionConfig, SessionManager, payload
+from satchel.drivers.array import ArraySessionHandler
 from satchel.payload import (
     FORMAT_VERSION,
     MAX_DEPTH,
@@ -666,3 +667,33 @@ def test_loads_reads_every_payload_as_the_lenient_reader_does(
 def test_decode_value_only_raises_payload_error(data: Any) -> None:
     with contextlib.suppress(PayloadError):
         decode_value(data)
+
+
+def test_loads_keeps_the_values_json_as_the_payload_held_it() -> None:
+    """The change check compares with the stored bytes instead of encoding what was read."""
+    envelope = Envelope(values={"b": [1, {"c": "é"}], "a": 2}, created=1.0, last_activity=2.0)
+    text = dumps(envelope)
+    assert loads(text).stored_json == payload.values_json(payload.encode_values(envelope.values))
+    # A payload written with other spacing keeps its own bytes: they still parse to the values.
+    spaced = text.replace('"a":2', '"a": 2')
+    loaded = loads(spaced)
+    assert loaded.stored_json is not None
+    assert b'"a": 2' in loaded.stored_json
+    assert loaded.values == envelope.values
+
+
+def test_a_session_stored_with_other_spacing_saves_its_values_intact() -> None:
+    manager = SessionManager(
+        SessionConfig(driver="array", secret_key="a-payload-test-secret-0123456789abcdefgh")
+    )
+    session = manager.start(None)
+    session.put({"cart": [1, 2], "name": "Ada"})
+    session.save()
+    handler = manager.handler()
+    assert isinstance(handler, ArraySessionHandler)
+    [key] = handler._entries  # the one record, rewritten with a space the encoder never writes
+    handler.write(key, handler.read(key).replace('"name":', '"name": '))
+    again = manager.start(session.id)
+    assert again.get("cart") == [1, 2]  # a container handed out: the save checks for changes
+    again.save()
+    assert manager.start(session.id).all() == {"cart": [1, 2], "name": "Ada"}

@@ -290,8 +290,11 @@ class SessionLifecycle:
         envelope = self.envelope
         self.plain = envelope.plain if self.stored else True  # a new session's values are {}
         self.loaded_marks = _marks(envelope)
-        self.loaded_json = None
-        self.unencoded = envelope.stored_values if self.stored else None
+        # The values' JSON as stored when the payload kept it, else encoded on first need.
+        self.loaded_json = envelope.stored_json if self.stored else None
+        self.unencoded = (
+            envelope.stored_values if self.stored and self.loaded_json is None else None
+        )
         if self.stored and fallback:
             assert key is not None
             self.move_from(key, destroy=True)  # the next save moves it to the current key

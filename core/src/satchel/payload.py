@@ -302,6 +302,10 @@ class Envelope:
         plain: Whether :func:`loads` found ``values`` to hold only JSON's own types,
             untagged (not part of the payload itself): their :func:`values_json` is
             then their encoding, with no check needed.
+        stored_json: The JSON of ``stored_values`` exactly as the payload held it, when
+            :func:`loads` read a payload in the form :func:`dumps` writes (not part of
+            the payload itself): the :func:`values_json` it was written with, so a
+            change check need not encode what was read.
     """
 
     values: dict[str, Any]
@@ -314,6 +318,7 @@ class Envelope:
     client_id: str | None = None
     stored_values: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
     plain: bool = attrs.field(default=False, eq=False, repr=False)
+    stored_json: bytes | None = attrs.field(default=None, eq=False, repr=False)
 
 
 _sorted_json = msgspec.json.Encoder(order="sorted")
@@ -418,11 +423,12 @@ class _StoredPayload(msgspec.Struct):
     """A payload in the form :func:`dumps` writes (unknown keys ignored)."""
 
     v: Literal[1]  # FORMAT_VERSION
-    data: dict[str, Any]
+    data: msgspec.Raw  # kept as written, then parsed: the bytes serve the change check
     meta: _StoredMeta
 
 
 _parse_payload = msgspec.json.Decoder(_StoredPayload)
+_parse_data = msgspec.json.Decoder(dict[str, Any])
 
 
 def dumps(envelope: Envelope, encoded_json: bytes | str | None = None) -> str:
@@ -490,11 +496,13 @@ def loads(text: str) -> Envelope:
     try:
         # What dumps wrote is checked while it is parsed, in C.
         stored = _parse_payload.decode(text)
+        stored_json = bytes(stored.data)
+        data = _parse_data.decode(stored_json)
     except (msgspec.DecodeError, UnicodeError, RecursionError):
         # Anything else (a foreign or hand-made payload, an escaped lone surrogate,
         # garbage) goes through the lenient reader, which accepts or refuses it.
         return _loads_document(text)
-    data, meta = stored.data, stored.meta
+    meta = stored.meta
     created, last_activity, flash = meta.created, meta.last_activity, meta.flash
     values = _values(text, data, created, last_activity)
     # Positional: the payload of every request that uses its session is built here.
@@ -511,6 +519,7 @@ def loads(text: str) -> Envelope:
         # Untagged, and parsed strictly: no NaN or infinity (which the lenient reader
         # accepts and msgspec would write as null), only JSON's own types.
         values is data,
+        stored_json,
     )
 
 
