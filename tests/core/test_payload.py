@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from satchel import SessionConfig, SessionManager, payload
+from satchel import SaveOutcome, SessionConfig, SessionManager, payload
 from satchel.drivers.array import ArraySessionHandler
 from satchel.payload import (
     FORMAT_VERSION,
@@ -697,3 +697,77 @@ def test_a_session_stored_with_other_spacing_saves_its_values_intact() -> None:
     assert again.get("cart") == [1, 2]  # a container handed out: the save checks for changes
     again.save()
     assert manager.start(session.id).all() == {"cart": [1, 2], "name": "Ada"}
+
+
+# Long enough for the encoder's checks to search instead of count, once with text
+# whose UTF-8 holds the bytes MessagePack writes before a large unsigned integer.
+PADDINGS = ("", "x" * 3000, "π" * 1500)
+
+
+def canonical_json(values: dict[str, Any]) -> bytes:
+    return payload.values_json(payload.encode_values(values))
+
+
+@pytest.mark.parametrize("padding", PADDINGS, ids=["short", "long", "long-greek"])
+@pytest.mark.parametrize(
+    "number",
+    [
+        2**32 + 1,
+        2**63 - 1,
+        2**63,
+        2**64 - 1,
+        2**64,
+        10**30,
+        -(2**63),
+        -(2**63) - 1,
+        1234567890123456789,
+    ],
+)
+def test_integers_past_64_bits_are_tagged_whatever_the_payload_size(
+    padding: str, number: int
+) -> None:
+    values = {"pad": padding, "n": number, "list": [number, {"deep": number}]}
+    assert payload.encode_to_json(values) == canonical_json(values)
+    assert loads(dumps(Envelope(values=values, created=1.0, last_activity=1.0))).values == values
+
+
+@pytest.mark.parametrize("padding", PADDINGS, ids=["short", "long", "long-greek"])
+@pytest.mark.parametrize("nesting", [MAX_DEPTH - 10, MAX_DEPTH + 3])
+def test_many_brackets_send_values_through_the_full_encoder(padding: str, nesting: int) -> None:
+    values: dict[str, Any] = {"pad": padding, "flat": [[] for _ in range(nesting)]}
+    encoded = payload.encode_to_json(values)
+    assert encoded == canonical_json(values)
+    text = dumps(Envelope(values=values, created=1.0, last_activity=1.0))
+    assert loads(text).plain is (nesting < MAX_DEPTH)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(max_size=6), values, max_size=4), st.sampled_from(PADDINGS))
+def test_the_fast_encoding_is_the_canonical_one(data: dict[str, Any], padding: str) -> None:
+    data["~pad"] = padding
+    try:
+        canonical = canonical_json(data)
+    except (TypeError, ValueError):
+        return  # refused by the full encoder; encode_to_json refuses it the same way
+    assert payload.encode_to_json(data) == canonical
+    # Checked against its own canonical JSON, nothing changed; against other bytes, it did.
+    assert payload.changed_json(data, canonical) in (None, canonical)
+    assert payload.changed_json(data, canonical + b" ") == canonical
+
+
+def test_a_handed_out_container_replaced_in_place_by_a_lookalike_is_saved() -> None:
+    """Equal JSON is not enough: a tuple where the list was encodes alike, and is kept."""
+    manager = SessionManager(
+        SessionConfig(driver="array", secret_key="a-payload-test-secret-0123456789abcdefgh")
+    )
+    for padding in PADDINGS:
+        session = manager.start(None)
+        session.put({"cart": {"items": [1, 2]}, "pad": padding})
+        session.save()
+        unchanged = manager.start(session.id)
+        unchanged.get("cart")
+        assert unchanged.save() is SaveOutcome.UNCHANGED
+        swapped = manager.start(session.id)
+        swapped.get("cart")["items"] = (1, 2)
+        assert swapped.save() is SaveOutcome.WRITTEN
+        assert_same({"items": (1, 2)}, manager.start(session.id).get("cart"))

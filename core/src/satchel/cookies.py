@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import functools
 import math
-import re
 import time
 
 import attrs
@@ -35,8 +34,9 @@ _VALUE_CHARS = frozenset(
     chr(code) for code in range(0x21, 0x7F) if chr(code) not in {'"', ",", ";", "\\"}
 )
 
-# One compiled check of a whole value: far cheaper than a test per character.
-_VALUE = re.compile("[" + "".join(re.escape(ch) for ch in sorted(_VALUE_CHARS)) + "]+")
+# Deleting them from a value's bytes leaves nothing exactly when it is cookie-octets:
+# one pass in C, cheaper than a regular expression.
+_VALUE_BYTES = "".join(sorted(_VALUE_CHARS)).encode("ascii")
 
 # RFC 6265 token characters: what a cookie name may hold.
 _NAME_CHARS = frozenset(
@@ -55,8 +55,8 @@ def read_cookie(header: str | None, name: str) -> str | None:
     if not header:
         return None
     key, _, value = header.partition("=")
-    if key == name and len(value) <= MAX_COOKIE_VALUE_BYTES and value.isascii() and value.isalnum():
-        return value  # the header is this one cookie, its value a session id, say
+    if key == name and _is_cookie_value(value):
+        return value  # the header is this one cookie
     if name not in header:
         return None
     if len(header) > MAX_COOKIE_HEADER_BYTES:
@@ -69,12 +69,23 @@ def read_cookie(header: str | None, name: str) -> str | None:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if len(value) <= MAX_COOKIE_VALUE_BYTES and value.isascii() and value.isalnum():
-            return value  # a session id, say: cookie-octets without the pattern's work
-        if len(value) > MAX_COOKIE_VALUE_BYTES or not _VALUE.fullmatch(value):
-            return None  # empty, too long, or not cookie-octets
-        return value
+        # Empty, too long, or not cookie-octets: absent.
+        return value if _is_cookie_value(value) else None
     return None
+
+
+def _is_cookie_value(value: str) -> bool:
+    """Whether ``value`` could be a cookie satchel set: cookie-octets, not too long."""
+    return len(value) <= MAX_COOKIE_VALUE_BYTES and _cookie_octets(value)
+
+
+def _cookie_octets(value: str) -> bool:
+    """Whether ``value`` is a non-empty run of RFC 6265 cookie-octets."""
+    return (
+        value.isascii()
+        and (value.isalnum() or not value.encode("ascii").translate(None, _VALUE_BYTES))
+        and value != ""
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -167,7 +178,7 @@ class CookiePolicy:
         ``Max-Age``, as werkzeug writes them: browsers go by ``Max-Age``,
         older clients and many tests read ``Expires``.
         """
-        if not (value.isascii() and value.isalnum()) and not _VALUE.fullmatch(value):
+        if not _cookie_octets(value):
             raise ValueError("a session cookie value must be non-empty RFC 6265 cookie-octets")
         if max_age is None:
             return f"{self.name}={value}; {self._tails[1 if https else 0]}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import binascii
 import itertools
 import os
-import re
 import secrets
 from collections.abc import Sequence
 
@@ -37,8 +36,8 @@ MIN_SECRET_BYTES = 32  # UTF-8 bytes of a secret_key or a fallback
 MIN_DISTINCT_CHARACTERS = 10  # fewer, and a secret is plainly not random
 MAX_REPEATED_CHARACTERS = 7  # a longer run of one character is padding, not randomness
 GENERATED_SECRET_BYTES = 32  # the randomness in a key from generate_secret()
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _URLSAFE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_URLSAFE_BYTES = _URLSAFE_ALPHABET.encode("ascii")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 # The low bits of the last character that carry no data, by the token's length mod 4:
@@ -130,16 +129,17 @@ def decode_token(token: str) -> bytes:
     of the last character set to anything but zero (which decode to the same
     bytes) are refused, so no value has a second spelling that is accepted.
     """
-    if not _TOKEN.fullmatch(token):
+    encoded = token.encode("ascii", "replace")  # "?" for anything else: refused below
+    # Deleting the alphabet leaves nothing exactly when the token is all of it.
+    if not encoded or encoded.translate(None, _URLSAFE_BYTES):
         raise DecryptError("not URL-safe base64 without padding")
-    tail = len(token) % 4
+    tail = len(encoded) % 4
     if tail == 1:
         raise DecryptError("not base64")
     if tail and _URLSAFE_ALPHABET.index(token[-1]) & _SPARE_BITS[tail]:
         raise DecryptError("not the canonical base64 spelling")
     try:
-        standard = token.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-tail % 4)
-        raw = binascii.a2b_base64(standard)
+        raw = binascii.a2b_base64(encoded.translate(_FROM_URLSAFE) + b"=" * (-tail % 4))
     except (binascii.Error, ValueError) as exc:
         raise DecryptError("not base64") from exc
     return raw

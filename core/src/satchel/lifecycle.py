@@ -189,6 +189,8 @@ class SessionLifecycle:
     envelope: payload.Envelope  # set by the load
     cookie_value: str | None = None
     last_outcome: SaveOutcome | None = None
+    # The values' JSON that save_without_driver found changed, for the save_steps that follow.
+    changed_json: bytes | None = None
 
     def __init__(
         self,
@@ -399,7 +401,14 @@ class SessionLifecycle:
     def values_json(self) -> bytes:
         """The values' JSON as they are now (``TypeError`` names a key whose value cannot be stored)."""
         values = self.envelope.values
-        return payload.values_json(values) if self.plain else payload.encode_to_json(values)
+        if self.plain:
+            return payload.values_json(values)
+        loaded = self.loaded_json
+        if loaded is None:
+            return payload.encode_to_json(values)
+        # Unchanged values are the very bytes loaded: found without the checks a write needs.
+        changed = payload.changed_json(values, loaded)
+        return loaded if changed is None else changed
 
     def modified(self) -> bool:
         """Whether the data changed since the load (or stays changed after a save wrote it)."""
@@ -440,9 +449,9 @@ class SessionLifecycle:
         if not self.loaded:
             self.last_outcome = _NOT_LOADED  # as save_unloaded, for most requests
             return _NOT_LOADED
+        self.changed_json = None
         if (
             not self.stored
-            or self.exposed
             or self.force_write
             or self.pending_destroy
             or not (self.loaded_json or self.unencoded is not None)
@@ -461,10 +470,27 @@ class SessionLifecycle:
         backend = self.backend
         if backend.clock() - envelope.last_activity >= backend.expiry.refresh_interval:
             return None
+        if self.exposed:
+            # The values were handed out or changed: encoded as they are now, they either
+            # are what was loaded or are what save_steps writes.
+            current = self.values_json()
+            if current is not self.loaded_json and current != self.loaded_json:
+                self.changed_json = current
+                return None
         # What _finish_save does for it: nothing is pending (checked above), and without
         # force_write no move is (move_from sets both).
         self.last_outcome = _UNCHANGED
         return _UNCHANGED
+
+    def _json_to_save(self, loaded_json: bytes | None, aging_forgets: bool) -> bytes:
+        """The values' JSON for a save, encoded only when it may differ from ``loaded_json``."""
+        changed_json, self.changed_json = self.changed_json, None
+        if self.stored and loaded_json and not aging_forgets and not self.exposed:
+            # Never changed nor handed out, with no flash data to age: the stored JSON is current.
+            return loaded_json
+        if changed_json is not None and not aging_forgets:
+            return changed_json  # encoded just now by save_without_driver
+        return self.values_json()
 
     def save_steps(self, keeps_metadata: bool) -> Steps:
         """Age flash data, then write (or refresh, or remove) the session as needed.
@@ -490,11 +516,7 @@ class SessionLifecycle:
                 yield from _destroy_all(destroy_keys)
             return self._finish_save(_EMPTY)
         loaded_json = self.loaded_values_json()
-        if self.stored and loaded_json and not aging_forgets and not self.exposed:
-            # Never changed nor handed out, with no flash data to age: the stored JSON is current.
-            encoded_json = loaded_json
-        else:
-            encoded_json = self.values_json()
+        encoded_json = self._json_to_save(loaded_json, aging_forgets)
         now = backend.clock()
         if (
             self.force_write

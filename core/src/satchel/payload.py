@@ -369,15 +369,70 @@ def encode_to_json(values: Mapping[str, Any]) -> bytes:
     """
     try:
         encoded = _sorted_json.encode(values)
+    except Exception:  # not JSON's own types: the full encoder decides
+        return values_json(encode_values(values))
+    return _kept_if_plain(values, encoded)
+
+
+def changed_json(values: Mapping[str, Any], loaded_json: bytes) -> bytes | None:
+    """``None`` when ``values`` are exactly the plain values ``loaded_json`` holds, else
+    their :func:`encode_to_json` (which equals ``loaded_json`` when tagged values are
+    unchanged).
+
+    Encoding plainly to the same bytes and parsing back equal means nothing
+    changed, whatever those bytes hold: the checks :func:`encode_to_json` runs
+    over an encoding (tags, depth, large integers) are for writing it, and an
+    unchanged session is not written.
+    """
+    try:
+        encoded = _sorted_json.encode(values)
+        if encoded == loaded_json and _parse_json.decode(encoded) == values:
+            return None
+    except Exception:  # not JSON's own types: the full encoder decides
+        return values_json(encode_values(values))
+    return _kept_if_plain(values, encoded)
+
+
+def _kept_if_plain(values: Mapping[str, Any], encoded: bytes) -> bytes:
+    """``encoded`` (the plain encoding of ``values``) when it is their canonical JSON too."""
+    try:
         if (
             _plain_json(encoded)
-            and _LONG_NUMBER not in encoded.translate(_DIGITS_AS_ZERO)
+            and _fits_int64(values, encoded)
             and _parse_json.decode(encoded) == values
         ):
             return encoded
     except Exception:  # noqa: S110 - not plain JSON: the full encoder decides
         pass
     return values_json(encode_values(values))
+
+
+_msgpack = msgspec.msgpack.Encoder()
+
+
+def _fits_int64(values: Mapping[str, Any], encoded: bytes) -> bool:
+    """Whether every integer in ``values`` (encoded as ``encoded``) is within 64 bits,
+    so the full encoder would not tag it.
+
+    A short encoding's digits decide at once. For a long one, MessagePack
+    encodes the values without their strings' length mattering: it
+    refuses an integer beyond unsigned 64 bits, and writes one between signed
+    and unsigned 64 bits as 0xCF and a byte with its high bit set. Those two
+    bytes may also sit inside a string or a larger number's bytes; then the
+    JSON's digits decide.
+    """
+    if len(encoded) < _COUNTED_BELOW:
+        return _LONG_NUMBER not in encoded.translate(_DIGITS_AS_ZERO)  # short: one pass
+    try:
+        packed = _msgpack.encode(values)
+    except OverflowError:
+        return False
+    at = packed.find(b"\xcf")
+    while at != -1:
+        if packed[at + 1 : at + 2] >= b"\x80":
+            return _LONG_NUMBER not in encoded.translate(_DIGITS_AS_ZERO)
+        at = packed.find(b"\xcf", at + 1)
+    return True
 
 
 # 19 digits in a row: maybe an integer past 64 bits, which the full encoder tags.
@@ -389,10 +444,30 @@ _LONG_NUMBER = b"0" * 19
 
 def _plain_json(encoded_json: bytes) -> bool:
     """:func:`_plain` for the values' JSON."""
-    return (
-        b'"__t"' not in encoded_json
-        and encoded_json.count(b"{") + encoded_json.count(b"[") <= MAX_DEPTH
-    )
+    return b'"__t"' not in encoded_json and _brackets_within(encoded_json, MAX_DEPTH)
+
+
+def _brackets_within(text: str | bytes, limit: int) -> bool:
+    """Whether ``text`` holds at most ``limit`` of ``{`` and ``[``.
+
+    A long text is searched bracket by bracket, stopping past the limit: each
+    search skips ahead in C (``memchr``), where counting steps through every byte.
+    """
+    brackets: tuple[Any, Any] = ("{", "[") if isinstance(text, str) else (b"{", b"[")
+    if len(text) < _COUNTED_BELOW:
+        return text.count(brackets[0]) + text.count(brackets[1]) <= limit
+    found = 0
+    for bracket in brackets:
+        at = text.find(bracket)
+        while at != -1:
+            found += 1
+            if found > limit:
+                return False
+            at = text.find(bracket, at + 1)
+    return True
+
+
+_COUNTED_BELOW = 2048  # shorter texts are counted in one call
 
 
 def parse_values_json(encoded_json: bytes) -> dict[str, Any]:
@@ -483,7 +558,7 @@ def _plain(text: str) -> bool:
     A cheap over-estimate: brackets inside strings count too, and then the
     values are walked as usual.
     """
-    return _TAG_TEXT not in text and text.count("{") + text.count("[") <= MAX_DEPTH
+    return _TAG_TEXT not in text and _brackets_within(text, MAX_DEPTH)
 
 
 # What reading a malformed payload's parsed JSON may raise; ArithmeticError: float()
