@@ -29,6 +29,8 @@ from satchel.errors import ConfigError
 FORMAT_BYTE = b"\x01"
 NONCE_BYTES = 12
 TAG_BYTES = 16
+_FORMAT = FORMAT_BYTE[0]
+_SEALED_AT = 1 + NONCE_BYTES  # the format byte and the nonce come first
 # HKDF's info strings: one secret gives unrelated keys for unrelated uses.
 AES_KEY_INFO = b"satchel aes-256-gcm v1"
 STORAGE_KEY_INFO = b"satchel storage-key hmac-sha256 v1"
@@ -167,12 +169,17 @@ class Encrypter:
     def decrypt(self, token: str, context: bytes) -> tuple[bytes, bool]:
         """Return the plaintext and whether it was read under a fallback key."""
         raw = decode_token(token)
-        if len(raw) < 1 + NONCE_BYTES + TAG_BYTES or raw[:1] != FORMAT_BYTE:
+        if len(raw) < _SEALED_AT + TAG_BYTES or raw[0] != _FORMAT:
             raise DecryptError("too short or an unknown format")
-        nonce, sealed = raw[1 : 1 + NONCE_BYTES], raw[1 + NONCE_BYTES :]
-        for index, cipher in enumerate(self._ciphers):
+        nonce, sealed, associated = raw[1:_SEALED_AT], raw[_SEALED_AT:], FORMAT_BYTE + context
+        ciphers = self._ciphers
+        try:
+            return ciphers[0].decrypt(nonce, sealed, associated), False  # the current key
+        except InvalidTag:
+            pass
+        for cipher in ciphers[1:]:
             try:
-                return cipher.decrypt(nonce, sealed, FORMAT_BYTE + context), index > 0
+                return cipher.decrypt(nonce, sealed, associated), True
             except InvalidTag:
                 continue
         raise DecryptError("failed to authenticate under every key")
