@@ -28,6 +28,8 @@ from web_support import (
 import satchel
 from satchel import SessionConfig, SessionManager
 from satchel.asgi import SessionMiddleware
+from satchel.drivers.array import ArraySessionHandler
+from satchel.drivers.cookie import CookieSessionHandler
 
 
 def cookie_of(response: httpx.Response, name: str = "satchel_session") -> str:
@@ -485,3 +487,37 @@ def test_the_lock_is_released_on_every_path(
         )
 
     assert asyncio.run(main()) == 200
+
+
+@pytest.mark.parametrize("driver", ["array", "cookie"])
+def test_a_memory_or_cookie_store_collects_garbage_on_the_event_loop(
+    driver: str, clock: FakeClock
+) -> None:
+    """A worker thread would cost more than collecting from a dict, or from nothing."""
+    base = ArraySessionHandler if driver == "array" else CookieSessionHandler
+    collected_on: list[int] = []
+
+    class Watched(base):  # type: ignore[misc, valid-type]
+        def gc(self, lifetime: int) -> int:
+            collected_on.append(threading.get_ident())
+            return int(super().gc(lifetime))
+
+    manager = SessionManager(
+        SessionConfig(driver="watched", lottery=(1, 1), secret_key=SECRET), clock=clock
+    )
+    manager.extend(
+        "watched",
+        lambda config: Watched() if driver == "cookie" else Watched(config.lifetime_seconds, clock),
+    )
+    loop_threads: list[int] = []
+
+    async def count(request: Request) -> PlainTextResponse:
+        loop_threads.append(threading.get_ident())
+        return PlainTextResponse(str(request.session.increment("count")))
+
+    app = SessionMiddleware(Starlette(routes=[Route("/count", count)]), manager)
+    with TestClient(app) as client:
+        first = client.get("/count")
+        client.get("/count", headers={"Cookie": f"satchel_session={cookie_of(first)}"})
+    assert len(collected_on) == 2
+    assert set(collected_on) == set(loop_threads)

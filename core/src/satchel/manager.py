@@ -377,5 +377,16 @@ class SessionManager:
         return removed
 
     async def acollect_garbage(self) -> int:
-        """The async form of :meth:`collect_garbage` (without progress)."""
+        """The async form of :meth:`collect_garbage` (without progress).
+
+        A driver whose calls never wait and whose store is this process's memory
+        or the cookie (``array``, ``null``, ``cookie``) collects right here: a
+        worker thread would cost more than the collection.
+        """
+        local = self.async_driver_calls().local
+        if local is not None and (
+            getattr(local.handler, "process_local", False)
+            or getattr(local.handler, "stores_in_cookie", False)
+        ):
+            return local.handler.gc(self.config.lifetime_seconds)
         return await self.async_handler().gc(self.config.lifetime_seconds)
