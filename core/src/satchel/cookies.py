@@ -55,6 +55,8 @@ def read_cookie(header: str | None, name: str) -> str | None:
     if not header:
         return None
     key, _, value = header.partition("=")
+    if key == name and len(value) <= MAX_COOKIE_VALUE_BYTES and value.isascii() and value.isalnum():
+        return value  # the header is this one cookie, its value a session id: no call made
     if key == name and _is_cookie_value(value):
         return value  # the header is this one cookie
     if name not in header:
