@@ -756,18 +756,22 @@ def test_the_fast_encoding_is_the_canonical_one(data: dict[str, Any], padding: s
 
 
 def test_a_handed_out_container_replaced_in_place_by_a_lookalike_is_saved() -> None:
-    """Equal JSON is not enough: a tuple where the list was encodes alike, and is kept."""
+    """Equal JSON is not enough: a tuple where the list was, or a datetime where its ISO
+    string was, encodes alike, and is kept."""
     manager = SessionManager(
         SessionConfig(driver="array", secret_key="a-payload-test-secret-0123456789abcdefgh")
     )
+    when = dt.datetime(2026, 1, 1, 12, 30)
+    lookalikes = [("items", [1, 2], (1, 2)), ("when", when.isoformat(), when)]
     for padding in PADDINGS:
-        session = manager.start(None)
-        session.put({"cart": {"items": [1, 2]}, "pad": padding})
-        session.save()
-        unchanged = manager.start(session.id)
-        unchanged.get("cart")
-        assert unchanged.save() is SaveOutcome.UNCHANGED
-        swapped = manager.start(session.id)
-        swapped.get("cart")["items"] = (1, 2)
-        assert swapped.save() is SaveOutcome.WRITTEN
-        assert_same({"items": (1, 2)}, manager.start(session.id).get("cart"))
+        for name, stored, lookalike in lookalikes:
+            session = manager.start(None)
+            session.put({"cart": {name: stored}, "pad": padding})
+            session.save()
+            unchanged = manager.start(session.id)
+            unchanged.get("cart")
+            assert unchanged.save() is SaveOutcome.UNCHANGED
+            swapped = manager.start(session.id)
+            swapped.get("cart")[name] = lookalike
+            assert swapped.save() is SaveOutcome.WRITTEN
+            assert_same({name: lookalike}, manager.start(session.id).get("cart"))
