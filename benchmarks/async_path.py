@@ -3,7 +3,8 @@
 For the ``file``, ``memcached``, ``redis`` and ``cookie`` drivers and three kinds
 of request carrying a session cookie (untouched, read-only, read-modify-write),
 each request goes straight into the middleware (no server, no HTTP client) and
-is compared, in the same process and in interleaved rounds, with:
+is compared, in the same process and in interleaved rounds (each in a shuffled
+order, the garbage collector paused while a batch is timed), with:
 
 - the bare application (no session at all);
 - the floor: the bare application doing the same I/O with the raw client itself
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
+import random
 import secrets
 import statistics
 import sys
@@ -156,21 +159,40 @@ class Cases:
         self.times: dict[str, list[float]] = {}
 
     async def run(self, rounds: int, requests: int) -> dict[str, float]:
-        for function in self.sync.values():
-            function()  # warm-up: connections open, files exist
-        for coroutine in self.asynchronous.values():
-            await coroutine()
+        """The median over ``rounds`` of each case's mean time per request, in µs.
+
+        Each round times every case once, in a shuffled order (the same seed
+        every run), with the cyclic garbage collector paused during each timed
+        batch, as ``cpu_ratio`` times: neither the order of the cases nor a
+        collection that one of them happens to trigger favours another.
+        """
+        cases: list[tuple[str, Callable[[], Any]]] = [*self.sync.items()]
+        cases += self.asynchronous.items()
+        asynchronous = set(self.asynchronous)
+        for name, call in cases:  # warm-up: connections open, files exist, caches filled
+            for _ in range(max(1, requests // 10)):
+                if name in asynchronous:
+                    await call()
+                else:
+                    call()
+        order = random.Random(7)
         for _ in range(rounds):
-            for name, function in self.sync.items():
-                start = time.perf_counter()
-                for _ in range(requests):
-                    function()
-                self.times.setdefault(name, []).append((time.perf_counter() - start) / requests)
-            for name, coroutine in self.asynchronous.items():
-                start = time.perf_counter()
-                for _ in range(requests):
-                    await coroutine()
-                self.times.setdefault(name, []).append((time.perf_counter() - start) / requests)
+            order.shuffle(cases)
+            for name, call in cases:
+                gc.collect()
+                gc.disable()
+                try:
+                    start = time.perf_counter()
+                    if name in asynchronous:
+                        for _ in range(requests):
+                            await call()
+                    else:
+                        for _ in range(requests):
+                            call()
+                    spent = time.perf_counter() - start
+                finally:
+                    gc.enable()
+                self.times.setdefault(name, []).append(spent / requests)
         return {name: statistics.median(values) * 1e6 for name, values in self.times.items()}
 
 
@@ -422,7 +444,7 @@ def report(rows: list[dict[str, Any]]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
     args = parser.parse_args()
