@@ -172,3 +172,16 @@ def test_another_spelling_of_a_sealed_value_is_refused() -> None:
                 encrypter.decrypt(variant, CONTEXT)
             variants += 1
     assert variants == 15 + 3
+
+
+@pytest.mark.parametrize("position", ["first", "middle", "last"])
+def test_every_character_outside_the_url_safe_alphabet_is_refused(position: str) -> None:
+    """Padding, the standard alphabet's + and /, JSON's quote and escape, spaces,
+    controls and non-ASCII: none is skipped or read as another character."""
+    token = encode_token(os.urandom(30))  # 40 characters, no padding needed
+    alphabet = set(string.ascii_letters + string.digits + "-_")
+    at = {"first": 0, "middle": len(token) // 2, "last": len(token) - 1}[position]
+    outside = [chr(code) for code in range(0x110) if chr(code) not in alphabet]
+    for character in [*outside, "\\u0041", "\\\\", "\U0001f600"]:
+        with pytest.raises(DecryptError):
+            decode_token(token[:at] + character + token[at + 1 :])
