@@ -180,14 +180,9 @@ class Encrypter:
         if len(raw) < _SEALED_AT + TAG_BYTES or raw[0] != _FORMAT:
             raise DecryptError("too short or an unknown format")
         nonce, sealed, associated = raw[1:_SEALED_AT], raw[_SEALED_AT:], FORMAT_BYTE + context
-        ciphers = self._ciphers
-        try:
-            return ciphers[0].decrypt(nonce, sealed, associated), False  # the current key
-        except InvalidTag:
-            pass
-        for cipher in ciphers[1:]:
+        for index, cipher in enumerate(self._ciphers):  # the current key first
             try:
-                return cipher.decrypt(nonce, sealed, associated), True
+                return cipher.decrypt(nonce, sealed, associated), index > 0
             except InvalidTag:
                 continue
         raise DecryptError("failed to authenticate under every key")

@@ -474,7 +474,7 @@ class SessionLifecycle:
             # The values were handed out or changed: encoded as they are now, they either
             # are what was loaded or are what save_steps writes.
             current = self.values_json()
-            if current is not self.loaded_json and current != self.loaded_json:
+            if current != self.loaded_json:
                 self.changed_json = current
                 return None
         # What _finish_save does for it: nothing is pending (checked above), and without

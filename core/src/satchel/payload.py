@@ -367,11 +367,7 @@ def encode_to_json(values: Mapping[str, Any]) -> bytes:
     large integer (tagged to keep its digits), goes through :func:`encode_values`,
     which also refuses what cannot be stored, naming its key.
     """
-    try:
-        encoded = _sorted_json.encode(values)
-    except Exception:  # not JSON's own types: the full encoder decides
-        return values_json(encode_values(values))
-    return _kept_if_plain(values, encoded)
+    return _canonical_json(values, _plain_encoding(values))
 
 
 def changed_json(values: Mapping[str, Any], loaded_json: bytes) -> bytes | None:
@@ -384,26 +380,39 @@ def changed_json(values: Mapping[str, Any], loaded_json: bytes) -> bytes | None:
     over an encoding (tags, depth, large integers) are for writing it, and an
     unchanged session is not written.
     """
+    encoded = _plain_encoding(values)
+    if encoded is not None and encoded == loaded_json and _parses_to(encoded, values):
+        return None
+    return _canonical_json(values, encoded)
+
+
+def _plain_encoding(values: Mapping[str, Any]) -> bytes | None:
+    """``values`` encoded in one pass in C as the JSON types they look like (``None``:
+    something the plain encoder cannot write)."""
     try:
-        encoded = _sorted_json.encode(values)
-        if encoded == loaded_json and _parse_json.decode(encoded) == values:
-            return None
+        return _sorted_json.encode(values)
     except Exception:  # not JSON's own types: the full encoder decides
-        return values_json(encode_values(values))
-    return _kept_if_plain(values, encoded)
+        return None
 
 
-def _kept_if_plain(values: Mapping[str, Any], encoded: bytes) -> bytes:
-    """``encoded`` (the plain encoding of ``values``) when it is their canonical JSON too."""
+def _parses_to(encoded: bytes, values: Mapping[str, Any]) -> bool:
+    """Whether ``encoded`` parses back to values equal to ``values``."""
     try:
-        if (
-            _plain_json(encoded)
-            and _fits_int64(values, encoded)
-            and _parse_json.decode(encoded) == values
-        ):
-            return encoded
-    except Exception:  # noqa: S110 - not plain JSON: the full encoder decides
-        pass
+        return bool(_parse_json.decode(encoded) == values)
+    except Exception:  # not JSON's own types: the full encoder decides
+        return False
+
+
+def _canonical_json(values: Mapping[str, Any], encoded: bytes | None) -> bytes:
+    """The canonical JSON of ``values``: ``encoded`` (their plain encoding) when it is
+    that already, else the full encoder's."""
+    if (
+        encoded is not None
+        and _plain_json(encoded)
+        and _fits_int64(values, encoded)
+        and _parses_to(encoded, values)
+    ):
+        return encoded
     return values_json(encode_values(values))
 
 
@@ -415,24 +424,25 @@ def _fits_int64(values: Mapping[str, Any], encoded: bytes) -> bool:
     so the full encoder would not tag it.
 
     A short encoding's digits decide at once. For a long one, MessagePack
-    encodes the values without their strings' length mattering: it
-    refuses an integer beyond unsigned 64 bits, and writes one between signed
-    and unsigned 64 bits as 0xCF and a byte with its high bit set. Those two
-    bytes may also sit inside a string or a larger number's bytes; then the
-    JSON's digits decide.
+    encodes the values without their strings' length mattering: it refuses an
+    integer beyond unsigned 64 bits, and writes one between signed and unsigned
+    64 bits as 0xCF and a byte with its high bit set. Those two bytes may also
+    sit inside a string or a larger number's bytes; then the JSON's digits decide.
     """
-    if len(encoded) < _COUNTED_BELOW:
-        return _LONG_NUMBER not in encoded.translate(_DIGITS_AS_ZERO)  # short: one pass
-    try:
-        packed = _msgpack.encode(values)
-    except OverflowError:
-        return False
-    at = packed.find(b"\xcf")
-    while at != -1:
-        if packed[at + 1 : at + 2] >= b"\x80":
-            return _LONG_NUMBER not in encoded.translate(_DIGITS_AS_ZERO)
-        at = packed.find(b"\xcf", at + 1)
-    return True
+    if len(encoded) >= _COUNTED_BELOW:
+        try:
+            packed = _msgpack.encode(values)
+        except OverflowError:
+            return False
+        except Exception:  # noqa: S110 - not MessagePack's types either: the digits decide
+            pass
+        else:
+            at = packed.find(b"\xcf")
+            while at != -1 and packed[at + 1 : at + 2] < b"\x80":
+                at = packed.find(b"\xcf", at + 1)
+            if at == -1:
+                return True
+    return _LONG_NUMBER not in encoded.translate(_DIGITS_AS_ZERO)
 
 
 # 19 digits in a row: maybe an integer past 64 bits, which the full encoder tags.
