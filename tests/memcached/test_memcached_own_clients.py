@@ -337,7 +337,12 @@ def test_a_burst_of_threads_waits_for_the_pool_and_opens_no_more_connections(
     keys = [new_storage_id() for _ in range(16)]
     found: dict[str, str] = {}
 
+    # Every thread is running before the server thaws, so on a loaded machine too the
+    # first two cannot finish and hand their connection on before the others ask.
+    all_started = threading.Barrier(len(keys) + 1)
+
     def session(key: str) -> None:
+        all_started.wait(timeout=30)
         for _ in range(10):
             handler.write(key, key)
             found[key] = handler.read(key)
@@ -347,6 +352,7 @@ def test_a_burst_of_threads_waits_for_the_pool_and_opens_no_more_connections(
         with frozen_process(process):
             for thread in threads:
                 thread.start()
+            all_started.wait(timeout=30)
             time.sleep(0.3)  # all have asked: two hold a connection, the rest wait for one
         for thread in threads:
             thread.join()
