@@ -21,7 +21,7 @@ from satchel import (
     UnknownDriverError,
     hookimpl,
 )
-from satchel.drivers import ArraySessionHandler
+from satchel.drivers import ArraySessionHandler, CookieSessionHandler
 from satchel.plugins import installed_plugins, load_plugins
 from satchel.registry import DriverRegistrar
 
@@ -246,6 +246,23 @@ def test_extend_wins_over_a_plugin_of_the_same_name() -> None:
 
     manager.extend("array", Marked.from_config)
     assert isinstance(manager.handler(), Marked)
+
+
+def test_extend_replacing_the_configured_driver_replaces_where_its_sessions_live() -> None:
+    manager = SessionManager(SessionConfig(driver="custom", secret_key="a-registry-test-secret-0123456789abcdef"))
+    manager.extend("custom", CookieSessionHandler.from_config)
+    session = manager.start(None)
+    session.put("a", 1)
+    session.save()
+    assert manager.stores_in_cookie
+    assert session.cookie_value() != session.id  # the sealed payload
+
+    manager.extend("custom", ArraySessionHandler.from_config)
+    assert not manager.stores_in_cookie
+    session = manager.start(None)
+    session.put("a", 1)
+    session.save()
+    assert session.cookie_value() == session.id
 
 
 def test_hooks_are_called_through_the_plugin_manager_one_plugin_at_a_time() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from satchel import context
+from satchel.context import BOUND_SESSION
 from satchel.cookies import read_cookie
 from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
@@ -120,11 +120,11 @@ class SessionMiddleware:
             else:
                 app_send = request.send
             scope["session"] = session
-            token = context.bind(session)
+            token = BOUND_SESSION.set(session)  # this coroutine's own context: reset below
             try:
                 await self.app(scope, receive, app_send)
             finally:
-                context.unbind(token)
+                BOUND_SESSION.reset(token)
         finally:
             if request.lock is not None:
                 await request.release()

@@ -55,10 +55,15 @@ def read_cookie(header: str | None, name: str) -> str | None:
     if not header:
         return None
     key, _, value = header.partition("=")
-    if key == name and len(value) <= MAX_COOKIE_VALUE_BYTES and value.isascii() and value.isalnum():
-        return value  # the header is this one cookie, its value a session id: no call made
-    if key == name and _is_cookie_value(value):
-        return value  # the header is this one cookie
+    if (
+        key == name
+        and len(value) <= MAX_COOKIE_VALUE_BYTES
+        and value.isascii()
+        # A session id, else a sealed payload (base64url): cookie-octets, checked in C.
+        and (value.isalnum() or not value.encode("ascii").translate(None, _VALUE_BYTES))
+        and value
+    ):
+        return value  # the header is this one cookie: no call made
     if name not in header:
         return None
     if len(header) > MAX_COOKIE_HEADER_BYTES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import random
 import threading
@@ -131,7 +132,7 @@ class SessionManager:
                 self._async_handler = None
                 self._driver_calls = None
                 self._async_driver_calls = None
-                self._stores_in_cookie = None
+                self.__dict__.pop("stores_in_cookie", None)  # the next driver decides
 
     def driver_spec(self) -> DriverSpec:
         """The spec of the configured driver (``UnknownDriverError`` when there is none)."""
@@ -220,15 +221,11 @@ class SessionManager:
             self.config.driver,
         )
 
-    @property
+    # Cached in the instance once the driver is built: every load and save asks.
+    @functools.cached_property
     def stores_in_cookie(self) -> bool:
         """Whether the configured driver keeps the payload in the cookie itself."""
-        found = self._stores_in_cookie
-        if found is None:
-            found = self._stores_in_cookie = bool(
-                getattr(self.handler(), "stores_in_cookie", False)
-            )
-        return found
+        return bool(getattr(self.handler(), "stores_in_cookie", False))
 
     # -- sessions ------------------------------------------------------------------
 

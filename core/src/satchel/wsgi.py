@@ -86,7 +86,7 @@ class SessionMiddleware:
         if request.lock is None and request.started and not request.busy and type(body) is list:
             # No app code runs while a list is read and no lock is held: only the GC
             # lottery is left, drawn now, so a losing draw leaves nothing to do at close.
-            if not (request.saved and session.loaded and flow.garbage_collection_due(session)):
+            if not (request.saved and flow.garbage_collection_due(session)):
                 return body
             request.collect = True
         return _ClosingBody(body, request)
@@ -121,7 +121,7 @@ class _Request:
         self.https = https
         self.lock: RequestLock | None = None
         self.started = False  # the app started its response (or the 503 replaced it)
-        self.saved = False  # the session was saved
+        self.saved = False  # the session was used (or locked) and saved: a GC lottery is due
         self.busy = False  # the 503 replaced the app's response
         self.extra = NO_HEADERS  # what the saved session adds to the response
         self.collect = False  # the GC lottery, drawn already, was won: collect at close
@@ -152,7 +152,8 @@ class _Request:
             self.started = True
             session = self.session
             if self.lock is None and not session.loaded:
-                # Never used and no lock held: nothing to write, send or release.
+                # Never used and no lock held: nothing to write, send or release, and no
+                # GC lottery to draw.
                 session.save()
             else:
                 try:
@@ -167,7 +168,7 @@ class _Request:
                     # The lock guards load-modify-save; the next request may go once it is saved.
                     if self.lock is not None:
                         self.release()
-            self.saved = True
+                self.saved = True
         extra = self.extra
         if extra is not NO_HEADERS:
             headers = extra.apply(headers)  # a new list: the app's own is left as it was
