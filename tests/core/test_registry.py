@@ -249,7 +249,9 @@ def test_extend_wins_over_a_plugin_of_the_same_name() -> None:
 
 
 def test_extend_replacing_the_configured_driver_replaces_where_its_sessions_live() -> None:
-    manager = SessionManager(SessionConfig(driver="custom", secret_key="a-registry-test-secret-0123456789abcdef"))
+    manager = SessionManager(
+        SessionConfig(driver="custom", secret_key="a-registry-test-secret-0123456789abcdef")
+    )
     manager.extend("custom", CookieSessionHandler.from_config)
     session = manager.start(None)
     session.put("a", 1)
