@@ -58,12 +58,10 @@ def read_cookie(header: str | None, name: str) -> str | None:
     if (
         key == name
         and len(value) <= MAX_COOKIE_VALUE_BYTES
-        and value.isascii()
-        # A session id, else a sealed payload (base64url): cookie-octets, checked in C.
-        and (value.isalnum() or not value.encode("ascii").translate(None, _VALUE_BYTES))
-        and value
+        # A session id needs no call; a sealed payload (base64url) needs one.
+        and ((value.isascii() and value.isalnum()) or _cookie_octets(value))
     ):
-        return value  # the header is this one cookie: no call made
+        return value  # the header is this one cookie: no split, no strip
     if name not in header:
         return None
     if len(header) > MAX_COOKIE_HEADER_BYTES:

@@ -211,7 +211,7 @@ class SessionManager:
         handler: object = self._async_handler if self._handler is None else self._handler
         if handler is None:
             handler = self.handler()
-        if getattr(handler, "stores_in_cookie", False) or getattr(handler, "process_local", False):
+        if _unshared(handler):
             return
         logger.warning(
             "satchel: driver %r stores sessions without a secret_key: another application that "
@@ -381,9 +381,14 @@ class SessionManager:
         worker thread would cost more than the collection.
         """
         local = self.async_driver_calls().local
-        if local is not None and (
-            getattr(local.handler, "process_local", False)
-            or getattr(local.handler, "stores_in_cookie", False)
-        ):
+        if local is not None and _unshared(local.handler):
             return local.handler.gc(self.config.lifetime_seconds)
         return await self.async_handler().gc(self.config.lifetime_seconds)
+
+
+def _unshared(handler: object) -> bool:
+    """Whether ``handler``'s store is this process's memory or the cookie itself: no other
+    application reaches it, and nothing in it waits on I/O."""
+    return bool(
+        getattr(handler, "process_local", False) or getattr(handler, "stores_in_cookie", False)
+    )

@@ -296,9 +296,9 @@ class SessionFlow:
     ) -> SessionHeaders:
         """Save through the async driver (or the sync one in a worker thread) and say what to send."""
         outcome = await session.asave()
-        if outcome is SaveOutcome.NOT_LOADED:
+        if outcome is _NOT_LOADED:
             return NO_HEADERS
-        if outcome is SaveOutcome.UNCHANGED:
+        if outcome is _UNCHANGED:
             return VARY_COOKIE if session.accessed else NO_HEADERS
         return self.headers(session, outcome, https=https, policy=policy)
 
