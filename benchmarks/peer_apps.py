@@ -183,7 +183,8 @@ class RawMemcached:
     def __init__(self, host: str, port: int) -> None:
         from pymemcache.client.base import Client
 
-        self.client = Client((host, port), no_delay=True)
+        # Writes wait for the server's answer, as satchel's driver does: the same work.
+        self.client = Client((host, port), no_delay=True, default_noreply=False)
 
     def load(self, key: str) -> dict[str, Any] | None:
         value = self.client.get(f"raw:{key}")

@@ -374,7 +374,7 @@ class SessionFlow:
         if not session.permanent:
             return None
         max_age = policy.max_age
-        absolute = self.manager.config.absolute_lifetime_seconds
+        absolute = self.manager.expiry.absolute  # the config's, worked out once
         if absolute is not None:
             remaining = session.created_at + absolute - self.manager.clock()
             max_age = min(max_age, max(1, math.ceil(remaining)))
