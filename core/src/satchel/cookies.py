@@ -183,7 +183,8 @@ class CookiePolicy:
         ``Max-Age``, as werkzeug writes them: browsers go by ``Max-Age``,
         older clients and many tests read ``Expires``.
         """
-        if not _cookie_octets(value):
+        # A session id needs no call (as in read_cookie); a sealed payload needs one.
+        if not ((value.isascii() and value.isalnum()) or _cookie_octets(value)):
             raise ValueError("a session cookie value must be non-empty RFC 6265 cookie-octets")
         if max_age is None:
             return f"{self.name}={value}; {self._tails[1 if https else 0]}"

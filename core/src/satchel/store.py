@@ -118,8 +118,10 @@ class Session(MutableMapping[str, Any]):
     @property
     def permanent(self) -> bool:
         """Flask's ``session.permanent``; defaults to ``not expire_on_close``."""
-        self._ensure_loaded()
-        permanent = self._life.envelope.permanent
+        life = self._life
+        if not life.loaded:
+            self.load()
+        permanent = life.envelope.permanent
         if permanent is None:
             return not self._backend.config.expire_on_close
         return permanent

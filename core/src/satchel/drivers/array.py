@@ -51,11 +51,12 @@ class ArraySessionHandler(SessionHandler):
     def write_existing(
         self, session_id: str, data: str, metadata: RequestMetadata | None = None
     ) -> bool:
+        now = self.clock()
         with self._mutex:
             entry = self._entries.get(session_id)
-            if entry is None or entry.written_at < self.clock() - self.lifetime_seconds:
+            if entry is None or entry.written_at < now - self.lifetime_seconds:
                 return False
-            self._entries[session_id] = _Entry(data, self.clock())
+            self._entries[session_id] = _Entry(data, now)
         return True
 
     def destroy(self, session_id: str) -> bool:
