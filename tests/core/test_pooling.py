@@ -40,9 +40,10 @@ def test_a_slot_freed_while_a_thread_waits_goes_to_it() -> None:
     assert got == [True]
 
 
-def test_the_size_must_be_positive() -> None:
+@pytest.mark.parametrize("slots", [ConnectionSlots, AsyncConnectionSlots])
+def test_the_size_must_be_positive(slots: type[ConnectionSlots | AsyncConnectionSlots]) -> None:
     with pytest.raises(ValueError, match="size"):
-        ConnectionSlots(size=0, timeout=1, **SETTINGS)
+        slots(size=0, timeout=1, **SETTINGS)
 
 
 def test_async_waiters_are_served_in_order_and_time_out() -> None:

@@ -85,7 +85,8 @@ class ConnectionSlots(_Slots):
         self._tokens.put(None)
 
 
-@attrs.define(kw_only=True)
+# Its count changes on every command: no converter or validator runs on a set.
+@attrs.define(kw_only=True, on_setattr=attrs.setters.NO_OP)
 class AsyncConnectionSlots(_Slots):
     """The asyncio form (``async with slots:``), for the connections of one event loop.
 
