@@ -131,6 +131,56 @@ def test_manager_start_adopts_only_an_issued_id(
     assert not session.new
 
 
+def test_a_session_made_from_the_cookie_header_reads_its_cookie_on_first_use(
+    recording_manager: SessionManager, recording: Any
+) -> None:
+    first = recording_manager.start(None)
+    first.put("cart", ["apple"])
+    first.save()
+    header = f"theme=dark; {recording_manager.config.cookie}={first.id}; lang=en"
+    recording.calls.clear()
+
+    untouched = Session(recording_manager, None, cookie_header=header)
+    assert untouched.save() is SaveOutcome.NOT_LOADED
+    assert recording.names() == []
+
+    session = Session(recording_manager, None, cookie_header=header)
+    assert session.incoming_cookie == first.id  # read from the header before a load
+    assert session.get("cart") == ["apple"]
+    assert session.id == first.id
+    assert recording.keys_of("read") == [recording_manager.storage_key(first.id)]
+
+
+WELL_FORMED = "a" * 40
+
+
+@pytest.mark.parametrize(
+    ("header", "looked_up"),
+    [
+        pytest.param("", [], id="empty"),
+        pytest.param("theme=dark", [], id="other-cookies-only"),
+        pytest.param("satchel_session=../../etc/passwd", [], id="hostile"),
+        pytest.param(
+            f"satchel_session={WELL_FORMED}; satchel_session=x", [WELL_FORMED], id="first-wins"
+        ),
+    ],
+)
+def test_a_cookie_header_without_a_live_session_cookie_gives_a_new_session(
+    recording_manager: SessionManager, recording: Any, header: str, looked_up: list[str]
+) -> None:
+    session = Session(recording_manager, None, cookie_header=header)
+    assert session.new
+    # Only a well-formed id is ever looked up: the first cookie of the session's name.
+    assert recording.keys_of("read") == [recording_manager.storage_key(i) for i in looked_up]
+
+
+def test_a_session_takes_the_cookie_value_or_the_cookie_header_not_both(
+    recording_manager: SessionManager,
+) -> None:
+    with pytest.raises(TypeError, match="not both"):
+        Session(recording_manager, "a" * 40, cookie_header="satchel_session=" + "b" * 40)
+
+
 # -- expiry -----------------------------------------------------------------------------
 
 

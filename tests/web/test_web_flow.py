@@ -19,6 +19,7 @@ from web_support import (
 )
 from werkzeug.http import http_date
 
+import satchel.flask
 from satchel import (
     ConfigError,
     LockTimeout,
@@ -26,6 +27,7 @@ from satchel import (
     SessionBackendError,
     SessionBusy,
     SessionManager,
+    lifecycle,
 )
 from satchel.ids import generate_id
 from satchel.web import BUSY_BODY
@@ -86,6 +88,31 @@ def test_untouched_request_with_a_cookie_keeps_the_cookie(
         assert spy.methods() == ["read"]
     else:
         assert spy.calls == []  # WSGI and Flask load lazily
+
+
+@pytest.mark.parametrize("driver", ["array", "cookie", "spy"])
+def test_a_request_that_never_uses_its_session_never_reads_its_cookie(
+    harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    client = harness(driver=driver)
+    client.get("/put", key="a", value="1")
+    reads: list[str | None] = []
+    real_read = lifecycle.read_cookie
+
+    def counted(header: str | None, name: str) -> str | None:
+        reads.append(header)
+        return real_read(header, name)
+
+    monkeypatch.setattr(lifecycle, "read_cookie", counted)
+    monkeypatch.setattr(satchel.flask, "read_cookie", counted)
+    assert client.get("/untouched").text == "hello"
+    # Flask's interface reads the cookie as it opens the session. ASGI loads a driver that
+    # may wait for I/O (the spy) before the app runs, which takes the cookie.
+    eager = client.framework == "flask" or (client.is_asgi and driver == "spy")
+    assert len(reads) == (1 if eager else 0)
+    reads.clear()
+    assert json.loads(client.get("/get", key="a").text) == "1"
+    assert reads == [f"{client.cookie_name}={client.cookie}"]
 
 
 def test_flash_lasts_one_more_request(harness: HarnessFactory) -> None:

@@ -13,17 +13,17 @@ Starlette and FastAPI, ``request.session`` is then the satchel session::
 Driver I/O never blocks the event loop. A driver whose calls never wait
 (``runs_on_event_loop``: cookie, array, file, null) loads lazily, as under
 WSGI, on the application's first use, so a request that never touches its
-session costs nothing. Any other driver's session is read before the handler
-runs, through the driver's async twin (or the sync driver in a worker
-thread), and only when the request carries a session cookie, because a
-synchronous ``request.session.get`` inside a coroutine cannot wait for I/O;
-a request without the cookie gets a fresh session that costs nothing. A
-websocket's session is always read as it connects. The session is saved
-when the response starts, so ``Set-Cookie``, ``Vary: Cookie`` and
-``Cache-Control: private`` go out before any streamed body. With ``block``,
-the per-session lock is released right after that save (and a websocket's
-right after its session is read), never held through a streamed body or a
-socket's whole life.
+session costs nothing (its cookie is not even parsed). Any other driver's
+session is read before the handler runs, through the driver's async twin
+(or the sync driver in a worker thread), and only when the request carries
+a session cookie, because a synchronous ``request.session.get`` inside a
+coroutine cannot wait for I/O; a request without the cookie gets a fresh
+session that costs nothing. A websocket's session is always read as it
+connects. The session is saved when the response starts, so ``Set-Cookie``,
+``Vary: Cookie`` and ``Cache-Control: private`` go out before any streamed
+body. With ``block``, the per-session lock is released right after that
+save (and a websocket's right after its session is read), never held
+through a streamed body or a socket's whole life.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from satchel.context import BOUND_SESSION
-from satchel.cookies import read_cookie
 from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
@@ -71,7 +70,6 @@ class SessionMiddleware:
         self.app = app
         self.flow = SessionFlow(manager, block=block)
         self.skip_paths = tuple(path.rstrip("/") for path in skip_paths)
-        self._cookie_name = self.flow.cookie_policy.name
 
     def skipped(self, path: str) -> bool:
         """Whether requests for ``path`` never touch the session."""
@@ -88,13 +86,12 @@ class SessionMiddleware:
             return
         flow = self.flow
         cookie_header, user_agent = _headers(scope)
-        cookie = read_cookie(cookie_header, self._cookie_name)
         client = scope.get("client")
-        session = flow.start(cookie, client[0] if client else None, user_agent)
+        session = flow.start(cookie_header, client[0] if client else None, user_agent)
         request = _Request(self, scope, send, session)
         if flow.blocking:
             try:
-                request.lock = await flow.aacquire(cookie)
+                request.lock = await flow.aacquire(session.incoming_cookie)
             except SessionBusy:
                 await request.answer_busy()
                 return
@@ -102,10 +99,12 @@ class SessionMiddleware:
         # saved (or, for a websocket, loaded), never held through a long stream or a
         # socket's life; the finally below releases it on every other path.
         try:
-            if cookie is not None and (
+            if (
                 kind == "websocket" or flow.manager.async_driver_calls().local is None
-            ):
+            ) and session.incoming_cookie is not None:
                 # The driver may wait for I/O, which a synchronous read in the app cannot.
+                # (A driver whose reads never wait loads on first use: the cookie of a
+                # request that never uses its session is not even read.)
                 try:
                     await session.aload()
                 except SessionBusy:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from satchel import dotted, payload
+from satchel.cookies import read_cookie
 from satchel.crypto import DecryptError
 from satchel.handler import RequestMetadata
 from satchel.ids import generate_id, is_valid_id, log_digest
@@ -150,6 +151,10 @@ class SessionLifecycle:
     """The state of one session from its load to its save, and the steps of both.
 
     Attributes (read by :class:`satchel.Session`):
+        incoming: The session cookie's value the request carried, if any: ``None`` too
+            while ``cookie_header`` is still to be read (see :meth:`read_cookie_header`).
+        cookie_header: The request's ``Cookie`` header, until the session cookie is read
+            from it: by the load, or by :meth:`read_cookie_header` before one.
         id: The session id ("" until loaded).
         envelope: The decoded payload: the values and the bookkeeping.
         loaded: Whether the store was read (or found to hold nothing).
@@ -198,14 +203,28 @@ class SessionLifecycle:
         incoming: str | None,
         metadata: RequestMetadata | None,
         client: tuple[object, str | None] | None = None,
+        cookie_header: str | None = None,
     ) -> None:
         self.backend = backend
         self.config = backend.config
         self.incoming = incoming
+        self.cookie_header = cookie_header  # read for ``incoming`` by the load, if ever
         self.metadata = metadata
         # The client's address as the server reported it and its User-Agent: made into
         # metadata only for a driver that stores it.
         self.client = client
+
+    def read_cookie_header(self) -> str | None:
+        """``incoming``, read from ``cookie_header`` now if it was given and not read yet.
+
+        A request that never uses its session never parses its cookie; the load
+        (and anything that needs the cookie before one) reads it here.
+        """
+        header = self.cookie_header
+        if header is not None:
+            self.cookie_header = None
+            self.incoming = read_cookie(header, self.config.cookie)
+        return self.incoming
 
     def fresh_envelope(self) -> payload.Envelope:
         """An empty payload created now."""
@@ -253,7 +272,7 @@ class SessionLifecycle:
         The current key first, then each ``secret_key_fallbacks`` key's, read
         only when the ones before hold nothing.
         """
-        incoming = self.incoming
+        incoming = self.incoming if self.cookie_header is None else self.read_cookie_header()
         if not incoming or self.backend.stores_in_cookie:
             return []  # no cookie, or the payload is the cookie itself
         if not is_valid_id(incoming):

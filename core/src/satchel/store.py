@@ -46,7 +46,10 @@ class Session(MutableMapping[str, Any]):
     ``metadata`` is what a driver that keeps request metadata is told; the web
     glue passes ``client`` instead, the client's address as the server
     reported it and its ``User-Agent``, made into metadata only when a driver
-    stores it.
+    stores it. It also passes the request's whole ``Cookie`` header as
+    ``cookie_header`` in place of the cookie's value (``incoming`` is then
+    ``None``): the session cookie is read from it only once the session is
+    used, so a request that never uses it never parses its cookie.
     """
 
     def __init__(
@@ -56,9 +59,12 @@ class Session(MutableMapping[str, Any]):
         *,
         metadata: RequestMetadata | None = None,
         client: tuple[object, str | None] | None = None,
+        cookie_header: str | None = None,
     ) -> None:
+        if cookie_header is not None and incoming is not None:
+            raise TypeError("give the session cookie's value or the Cookie header, not both")
         self._backend = backend
-        self._life = SessionLifecycle(backend, incoming, metadata, client)
+        self._life = SessionLifecycle(backend, incoming, metadata, client, cookie_header)
 
     # -- identity --------------------------------------------------------------
 
@@ -76,7 +82,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def incoming_cookie(self) -> str | None:
         """The cookie value the request carried, if any."""
-        return self._life.incoming
+        return self._life.read_cookie_header()
 
     @property
     def metadata(self) -> RequestMetadata | None:

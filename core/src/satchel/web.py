@@ -232,14 +232,15 @@ class SessionFlow:
         self.blocking = manager.config.block if block is None else block
 
     def start(
-        self, cookie: str | None, host: object = None, user_agent: str | None = None
+        self, cookie_header: str | None, host: object = None, user_agent: str | None = None
     ) -> Session:
-        """A lazy session for the request's cookie value: no backend call until it is used.
+        """A lazy session for the request's ``Cookie`` header: no backend call until it is
+        used, and its cookie read from the header only then.
 
         ``host`` (the client's address as the server reported it) and
         ``user_agent`` become request metadata only for a driver that stores it.
         """
-        return Session(self.manager, cookie, client=(host, user_agent))
+        return Session(self.manager, None, client=(host, user_agent), cookie_header=cookie_header)
 
     def acquire(self, cookie: str | None) -> RequestLock | None:
         """Take the session's lock for the request when blocking (``None`` when not).

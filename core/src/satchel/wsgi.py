@@ -9,12 +9,13 @@
     application = SessionMiddleware(application, manager)
 
 The session is lazy: a request whose handler never touches it costs no
-backend call, creates nothing and sets no cookie. It is saved when the
-application calls ``start_response``, so the cookie is part of the headers
-even when the body is streamed afterwards. A store that cannot serve the
-request in time (:class:`satchel.SessionBusy`: the session's lock or every
-pooled connection stayed taken) gets a 503 with ``Retry-After``, as long as
-the application has not started its response.
+backend call, creates nothing, sets no cookie and does not even parse the
+one it carries. It is saved when the application calls ``start_response``,
+so the cookie is part of the headers even when the body is streamed
+afterwards. A store that cannot serve the request in time
+(:class:`satchel.SessionBusy`: the session's lock or every pooled connection
+stayed taken) gets a 503 with ``Retry-After``, as long as the application
+has not started its response.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any, TypeVar
 
 from satchel import context
 from satchel.context import BOUND_SESSION
-from satchel.cookies import read_cookie
 from satchel.errors import SessionBusy
 from satchel.manager import SessionManager
 from satchel.store import Session
@@ -54,16 +54,16 @@ class SessionMiddleware:
     def __init__(self, app: WSGIApp, manager: SessionManager, *, block: bool | None = None) -> None:
         self.app = app
         self.flow = SessionFlow(manager, block=block)
-        self._cookie_name = self.flow.cookie_policy.name
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         flow = self.flow
-        cookie = read_cookie(environ.get("HTTP_COOKIE"), self._cookie_name)
-        session = flow.start(cookie, environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
+        session = flow.start(
+            environ.get("HTTP_COOKIE"), environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT")
+        )
         request = _Request(self, session, start_response, environ.get("wsgi.url_scheme") == "https")
         if flow.blocking:
             try:
-                request.lock = flow.acquire(cookie)
+                request.lock = flow.acquire(session.incoming_cookie)
             except SessionBusy:
                 return request.answer_busy()
         environ[ENVIRON_KEY] = session
