@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import pytest
-from fixtures.memcached_servers import peak_connections
+from fixtures.memcached_servers import connections_opened
 from pymemcache.client.base import Client
 
 from satchel import PoolExhausted, SessionBackendError, SessionConfig, SessionManager
@@ -130,7 +130,7 @@ def test_a_burst_waits_for_the_pool_and_opens_no_more_connections(
 
     found: list[str] = []
     # The pool of two was used and never exceeded.
-    assert peak_connections(connection, lambda: found.extend(asyncio.run(burst()))) == 2
+    assert connections_opened(connection, lambda: found.extend(asyncio.run(burst()))) == 2
     assert found == keys
 
 
