@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -243,28 +243,41 @@ def test_write_existing_of_an_unchanged_row_reports_it_exists(
     assert handler.write_existing(key, "same") is True  # same payload, same second
 
 
-def test_async_write_existing_of_an_unchanged_or_idle_row(
-    database_url: str, make_table: Callable[[str], str]
+def _with_async_handler(
+    config: SessionConfig,
+    clock: FakeClock,
+    use: Callable[[AsyncDatabaseSessionHandler], Awaitable[None]],
 ) -> None:
-    config = make_config(async_url(database_url), make_table(database_url))
-    clock = FakeClock()
+    """Run ``use`` on the async handler of ``config``, on ``clock``; closed afterwards."""
 
     async def main() -> None:
         handler = create_async_handler(config)
         assert isinstance(handler, AsyncDatabaseSessionHandler)
         handler.clock = clock
         try:
-            key = new_storage_id()
-            await handler.write(key, "same")
-            assert await handler.write_existing(key, "same") is True
-            clock.now += 61
-            assert await handler.write_existing(key, "revived?") is False
-            clock.now -= 61
-            assert await handler.read(key) == "same"
+            await use(handler)
         finally:
             await handler.close()
 
     asyncio.run(main())
+
+
+def test_async_write_existing_of_an_unchanged_or_idle_row(
+    database_url: str, make_table: Callable[[str], str]
+) -> None:
+    config = make_config(async_url(database_url), make_table(database_url))
+    clock = FakeClock()
+
+    async def use(handler: AsyncDatabaseSessionHandler) -> None:
+        key = new_storage_id()
+        await handler.write(key, "same")
+        assert await handler.write_existing(key, "same") is True
+        clock.now += 61
+        assert await handler.write_existing(key, "revived?") is False
+        clock.now -= 61
+        assert await handler.read(key) == "same"
+
+    _with_async_handler(config, clock, use)
 
 
 def test_write_existing_sets_metadata_only_when_given(database_url: str, handler_for: Any) -> None:
@@ -416,6 +429,55 @@ def test_the_lock_table_is_made_on_first_lock_and_holds_one_row(
             assert connection.execute(sa.text(f"SELECT count(*) FROM {locks}")).scalar() == 0
     finally:
         engine.dispose()
+
+
+def _lock_rows(url: str, locks: str) -> list[str] | None:
+    """The ids in the lock table ``locks``; ``None`` when it does not exist."""
+    engine = sa.create_engine(sync_url(url), poolclass=sa.pool.NullPool)
+    try:
+        if not sa.inspect(engine).has_table(locks):
+            return None
+        with engine.connect() as connection:
+            return sorted(connection.execute(sa.text(f"SELECT id FROM {locks}")).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_gc_removes_the_locks_their_holders_never_released(
+    database_url: str, handler_for: Any
+) -> None:
+    clock = FakeClock()
+    handler = handler_for(database_url, clock=clock)
+    locks = f"{handler.table.name}_locks"
+    assert handler.gc(60) == 0
+    assert _lock_rows(database_url, locks) is None  # gc makes no lock table
+    crashed = new_storage_id()
+    assert handler.claim_lock(crashed, "a-holder-that-never-released", 30)
+    clock.now += 60  # its lock has expired; nothing else would remove its row
+    held = new_storage_id()
+    with handler.lock(held, lock_seconds=30, wait_seconds=1):
+        assert handler.gc(3600) == 0  # lock rows hold no session: not counted
+        assert _lock_rows(database_url, locks) == [held]
+    assert _lock_rows(database_url, locks) == []
+
+
+def test_async_gc_removes_the_locks_their_holders_never_released(
+    database_url: str, make_table: Callable[[str], str]
+) -> None:
+    table = make_table(database_url)
+    clock = FakeClock()
+
+    async def use(handler: AsyncDatabaseSessionHandler) -> None:
+        assert await handler.gc(60) == 0
+        assert _lock_rows(database_url, f"{table}_locks") is None
+        crashed, held = new_storage_id(), new_storage_id()
+        assert await handler.claim_lock(crashed, "a-holder-that-never-released", 30)
+        clock.now += 60
+        assert await handler.claim_lock(held, "a-holder-still-running", 30)
+        assert await handler.gc(3600) == 0
+        assert _lock_rows(database_url, f"{table}_locks") == [held]
+
+    _with_async_handler(make_config(async_url(database_url), table), clock, use)
 
 
 def test_create_table_is_idempotent(database_url: str, table_name: str) -> None:

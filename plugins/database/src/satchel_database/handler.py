@@ -60,9 +60,14 @@ def _table(config: SessionConfig) -> sa.Table:
         raise ConfigError("table", str(exc)) from None
 
 
+def _now_ms(clock: Clock) -> int:
+    """Now, in the Unix milliseconds of the lock table."""
+    return int(clock() * 1000)
+
+
 def _lock_deadline(clock: Clock, lock_seconds: float) -> tuple[int, int]:
     """Now and the lock's expiry, in Unix milliseconds."""
-    now = int(clock() * 1000)
+    now = _now_ms(clock)
     return now, now + max(1, int(lock_seconds * 1000))
 
 
@@ -265,7 +270,8 @@ class DatabaseSessionHandler(SessionHandler):
         return int(count) if isinstance(count, int) else None
 
     def gc_batches(self, lifetime: int) -> Iterator[int]:
-        """Delete idle rows in batches of ``gc_batch_size``, yielding each batch's count."""
+        """Delete idle rows in batches of ``gc_batch_size``, yielding each batch's count;
+        then the expired rows of the lock table (not counted: they hold no session)."""
         statement = self.statements.gc_batch(self._now() - lifetime)
         while True:
             with self._errors(), self.engine.begin() as connection:
@@ -273,7 +279,13 @@ class DatabaseSessionHandler(SessionHandler):
             if removed:
                 yield removed
             if removed < self.options.gc_batch_size:
-                return
+                break
+        with self._errors(), self.engine.begin() as connection:
+            if not self._locks_ready:
+                if not sa.inspect(connection).has_table(self.locks.name, self.locks.schema):
+                    return  # never locked: no lock table to prune
+                self._locks_ready = True
+            connection.execute(self.statements.expired_locks(_now_ms(self.clock)))
 
     def sessions_of_user(self, user_id: str) -> list[StoredSession]:
         """Every stored session of ``user_id``, most recently active first."""
@@ -512,7 +524,18 @@ class AsyncDatabaseSessionHandler(AsyncSessionHandler):
                     removed = (await connection.execute(statement)).rowcount
             total += removed
             if removed < self.options.gc_batch_size:
-                return total
+                break
+        locks = self.locks
+        with self._errors():
+            async with self.engine.begin() as connection:
+                if not self._locks_ready:
+                    if not await connection.run_sync(
+                        lambda sync: sa.inspect(sync).has_table(locks.name, locks.schema)
+                    ):
+                        return total  # never locked: no lock table to prune
+                    self._locks_ready = True
+                await connection.execute(self.statements.expired_locks(_now_ms(self.clock)))
+        return total
 
     async def sessions_of_user(self, user_id: str) -> list[StoredSession]:
         """Every stored session of ``user_id``, most recently active first."""

@@ -311,6 +311,16 @@ class SessionStatements:
     def lock_holder(self, session_id: str) -> sa.Select[Any]:
         return sa.select(self.locks.c.token).where(self.locks.c.id == session_id)
 
+    def expired_locks(self, now: int) -> Delete:
+        """Delete every lock that expired by ``now`` (milliseconds).
+
+        A holder that ended without releasing its lock (a crash, a killed
+        worker) leaves its row behind, and only a later lock of the same
+        session would take it over. An expired lock is free for anyone to take,
+        so removing it changes nothing for a waiter.
+        """
+        return sa.delete(self.locks).where(self.locks.c.expires_at <= now)
+
     def release_lock(self, session_id: str, token: str) -> Delete:
         """Delete the lock only if ``token`` still holds it."""
         locks = self.locks
