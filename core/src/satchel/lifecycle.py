@@ -272,6 +272,7 @@ class SessionLifecycle:
         The current key first, then each ``secret_key_fallbacks`` key's, read
         only when the ones before hold nothing.
         """
+        # Every load comes here: no call when the cookie's value is known already.
         incoming = self.incoming if self.cookie_header is None else self.read_cookie_header()
         if not incoming or self.backend.stores_in_cookie:
             return []  # no cookie, or the payload is the cookie itself
