@@ -18,6 +18,16 @@ def test_free_port_never_hands_out_a_port_twice() -> None:
     assert len(set(ports)) == len(ports)
 
 
+@pytest.mark.parametrize("worker", [0, 1, 2])
+def test_free_port_keeps_to_its_xdist_worker_share(
+    worker: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No two workers ever hand out the same port, however the OS hands them out.
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{worker}")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+    assert {(free_port() >> 1) % 3 for _ in range(50)} == {worker}
+
+
 def test_a_server_that_does_not_start_fails_with_its_output() -> None:
     """A binary that is there but exits at once is a broken setup: a failure, never a skip."""
     port = free_port()

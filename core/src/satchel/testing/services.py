@@ -51,15 +51,39 @@ def service_missing(name: str, reason: str) -> NoReturn:
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, never the same
     one twice in a process (the port is not held, so a later call could otherwise
-    get it again before a server binds it)."""
+    get it again before a server binds it).
+
+    Under pytest-xdist each worker takes only its own share of the ports, so a
+    client one worker's test left pointing at a server it stopped (a retry, a
+    probe of a port that was free) never reaches a server another worker started
+    since.
+    """
+    index, workers = _worker_share()
     with _handed_out_lock:
-        while True:
+        for _ in range(_TRIES_PER_WORKER * workers):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.bind(("127.0.0.1", 0))
                 port = int(sock.getsockname()[1])
-            if port not in _handed_out:
+            # Halved first: Linux hands out odd ports to bind() while it can.
+            if (port >> 1) % workers == index and port not in _handed_out:
                 _handed_out.add(port)
                 return port
+    raise RuntimeError(f"no free loopback port for pytest-xdist worker {index} of {workers}")
+
+
+_TRIES_PER_WORKER = 1000
+
+
+def _worker_share() -> tuple[int, int]:
+    """This process's pytest-xdist worker number and the number of workers ((0, 1) outside
+    pytest-xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker[:2] == "gw" and worker[2:].isdigit() and workers.isdigit():
+        index, count = int(worker[2:]), int(workers)
+        if index < count:
+            return index, count
+    return 0, 1
 
 
 def output_tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
