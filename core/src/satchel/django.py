@@ -513,24 +513,28 @@ class SessionMiddleware(DjangoSessionMiddleware):
             return self.__acall__(request)
         manager = session_manager()
         key = _lock_key(manager, request)
+        if key is None:
+            return super().__call__(request)  # not blocking: Django's middleware as it is
         with contextlib.ExitStack() as held:
-            if key is not None:
-                try:
-                    held.enter_context(manager.lock_record(key))
-                except LockTimeout:
-                    return _busy(manager)
+            try:
+                held.enter_context(manager.lock_record(key))
+            except LockTimeout:
+                return _busy(manager)
             return super().__call__(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         manager = session_manager()
         key = _lock_key(manager, request)
+        response: HttpResponseBase
+        if key is None:
+            response = await super().__acall__(request)
+            return response
         async with contextlib.AsyncExitStack() as held:
-            if key is not None:
-                try:
-                    await held.enter_async_context(manager.alock_record(key))
-                except LockTimeout:
-                    return _busy(manager)
-            response: HttpResponseBase = await super().__acall__(request)
+            try:
+                await held.enter_async_context(manager.alock_record(key))
+            except LockTimeout:
+                return _busy(manager)
+            response = await super().__acall__(request)
             return response
 
 

@@ -25,6 +25,7 @@ import attrs
 from satchel.config import SessionConfig
 from satchel.cookies import CookiePolicy, merge_cache_control, merge_vary
 from satchel.errors import SessionBusy
+from satchel.lifecycle import _NOT_LOADED, _REFRESHED, _UNCHANGED, _WRITTEN
 from satchel.manager import SessionManager
 from satchel.records import client_address, request_metadata
 from satchel.store import SaveOutcome, Session
@@ -40,12 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("satchel")
-
-# Read off the enum class once: each read there costs a descriptor call (Python 3.11).
-_NOT_LOADED = SaveOutcome.NOT_LOADED
-_UNCHANGED = SaveOutcome.UNCHANGED
-_WRITTEN = SaveOutcome.WRITTEN
-_REFRESHED = SaveOutcome.REFRESHED
 
 BUSY_STATUS = 503
 LOCK_NOT_RELEASED = (
