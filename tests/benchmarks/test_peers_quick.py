@@ -8,6 +8,7 @@ Django) counted it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -42,8 +43,17 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             service_missing(name, f"{binary!r} is not on PATH")
     if peers.POSTGRES_ENV not in os.environ and not port_open(5432):
         service_missing("postgres", f"nothing on 127.0.0.1:5432 and no {peers.POSTGRES_ENV}")
-    out = tmp_path_factory.mktemp("bench")
-    assert peers.main(["--quick", "--out", str(out)]) == 0
+    # One table per test run: pytest-xdist workers that both get tests of this module
+    # share the first one's, since two runs at once would drop each other's tables.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    out = shared / "peers-quick"
+    with open(shared / "peers-quick.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "latest.json").exists():
+            out.mkdir(exist_ok=True)
+            assert peers.main(["--quick", "--out", str(out)]) == 0
     document: dict[str, Any] = json.loads((out / "latest.json").read_text())
     document["out"] = out
     return document
