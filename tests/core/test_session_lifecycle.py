@@ -447,6 +447,36 @@ def test_lazy_session_loads_on_first_use(recording_manager: SessionManager, reco
     assert recording.names() == ["read"]
 
 
+def test_a_prefetched_session_is_read_once_and_counts_as_unused_until_used(
+    recording_manager: SessionManager, recording: Any, clock: Any
+) -> None:
+    session = recording_manager.start(None)
+    session.put("k", 1)
+    session.flash("note", "hi")
+    session.save()
+    recording.calls.clear()
+    clock.advance(recording_manager.config.touch_interval + 1)  # a refresh is due
+
+    async def scenario() -> None:
+        untouched = recording_manager.lazy(session.id)
+        await untouched.aprefetch()
+        await untouched.aprefetch()
+        assert not untouched.loaded
+        # Never used: no flash data aged, no refresh, nothing to send.
+        assert await untouched.asave() is SaveOutcome.NOT_LOADED
+        assert untouched.cookie_action() is None
+        used = recording_manager.lazy(session.id)
+        await used.aprefetch()
+        assert used.get("note") == "hi"  # decoded from the record read above
+        await used.aload()
+        assert await used.asave() is SaveOutcome.WRITTEN  # the flash data aged out
+
+    asyncio.run(scenario())
+    # One read per prefetch, then the save's own: this driver has no write_existing.
+    assert recording.names() == ["read", "read", "read", "write"]
+    assert "note" not in recording_manager.start(session.id).all()
+
+
 def test_new_session_left_empty_writes_nothing(
     recording_manager: SessionManager, recording: Any
 ) -> None:

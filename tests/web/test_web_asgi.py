@@ -95,6 +95,61 @@ def test_the_session_is_read_before_the_handler_only_with_a_cookie(
     assert spy.methods() == ["read", "write"]
 
 
+@pytest.mark.parametrize(
+    ("driver", "block"),
+    [("async twin", False), ("worker thread", False), ("worker thread", True)],
+    ids=["async-twin", "worker-thread", "worker-thread-block"],
+)
+def test_a_session_read_before_the_handler_changes_nothing_unless_the_handler_uses_it(
+    make_manager: ManagerFactory, spy: SpyHandler, clock: FakeClock, driver: str, block: bool
+) -> None:
+    """A driver that may wait is read before the handler runs, and the record decoded on
+    the handler's first use: a request that never uses its session ages no flash data,
+    refreshes nothing, sends no cookie and draws no garbage collection, as under WSGI."""
+    twin = AsyncSpyHandler()
+    manager = make_manager(driver="aspy" if driver == "async twin" else "spy", lottery=(1, 1))
+    manager.extend("aspy", lambda _config: RefusingSyncHandler(), lambda _config: twin)
+    if driver == "async twin":
+
+        def calls() -> list[str]:
+            return twin.calls
+    else:
+
+        def calls() -> list[str]:
+            return [method for method in spy.methods() if method != "lock"]
+
+    async def flash(request: Request) -> PlainTextResponse:
+        request.session.flash("status", "saved")
+        return PlainTextResponse("ok")
+
+    async def status(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(request.session.get("status")))
+
+    async def untouched(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    routes = [Route("/flash", flash), Route("/status", status), Route("/untouched", untouched)]
+    app = SessionMiddleware(Starlette(routes=routes), manager, block=block)
+    client = TestClient(app)
+    sent = {"Cookie": f"satchel_session={cookie_of(client.get('/flash'))}"}
+    client.cookies.clear()
+    for _ in range(2):
+        twin.calls.clear()
+        spy.calls.clear()
+        reply = client.get("/untouched", headers=sent)
+        assert "set-cookie" not in reply.headers
+        assert "vary" not in reply.headers
+        assert calls() == ["read"]
+        clock.advance(manager.config.touch_interval + 1)  # a refresh is due from now on
+    twin.calls.clear()
+    spy.calls.clear()
+    # The flash data outlived the requests that never looked at it. The record read
+    # before the handler is the one it uses (no second read); once shown, the flash
+    # data is aged out, and the session, empty now, removed.
+    assert client.get("/status", headers=sent).text == "saved"
+    assert calls() == ["read", "destroy", "gc"]
+
+
 def test_skip_paths_never_load_a_session(make_manager: ManagerFactory, spy: SpyHandler) -> None:
     client = TestClient(counter_app(make_manager(), skip_paths=["/static/"]))
     cookie = cookie_of(client.get("/count"))

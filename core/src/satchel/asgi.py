@@ -18,8 +18,10 @@ session is read before the handler runs, through the driver's async twin
 (or the sync driver in a worker thread), and only when the request carries
 a session cookie, because a synchronous ``request.session.get`` inside a
 coroutine cannot wait for I/O; a request without the cookie gets a fresh
-session that costs nothing. A websocket's session is always read as it
-connects. The session is saved when the response starts, so ``Set-Cookie``,
+session that costs nothing. What was read is decoded on the handler's first
+use (:meth:`~satchel.Session.aprefetch`), so a handler that never uses the
+session leaves it as under WSGI: no flash data aged, no refresh, no cookie.
+A websocket's session is always read as it connects. The session is saved when the response starts, so ``Set-Cookie``,
 ``Vary: Cookie`` and ``Cache-Control: private`` go out before any streamed
 body. With ``block``, the per-session lock is released right after that
 save (and a websocket's right after its session is read), never held
@@ -102,11 +104,14 @@ class SessionMiddleware:
             if (
                 kind == "websocket" or flow.manager.async_driver_calls().local is None
             ) and session.incoming_cookie is not None:
-                # The driver may wait for I/O, which a synchronous read in the app cannot.
-                # (A driver whose reads never wait loads on first use: the cookie of a
-                # request that never uses its session is not even read.)
+                # The driver may wait for I/O, which a synchronous read in the app cannot:
+                # the record is read now, and for a request decoded on first use, so one
+                # that never uses its session changes nothing (a websocket's, never saved,
+                # is taken as it stood when it connected). A driver whose reads never wait
+                # loads on first use: the cookie of a request that never uses its session
+                # is not even read.
                 try:
-                    await session.aload()
+                    await (session.aload() if kind == "websocket" else session.aprefetch())
                 except SessionBusy:
                     # The store had no connection free in time: the app has not run yet.
                     await request.release()

@@ -157,7 +157,7 @@ class SessionLifecycle:
             from it: by the load, or by :meth:`read_cookie_header` before one.
         id: The session id ("" until loaded).
         envelope: The decoded payload: the values and the bookkeeping.
-        loaded: Whether the store was read (or found to hold nothing).
+        loaded: Whether the store was read (or found to hold nothing) and the record adopted.
         accessed: Whether the application read or changed the session.
         exposed: Whether the application changed the values or holds one it may change
             in place (a read of a string or a number is neither).
@@ -196,6 +196,8 @@ class SessionLifecycle:
     last_outcome: SaveOutcome | None = None
     # The values' JSON that save_without_driver found changed, for the save_steps that follow.
     changed_json: bytes | None = None
+    # What prefetch_steps read, until the session is first used: (record, key, keys tried).
+    prefetched: tuple[str, str | None, list[str]] | None = None
 
     def __init__(
         self,
@@ -248,16 +250,35 @@ class SessionLifecycle:
 
     def load_steps(self) -> Steps:
         """Read the stored session (trying each fallback secret's key) and adopt it."""
+        self._finish_load(*(yield from self._read_steps()))
+
+    def prefetch_steps(self) -> Steps:
+        """Read the stored record as :meth:`load_steps` does, and keep it unread: the
+        session is decoded and adopted on first use (:meth:`adopt_prefetched`), so a
+        request that never uses it changes nothing, as one that never loaded it."""
+        self.prefetched = yield from self._read_steps()
+
+    def adopt_prefetched(self) -> None:
+        """Load the session from what :meth:`prefetch_steps` read (no driver call)."""
+        prefetched = self.prefetched
+        assert prefetched is not None
+        self.prefetched = None
+        self._finish_load(*prefetched)
+
+    def _read_steps(self) -> Generator[Step, Any, tuple[str, str | None, list[str]]]:
+        """Read each storage key in turn until one holds a record: the record ("" for
+        none), the key it was found under and the keys tried (see :meth:`_finish_load`)."""
         keys = self._storage_keys_to_read()
         record, found = "", None
         for found in keys:
             record = yield ("read", found)
             if record:
                 break
-        self._finish_load(record, found, keys)
+        return record, found, keys
 
     def load_from(self, read: Callable[[str], str]) -> None:
         """:meth:`load_steps` through a driver whose ``read`` answers at once (no step runner)."""
+        # Written out rather than through _read_steps: every WSGI load comes here.
         keys = self._storage_keys_to_read()
         record, found = "", None
         for found in keys:

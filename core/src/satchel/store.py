@@ -95,7 +95,8 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def loaded(self) -> bool:
-        """Whether the stored session has been read (or found absent)."""
+        """Whether the stored session has been read (or found absent); a record read by
+        :meth:`aprefetch` counts from the session's first use."""
         return self._life.loaded
 
     @property
@@ -165,17 +166,38 @@ class Session(MutableMapping[str, Any]):
 
     def load(self) -> None:
         """Read the session now, through the sync driver (no-op when already loaded)."""
-        if not self._life.loaded:
-            self._life.load_from(self._backend.driver_calls().read)
+        life = self._life
+        if not life.loaded:
+            if life.prefetched is None:
+                life.load_from(self._backend.driver_calls().read)
+            else:
+                life.adopt_prefetched()
 
     async def aload(self) -> None:
         """Read the session now, through the async driver (no-op when already loaded)."""
-        if not self._life.loaded:
+        life = self._life
+        if not life.loaded:
+            if life.prefetched is not None:
+                life.adopt_prefetched()
+                return
             calls = self._backend.async_driver_calls()
             if calls.local is not None:
-                self._life.load_from(calls.local.read)  # its reads never wait
+                life.load_from(calls.local.read)  # its reads never wait
             else:
-                await calls.run(self._life.load_steps())
+                await calls.run(life.load_steps())
+
+    async def aprefetch(self) -> None:
+        """Read the stored record now, through the async driver, and decode it on first use.
+
+        For glue whose application reads the session synchronously while the
+        store must be awaited (ASGI): the I/O happens here, and a request that
+        never uses its session still counts as one that never loaded it (no
+        flash data aged, no refresh, no cookie sent). A no-op when loaded or
+        prefetched already.
+        """
+        life = self._life
+        if not life.loaded and life.prefetched is None:
+            await self._backend.async_driver_calls().run(life.prefetch_steps())
 
     def _ensure_loaded(self) -> None:
         if not self._life.loaded:
