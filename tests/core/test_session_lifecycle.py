@@ -314,12 +314,17 @@ def test_array_driver_session_expires_by_core(manager: SessionManager, clock: An
 # -- writes -------------------------------------------------------------------------------------
 
 
+def _cart_with_flash_data(manager: SessionManager) -> Session:
+    session = manager.start(None)
+    session.put("cart", ["apple"])
+    session.flash("status", "added")
+    return session
+
+
 def test_unchanged_session_is_not_rewritten(
     recording_manager: SessionManager, recording: Any, clock: Any
 ) -> None:
-    session = recording_manager.start(None)
-    session.put("cart", ["apple"])
-    session.flash("status", "added")
+    session = _cart_with_flash_data(recording_manager)
     assert session.save() is SaveOutcome.WRITTEN
     assert recording.count("write") == 1
     clock.advance(5)
@@ -334,6 +339,24 @@ def test_unchanged_session_is_not_rewritten(
     assert session.save() is SaveOutcome.UNCHANGED
     assert session.cookie_action() is None
     assert recording.count("write") == 2
+
+
+def test_a_save_that_does_not_age_flash_data_keeps_it_for_the_next_request(
+    recording_manager: SessionManager, recording: Any, clock: Any
+) -> None:
+    session = _cart_with_flash_data(recording_manager)
+    session.save()
+    clock.advance(5)
+    kept = recording_manager.start(session.id)
+    assert kept.save(age_flash=False) is SaveOutcome.UNCHANGED
+    clock.advance(recording_manager.config.touch_interval)
+    kept = recording_manager.start(session.id)
+    assert kept.save(age_flash=False) is SaveOutcome.REFRESHED  # the expiry still slides
+    assert recording.count("write") == 2
+    shown = recording_manager.start(session.id)
+    assert shown.get("status") == "added"
+    assert shown.save() is SaveOutcome.WRITTEN  # aged out by the request that used it
+    assert recording_manager.start(session.id).all() == {"cart": ["apple"]}
 
 
 def test_nested_mutation_is_detected(recording_manager: SessionManager, recording: Any) -> None:

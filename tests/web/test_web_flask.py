@@ -124,6 +124,40 @@ def test_session_refresh_each_request(
     assert client.get("/put", key="a", value="2").cookie_header("satchel_session") is not None
 
 
+def test_a_request_that_never_uses_the_session_leaves_its_flash_data(
+    make_manager: ManagerFactory, clock: FakeClock, spy: SpyHandler
+) -> None:
+    """Flask's SESSION_REFRESH_EACH_REQUEST (on by default) reads the session of a request
+    that never uses it, to re-send its cookie and slide its expiry: the flash data stays
+    for the request that does use it."""
+    app = flask.Flask(__name__)
+    app.session_interface = SessionInterface(make_manager(touch_interval=60))
+
+    @app.route("/flash")
+    def flash() -> str:
+        satchel.session.put("user", "ada")
+        satchel.session.flash("status", "saved")
+        return "ok"
+
+    @app.route("/status")
+    def status() -> str:
+        return str(satchel.session.get("status"))
+
+    @app.route("/untouched")
+    def untouched() -> str:
+        return "ok"
+
+    client = app.test_client()
+    client.get("/flash")
+    assert client.get("/untouched").headers.get("Set-Cookie") is not None  # as Flask re-sends
+    clock.advance(61)
+    spy.calls.clear()
+    assert client.get("/untouched").headers.get("Set-Cookie") is not None
+    assert spy.methods().count("write") == 1  # the refresh, due now
+    assert client.get("/status").text == "saved"
+    assert client.get("/status").text == "None"  # aged by the request that showed it
+
+
 def test_nested_changes_are_saved_and_modified_forces_a_write(
     make_manager: ManagerFactory, spy: SpyHandler
 ) -> None:

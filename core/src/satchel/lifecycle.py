@@ -198,6 +198,9 @@ class SessionLifecycle:
     changed_json: bytes | None = None
     # What prefetch_steps read, until the session is first used: (record, key, keys tried).
     prefetched: tuple[str, str | None, list[str]] | None = None
+    # Whether the next save ages flash data: not for a request that never used the session
+    # (one the glue loaded for its own needs, as Flask's cookie refresh does).
+    ages_flash = True
 
     def __init__(
         self,
@@ -499,12 +502,11 @@ class SessionLifecycle:
         ):
             return None
         envelope = self.envelope
-        if (
-            envelope.flash_new
-            or envelope.flash_old
-            # _marks(envelope), its flash lists being empty:
-            or self.loaded_marks != ((), (), envelope.token, envelope.permanent)
-        ):
+        if envelope.flash_new or envelope.flash_old:
+            if self.ages_flash or _marks(envelope) != self.loaded_marks:
+                return None  # flash data to age (see save_steps), or bookkeeping changed
+        # _marks(envelope), its flash lists being empty:
+        elif self.loaded_marks != ((), (), envelope.token, envelope.permanent):
             return None
         if not envelope.values and envelope.token is None:
             return None  # an empty session is removed
@@ -543,9 +545,10 @@ class SessionLifecycle:
         if not self.loaded:
             return self.save_unloaded()
         envelope = self.envelope
+        aging = self.ages_flash and bool(envelope.flash_old or envelope.flash_new)
         # Aging changes the values only when it forgets last request's flash keys.
-        aging_forgets = bool(envelope.flash_old)
-        if aging_forgets or envelope.flash_new:
+        aging_forgets = aging and bool(envelope.flash_old)
+        if aging:
             self.age_flash_data()
         backend = self.backend
         in_cookie = backend.stores_in_cookie

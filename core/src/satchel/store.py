@@ -236,17 +236,26 @@ class Session(MutableMapping[str, Any]):
         """Forget last request's flash data and keep this request's for the next one."""
         self._life.age_flash_data()
 
-    def save(self) -> SaveOutcome:
-        """Age flash data and write through the sync driver if anything changed."""
-        settled = self._life.save_without_driver()
+    def save(self, *, age_flash: bool = True) -> SaveOutcome:
+        """Age flash data and write through the sync driver if anything changed.
+
+        ``age_flash=False`` keeps the flash data as it is: for glue that loaded a
+        session the request never used (Flask's cookie refresh), so the data is
+        still there for the request that does.
+        """
+        life = self._life
+        life.ages_flash = age_flash
+        settled = life.save_without_driver()
         if settled is not None:
             return settled
         calls = self._backend.driver_calls()
-        outcome: SaveOutcome = calls.run(self._life.save_steps(calls.keeps_metadata))
+        outcome: SaveOutcome = calls.run(life.save_steps(calls.keeps_metadata))
         return outcome
 
-    async def asave(self) -> SaveOutcome:
-        """Age flash data and write through the async driver if anything changed."""
+    async def asave(self, *, age_flash: bool = True) -> SaveOutcome:
+        """Age flash data and write through the async driver if anything changed
+        (``age_flash``: as for :meth:`save`)."""
+        self._life.ages_flash = age_flash
         settled = self._life.save_without_driver()
         if settled is not None:
             return settled

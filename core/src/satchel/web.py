@@ -265,7 +265,8 @@ class SessionFlow:
         (see :meth:`cookie_change`). When true, a session the request never
         used is read now, to learn whether the cookie names a live permanent
         session whose cookie is to be re-sent: one backend call for a request
-        carrying a well-formed session id, none otherwise. No live session
+        carrying a well-formed session id, none otherwise; its flash data is
+        left for a request that uses the session. No live session
         behind the cookie, and the request never used one: nothing to re-send,
         create or delete (as Flask sends nothing), which is the ``None``.
         """
@@ -273,6 +274,8 @@ class SessionFlow:
             session.load()
             if session.new:
                 return None
+            # Read for the cookie's sake only: the flash data waits for a request that uses it.
+            return session.save(age_flash=False)
         return session.save()
 
     def finish(
