@@ -21,11 +21,12 @@ coroutine cannot wait for I/O; a request without the cookie gets a fresh
 session that costs nothing. What was read is decoded on the handler's first
 use (:meth:`~satchel.Session.aprefetch`), so a handler that never uses the
 session leaves it as under WSGI: no flash data aged, no refresh, no cookie.
-A websocket's session is always read as it connects. The session is saved when the response starts, so ``Set-Cookie``,
-``Vary: Cookie`` and ``Cache-Control: private`` go out before any streamed
-body. With ``block``, the per-session lock is released right after that
-save (and a websocket's right after its session is read), never held
-through a streamed body or a socket's whole life.
+A websocket's session is always read as it connects. The session is saved
+when the response starts, so ``Set-Cookie``, ``Vary: Cookie`` and
+``Cache-Control: private`` go out before any streamed body. With ``block``,
+the per-session lock is released right after that save (and a websocket's
+right after its session is read), never held through a streamed body or a
+socket's whole life.
 """
 
 from __future__ import annotations
