@@ -198,9 +198,6 @@ class SessionLifecycle:
     changed_json: bytes | None = None
     # What prefetch_steps read, until the session is first used: (record, key, keys tried).
     prefetched: tuple[str, str | None, list[str]] | None = None
-    # Whether the next save ages flash data: not for a request that never used the session
-    # (one the glue loaded for its own needs, as Flask's cookie refresh does).
-    ages_flash = True
 
     def __init__(
         self,
@@ -484,11 +481,14 @@ class SessionLifecycle:
         self.last_outcome = _NOT_LOADED
         return _NOT_LOADED
 
-    def save_without_driver(self) -> SaveOutcome | None:
+    def save_without_driver(self, age_flash: bool = True) -> SaveOutcome | None:
         """The save of a session that needs no driver call, decided without the steps of
         :meth:`save_steps`: ``NOT_LOADED`` for a session never used, ``UNCHANGED`` for one
         nothing changed, with no flash data to age and no refresh due. ``None`` when the
         full save is needed.
+
+        ``age_flash=False``: flash data is kept as it is (a session the glue read for its
+        own needs, as Flask's cookie refresh does, which the request never used).
         """
         if not self.loaded:
             self.last_outcome = _NOT_LOADED  # as save_unloaded, for most requests
@@ -503,7 +503,7 @@ class SessionLifecycle:
             return None
         envelope = self.envelope
         if envelope.flash_new or envelope.flash_old:
-            if self.ages_flash or _marks(envelope) != self.loaded_marks:
+            if age_flash or _marks(envelope) != self.loaded_marks:
                 return None  # flash data to age (see save_steps), or bookkeeping changed
         # _marks(envelope), its flash lists being empty:
         elif self.loaded_marks != ((), (), envelope.token, envelope.permanent):
@@ -535,17 +535,18 @@ class SessionLifecycle:
             return changed_json  # encoded just now by save_without_driver
         return self.values_json()
 
-    def save_steps(self, keeps_metadata: bool) -> Steps:
+    def save_steps(self, keeps_metadata: bool, age_flash: bool = True) -> Steps:
         """Age flash data, then write (or refresh, or remove) the session as needed.
 
         ``keeps_metadata``: the driver stores request metadata with a write.
+        ``age_flash``: as for :meth:`save_without_driver`.
         Returns the :class:`SaveOutcome`.
         """
         destroy_keys = list(self.pending_destroy)
         if not self.loaded:
             return self.save_unloaded()
         envelope = self.envelope
-        aging = self.ages_flash and bool(envelope.flash_old or envelope.flash_new)
+        aging = age_flash and bool(envelope.flash_old or envelope.flash_new)
         # Aging changes the values only when it forgets last request's flash keys.
         aging_forgets = aging and bool(envelope.flash_old)
         if aging:

@@ -244,23 +244,22 @@ class Session(MutableMapping[str, Any]):
         still there for the request that does.
         """
         life = self._life
-        life.ages_flash = age_flash
-        settled = life.save_without_driver()
+        settled = life.save_without_driver(age_flash)
         if settled is not None:
             return settled
         calls = self._backend.driver_calls()
-        outcome: SaveOutcome = calls.run(life.save_steps(calls.keeps_metadata))
+        outcome: SaveOutcome = calls.run(life.save_steps(calls.keeps_metadata, age_flash))
         return outcome
 
     async def asave(self, *, age_flash: bool = True) -> SaveOutcome:
         """Age flash data and write through the async driver if anything changed
         (``age_flash``: as for :meth:`save`)."""
-        self._life.ages_flash = age_flash
-        settled = self._life.save_without_driver()
+        life = self._life
+        settled = life.save_without_driver(age_flash)
         if settled is not None:
             return settled
         calls = self._backend.async_driver_calls()
-        outcome: SaveOutcome = await calls.run(self._life.save_steps(calls.keeps_metadata))
+        outcome: SaveOutcome = await calls.run(life.save_steps(calls.keeps_metadata, age_flash))
         return outcome
 
     def cookie_value(self) -> str:
